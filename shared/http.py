@@ -1,0 +1,156 @@
+"""What every service's HTTP side shares: authentication, probes, metrics, and error bodies.
+
+A tenant is identified by its API key (``Authorization: Bearer <key>`` or ``X-API-Key``);
+anything of another tenant answers 404, never 403, so ids of other tenants leak nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+from uuid import UUID
+
+import asyncpg
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.apikeys import hash_api_key
+
+
+@dataclass(frozen=True)
+class TenantContext:
+    tenant_id: UUID
+    timezone: str
+    default_region: str
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+
+
+def _bearer(authorization: str | None, x_api_key: str | None) -> str | None:
+    if x_api_key:
+        return x_api_key.strip()
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
+
+
+async def current_tenant(
+    pool: Pool,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> TenantContext:
+    key = _bearer(authorization, x_api_key)
+    if not key:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key", {"WWW-Authenticate": "Bearer"})
+    row = await pool.fetchrow(
+        "SELECT t.id, t.timezone, t.default_region FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+        " WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND t.active",
+        hash_api_key(key),
+    )
+    if row is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key", {"WWW-Authenticate": "Bearer"})
+    return TenantContext(tenant_id=row["id"], timezone=row["timezone"], default_region=row["default_region"])
+
+
+Tenant = Annotated[TenantContext, Depends(current_tenant)]
+
+
+def require_operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+    token = _bearer(authorization, None) or ""
+    expected: str = request.app.state.settings.operator_token
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "operator token required")
+
+
+Operator = Annotated[None, Depends(require_operator)]
+
+
+def not_found(what: str = "not found") -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, what)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(part) for part in loc if part not in ("body", "query", "path")]
+    return ".".join(parts) or "body"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": _field_path(tuple(err.get("loc", ()))), "message": err.get("msg", ""), "type": err.get("type")}
+        for err in exc.errors()
+    ]
+    return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)
+
+
+class InputError(ValueError):
+    """Bad input found by a service function (not by the request schema); answered with 422."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        self.errors = errors
+
+    @classmethod
+    def single(cls, field: str, message: str, **extra: Any) -> InputError:
+        return cls([{"field": field, "message": message, **extra}])
+
+
+async def _input_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InputError)
+    return JSONResponse({"detail": "invalid request", "errors": exc.errors}, status_code=422)
+
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+def install_common(app: FastAPI, readiness: dict[str, ReadinessCheck]) -> None:
+    """Error bodies that name the field, liveness/readiness probes and /metrics."""
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(InputError, _input_error)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        results: dict[str, bool] = {}
+        for name, check in readiness.items():
+            try:
+                results[name] = await check()
+            except Exception:  # noqa: BLE001 - a failing check means not ready
+                results[name] = False
+        ready = all(results.values())
+        return JSONResponse({"ready": ready, "checks": results}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def pool_check(app: FastAPI) -> ReadinessCheck:
+    async def check() -> bool:
+        pool: asyncpg.Pool | None = getattr(app.state, "pool", None)
+        if pool is None:
+            return False
+        return bool(await pool.fetchval("SELECT 1", timeout=2))
+
+    return check
+
+
+def broker_check(app: FastAPI) -> ReadinessCheck:
+    async def check() -> bool:
+        connection = getattr(app.state, "broker", None)
+        return connection is not None and not connection.is_closed
+
+    return check

@@ -1,0 +1,69 @@
+"""Start-up and shutdown shared by the four services: database (migrated), broker (topology
+declared), and serving the service's FastAPI app with uvicorn (which turns SIGTERM into a
+graceful lifespan shutdown)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+import uvicorn
+from aio_pika.abc import AbstractRobustConnection
+from fastapi import FastAPI
+
+from shared import topology
+from shared.broker import Publisher, connect
+from shared.db import create_pool, migrate_dsn
+from shared.logging import configure_logging, get_logger
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Resources:
+    pool: asyncpg.Pool
+    connection: AbstractRobustConnection
+    publisher: Publisher
+
+    async def close(self) -> None:
+        await self.connection.close()
+        await self.pool.close()
+
+
+async def open_resources(settings: Settings, service: str, *, pool_max: int | None = None) -> Resources:
+    await migrate_dsn(settings.database_url, retry_s=settings.startup_retry_s)
+    pool = await create_pool(
+        settings.database_url,
+        min_size=settings.db_pool_min,
+        max_size=pool_max or settings.db_pool_max,
+        retry_s=settings.startup_retry_s,
+    )
+    connection = await connect(settings.amqp_url, retry_s=settings.startup_retry_s, name=service)
+    publisher = await Publisher.open(connection, timeout_s=settings.broker_publish_timeout_s)
+    tenant_ids = [str(row["id"]) for row in await pool.fetch("SELECT id FROM tenants")]
+    await topology.declare_all(publisher.channel, settings.retry_tiers_s, tenant_ids)
+    return Resources(pool=pool, connection=connection, publisher=publisher)
+
+
+def attach(app: FastAPI, resources: Resources, settings: Settings) -> None:
+    app.state.settings = settings
+    app.state.pool = resources.pool
+    app.state.broker = resources.connection
+    app.state.publisher = resources.publisher
+
+
+def serve(app: FastAPI, *, service: str, settings: Settings, port: int) -> None:
+    configure_logging(service, settings.log_level)
+    log.info("starting", port=port)
+    config = uvicorn.Config(
+        app,
+        host=settings.http_host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=20,
+    )
+    uvicorn.Server(config).run()

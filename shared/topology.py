@@ -1,0 +1,176 @@
+"""The one place that names and shapes every exchange and queue.
+
+Declaration is idempotent: each service declares what it uses at start-up. Changing a queue's
+arguments means a new queue name (RabbitMQ refuses a re-declare with other arguments), so the
+arguments are part of the name helpers' contract — never edit them in place.
+
+Flow:
+    recipients (direct, key = tenant id) -> dispatch.<tenant> (single active consumer)
+    dispatcher -> send (direct) -> send queue -> senders
+    sender, transient failure -> retry.<N>s (fanout) -> retry queue with a fixed TTL, which
+        dead-letters back into ``recipients`` with the original key (the tenant id), so retries
+        pass the tenant's throttle again
+    any consumer, unparseable message -> parked (direct, key = source queue) -> <queue>.dlq
+    tracker webhooks -> status / inbound queues -> tracker consumer
+    other systems -> commands (campaign.*) and booking (booking.*) -> segmenter
+    lifecycle and tenant changes -> events (topic) -> anyone (dispatchers and senders bind
+        private auto-delete queues)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, ExchangeType
+
+PREFIX = "wce"
+
+RECIPIENTS_EXCHANGE = f"{PREFIX}.recipients"
+SEND_EXCHANGE = f"{PREFIX}.send"
+PARKED_EXCHANGE = f"{PREFIX}.parked"
+STATUS_EXCHANGE = f"{PREFIX}.status"
+EVENTS_EXCHANGE = f"{PREFIX}.events"
+COMMANDS_EXCHANGE = f"{PREFIX}.commands"
+BOOKING_EXCHANGE = f"{PREFIX}.booking"
+
+SEND_QUEUE = f"{PREFIX}.send"
+STATUS_QUEUE = f"{PREFIX}.status.callbacks"
+INBOUND_QUEUE = f"{PREFIX}.status.inbound"
+COMMANDS_QUEUE = f"{PREFIX}.segmenter.commands"
+BOOKING_QUEUE = f"{PREFIX}.segmenter.booking"
+
+STATUS_ROUTING_KEY = "callback"
+INBOUND_ROUTING_KEY = "inbound"
+SEND_ROUTING_KEY = "chunk"
+
+ATTEMPT_HEADER = "x-attempt"
+PARK_REASON_HEADER = "x-park-reason"
+PARK_QUEUE_HEADER = "x-park-queue"
+
+
+def dispatch_queue_name(tenant_id: str) -> str:
+    return f"{PREFIX}.dispatch.{tenant_id}"
+
+
+def retry_exchange_name(delay_s: int) -> str:
+    return f"{PREFIX}.retry.{delay_s}s"
+
+
+def retry_queue_name(delay_s: int) -> str:
+    return f"{PREFIX}.retry.{delay_s}s"
+
+
+def parked_queue_name(queue: str) -> str:
+    return f"{queue}.dlq"
+
+
+@dataclass(frozen=True)
+class ExchangeSpec:
+    name: str
+    type: ExchangeType
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    arguments: tuple[tuple[str, Any], ...] = ()
+    bindings: tuple[tuple[str, str], ...] = field(default=())  # (exchange, routing key)
+
+    def args(self) -> dict[str, Any]:
+        return dict(self.arguments)
+
+
+EXCHANGES: tuple[ExchangeSpec, ...] = (
+    ExchangeSpec(RECIPIENTS_EXCHANGE, ExchangeType.DIRECT),
+    ExchangeSpec(SEND_EXCHANGE, ExchangeType.DIRECT),
+    ExchangeSpec(PARKED_EXCHANGE, ExchangeType.DIRECT),
+    ExchangeSpec(STATUS_EXCHANGE, ExchangeType.DIRECT),
+    ExchangeSpec(EVENTS_EXCHANGE, ExchangeType.TOPIC),
+    ExchangeSpec(COMMANDS_EXCHANGE, ExchangeType.TOPIC),
+    ExchangeSpec(BOOKING_EXCHANGE, ExchangeType.TOPIC),
+)
+
+
+def dispatch_queue(tenant_id: str) -> QueueSpec:
+    # Single active consumer: however many dispatcher replicas run, one holds a tenant's
+    # throttle at a time, so replicas never multiply the tenant's rate.
+    return QueueSpec(
+        dispatch_queue_name(tenant_id),
+        arguments=(("x-single-active-consumer", True),),
+        bindings=((RECIPIENTS_EXCHANGE, tenant_id),),
+    )
+
+
+def retry_queue(delay_s: int) -> QueueSpec:
+    # A queue-level TTL, never per-message expiration: with one fixed TTL per queue every
+    # message at the head is the next to expire, so none waits behind a longer one.
+    return QueueSpec(
+        retry_queue_name(delay_s),
+        arguments=(
+            ("x-message-ttl", delay_s * 1000),
+            ("x-dead-letter-exchange", RECIPIENTS_EXCHANGE),
+        ),
+        bindings=((retry_exchange_name(delay_s), ""),),
+    )
+
+
+def parked_queue(queue: str) -> QueueSpec:
+    return QueueSpec(parked_queue_name(queue), bindings=((PARKED_EXCHANGE, queue),))
+
+
+SEND = QueueSpec(SEND_QUEUE, bindings=((SEND_EXCHANGE, SEND_ROUTING_KEY),))
+STATUS = QueueSpec(STATUS_QUEUE, bindings=((STATUS_EXCHANGE, STATUS_ROUTING_KEY),))
+INBOUND = QueueSpec(INBOUND_QUEUE, bindings=((STATUS_EXCHANGE, INBOUND_ROUTING_KEY),))
+COMMANDS = QueueSpec(COMMANDS_QUEUE, bindings=((COMMANDS_EXCHANGE, "campaign.#"),))
+BOOKING = QueueSpec(BOOKING_QUEUE, bindings=((BOOKING_EXCHANGE, "booking.#"),))
+
+WORK_QUEUES: tuple[QueueSpec, ...] = (SEND, STATUS, INBOUND, COMMANDS, BOOKING)
+
+
+async def declare_exchanges(channel: AbstractChannel, retry_tiers_s: list[int]) -> dict[str, AbstractExchange]:
+    exchanges: dict[str, AbstractExchange] = {}
+    for spec in EXCHANGES:
+        exchanges[spec.name] = await channel.declare_exchange(spec.name, spec.type, durable=True)
+    for delay in retry_tiers_s:
+        name = retry_exchange_name(delay)
+        exchanges[name] = await channel.declare_exchange(name, ExchangeType.FANOUT, durable=True)
+    return exchanges
+
+
+async def declare_queue(channel: AbstractChannel, spec: QueueSpec) -> AbstractQueue:
+    queue = await channel.declare_queue(spec.name, durable=True, arguments=spec.args())
+    for exchange, routing_key in spec.bindings:
+        await queue.bind(exchange, routing_key=routing_key)
+    return queue
+
+
+async def declare_all(
+    channel: AbstractChannel, retry_tiers_s: list[int], tenant_ids: list[str] = ()  # type: ignore[assignment]
+) -> None:
+    """Declare the whole static topology (and the given tenants' dispatch queues)."""
+    await declare_exchanges(channel, retry_tiers_s)
+    for spec in WORK_QUEUES:
+        await declare_queue(channel, spec)
+        await declare_queue(channel, parked_queue(spec.name))
+    for delay in retry_tiers_s:
+        await declare_queue(channel, retry_queue(delay))
+    for tenant_id in tenant_ids:
+        await declare_tenant(channel, tenant_id)
+
+
+async def declare_tenant(channel: AbstractChannel, tenant_id: str) -> AbstractQueue:
+    queue = await declare_queue(channel, dispatch_queue(tenant_id))
+    await declare_queue(channel, parked_queue(dispatch_queue_name(tenant_id)))
+    return queue
+
+
+def persistent_message(body: bytes, *, message_type: str, headers: dict[str, Any] | None = None) -> aio_pika.Message:
+    return aio_pika.Message(
+        body,
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        type=message_type,
+        headers=headers or {},
+    )
