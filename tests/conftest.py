@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from shared.db import create_pool, migrate_dsn
+from tests.support import IsolatedEnvironment
+
+
+@pytest.fixture(scope="session")
+def isolated_env() -> Iterator[IsolatedEnvironment]:
+    """A fresh database and broker vhost for this test session, removed afterwards."""
+    env = IsolatedEnvironment()
+    env.create()
+    os.environ.update(env.env())
+    try:
+        yield env
+    finally:
+        env.destroy()
+
+
+@pytest.fixture(scope="session")
+async def pool(isolated_env: IsolatedEnvironment) -> AsyncIterator[asyncpg.Pool]:
+    await migrate_dsn(isolated_env.database_url)
+    pool = await create_pool(isolated_env.database_url, min_size=1, max_size=8)
+    try:
+        yield pool
+    finally:
+        await pool.close()
