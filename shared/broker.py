@@ -85,8 +85,11 @@ class Publisher:
         event: Event,
         *,
         headers: dict[str, Any] | None = None,
+        mandatory: bool = True,
     ) -> None:
-        await self.publish_raw(exchange, routing_key, event.to_bytes(), event.message_type(), headers=headers)
+        await self.publish_raw(
+            exchange, routing_key, event.to_bytes(), event.message_type(), headers=headers, mandatory=mandatory
+        )
 
     async def publish_raw(
         self,
@@ -96,11 +99,14 @@ class Publisher:
         message_type: str,
         *,
         headers: dict[str, Any] | None = None,
+        mandatory: bool = True,
     ) -> None:
+        """Publish and wait for the broker's confirm. ``mandatory=False`` only for events that may
+        legitimately have no subscriber (lifecycle notifications)."""
         message = topology.persistent_message(body, message_type=message_type, headers=headers)
         try:
             target = await self._exchange(exchange)
-            await target.publish(message, routing_key=routing_key, mandatory=True, timeout=self._timeout_s)
+            await target.publish(message, routing_key=routing_key, mandatory=mandatory, timeout=self._timeout_s)
         except (aio_pika.exceptions.DeliveryError, aio_pika.exceptions.PublishError) as exc:
             raise BrokerUnavailable(f"{exchange}/{routing_key}: message not routed or refused: {exc}") from exc
         except (TimeoutError, asyncio.TimeoutError) as exc:
