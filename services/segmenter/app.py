@@ -1,0 +1,68 @@
+"""Segmenter wiring: the tenant/campaign/audience/booking HTTP API, the command and booking
+consumers, and the background campaign runner and monitor."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from services.segmenter import commands, routes_campaigns, routes_tenants
+from services.segmenter.campaigns import Lifecycle
+from services.segmenter.runner import CampaignRunner, monitor_loop
+from services.segmenter.snapshot import CampaignPublisher
+from shared import topology
+from shared.crypto import SecretBox
+from shared.http import broker_check, install_common, pool_check
+from shared.runtime import attach, open_resources
+from shared.settings import Settings, get_settings
+
+ROUTERS: list[APIRouter] = [
+    routes_tenants.router,
+    routes_campaigns.router,
+]
+
+MONITOR_INTERVAL_S = 1.0
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources = await open_resources(settings, "segmenter")
+        attach(app, resources, settings)
+        app.state.secret_box = SecretBox(settings.encryption_keys)
+        campaign_publisher = CampaignPublisher(resources.pool, resources.publisher, settings.publish_batch_size)
+        runner = CampaignRunner(resources.pool, campaign_publisher)
+        lifecycle = Lifecycle(resources.pool, resources.publisher, runner)
+        app.state.lifecycle = lifecycle
+        app.state.campaign_publisher = campaign_publisher
+
+        channel = await resources.connection.channel()
+        await channel.set_qos(prefetch_count=16)
+        handlers = commands.lifecycle_handlers(lifecycle)
+        app.state.command_handlers = handlers
+        await commands.consume_commands(
+            await channel.get_queue(topology.COMMANDS_QUEUE), resources.publisher, handlers
+        )
+        monitor = asyncio.create_task(monitor_loop(resources.pool, runner, lifecycle, MONITOR_INTERVAL_S))
+        try:
+            yield
+        finally:
+            monitor.cancel()
+            await runner.stop()
+            await resources.close()
+
+    app = FastAPI(
+        title="WhatsApp campaign engine — tenant API",
+        version="1.0.0",
+        lifespan=lifespan,
+        description="Tenants, booking data, audiences, campaigns. Authenticate with `Authorization: Bearer <api key>`.",
+    )
+    install_common(app, {"database": pool_check(app), "broker": broker_check(app)})
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

@@ -1,0 +1,59 @@
+"""Consumer of ``wce.segmenter.commands``: campaign commands from other systems and from senders
+(auto-pause). Each routing key has a handler; an unknown key or a bad payload is parked."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from pydantic import ValidationError
+
+from services.segmenter.campaigns import CampaignNotFound, InvalidTransition, Lifecycle
+from shared.broker import PoisonMessage, Publisher, consume
+from shared.events import CampaignCommand, Event
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+CommandHandler = Callable[[bytes], Awaitable[None]]
+
+
+class RawCommand(Event):
+    """Any body: commands are decoded per routing key by their handler."""
+
+    model_config = Event.model_config | {"extra": "allow"}
+
+
+def lifecycle_handlers(lifecycle: Lifecycle) -> dict[str, CommandHandler]:
+    async def pause(body: bytes) -> None:
+        command = CampaignCommand.model_validate_json(body)
+        await lifecycle.pause(command.tenant_id, command.campaign_id, command.reason)
+
+    async def resume(body: bytes) -> None:
+        command = CampaignCommand.model_validate_json(body)
+        await lifecycle.resume(command.tenant_id, command.campaign_id)
+
+    async def cancel(body: bytes) -> None:
+        command = CampaignCommand.model_validate_json(body)
+        await lifecycle.cancel(command.tenant_id, command.campaign_id)
+
+    return {"campaign.pause": pause, "campaign.resume": resume, "campaign.cancel": cancel}
+
+
+async def consume_commands(queue: AbstractQueue, publisher: Publisher, handlers: dict[str, CommandHandler]) -> str:
+    async def on_command(_: Any, message: AbstractIncomingMessage) -> None:
+        handler = handlers.get(message.routing_key or "")
+        if handler is None:
+            raise PoisonMessage(f"no handler for routing key {message.routing_key!r}")
+        try:
+            await handler(message.body)
+        except ValidationError as exc:
+            raise PoisonMessage(f"invalid {message.routing_key}: {exc}") from exc
+        except CampaignNotFound as exc:
+            raise PoisonMessage(f"campaign not found: {exc}") from exc
+        except InvalidTransition as exc:
+            # Pausing a campaign that is already paused (two senders auto-pausing) is not an error.
+            log.info("command ignored", routing_key=message.routing_key, reason=str(exc))
+
+    return await consume(queue, RawCommand, on_command, publisher)

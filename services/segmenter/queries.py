@@ -1,0 +1,200 @@
+"""SQL of the segmenter's own tables: tenants, API keys, campaigns and the recipient snapshot."""
+
+INSERT_TENANT = """
+INSERT INTO tenants (id, name, twilio_account_sid, twilio_auth_token_enc, whatsapp_from, messaging_service_sid,
+                     rate_per_second, timezone, default_region, locale, business_name, test_numbers,
+                     opt_out_keywords, opt_in_keywords)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+RETURNING *
+"""
+
+INSERT_API_KEY = "INSERT INTO api_keys (tenant_id, key_hash, prefix) VALUES ($1, $2, $3)"
+
+REVOKE_API_KEYS = "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND revoked_at IS NULL"
+
+INSERT_CREDIT_ACCOUNT = """
+INSERT INTO credit_accounts (tenant_id, plan_monthly, plan_balance, purchased_balance)
+VALUES ($1, $2, $2, $3)
+"""
+
+INSERT_CREDIT_GRANT = """
+INSERT INTO credit_ledger (tenant_id, kind, bucket, amount, note) VALUES ($1, $2, $3, $4, $5)
+"""
+
+SELECT_TENANT = "SELECT * FROM tenants WHERE id = $1"
+
+UPDATE_TENANT = """
+UPDATE tenants SET
+    rate_per_second = CASE WHEN $2::boolean THEN $3::integer ELSE rate_per_second END,
+    timezone = coalesce($4, timezone),
+    default_region = coalesce($5, default_region),
+    locale = coalesce($6, locale),
+    business_name = coalesce($7, business_name),
+    whatsapp_from = coalesce($8, whatsapp_from),
+    messaging_service_sid = coalesce($9, messaging_service_sid),
+    twilio_account_sid = coalesce($10, twilio_account_sid),
+    twilio_auth_token_enc = coalesce($11, twilio_auth_token_enc),
+    test_numbers = coalesce($12, test_numbers),
+    opt_out_keywords = coalesce($13, opt_out_keywords),
+    opt_in_keywords = coalesce($14, opt_in_keywords),
+    active = coalesce($15, active),
+    updated_at = now()
+WHERE id = $1
+RETURNING *
+"""
+
+SELECT_TENANT_IDS = "SELECT id FROM tenants"
+
+INSERT_CAMPAIGN = """
+INSERT INTO campaigns (id, tenant_id, name, kind, audience, template, options, idempotency_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING *
+"""
+
+SELECT_CAMPAIGN = "SELECT * FROM campaigns WHERE tenant_id = $1 AND id = $2"
+
+SELECT_CAMPAIGN_BY_KEY = "SELECT * FROM campaigns WHERE tenant_id = $1 AND idempotency_key = $2"
+
+LIST_CAMPAIGNS = """
+SELECT * FROM campaigns
+WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR created_at < $2)
+ORDER BY created_at DESC
+LIMIT $3
+"""
+
+# Lifecycle transitions are conditional on the current state so concurrent requests settle on one.
+MARK_STARTED = """
+UPDATE campaigns SET state = 'running', started_at = now(), updated_at = now()
+WHERE tenant_id = $1 AND id = $2 AND state = 'draft'
+RETURNING *
+"""
+
+MARK_PAUSED = """
+UPDATE campaigns SET state = 'paused', pause_reason = $3, paused_at = now(), updated_at = now()
+WHERE tenant_id = $1 AND id = $2 AND state = 'running'
+RETURNING *
+"""
+
+MARK_RESUMED = """
+UPDATE campaigns SET state = 'running', pause_reason = NULL, paused_at = NULL, updated_at = now()
+WHERE tenant_id = $1 AND id = $2 AND state = 'paused'
+RETURNING *
+"""
+
+MARK_CANCELLED = """
+UPDATE campaigns SET state = 'cancelled', completed_at = now(), updated_at = now()
+WHERE tenant_id = $1 AND id = $2 AND state IN ('draft', 'running', 'paused')
+RETURNING *
+"""
+
+MARK_COMPLETED = """
+UPDATE campaigns SET state = 'completed', completed_at = now(), updated_at = now()
+WHERE tenant_id = $1 AND id = $2 AND state = 'running'
+RETURNING *
+"""
+
+REOPEN_FOR_RETRY = """
+UPDATE campaigns SET state = 'running', completed_at = NULL, updated_at = now()
+WHERE tenant_id = $1 AND id = $2 AND state = 'completed'
+RETURNING *
+"""
+
+CANCEL_LEFT_RECIPIENTS = """
+WITH cancelled AS (
+    UPDATE recipients SET state = 'cancelled', updated_at = now()
+    WHERE tenant_id = $1 AND campaign_id = $2 AND state IN ('pending', 'queued', 'retry_wait')
+    RETURNING id, state
+)
+INSERT INTO message_events (tenant_id, campaign_id, recipient_id, from_state, to_state, source)
+SELECT $1, $2, id, 'pending', 'cancelled', 'api' FROM cancelled
+"""
+
+REQUEUE_FAILED = """
+WITH requeued AS (
+    UPDATE recipients SET state = 'queued', attempts = 0, updated_at = now()
+    WHERE tenant_id = $1 AND campaign_id = $2 AND state = 'failed'
+    RETURNING id
+)
+INSERT INTO message_events (tenant_id, campaign_id, recipient_id, from_state, to_state, source)
+SELECT $1, $2, id, 'failed', 'queued', 'api' FROM requeued
+"""
+
+# Snapshot -----------------------------------------------------------------------------------
+
+# The next phone-range boundary: the phone ``$3`` distinct phones after ``$2`` in index order.
+NEXT_PHONE_BOUNDARY = """
+SELECT phone_e164 FROM customers
+WHERE tenant_id = $1 AND phone_e164 IS NOT NULL AND ($2::text IS NULL OR phone_e164 > $2)
+ORDER BY phone_e164
+OFFSET $3 LIMIT 1
+"""
+
+SNAPSHOT_CHUNK = """
+INSERT INTO recipients (tenant_id, campaign_id, customer_id, appointment_id, phone_e164)
+SELECT {tenant}::uuid, {campaign}::uuid, audience.customer_id, audience.appointment_id, audience.phone_e164
+FROM ({audience}) AS audience
+ORDER BY audience.phone_e164
+ON CONFLICT (campaign_id, phone_e164) DO NOTHING
+"""
+
+SET_SNAPSHOT_CURSOR = "UPDATE campaigns SET snapshot_cursor = $3 WHERE tenant_id = $1 AND id = $2"
+
+FINISH_SNAPSHOT = """
+UPDATE campaigns
+SET snapshot_completed_at = now(),
+    total = (SELECT count(*) FROM recipients WHERE campaign_id = $2),
+    updated_at = now()
+WHERE tenant_id = $1 AND id = $2
+RETURNING total
+"""
+
+# Rows waiting for the broker, in id order from the publisher's cursor.
+NEXT_UNPUBLISHED = """
+SELECT id FROM recipients
+WHERE campaign_id = $1 AND id > $2 AND state IN ('pending', 'queued')
+ORDER BY id
+LIMIT $3
+"""
+
+SET_PUBLISHED_UPTO = """
+UPDATE campaigns SET published_upto = greatest(published_upto, $3) WHERE tenant_id = $1 AND id = $2
+"""
+
+# Rows already handed to the broker that a pause or a lost message left without a live message.
+REPUBLISHABLE = """
+SELECT id FROM recipients
+WHERE campaign_id = $1 AND id > $2 AND id <= $3 AND state IN ('pending', 'queued', 'retry_wait')
+ORDER BY id
+LIMIT $4
+"""
+
+MAX_RECIPIENT_ID = "SELECT coalesce(max(id), 0) FROM recipients WHERE campaign_id = $1"
+
+# Campaigns that need a runner: snapshot or publication unfinished (a segmenter may have died).
+UNFINISHED_CAMPAIGNS = """
+SELECT tenant_id, id FROM campaigns
+WHERE state = 'running' AND kind = 'campaign' AND snapshot_completed_at IS NULL
+"""
+
+RUNNING_CAMPAIGNS = """
+SELECT c.tenant_id, c.id, c.published_upto, c.snapshot_completed_at
+FROM campaigns c
+WHERE c.state = 'running'
+"""
+
+HAS_UNSETTLED = """
+SELECT EXISTS (
+    SELECT 1 FROM recipients
+    WHERE campaign_id = $1 AND state IN ('pending', 'queued', 'sending', 'retry_wait', 'unknown')
+)
+"""
+
+HAS_UNPUBLISHED = """
+SELECT EXISTS (
+    SELECT 1 FROM recipients WHERE campaign_id = $1 AND id > $2 AND state IN ('pending', 'queued')
+)
+"""
+
+COUNT_BY_STATE = """
+SELECT state, count(*)::int AS n FROM recipients WHERE tenant_id = $1 AND campaign_id = $2 GROUP BY state
+"""

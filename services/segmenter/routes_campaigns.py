@@ -1,0 +1,107 @@
+"""Campaigns: create, list, show, start, pause, resume, cancel, retry failed recipients."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+
+from services.segmenter import campaigns
+from services.segmenter.deps import LifecycleDep
+from services.segmenter.schemas import CampaignAction, CampaignCreate, CampaignOut
+from shared.http import Pool, Tenant, not_found
+
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+
+
+def campaign_out(row: object) -> CampaignOut:
+    return CampaignOut.model_validate(dict(row))  # type: ignore[call-overload]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CampaignOut)
+async def create_campaign(
+    body: CampaignCreate, tenant: Tenant, pool: Pool, lifecycle: LifecycleDep, request: Request
+) -> CampaignOut:
+    """Create a draft campaign (``start: true`` starts it at once). Unknown shortcodes, unapproved
+    Content templates and unknown audience references answer 422 naming the field."""
+    row = await campaigns.create_campaign(
+        pool,
+        tenant_id=tenant.tenant_id,
+        data=body,
+        content_is_approved=getattr(request.app.state, "content_is_approved", None),
+    )
+    if body.start:
+        row = await lifecycle.start(tenant.tenant_id, row["id"])
+    return campaign_out(row)
+
+
+@router.get("", response_model=list[CampaignOut])
+async def list_campaigns(
+    tenant: Tenant,
+    pool: Pool,
+    before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[CampaignOut]:
+    rows = await pool.fetch(campaigns.queries.LIST_CAMPAIGNS, tenant.tenant_id, before, limit)
+    return [campaign_out(row) for row in rows]
+
+
+@router.get("/{campaign_id}", response_model=CampaignOut)
+async def show_campaign(campaign_id: UUID, tenant: Tenant, pool: Pool) -> CampaignOut:
+    try:
+        return campaign_out(await campaigns.get_campaign(pool, tenant.tenant_id, campaign_id))
+    except campaigns.CampaignNotFound:
+        raise not_found("campaign not found") from None
+
+
+async def _act(action: str, campaign_id: UUID, tenant: Tenant, lifecycle: campaigns.Lifecycle, reason: str | None) -> CampaignOut:
+    try:
+        if action == "start":
+            row = await lifecycle.start(tenant.tenant_id, campaign_id)
+        elif action == "pause":
+            row = await lifecycle.pause(tenant.tenant_id, campaign_id, reason)
+        elif action == "resume":
+            row = await lifecycle.resume(tenant.tenant_id, campaign_id)
+        elif action == "cancel":
+            row = await lifecycle.cancel(tenant.tenant_id, campaign_id)
+        else:
+            row = await lifecycle.retry_failed(tenant.tenant_id, campaign_id)
+    except campaigns.CampaignNotFound:
+        raise not_found("campaign not found") from None
+    except campaigns.InvalidTransition as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return campaign_out(row)
+
+
+@router.post("/{campaign_id}/start", response_model=CampaignOut)
+async def start(campaign_id: UUID, tenant: Tenant, lifecycle: LifecycleDep) -> CampaignOut:
+    """Snapshot the audience and start sending."""
+    return await _act("start", campaign_id, tenant, lifecycle, None)
+
+
+@router.post("/{campaign_id}/pause", response_model=CampaignOut)
+async def pause(
+    campaign_id: UUID, tenant: Tenant, lifecycle: LifecycleDep, body: CampaignAction | None = None
+) -> CampaignOut:
+    """No Twilio call for this campaign starts later than one second after this answers."""
+    return await _act("pause", campaign_id, tenant, lifecycle, body.reason if body else None)
+
+
+@router.post("/{campaign_id}/resume", response_model=CampaignOut)
+async def resume(campaign_id: UUID, tenant: Tenant, lifecycle: LifecycleDep) -> CampaignOut:
+    """Continue with the recipients left; nobody already sent to is sent to again."""
+    return await _act("resume", campaign_id, tenant, lifecycle, None)
+
+
+@router.post("/{campaign_id}/cancel", response_model=CampaignOut)
+async def cancel(campaign_id: UUID, tenant: Tenant, lifecycle: LifecycleDep) -> CampaignOut:
+    """End the campaign; recipients not yet sent to are marked ``cancelled``."""
+    return await _act("cancel", campaign_id, tenant, lifecycle, None)
+
+
+@router.post("/{campaign_id}/retry-failed", response_model=CampaignOut)
+async def retry_failed(campaign_id: UUID, tenant: Tenant, lifecycle: LifecycleDep) -> CampaignOut:
+    """Send again to the recipients of a completed campaign that ended ``failed``."""
+    return await _act("retry", campaign_id, tenant, lifecycle, None)

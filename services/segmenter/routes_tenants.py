@@ -1,0 +1,71 @@
+"""Tenants: operator endpoints (create, change, rotate key) and a tenant's own settings."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from fastapi import APIRouter, status
+
+from services.segmenter import tenants
+from services.segmenter.deps import PublisherDep, SecretBoxDep, SettingsDep
+from services.segmenter.schemas import TenantCreate, TenantCreated, TenantOut, TenantSettingsUpdate
+from shared.http import Operator, Pool, Tenant, not_found
+
+router = APIRouter(prefix="/v1", tags=["tenants"])
+
+
+@router.post("/operator/tenants", status_code=status.HTTP_201_CREATED, response_model=TenantCreated)
+async def create_tenant(
+    body: TenantCreate, _: Operator, pool: Pool, publisher: PublisherDep, box: SecretBoxDep, settings: SettingsDep
+) -> TenantCreated:
+    """Create a tenant. The API key in the answer is shown once; only its hash is kept."""
+    row, api_key = await tenants.create_tenant(
+        pool, publisher, box, body, default_rate=settings.default_rate_per_second
+    )
+    return TenantCreated(tenant=tenants.tenant_out(row, settings.public_base_url), api_key=api_key)
+
+
+@router.patch("/operator/tenants/{tenant_id}", response_model=TenantOut)
+async def operator_update_tenant(
+    tenant_id: UUID,
+    body: TenantSettingsUpdate,
+    _: Operator,
+    pool: Pool,
+    publisher: PublisherDep,
+    box: SecretBoxDep,
+    settings: SettingsDep,
+    active: bool | None = None,
+) -> TenantOut:
+    try:
+        row = await tenants.update_tenant(pool, publisher, box, tenant_id, body, active=active)
+    except tenants.TenantNotFound:
+        raise not_found("tenant not found") from None
+    return tenants.tenant_out(row, settings.public_base_url)
+
+
+@router.post("/operator/tenants/{tenant_id}/api-keys", status_code=status.HTTP_201_CREATED)
+async def rotate_api_key(tenant_id: UUID, _: Operator, pool: Pool) -> dict[str, str]:
+    """Issue a new API key and revoke the old ones."""
+    try:
+        return {"api_key": await tenants.rotate_api_key(pool, tenant_id)}
+    except tenants.TenantNotFound:
+        raise not_found("tenant not found") from None
+
+
+@router.get("/tenant", response_model=TenantOut)
+async def my_tenant(tenant: Tenant, pool: Pool, settings: SettingsDep) -> TenantOut:
+    return tenants.tenant_out(await tenants.get_tenant(pool, tenant.tenant_id), settings.public_base_url)
+
+
+@router.patch("/tenant", response_model=TenantOut)
+async def update_my_tenant(
+    body: TenantSettingsUpdate,
+    tenant: Tenant,
+    pool: Pool,
+    publisher: PublisherDep,
+    box: SecretBoxDep,
+    settings: SettingsDep,
+) -> TenantOut:
+    """Change the tenant's own settings; a new rate applies to a running campaign within 2 s."""
+    row = await tenants.update_tenant(pool, publisher, box, tenant.tenant_id, body)
+    return tenants.tenant_out(row, settings.public_base_url)

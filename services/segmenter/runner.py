@@ -1,0 +1,88 @@
+"""Background work of running campaigns: snapshot and publication tasks, completion checks.
+
+A campaign's snapshot/publication runs in one segmenter at a time (a session advisory lock keyed
+by the campaign id); the monitor loop picks up campaigns whose runner died with its process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID
+
+import asyncpg
+
+from services.segmenter import queries
+from services.segmenter.campaigns import Lifecycle
+from services.segmenter.snapshot import CampaignPublisher, run_snapshot
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+
+def campaign_lock_key(campaign_id: UUID) -> int:
+    # Advisory locks take a signed 64-bit key.
+    return int.from_bytes(campaign_id.bytes[:8], "big", signed=True)
+
+
+class CampaignRunner:
+    def __init__(self, pool: asyncpg.Pool, campaign_publisher: CampaignPublisher) -> None:
+        self._pool = pool
+        self._publisher = campaign_publisher
+        self._tasks: dict[UUID, asyncio.Task[None]] = {}
+        self._republish: set[UUID] = set()
+
+    def launch(self, tenant_id: UUID, campaign_id: UUID, *, republish: bool = False) -> None:
+        if republish:
+            self._republish.add(campaign_id)
+        task = self._tasks.get(campaign_id)
+        if task is not None and not task.done():
+            return
+        task = asyncio.create_task(self._run(tenant_id, campaign_id), name=f"campaign-{campaign_id}")
+        self._tasks[campaign_id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(campaign_id, None))
+
+    def running(self, campaign_id: UUID) -> bool:
+        task = self._tasks.get(campaign_id)
+        return task is not None and not task.done()
+
+    async def _run(self, tenant_id: UUID, campaign_id: UUID) -> None:
+        async with self._pool.acquire() as lock_conn:
+            if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", campaign_lock_key(campaign_id)):
+                return
+            try:
+                while True:
+                    if campaign_id in self._republish:
+                        self._republish.discard(campaign_id)
+                        count = await self._publisher.republish(tenant_id, campaign_id)
+                        log.info("recipients republished", campaign_id=str(campaign_id), count=count)
+                    await run_snapshot(self._pool, self._publisher, tenant_id=tenant_id, campaign_id=campaign_id)
+                    if campaign_id not in self._republish:
+                        return
+            except Exception:
+                log.exception("campaign runner failed; the monitor will retry", campaign_id=str(campaign_id))
+            finally:
+                await lock_conn.execute("SELECT pg_advisory_unlock($1)", campaign_lock_key(campaign_id))
+
+    async def stop(self) -> None:
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+
+async def monitor_loop(pool: asyncpg.Pool, runner: CampaignRunner, lifecycle: Lifecycle, interval_s: float) -> None:
+    """Complete campaigns with nothing left to settle; restart runners a dead process left behind."""
+    while True:
+        try:
+            for row in await pool.fetch(queries.RUNNING_CAMPAIGNS):
+                tenant_id, campaign_id = row["tenant_id"], row["id"]
+                if runner.running(campaign_id):
+                    continue
+                if row["snapshot_completed_at"] is None or await pool.fetchval(
+                    queries.HAS_UNPUBLISHED, campaign_id, row["published_upto"]
+                ):
+                    runner.launch(tenant_id, campaign_id)
+                    continue
+                await lifecycle.complete_if_done(tenant_id, campaign_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("campaign monitor pass failed", error=repr(exc))
+        await asyncio.sleep(interval_s)

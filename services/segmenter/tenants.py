@@ -1,0 +1,130 @@
+"""Tenants: creation with credentials encrypted at rest and an API key shown once; settings."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.segmenter import queries
+from services.segmenter.schemas import TenantCreate, TenantOut, TenantSettingsUpdate
+from shared import topology
+from shared.apikeys import display_prefix, hash_api_key, new_api_key
+from shared.broker import Publisher
+from shared.crypto import SecretBox
+from shared.events import TenantChanged
+from shared.webhooks import inbound_url, status_callback_url
+
+
+class TenantNotFound(LookupError):
+    pass
+
+
+def tenant_out(row: asyncpg.Record, public_base_url: str) -> TenantOut:
+    data: dict[str, Any] = {key: row[key] for key in TenantOut.model_fields if key in row.keys()}
+    data["status_callback_url"] = status_callback_url(public_base_url, row["id"])
+    data["inbound_url"] = inbound_url(public_base_url, row["id"])
+    return TenantOut(**data)
+
+
+async def create_tenant(
+    pool: asyncpg.Pool,
+    publisher: Publisher,
+    box: SecretBox,
+    data: TenantCreate,
+    *,
+    default_rate: int,
+) -> tuple[asyncpg.Record, str]:
+    """Create the tenant, its credit account and its dispatch queue; return the row and the API key."""
+    tenant_id = uuid.uuid4()
+    api_key = new_api_key()
+    rate = None if data.unlimited_rate else (data.rate_per_second or default_rate)
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(
+            queries.INSERT_TENANT,
+            tenant_id,
+            data.name,
+            data.twilio_account_sid,
+            box.encrypt(data.twilio_auth_token),
+            data.whatsapp_from,
+            data.messaging_service_sid,
+            rate,
+            data.timezone,
+            data.default_region,
+            data.locale,
+            data.business_name,
+            data.test_numbers or [],
+            data.opt_out_keywords or [],
+            data.opt_in_keywords or [],
+        )
+        await conn.execute(queries.INSERT_API_KEY, tenant_id, hash_api_key(api_key), display_prefix(api_key))
+        await conn.execute(
+            queries.INSERT_CREDIT_ACCOUNT, tenant_id, data.credits.plan_monthly, data.credits.purchased
+        )
+        for bucket, amount in (("plan", data.credits.plan_monthly), ("purchased", data.credits.purchased)):
+            if amount:
+                kind = "plan_grant" if bucket == "plan" else "topup"
+                await conn.execute(queries.INSERT_CREDIT_GRANT, tenant_id, kind, bucket, amount, "initial")
+    # The dispatch queue must exist before the first recipient event is published to it.
+    await topology.declare_tenant(publisher.channel, str(tenant_id))
+    await _announce(publisher, row)
+    return row, api_key
+
+
+async def get_tenant(pool: asyncpg.Pool, tenant_id: UUID) -> asyncpg.Record:
+    row = await pool.fetchrow(queries.SELECT_TENANT, tenant_id)
+    if row is None:
+        raise TenantNotFound(tenant_id)
+    return row
+
+
+async def update_tenant(
+    pool: asyncpg.Pool,
+    publisher: Publisher,
+    box: SecretBox,
+    tenant_id: UUID,
+    data: TenantSettingsUpdate,
+    *,
+    active: bool | None = None,
+) -> asyncpg.Record:
+    rate_given = data.unlimited_rate is not None or data.rate_per_second is not None
+    rate = None if data.unlimited_rate else data.rate_per_second
+    row = await pool.fetchrow(
+        queries.UPDATE_TENANT,
+        tenant_id,
+        rate_given,
+        rate,
+        data.timezone,
+        data.default_region,
+        data.locale,
+        data.business_name,
+        data.whatsapp_from,
+        data.messaging_service_sid,
+        data.twilio_account_sid,
+        box.encrypt(data.twilio_auth_token) if data.twilio_auth_token else None,
+        data.test_numbers,
+        data.opt_out_keywords,
+        data.opt_in_keywords,
+        active,
+    )
+    if row is None:
+        raise TenantNotFound(tenant_id)
+    await _announce(publisher, row)
+    return row
+
+
+async def rotate_api_key(pool: asyncpg.Pool, tenant_id: UUID) -> str:
+    api_key = new_api_key()
+    async with pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval("SELECT 1 FROM tenants WHERE id = $1", tenant_id) is None:
+            raise TenantNotFound(tenant_id)
+        await conn.execute(queries.REVOKE_API_KEYS, tenant_id)
+        await conn.execute(queries.INSERT_API_KEY, tenant_id, hash_api_key(api_key), display_prefix(api_key))
+    return api_key
+
+
+async def _announce(publisher: Publisher, row: asyncpg.Record) -> None:
+    event = TenantChanged(tenant_id=row["id"], rate_per_second=row["rate_per_second"], active=row["active"])
+    await publisher.publish(topology.EVENTS_EXCHANGE, TenantChanged.ROUTING_KEY, event, mandatory=False)
