@@ -1,0 +1,327 @@
+"""Twilio REST client on httpx: create a message, list messages, list Content templates.
+
+One ``TwilioClient`` per process: a single keep-alive pool sized by ``twilio_max_connections``,
+every call under a timeout, Basic auth per tenant. Failures raise ``TwilioError`` carrying the
+HTTP status, Twilio's error code and message, ``Retry-After`` and — the fact the sender's
+duplicate protection rests on — whether the request may have reached Twilio: a refused or failed
+connection means it never left; a read timeout or a reset after writing means it may have.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+
+API_VERSION = "2010-04-01"
+USER_AGENT = "whatsapp-campaign-engine/0.1 (httpx)"
+# Requests that never reached Twilio: safe to send again.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+@dataclass(frozen=True)
+class TwilioCredentials:
+    account_sid: str
+    auth_token: str
+
+
+class TwilioError(Exception):
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        code: int | None = None,
+        retry_after_s: float | None = None,
+        reached: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+        self.code = code
+        self.retry_after_s = retry_after_s
+        self.reached = reached
+
+
+@dataclass(frozen=True)
+class CreatedMessage:
+    sid: str
+    status: str | None
+
+
+@dataclass(frozen=True)
+class ListedMessage:
+    sid: str
+    to: str | None
+    from_: str | None
+    status: str | None
+    date_created: datetime | None
+    date_sent: datetime | None
+
+
+@dataclass(frozen=True)
+class ContentTemplate:
+    sid: str
+    friendly_name: str | None
+    language: str | None
+    variables: dict[str, Any] = field(default_factory=dict)
+    types: tuple[str, ...] = ()
+    approval_status: str | None = None
+    category: str | None = None
+
+    @property
+    def approved(self) -> bool:
+        return self.approval_status == "approved"
+
+
+@lru_cache(maxsize=1024)
+def _basic_auth(account_sid: str, auth_token: str) -> str:
+    return "Basic " + base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """``Retry-After`` as seconds: either a number or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def parse_twilio_date(value: str | None) -> datetime | None:
+    """Messages API dates are RFC 2822; Content API dates are ISO 8601."""
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _error_from_response(response: httpx.Response) -> TwilioError:
+    code: int | None = None
+    message = f"HTTP {response.status_code}"
+    try:
+        payload = orjson.loads(response.content) if response.content else {}
+    except orjson.JSONDecodeError:
+        payload = {}
+    if isinstance(payload, dict):
+        raw_code = payload.get("code")
+        if isinstance(raw_code, int) or (isinstance(raw_code, str) and raw_code.isdigit()):
+            code = int(raw_code)
+        message = str(payload.get("message") or payload.get("detail") or payload.get("title") or message)
+    return TwilioError(
+        message,
+        http_status=response.status_code,
+        code=code,
+        retry_after_s=parse_retry_after(response.headers.get("Retry-After")),
+        reached=True,
+    )
+
+
+def _transport_error(exc: httpx.HTTPError) -> TwilioError:
+    reached = not isinstance(exc, _NOT_SENT)
+    return TwilioError(f"{type(exc).__name__}: {exc}".strip(), reached=reached)
+
+
+def _drop_none(params: Mapping[str, Any]) -> dict[str, Any]:
+    # Sending an empty value is not the same as omitting the parameter.
+    return {key: value for key, value in params.items() if value is not None}
+
+
+class TwilioClient:
+    def __init__(
+        self,
+        *,
+        api_base_url: str,
+        content_base_url: str,
+        timeout_s: float,
+        max_connections: int,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._api_base = api_base_url.rstrip("/")
+        self._content_base = content_base_url.rstrip("/")
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers={"Accept": "application/json", "Accept-Charset": "utf-8", "User-Agent": USER_AGENT},
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        credentials: TwilioCredentials,
+        *,
+        data: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        headers = {"Authorization": _basic_auth(credentials.account_sid, credentials.auth_token)}
+        try:
+            response = await self._client.request(method, url, headers=headers, data=data, params=params)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc) from exc
+        if response.status_code >= 300:
+            raise _error_from_response(response)
+        return response
+
+    def _messages_url(self, account_sid: str) -> str:
+        return f"{self._api_base}/{API_VERSION}/Accounts/{account_sid}/Messages.json"
+
+    async def create_message(
+        self,
+        credentials: TwilioCredentials,
+        *,
+        to: str,
+        from_: str | None = None,
+        messaging_service_sid: str | None = None,
+        body: str | None = None,
+        content_sid: str | None = None,
+        content_variables: Mapping[str, str] | None = None,
+        status_callback: str | None = None,
+        validity_period: int | None = None,
+    ) -> CreatedMessage:
+        form = _drop_none(
+            {
+                "To": to,
+                "From": from_,
+                "MessagingServiceSid": messaging_service_sid,
+                "Body": body,
+                "ContentSid": content_sid,
+                "ContentVariables": orjson.dumps(dict(content_variables)).decode()
+                if content_sid and content_variables
+                else None,
+                "StatusCallback": status_callback,
+                "ValidityPeriod": validity_period,
+            }
+        )
+        response = await self._request(
+            "POST", self._messages_url(credentials.account_sid), credentials, data=form
+        )
+        try:
+            payload = orjson.loads(response.content)
+            return CreatedMessage(sid=str(payload["sid"]), status=payload.get("status"))
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            # Accepted but unreadable: the message exists, only its sid is unknown.
+            raise TwilioError(f"unreadable 2xx response: {exc}", http_status=None, reached=True) from exc
+
+    def _same_host(self, base: str, next_url: str) -> str:
+        # Follow pagination on the configured host only: credentials never go anywhere else.
+        parts = urlsplit(next_url)
+        return f"{base}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+
+    async def _pages(
+        self,
+        credentials: TwilioCredentials,
+        url: str,
+        params: Mapping[str, Any] | None,
+        base: str,
+        max_pages: int,
+    ) -> AsyncIterator[dict[str, Any]]:
+        next_url: str | None = url
+        page_params: Mapping[str, Any] | None = params
+        for _ in range(max_pages):
+            if next_url is None:
+                return
+            response = await self._request("GET", next_url, credentials, params=page_params)
+            payload = orjson.loads(response.content)
+            yield payload
+            meta = payload.get("meta") or {}
+            following = meta.get("next_page_url") or payload.get("next_page_uri")
+            next_url = self._same_host(base, following) if following else None
+            page_params = None
+
+    async def list_messages(
+        self,
+        credentials: TwilioCredentials,
+        *,
+        to: str,
+        from_: str,
+        sent_after: datetime | None = None,
+        page_size: int = 50,
+        max_pages: int = 20,
+    ) -> list[ListedMessage]:
+        """Messages from ``from_`` to ``to`` (``DateSent`` on or after ``sent_after``), newest first."""
+        params = _drop_none(
+            {
+                "To": to,
+                "From": from_,
+                "DateSent>": sent_after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                if sent_after
+                else None,
+                "PageSize": page_size,
+            }
+        )
+        found: list[ListedMessage] = []
+        url = self._messages_url(credentials.account_sid)
+        async for page in self._pages(credentials, url, params, self._api_base, max_pages):
+            for item in page.get("messages") or []:
+                found.append(
+                    ListedMessage(
+                        sid=str(item.get("sid")),
+                        to=item.get("to"),
+                        from_=item.get("from"),
+                        status=item.get("status"),
+                        date_created=parse_twilio_date(item.get("date_created")),
+                        date_sent=parse_twilio_date(item.get("date_sent")),
+                    )
+                )
+        return found
+
+    async def list_content_templates(
+        self, credentials: TwilioCredentials, *, max_pages: int = 50
+    ) -> list[ContentTemplate]:
+        """Every Content template of the account with its WhatsApp approval status."""
+        templates: list[ContentTemplate] = []
+        url = f"{self._content_base}/v1/ContentAndApprovals"
+        async for page in self._pages(credentials, url, {"PageSize": 500}, self._content_base, max_pages):
+            for item in page.get("contents") or []:
+                approval = item.get("approval_requests") or {}
+                # Examples show the approval fields at the top level; some accounts nest them per channel.
+                if "status" not in approval and isinstance(approval.get("whatsapp"), dict):
+                    approval = approval["whatsapp"]
+                templates.append(
+                    ContentTemplate(
+                        sid=str(item.get("sid")),
+                        friendly_name=item.get("friendly_name"),
+                        language=item.get("language"),
+                        variables=dict(item.get("variables") or {}),
+                        types=tuple((item.get("types") or {}).keys()),
+                        approval_status=approval.get("status"),
+                        category=approval.get("category"),
+                    )
+                )
+        return templates
+
+
+async def approved_content_sids(client: TwilioClient, credentials: TwilioCredentials) -> set[str]:
+    """The Content SIDs a tenant may choose for a campaign: only WhatsApp-approved templates."""
+    return {
+        template.sid for template in await client.list_content_templates(credentials) if template.approved
+    }
