@@ -23,7 +23,7 @@ migrate: install services
 	$(PY) -m shared.migrate
 
 run: install services migrate
-	$(VENV)/bin/honcho start -f Procfile
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho start -f Procfile
 
 demo: install services migrate
 	$(PY) -m scripts.demo

@@ -74,7 +74,11 @@ class Publisher:
     async def _exchange(self, name: str) -> AbstractExchange:
         exchange = self._exchanges.get(name)
         if exchange is None:
-            exchange = await self._channel.get_exchange(name, ensure=False) if name else self._channel.default_exchange
+            exchange = (
+                await self._channel.get_exchange(name, ensure=False)
+                if name
+                else self._channel.default_exchange
+            )
             self._exchanges[name] = exchange
         return exchange
 
@@ -88,7 +92,12 @@ class Publisher:
         mandatory: bool = True,
     ) -> None:
         await self.publish_raw(
-            exchange, routing_key, event.to_bytes(), event.message_type(), headers=headers, mandatory=mandatory
+            exchange,
+            routing_key,
+            event.to_bytes(),
+            event.message_type(),
+            headers=headers,
+            mandatory=mandatory,
         )
 
     async def publish_raw(
@@ -106,11 +115,17 @@ class Publisher:
         message = topology.persistent_message(body, message_type=message_type, headers=headers)
         try:
             target = await self._exchange(exchange)
-            await target.publish(message, routing_key=routing_key, mandatory=mandatory, timeout=self._timeout_s)
+            await target.publish(
+                message, routing_key=routing_key, mandatory=mandatory, timeout=self._timeout_s
+            )
         except (aio_pika.exceptions.DeliveryError, aio_pika.exceptions.PublishError) as exc:
-            raise BrokerUnavailable(f"{exchange}/{routing_key}: message not routed or refused: {exc}") from exc
-        except (TimeoutError, asyncio.TimeoutError) as exc:
-            raise BrokerUnavailable(f"{exchange}/{routing_key}: no confirm within {self._timeout_s}s") from exc
+            raise BrokerUnavailable(
+                f"{exchange}/{routing_key}: message not routed or refused: {exc}"
+            ) from exc
+        except TimeoutError as exc:
+            raise BrokerUnavailable(
+                f"{exchange}/{routing_key}: no confirm within {self._timeout_s}s"
+            ) from exc
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise BrokerUnavailable(f"{exchange}/{routing_key}: {exc}") from exc
 
@@ -150,7 +165,7 @@ async def consume(
             await handler(event, message)
         except PoisonMessage as exc:
             await _park_and_ack(message, queue.name, str(exc), publisher)
-        except Exception as exc:  # noqa: BLE001 - any other failure is retried, never lost
+        except Exception as exc:
             log.warning("handler failed, message requeued", queue=queue.name, error=repr(exc))
             await asyncio.sleep(retry_delay_s)
             if not message.processed:
@@ -162,7 +177,9 @@ async def consume(
     return await queue.consume(on_message)
 
 
-async def _park_and_ack(message: AbstractIncomingMessage, queue: str, reason: str, publisher: Publisher) -> None:
+async def _park_and_ack(
+    message: AbstractIncomingMessage, queue: str, reason: str, publisher: Publisher
+) -> None:
     log.warning("message parked", queue=queue, reason=reason[:300])
     try:
         await publisher.park(message, queue, reason)

@@ -35,7 +35,9 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10, retry_s: float = 60.0) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, retry_s: float = 60.0
+) -> asyncpg.Pool:
     """Create a pool, retrying while the database is starting; fail after ``retry_s`` seconds."""
     deadline = time.monotonic() + retry_s
     delay = 0.2

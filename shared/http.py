@@ -87,7 +87,11 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"field": _field_path(tuple(err.get("loc", ()))), "message": err.get("msg", ""), "type": err.get("type")}
+        {
+            "field": _field_path(tuple(err.get("loc", ()))),
+            "message": err.get("msg", ""),
+            "type": err.get("type"),
+        }
         for err in exc.errors()
     ]
     return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)
@@ -128,7 +132,7 @@ def install_common(app: FastAPI, readiness: dict[str, ReadinessCheck]) -> None:
         for name, check in readiness.items():
             try:
                 results[name] = await check()
-            except Exception:  # noqa: BLE001 - a failing check means not ready
+            except Exception:
                 results[name] = False
         ready = all(results.values())
         return JSONResponse({"ready": ready, "checks": results}, status_code=200 if ready else 503)

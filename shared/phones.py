@@ -15,7 +15,7 @@ def to_e164(raw: str, default_region: str = "US") -> str:
     """Return the E.164 form of ``raw`` or raise InvalidPhone with the reason."""
     text = raw.strip()
     if text.lower().startswith(WHATSAPP_PREFIX):
-        text = text[len(WHATSAPP_PREFIX):]
+        text = text[len(WHATSAPP_PREFIX) :]
     if text.startswith("00"):
         text = "+" + text[2:]
     try:
@@ -41,7 +41,7 @@ def whatsapp_address(e164: str) -> str:
 
 
 def strip_channel(address: str) -> str:
-    return address[len(WHATSAPP_PREFIX):] if address.startswith(WHATSAPP_PREFIX) else address
+    return address[len(WHATSAPP_PREFIX) :] if address.startswith(WHATSAPP_PREFIX) else address
 
 
 def mask(e164: str) -> str:

@@ -129,7 +129,9 @@ BOOKING = QueueSpec(BOOKING_QUEUE, bindings=((BOOKING_EXCHANGE, "booking.#"),))
 WORK_QUEUES: tuple[QueueSpec, ...] = (SEND, STATUS, INBOUND, COMMANDS, BOOKING)
 
 
-async def declare_exchanges(channel: AbstractChannel, retry_tiers_s: list[int]) -> dict[str, AbstractExchange]:
+async def declare_exchanges(
+    channel: AbstractChannel, retry_tiers_s: list[int]
+) -> dict[str, AbstractExchange]:
     exchanges: dict[str, AbstractExchange] = {}
     for spec in EXCHANGES:
         exchanges[spec.name] = await channel.declare_exchange(spec.name, spec.type, durable=True)
@@ -147,7 +149,9 @@ async def declare_queue(channel: AbstractChannel, spec: QueueSpec) -> AbstractQu
 
 
 async def declare_all(
-    channel: AbstractChannel, retry_tiers_s: list[int], tenant_ids: list[str] = ()  # type: ignore[assignment]
+    channel: AbstractChannel,
+    retry_tiers_s: list[int],
+    tenant_ids: list[str] = (),  # type: ignore[assignment]
 ) -> None:
     """Declare the whole static topology (and the given tenants' dispatch queues)."""
     await declare_exchanges(channel, retry_tiers_s)
@@ -166,7 +170,9 @@ async def declare_tenant(channel: AbstractChannel, tenant_id: str) -> AbstractQu
     return queue
 
 
-def persistent_message(body: bytes, *, message_type: str, headers: dict[str, Any] | None = None) -> aio_pika.Message:
+def persistent_message(
+    body: bytes, *, message_type: str, headers: dict[str, Any] | None = None
+) -> aio_pika.Message:
     return aio_pika.Message(
         body,
         content_type="application/json",

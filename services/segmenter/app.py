@@ -35,7 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resources = await open_resources(settings, "segmenter")
         attach(app, resources, settings)
         app.state.secret_box = SecretBox(settings.encryption_keys)
-        campaign_publisher = CampaignPublisher(resources.pool, resources.publisher, settings.publish_batch_size)
+        campaign_publisher = CampaignPublisher(
+            resources.pool, resources.publisher, settings.publish_batch_size
+        )
         runner = CampaignRunner(resources.pool, campaign_publisher)
         lifecycle = Lifecycle(resources.pool, resources.publisher, runner)
         app.state.lifecycle = lifecycle
@@ -60,7 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="WhatsApp campaign engine — tenant API",
         version="1.0.0",
         lifespan=lifespan,
-        description="Tenants, booking data, audiences, campaigns. Authenticate with `Authorization: Bearer <api key>`.",
+        description=(
+            "Tenants, booking data, audiences, campaigns."
+            " Authenticate with `Authorization: Bearer <api key>`."
+        ),
     )
     install_common(app, {"database": pool_check(app), "broker": broker_check(app)})
     for router in ROUTERS:

@@ -55,7 +55,10 @@ async def create_campaign(
     if "content_sid" in template and content_is_approved is not None and not errors:
         if not await content_is_approved(tenant_id, template["content_sid"]):
             errors.append(
-                {"field": "template.content_sid", "message": "not an approved WhatsApp template of this account"}
+                {
+                    "field": "template.content_sid",
+                    "message": "not an approved WhatsApp template of this account",
+                }
             )
     async with pool.acquire() as conn:
         try:
@@ -125,7 +128,9 @@ class Lifecycle:
         return row
 
     async def pause(self, tenant_id: UUID, campaign_id: UUID, reason: str | None) -> asyncpg.Record:
-        row = await _transition(self._pool, queries.MARK_PAUSED, tenant_id, campaign_id, "pause", reason or "paused")
+        row = await _transition(
+            self._pool, queries.MARK_PAUSED, tenant_id, campaign_id, "pause", reason or "paused"
+        )
         await publish_lifecycle(self._publisher, row, "paused")
         return row
 
@@ -161,5 +166,3 @@ class Lifecycle:
         await publish_lifecycle(self._publisher, row, "completed")
         log.info("campaign completed", tenant_id=str(tenant_id), campaign_id=str(campaign_id))
         return True
-
-

@@ -41,7 +41,9 @@ def lifecycle_handlers(lifecycle: Lifecycle) -> dict[str, CommandHandler]:
     return {"campaign.pause": pause, "campaign.resume": resume, "campaign.cancel": cancel}
 
 
-async def consume_commands(queue: AbstractQueue, publisher: Publisher, handlers: dict[str, CommandHandler]) -> str:
+async def consume_commands(
+    queue: AbstractQueue, publisher: Publisher, handlers: dict[str, CommandHandler]
+) -> str:
     async def on_command(_: Any, message: AbstractIncomingMessage) -> None:
         handler = handlers.get(message.routing_key or "")
         if handler is None:

@@ -1,9 +1,9 @@
 """SQL of the segmenter's own tables: tenants, API keys, campaigns and the recipient snapshot."""
 
 INSERT_TENANT = """
-INSERT INTO tenants (id, name, twilio_account_sid, twilio_auth_token_enc, whatsapp_from, messaging_service_sid,
-                     rate_per_second, timezone, default_region, locale, business_name, test_numbers,
-                     opt_out_keywords, opt_in_keywords)
+INSERT INTO tenants (id, name, twilio_account_sid, twilio_auth_token_enc, whatsapp_from,
+                     messaging_service_sid, rate_per_second, timezone, default_region, locale,
+                     business_name, test_numbers, opt_out_keywords, opt_in_keywords)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 RETURNING *
 """
@@ -145,7 +145,6 @@ SET snapshot_completed_at = now(),
     total = (SELECT count(*) FROM recipients WHERE campaign_id = $2),
     updated_at = now()
 WHERE tenant_id = $1 AND id = $2
-RETURNING total
 """
 
 # Rows waiting for the broker, in id order from the publisher's cursor.

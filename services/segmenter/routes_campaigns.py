@@ -56,7 +56,9 @@ async def show_campaign(campaign_id: UUID, tenant: Tenant, pool: Pool) -> Campai
         raise not_found("campaign not found") from None
 
 
-async def _act(action: str, campaign_id: UUID, tenant: Tenant, lifecycle: campaigns.Lifecycle, reason: str | None) -> CampaignOut:
+async def _act(
+    action: str, campaign_id: UUID, tenant: Tenant, lifecycle: campaigns.Lifecycle, reason: str | None
+) -> CampaignOut:
     try:
         if action == "start":
             row = await lifecycle.start(tenant.tenant_id, campaign_id)

@@ -16,7 +16,12 @@ router = APIRouter(prefix="/v1", tags=["tenants"])
 
 @router.post("/operator/tenants", status_code=status.HTTP_201_CREATED, response_model=TenantCreated)
 async def create_tenant(
-    body: TenantCreate, _: Operator, pool: Pool, publisher: PublisherDep, box: SecretBoxDep, settings: SettingsDep
+    body: TenantCreate,
+    _: Operator,
+    pool: Pool,
+    publisher: PublisherDep,
+    box: SecretBoxDep,
+    settings: SettingsDep,
 ) -> TenantCreated:
     """Create a tenant. The API key in the answer is shown once; only its hash is kept."""
     row, api_key = await tenants.create_tenant(

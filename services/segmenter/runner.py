@@ -47,7 +47,9 @@ class CampaignRunner:
 
     async def _run(self, tenant_id: UUID, campaign_id: UUID) -> None:
         async with self._pool.acquire() as lock_conn:
-            if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", campaign_lock_key(campaign_id)):
+            if not await lock_conn.fetchval(
+                "SELECT pg_try_advisory_lock($1)", campaign_lock_key(campaign_id)
+            ):
                 return
             try:
                 while True:
@@ -55,7 +57,9 @@ class CampaignRunner:
                         self._republish.discard(campaign_id)
                         count = await self._publisher.republish(tenant_id, campaign_id)
                         log.info("recipients republished", campaign_id=str(campaign_id), count=count)
-                    await run_snapshot(self._pool, self._publisher, tenant_id=tenant_id, campaign_id=campaign_id)
+                    await run_snapshot(
+                        self._pool, self._publisher, tenant_id=tenant_id, campaign_id=campaign_id
+                    )
                     if campaign_id not in self._republish:
                         return
             except Exception:
@@ -69,7 +73,9 @@ class CampaignRunner:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
 
-async def monitor_loop(pool: asyncpg.Pool, runner: CampaignRunner, lifecycle: Lifecycle, interval_s: float) -> None:
+async def monitor_loop(
+    pool: asyncpg.Pool, runner: CampaignRunner, lifecycle: Lifecycle, interval_s: float
+) -> None:
     """Complete campaigns with nothing left to settle; restart runners a dead process left behind."""
     while True:
         try:

@@ -95,7 +95,9 @@ class CampaignPublisher:
         )
         cursor, count = 0, 0
         while True:
-            rows = await self._pool.fetch(queries.REPUBLISHABLE, campaign_id, cursor, upto, self._batch_size * 8)
+            rows = await self._pool.fetch(
+                queries.REPUBLISHABLE, campaign_id, cursor, upto, self._batch_size * 8
+            )
             if not rows:
                 return count
             ids = [row["id"] for row in rows]
@@ -107,7 +109,10 @@ class CampaignPublisher:
         size = self._batch_size
         # Confirms are awaited together: one round trip per group instead of one per batch.
         await asyncio.gather(
-            *(publish_ids(self._publisher, tenant_id, campaign_id, ids[i : i + size]) for i in range(0, len(ids), size))
+            *(
+                publish_ids(self._publisher, tenant_id, campaign_id, ids[i : i + size])
+                for i in range(0, len(ids), size)
+            )
         )
 
 
@@ -119,7 +124,7 @@ async def run_snapshot(
     campaign_id: UUID,
     now: datetime | None = None,
 ) -> int:
-    """Snapshot (resuming from the stored cursor) and publish as each chunk commits."""
+    """Snapshot (resuming from the stored cursor) and publish as each chunk commits; return the total."""
     row = await pool.fetchrow(
         "SELECT c.kind, c.audience, c.snapshot_cursor, c.snapshot_completed_at, c.started_at, t.timezone"
         " FROM campaigns c JOIN tenants t ON t.id = c.tenant_id WHERE c.tenant_id = $1 AND c.id = $2",
@@ -128,36 +133,53 @@ async def run_snapshot(
     )
     if row is None:
         return 0
-    audience = Audience.model_validate(row["audience"])
-    # The campaign's clock is its start time, so a resumed snapshot selects by the same windows.
-    clock = now or row["started_at"] or datetime.now(UTC)
-    cursor: str | None = row["snapshot_cursor"]
-    if row["snapshot_completed_at"] is None and row["kind"] != "campaign":
-        # Test and manual sends insert their recipients directly: there is no audience to select.
-        total = await pool.fetchval(queries.FINISH_SNAPSHOT, tenant_id, campaign_id)
-    elif row["snapshot_completed_at"] is None:
-        sizes = chunk_sizes()
-        while True:
-            upto = await pool.fetchval(queries.NEXT_PHONE_BOUNDARY, tenant_id, cursor, next(sizes) - 1)
-            async with pool.acquire() as conn, conn.transaction():
-                inserted = await snapshot_chunk(
-                    conn,
-                    tenant_id=tenant_id,
-                    campaign_id=campaign_id,
-                    audience=audience,
-                    now=clock,
-                    tz=row["timezone"],
-                    phone_after=cursor,
-                    phone_upto=upto,
-                )
-                await conn.execute(queries.SET_SNAPSHOT_CURSOR, tenant_id, campaign_id, upto)
-            log.debug("snapshot chunk", campaign_id=str(campaign_id), inserted=inserted, upto=upto)
-            await campaign_publisher.publish_pending(tenant_id, campaign_id)
-            if upto is None:
-                break
-            cursor = upto
-        total: int = await pool.fetchval(queries.FINISH_SNAPSHOT, tenant_id, campaign_id)
-    else:
-        total = await pool.fetchval("SELECT total FROM campaigns WHERE id = $1", campaign_id)
+    # Test and manual sends insert their recipients directly: there is no audience to select.
+    if row["snapshot_completed_at"] is None and row["kind"] == "campaign":
+        await _snapshot_audience(
+            pool,
+            campaign_publisher,
+            tenant_id=tenant_id,
+            campaign_id=campaign_id,
+            audience=Audience.model_validate(row["audience"]),
+            # The campaign's clock is its start time, so a resumed snapshot uses the same windows.
+            now=now or row["started_at"] or datetime.now(UTC),
+            tz=row["timezone"],
+            cursor=row["snapshot_cursor"],
+        )
+    if row["snapshot_completed_at"] is None:
+        await pool.execute(queries.FINISH_SNAPSHOT, tenant_id, campaign_id)
     await campaign_publisher.publish_pending(tenant_id, campaign_id)
-    return total
+    return int(await pool.fetchval("SELECT total FROM campaigns WHERE id = $1", campaign_id))
+
+
+async def _snapshot_audience(
+    pool: asyncpg.Pool,
+    campaign_publisher: CampaignPublisher,
+    *,
+    tenant_id: UUID,
+    campaign_id: UUID,
+    audience: Audience,
+    now: datetime,
+    tz: str,
+    cursor: str | None,
+) -> None:
+    sizes = chunk_sizes()
+    while True:
+        upto = await pool.fetchval(queries.NEXT_PHONE_BOUNDARY, tenant_id, cursor, next(sizes) - 1)
+        async with pool.acquire() as conn, conn.transaction():
+            inserted = await snapshot_chunk(
+                conn,
+                tenant_id=tenant_id,
+                campaign_id=campaign_id,
+                audience=audience,
+                now=now,
+                tz=tz,
+                phone_after=cursor,
+                phone_upto=upto,
+            )
+            await conn.execute(queries.SET_SNAPSHOT_CURSOR, tenant_id, campaign_id, upto)
+        log.debug("snapshot chunk", campaign_id=str(campaign_id), inserted=inserted, upto=upto)
+        await campaign_publisher.publish_pending(tenant_id, campaign_id)
+        if upto is None:
+            return
+        cursor = upto

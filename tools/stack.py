@@ -1,0 +1,178 @@
+"""Run the whole stack locally as processes: the Twilio simulator and the four services.
+
+Used by ``make demo``, the end-to-end tests and the benchmarks. Each process gets its own port
+and the same environment (database, broker, simulator URLs), so several stacks can run side by
+side on one machine (tests give each stack its own database and broker vhost).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ManagedProcess:
+    """``python -m <module>`` with its output in a log file; stopped gracefully or killed."""
+
+    def __init__(
+        self,
+        module: str,
+        env: Mapping[str, str],
+        health_url: str | None,
+        log_dir: Path,
+        args: list[str] | None = None,
+    ) -> None:
+        self.module = module
+        self.health_url = health_url
+        self.env = dict(env)
+        self.args = list(args or [])
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{module.rsplit('.', 1)[-1]}-{uuid.uuid4().hex[:6]}.log"
+        self._log = self.log_path.open("ab")
+        self.proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", self.module, *self.args],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_healthy(self, timeout_s: float = 60.0) -> None:
+        if self.health_url is None:
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.module} exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(self.health_url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.module} not healthy after {timeout_s}s:\n{self.tail()}")
+
+    def restart(self) -> None:
+        """Start the process again after it was killed or stopped."""
+        self.stop()
+        self._log = self.log_path.open("ab")
+        self.proc = self._spawn()
+
+    def tail(self, lines: int = 40) -> str:
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self, timeout_s: float = 25.0) -> int | None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if not self._log.closed:
+            self._log.close()
+        return self.proc.returncode
+
+
+@dataclass
+class Stack:
+    """The simulator and the four services, with ports of their own."""
+
+    env: dict[str, str]
+    log_dir: Path
+    senders: int = 1
+    dispatchers: int = 1
+    simulator_args: list[str] = field(default_factory=list)
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.simulator_port = free_port()
+        self.segmenter_port = free_port()
+        self.tracker_port = free_port()
+        self.simulator_url = f"http://127.0.0.1:{self.simulator_port}"
+        self.api_url = f"http://127.0.0.1:{self.segmenter_port}"
+        self.tracker_url = f"http://127.0.0.1:{self.tracker_port}"
+        self.env.update(
+            {
+                "WCE_SEGMENTER_PORT": str(self.segmenter_port),
+                "WCE_TRACKER_PORT": str(self.tracker_port),
+                "WCE_TWILIO_API_BASE_URL": self.simulator_url,
+                "WCE_TWILIO_CONTENT_BASE_URL": self.simulator_url,
+                "WCE_PUBLIC_BASE_URL": self.tracker_url,
+            }
+        )
+
+    def _service(self, name: str, module: str, port: int, port_var: str | None) -> ManagedProcess:
+        env = dict(self.env)
+        if port_var:
+            env[port_var] = str(port)
+        process = ManagedProcess(module, env, f"http://127.0.0.1:{port}/healthz", self.log_dir)
+        self.processes[name] = process
+        return process
+
+    def start(self, timeout_s: float = 90.0) -> Stack:
+        simulator = ManagedProcess(
+            "tools.twilio_sim",
+            self.env,
+            f"{self.simulator_url}/healthz",
+            self.log_dir,
+            args=["--host", "127.0.0.1", "--port", str(self.simulator_port), *self.simulator_args],
+        )
+        self.processes["simulator"] = simulator
+        simulator.wait_healthy(timeout_s)
+        # The segmenter first: it applies migrations and declares the topology the others use.
+        self._service("segmenter", "services.segmenter", self.segmenter_port, None).wait_healthy(timeout_s)
+        started = [self._service("tracker", "services.tracker", self.tracker_port, None)]
+        for index in range(self.dispatchers):
+            started.append(
+                self._service(f"dispatcher{index}", "services.dispatcher", free_port(), "WCE_DISPATCHER_PORT")
+            )
+        for index in range(self.senders):
+            started.append(self._service(f"sender{index}", "services.sender", free_port(), "WCE_SENDER_PORT"))
+        for process in started:
+            process.wait_healthy(timeout_s)
+        return self
+
+    def stop(self) -> None:
+        for name, process in reversed(list(self.processes.items())):
+            if name != "simulator":
+                process.stop()
+        if "simulator" in self.processes:
+            self.processes["simulator"].stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name}\n{process.tail(25)}" for name, process in self.processes.items())
