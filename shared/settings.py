@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     callback_batch_size: int = 500
     callback_flush_s: float = 0.05
     event_retention_days: int = 90
+    # How often kept (orphan) callbacks are matched against newly recorded message SIDs.
+    orphan_match_interval_s: float = 1.0
+    # How often queue depths and running-campaign progress are sampled into metrics.
+    metrics_sample_interval_s: float = 5.0
 
     @field_validator("encryption_keys", "retry_tiers_s", mode="before")
     @classmethod
