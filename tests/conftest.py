@@ -7,7 +7,7 @@ import asyncpg
 import pytest
 
 from shared.db import create_pool, migrate_dsn
-from tests.support import IsolatedEnvironment
+from tests.support import IsolatedEnvironment, Stack
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +30,14 @@ async def pool(isolated_env: IsolatedEnvironment) -> AsyncIterator[asyncpg.Pool]
         yield pool
     finally:
         await pool.close()
+
+
+@pytest.fixture(scope="module")
+def stack(isolated_env: IsolatedEnvironment, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The simulator and the four services (two senders) as processes, for one test module."""
+    running = Stack(env=isolated_env.env(), log_dir=tmp_path_factory.mktemp("stack"), senders=2)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
