@@ -72,7 +72,7 @@ async def new_tenant(
 
 
 def phone(index: int) -> str:
-    """A valid, distinct US number per index (555-01xx style numbers are not valid, so use real area codes)."""
+    """A valid, distinct US number per index."""
     return f"+1415{2000000 + index:07d}"
 
 

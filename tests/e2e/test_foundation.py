@@ -87,7 +87,8 @@ async def test_a_callback_with_a_wrong_signature_is_refused_and_changes_nothing(
     started = await create_campaign(stack, tenant)
     await wait_for_state(stack, tenant, started["id"], {"completed"}, timeout_s=60)
     row = await pool.fetchrow(
-        "SELECT id, twilio_sid, state FROM recipients WHERE campaign_id = $1 AND twilio_sid IS NOT NULL LIMIT 1",
+        "SELECT id, twilio_sid, state FROM recipients"
+        " WHERE campaign_id = $1 AND twilio_sid IS NOT NULL LIMIT 1",
         uuid.UUID(started["id"]),
     )
     assert row is not None
