@@ -1,0 +1,148 @@
+"""HTTP input of the tenant's reads: recipient logs and CSV, progress (JSON and SSE), event log."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from uuid import UUID
+
+import orjson
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from services.tracker import reports
+from services.tracker.progress import RECIPIENT_STATES, Progress
+from services.tracker.reports import RecipientFilters
+from shared.http import InputError, Pool, Tenant, TenantContext, not_found
+from shared.phones import InvalidPhone, to_e164
+
+router = APIRouter(prefix="/v1/campaigns", tags=["tracking"])
+
+# Pushing twice a second keeps a client at or above one update per second despite jitter.
+SSE_INTERVAL_S = 0.5
+
+StateFilter = Annotated[str | None, Query(description="state, or states separated by commas")]
+ErrorCodeFilter = Annotated[int | None, Query(ge=0)]
+PhoneFilter = Annotated[str | None, Query(max_length=40)]
+After = Annotated[int, Query(ge=0, description="return rows with an id above this one")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+
+
+def _filters(
+    tenant: TenantContext, state: str | None, error_code: int | None, phone: str | None
+) -> RecipientFilters:
+    states = None
+    if state:
+        states = [part.strip() for part in state.split(",") if part.strip()]
+        unknown = [name for name in states if name not in RECIPIENT_STATES]
+        if unknown:
+            raise InputError.single("state", f"unknown state {unknown[0]!r}", allowed=list(RECIPIENT_STATES))
+    phone_e164 = None
+    if phone:
+        try:
+            phone_e164 = to_e164(phone, tenant.default_region)
+        except InvalidPhone as exc:
+            raise InputError.single("phone", str(exc)) from exc
+    return RecipientFilters(states=states, error_code=error_code, phone_e164=phone_e164)
+
+
+async def _require_campaign(pool: Pool, tenant: TenantContext, campaign_id: UUID) -> None:
+    if not await reports.campaign_exists(pool, tenant_id=tenant.tenant_id, campaign_id=campaign_id):
+        raise not_found("campaign not found")
+
+
+@router.get("/{campaign_id}/recipients")
+async def list_recipients(
+    campaign_id: UUID,
+    tenant: Tenant,
+    pool: Pool,
+    state: StateFilter = None,
+    error_code: ErrorCodeFilter = None,
+    phone: PhoneFilter = None,
+    after: After = 0,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    filters = _filters(tenant, state, error_code, phone)
+    await _require_campaign(pool, tenant, campaign_id)
+    return await reports.recipients_page(
+        pool, tenant_id=tenant.tenant_id, campaign_id=campaign_id, filters=filters, after=after, limit=limit
+    )
+
+
+@router.get("/{campaign_id}/recipients.csv")
+async def export_recipients(
+    campaign_id: UUID,
+    tenant: Tenant,
+    pool: Pool,
+    state: StateFilter = None,
+    error_code: ErrorCodeFilter = None,
+    phone: PhoneFilter = None,
+    bom: Annotated[bool, Query(description="start with a UTF-8 byte order mark (for Excel)")] = False,
+) -> StreamingResponse:
+    filters = _filters(tenant, state, error_code, phone)
+    await _require_campaign(pool, tenant, campaign_id)
+    body = reports.recipients_csv(
+        pool, tenant_id=tenant.tenant_id, campaign_id=campaign_id, filters=filters, bom=bom
+    )
+    return StreamingResponse(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}-recipients.csv"'},
+    )
+
+
+@router.get("/{campaign_id}/progress")
+async def get_progress(campaign_id: UUID, tenant: Tenant, pool: Pool) -> dict[str, Any]:
+    progress = await reports.load_progress(pool, tenant_id=tenant.tenant_id, campaign_id=campaign_id)
+    if progress is None:
+        raise not_found("campaign not found")
+    return progress.as_dict()
+
+
+def _sse(event: str, sequence: int, progress: Progress) -> bytes:
+    data = orjson.dumps(progress.as_dict()).decode()
+    return f"event: {event}\nid: {sequence}\ndata: {data}\n\n".encode()
+
+
+@router.get("/{campaign_id}/progress/stream")
+async def stream_progress(campaign_id: UUID, tenant: Tenant, pool: Pool) -> StreamingResponse:
+    """Server-sent events: ``progress`` while the campaign runs, then one event named after the
+    final state (``completed``, ``cancelled`` or ``failed``), then the stream closes."""
+    await _require_campaign(pool, tenant, campaign_id)
+
+    async def events() -> AsyncIterator[bytes]:
+        yield b"retry: 1000\n\n"
+        sequence = 0
+        async for progress in reports.follow_progress(
+            pool, tenant_id=tenant.tenant_id, campaign_id=campaign_id, interval_s=SSE_INTERVAL_S
+        ):
+            sequence += 1
+            yield _sse(progress.state if progress.final else "progress", sequence, progress)
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/{campaign_id}/events")
+async def list_campaign_events(
+    campaign_id: UUID, tenant: Tenant, pool: Pool, after: After = 0, limit: Limit = 100
+) -> dict[str, Any]:
+    await _require_campaign(pool, tenant, campaign_id)
+    return await reports.campaign_events(
+        pool, tenant_id=tenant.tenant_id, campaign_id=campaign_id, after=after, limit=limit
+    )
+
+
+@router.get("/{campaign_id}/recipients/{recipient_id}/events")
+async def list_recipient_events(
+    campaign_id: UUID, recipient_id: int, tenant: Tenant, pool: Pool
+) -> dict[str, Any]:
+    events = await reports.recipient_events(
+        pool, tenant_id=tenant.tenant_id, campaign_id=campaign_id, recipient_id=recipient_id
+    )
+    if events is None:
+        raise not_found("recipient not found")
+    return {"items": events}

@@ -1,0 +1,98 @@
+"""Wiring of the tracker: webhooks in front, tenant reads behind, consumers and periodic jobs in
+the lifespan.
+
+    Twilio -> /twilio/status|inbound/{tenant} (signature) -> wce.status -> consumers -> PostgreSQL
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.tracker.api import router
+from services.tracker.callbacks import match_orphans
+from services.tracker.consumers import StatusConsumer, start_inbound_consumer
+from services.tracker.ingest import Ingest
+from services.tracker.observe import CampaignSampler, QueueSampler
+from services.tracker.periodic import run_every
+from services.tracker.tokens import TokenCache
+from services.tracker.webhooks import WebhookRoutes
+from shared import topology
+from shared.crypto import SecretBox
+from shared.http import broker_check, install_common, pool_check
+from shared.metrics import CALLBACKS
+from shared.runtime import attach, open_resources, serve
+from shared.settings import get_settings
+
+SERVICE = "tracker"
+INBOUND_PREFETCH = 16
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    resources = await open_resources(settings, SERVICE)
+    attach(app, resources, settings)
+    pool = resources.pool
+
+    status_channel = await resources.connection.channel()
+    # Twice a batch in flight: the next batch fills while the current one is written.
+    await status_channel.set_qos(prefetch_count=settings.callback_batch_size * 2)
+    status_queue = await topology.declare_queue(status_channel, topology.STATUS)
+    status_consumer = StatusConsumer(
+        status_queue,
+        pool,
+        resources.publisher,
+        batch_size=settings.callback_batch_size,
+        flush_s=settings.callback_flush_s,
+    )
+    inbound_channel = await resources.connection.channel()
+    await inbound_channel.set_qos(prefetch_count=INBOUND_PREFETCH)
+    inbound_queue = await topology.declare_queue(inbound_channel, topology.INBOUND)
+
+    queues = QueueSampler(resources.connection, pool, settings.retry_tiers_s)
+    campaigns = CampaignSampler(pool)
+
+    async def sample() -> None:
+        await queues.sample()
+        await campaigns.sample()
+
+    tasks = [
+        asyncio.create_task(
+            run_every("orphans", settings.orphan_match_interval_s, lambda: match_orphans(pool))
+        ),
+        asyncio.create_task(run_every("metrics", settings.metrics_sample_interval_s, sample)),
+    ]
+    await status_consumer.start()
+    await start_inbound_consumer(inbound_queue, pool, resources.publisher)
+    app.state.ingest = Ingest(
+        tokens=TokenCache(pool, SecretBox(settings.encryption_keys)), publisher=resources.publisher
+    )
+    try:
+        yield
+    finally:
+        app.state.ingest = None
+        await status_consumer.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await queues.close()
+        await resources.close()
+
+
+def create_app() -> WebhookRoutes:
+    app = FastAPI(title="WhatsApp campaign engine — tracker", lifespan=lifespan)
+    install_common(app, {"database": pool_check(app), "broker": broker_check(app)})
+    app.include_router(router)
+    # Series exist from the start, so rates and alerts see zero rather than nothing.
+    for status in ("sent", "delivered", "read", "undelivered", "failed"):
+        CALLBACKS.labels(status)
+    return WebhookRoutes(app)
+
+
+def main() -> None:
+    settings = get_settings()
+    serve(create_app(), service=SERVICE, settings=settings, port=settings.tracker_port)  # type: ignore[arg-type]

@@ -1,0 +1,198 @@
+"""Broker input of the tracker: the batched status-callback consumer and the inbound consumer.
+
+Status callbacks are collected until ``batch_size`` are waiting or ``flush_s`` has passed since
+the first, written in one transaction, and only then acknowledged (one multiple-ack for the
+batch). A database outage keeps the batch in hand and retries it; a batch the database refuses
+for its data is split so that only the offending callback is parked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiormq
+import asyncpg
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from pydantic import ValidationError
+
+from services.tracker.callbacks import BatchResult, record_callbacks
+from services.tracker.inbound import InvalidInbound, record_inbound
+from services.tracker.keywords import Action
+from services.tracker.status import Callback, dedupe_key
+from shared.broker import BrokerUnavailable, PoisonMessage, Publisher, consume
+from shared.events import InboundMessage, StatusCallback
+from shared.logging import get_logger
+from shared.metrics import (
+    CALLBACK_LAG,
+    CALLBACK_REPLAYS,
+    CALLBACKS,
+    INBOUND_MESSAGES,
+    ORPHAN_CALLBACKS,
+    SUPPRESSION_CHANGES,
+)
+
+log = get_logger(__name__)
+
+# Failures that pass: the database restarting, a dropped connection, a lock conflict.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.TransactionRollbackError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+)
+
+
+@dataclass
+class _Item:
+    message: AbstractIncomingMessage
+    key: str
+    callback: Callback
+
+
+class StatusConsumer:
+    def __init__(
+        self,
+        queue: AbstractQueue,
+        pool: asyncpg.Pool,
+        publisher: Publisher,
+        *,
+        batch_size: int,
+        flush_s: float,
+        retry_delay_s: float = 1.0,
+    ) -> None:
+        self._queue = queue
+        self._pool = pool
+        self._publisher = publisher
+        self._batch_size = batch_size
+        self._flush_s = flush_s
+        self._retry_delay_s = retry_delay_s
+        self._buffer: list[AbstractIncomingMessage] = []
+        self._waiting = asyncio.Event()
+        self._full = asyncio.Event()
+        self._tag: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="status-batches")
+        self._tag = await self._queue.consume(self._on_message)
+
+    async def stop(self) -> None:
+        """Stop taking deliveries; messages not yet written go back to the queue with the channel."""
+        if self._tag is not None:
+            await self._queue.cancel(self._tag)
+            self._tag = None
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self._buffer.append(message)
+        self._waiting.set()
+        if len(self._buffer) >= self._batch_size:
+            self._full.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._waiting.wait()
+            if len(self._buffer) < self._batch_size:
+                try:
+                    await asyncio.wait_for(self._full.wait(), self._flush_s)
+                except TimeoutError:
+                    pass
+            batch = self._buffer[: self._batch_size]
+            del self._buffer[: self._batch_size]
+            if len(self._buffer) < self._batch_size:
+                self._full.clear()
+            if not self._buffer:
+                self._waiting.clear()
+            if batch:
+                await self._process(batch)
+
+    async def _process(self, messages: list[AbstractIncomingMessage]) -> None:
+        items: list[_Item] = []
+        try:
+            for message in messages:
+                item = await self._decode(message)
+                if item is not None:
+                    items.append(item)
+            await self._write(items)
+            await messages[-1].ack(multiple=True)
+        except (aiormq.exceptions.AMQPError, BrokerUnavailable, ConnectionError, RuntimeError) as exc:
+            # The channel went away: these deliveries come again and their receipts dedupe them.
+            log.warning("status batch not acknowledged, broker will redeliver", error=repr(exc))
+
+    async def _decode(self, message: AbstractIncomingMessage) -> _Item | None:
+        try:
+            event = StatusCallback.model_validate_json(message.body)
+        except ValidationError as exc:
+            await self._park(message, f"invalid {StatusCallback.message_type()}: {exc}")
+            return None
+        callback = Callback.from_params(str(event.tenant_id), event.params, event.received_at)
+        if callback is None:
+            await self._park(message, "status callback without MessageSid or MessageStatus")
+            return None
+        key = dedupe_key(callback.message_sid, callback.status, event.idempotency_token)
+        return _Item(message, key, callback)
+
+    async def _park(self, message: AbstractIncomingMessage, reason: str) -> None:
+        log.warning("status callback parked", reason=reason[:300])
+        await self._publisher.park(message, self._queue.name, reason)
+
+    async def _write(self, items: Sequence[_Item]) -> None:
+        if not items:
+            return
+        while True:
+            try:
+                result = await record_callbacks(self._pool, [(item.key, item.callback) for item in items])
+            except TRANSIENT_DB_ERRORS as exc:
+                log.warning("status batch not written, retrying", error=repr(exc), size=len(items))
+                await asyncio.sleep(self._retry_delay_s)
+                continue
+            except asyncpg.PostgresError as exc:
+                if len(items) == 1:
+                    await self._park(items[0].message, f"refused by the database: {exc!r}")
+                    return
+                # Find the callback the database refuses; the others go through on their own.
+                for item in items:
+                    await self._write([item])
+                return
+            _observe(result, items)
+            return
+
+
+def _observe(result: BatchResult, items: Sequence[_Item]) -> None:
+    for status, count in result.statuses.items():
+        CALLBACKS.labels(status).inc(count)
+    if result.replays:
+        CALLBACK_REPLAYS.inc(result.replays)
+    if result.orphans:
+        ORPHAN_CALLBACKS.inc(result.orphans)
+    if result.suppressed:
+        SUPPRESSION_CHANGES.labels("added", "error_code").inc(result.suppressed)
+    now = time.time()
+    for item in items:
+        CALLBACK_LAG.observe(max(0.0, now - item.callback.at))
+
+
+async def start_inbound_consumer(queue: AbstractQueue, pool: asyncpg.Pool, publisher: Publisher) -> str:
+    async def handle(event: InboundMessage, message: AbstractIncomingMessage) -> None:
+        try:
+            result = await record_inbound(
+                pool, tenant_id=str(event.tenant_id), params=event.params, received_at=event.received_at
+            )
+        except InvalidInbound as exc:
+            raise PoisonMessage(str(exc)) from exc
+        if result.stored:
+            INBOUND_MESSAGES.labels(result.action.value if result.action else "none").inc()
+        if result.changed:
+            change = "added" if result.action is Action.OPT_OUT else "removed"
+            SUPPRESSION_CHANGES.labels(change, "inbound").inc()
+
+    return await consume(queue, InboundMessage, handle, publisher)

@@ -1,0 +1,107 @@
+"""Accepting a Twilio webhook: check its signature with the tenant's token, hand it to the broker.
+
+Nothing is written anywhere before the signature holds; a request that fails is rejected with a
+reason from a fixed vocabulary (it labels a metric). The broker's confirm is awaited before the
+webhook is answered, so a 200 means the callback is durable.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+import uuid
+from dataclasses import dataclass
+
+from services.tracker.signing import FormParams, single_values
+from services.tracker.tokens import TokenCache
+from shared import topology
+from shared.broker import Publisher
+from shared.events import InboundMessage, StatusCallback
+from shared.logging import get_logger
+from shared.twilio_signature import validate_signature
+
+log = get_logger(__name__)
+
+
+class Kind(enum.StrEnum):
+    STATUS = "status"
+    INBOUND = "inbound"
+
+
+class RejectReason(enum.StrEnum):
+    MISSING_SIGNATURE = "missing_signature"
+    BAD_SIGNATURE = "bad_signature"
+    UNKNOWN_TENANT = "unknown_tenant"
+    UNREADABLE_TOKEN = "unreadable_token"
+
+
+class Rejected(Exception):
+    def __init__(self, reason: RejectReason) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Webhook:
+    kind: Kind
+    tenant: str
+    # The URL Twilio signed, and the params the signature covers (none for a GET).
+    url: str
+    signed_params: FormParams
+    params: FormParams
+    signature: str | None
+    idempotency_token: str | None
+
+
+def _tenant_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+class Ingest:
+    def __init__(self, *, tokens: TokenCache, publisher: Publisher) -> None:
+        self._tokens = tokens
+        self._publisher = publisher
+
+    async def accept(self, webhook: Webhook) -> None:
+        """Publish the webhook's content, or raise Rejected (or BrokerUnavailable)."""
+        if not webhook.signature:
+            raise Rejected(RejectReason.MISSING_SIGNATURE)
+        tenant_id = _tenant_uuid(webhook.tenant)
+        if tenant_id is None:
+            raise Rejected(RejectReason.UNKNOWN_TENANT)
+        await self._verify(str(tenant_id), webhook)
+        if webhook.kind is Kind.STATUS:
+            status = StatusCallback(
+                tenant_id=tenant_id,
+                params=single_values(webhook.params),
+                idempotency_token=webhook.idempotency_token,
+                received_at=time.time(),
+            )
+            await self._publisher.publish(topology.STATUS_EXCHANGE, topology.STATUS_ROUTING_KEY, status)
+        else:
+            inbound = InboundMessage(
+                tenant_id=tenant_id, params=single_values(webhook.params), received_at=time.time()
+            )
+            await self._publisher.publish(topology.STATUS_EXCHANGE, topology.INBOUND_ROUTING_KEY, inbound)
+
+    async def _verify(self, tenant_id: str, webhook: Webhook) -> None:
+        assert webhook.signature is not None
+        try:
+            token = await self._tokens.get(tenant_id)
+        except ValueError as exc:
+            log.error("tenant auth token cannot be decrypted", tenant_id=tenant_id, error=str(exc))
+            raise Rejected(RejectReason.UNREADABLE_TOKEN) from exc
+        if token is None:
+            raise Rejected(RejectReason.UNKNOWN_TENANT)
+        if validate_signature(token, webhook.url, webhook.signed_params, webhook.signature):
+            return
+        # The tenant may just have rotated its token.
+        fresh = await self._tokens.refresh(tenant_id)
+        if fresh is not None and validate_signature(
+            fresh, webhook.url, webhook.signed_params, webhook.signature
+        ):
+            return
+        raise Rejected(RejectReason.BAD_SIGNATURE)

@@ -1,0 +1,213 @@
+"""Every SQL statement of the tracker, written out and parameterised.
+
+Batches go through ``unnest`` of parallel arrays, so a batch of hundreds of callbacks costs one
+round trip per statement. Tenant-facing reads always filter on the tenant id; the operator jobs
+(metrics sampling, retention) are the only cross-tenant statements.
+"""
+
+from __future__ import annotations
+
+# Webhooks ----------------------------------------------------------------------------------------
+
+TENANT_AUTH_TOKEN = "SELECT twilio_auth_token_enc FROM tenants WHERE id = $1"
+
+# Status callbacks --------------------------------------------------------------------------------
+
+INSERT_RECEIPTS = """
+INSERT INTO callback_receipts (tenant_id, dedupe_key)
+SELECT * FROM unnest($1::uuid[], $2::text[])
+ON CONFLICT DO NOTHING
+RETURNING tenant_id::text, dedupe_key
+"""
+
+# Locked in id order, so two batches touching the same recipients queue up instead of deadlocking.
+LOCK_RECIPIENTS_BY_SID = """
+SELECT r.id, r.tenant_id::text AS tenant_id, r.campaign_id::text AS campaign_id, r.phone_e164,
+       r.state, r.twilio_sid, r.error_code, r.error_message,
+       extract(epoch FROM r.delivered_at)::float8 AS delivered_at,
+       extract(epoch FROM r.read_at)::float8 AS read_at,
+       extract(epoch FROM r.failed_at)::float8 AS failed_at
+FROM recipients r
+JOIN unnest($1::uuid[], $2::text[]) AS k(tenant_id, sid)
+  ON r.twilio_sid = k.sid AND r.tenant_id = k.tenant_id
+ORDER BY r.id
+FOR UPDATE OF r
+"""
+
+# Timestamps already set are kept: an earlier callback's time is the better one.
+UPDATE_RECIPIENTS = """
+UPDATE recipients r
+SET state = u.state,
+    error_code = CASE WHEN u.state IN ('undelivered', 'failed_delivery') THEN u.error_code
+                      ELSE r.error_code END,
+    error_message = CASE WHEN u.state IN ('undelivered', 'failed_delivery') THEN u.error_message
+                         ELSE r.error_message END,
+    delivered_at = COALESCE(r.delivered_at, to_timestamp(u.delivered_at)),
+    read_at = COALESCE(r.read_at, to_timestamp(u.read_at)),
+    failed_at = COALESCE(r.failed_at, to_timestamp(u.failed_at)),
+    updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::float8[], $6::float8[], $7::float8[])
+     AS u(id, state, error_code, error_message, delivered_at, read_at, failed_at)
+WHERE r.id = u.id
+"""
+
+INSERT_EVENTS = """
+INSERT INTO message_events
+    (tenant_id, campaign_id, recipient_id, from_state, to_state, source, error_code, detail, at)
+SELECT e.tenant_id, e.campaign_id, e.recipient_id, e.from_state, e.to_state, $9, e.error_code, e.detail,
+       to_timestamp(e.at)
+FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::text[], $6::int[], $7::text[], $8::float8[])
+     AS e(tenant_id, campaign_id, recipient_id, from_state, to_state, error_code, detail, at)
+"""
+
+INSERT_ORPHANS = """
+INSERT INTO orphan_callbacks (tenant_id, message_sid, status, error_code, payload, received_at)
+SELECT o.tenant_id, o.message_sid, o.status, o.error_code, o.payload, to_timestamp(o.at)
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::jsonb[], $6::float8[])
+     AS o(tenant_id, message_sid, status, error_code, payload, at)
+"""
+
+# An existing suppression (of any source) stands as it is; only a new one is an event.
+ADD_SUPPRESSIONS = """
+WITH added AS (
+    INSERT INTO suppressions (tenant_id, phone_e164, source, reason)
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+    ON CONFLICT DO NOTHING
+    RETURNING tenant_id, phone_e164, source, reason
+)
+INSERT INTO suppression_events (tenant_id, phone_e164, action, source, reason)
+SELECT tenant_id, phone_e164, 'added', source, reason FROM added
+RETURNING tenant_id::text, phone_e164, source
+"""
+
+# Orphans whose recipient now has its SID recorded and its send settled. SKIP LOCKED lets several
+# tracker replicas run the pass at once without applying an orphan twice.
+LOCK_MATCHABLE_ORPHANS = """
+SELECT o.id, o.tenant_id::text AS tenant_id, o.payload, extract(epoch FROM o.received_at)::float8 AS at
+FROM orphan_callbacks o
+WHERE o.matched_at IS NULL
+  AND EXISTS (
+      SELECT 1 FROM recipients r
+      WHERE r.twilio_sid = o.message_sid AND r.tenant_id = o.tenant_id
+        AND r.state NOT IN ('pending', 'queued', 'sending', 'retry_wait', 'unknown'))
+ORDER BY o.id
+LIMIT $1
+FOR UPDATE OF o SKIP LOCKED
+"""
+
+MARK_ORPHANS_MATCHED = "UPDATE orphan_callbacks SET matched_at = now() WHERE id = ANY($1::bigint[])"
+
+# Inbound messages --------------------------------------------------------------------------------
+
+TENANT_KEYWORDS = """
+SELECT default_region, opt_out_keywords, opt_in_keywords FROM tenants WHERE id = $1
+"""
+
+INSERT_INBOUND = """
+INSERT INTO inbound_messages (tenant_id, message_sid, phone_e164, body, action, received_at)
+VALUES ($1, $2, $3, $4, $5, to_timestamp($6))
+ON CONFLICT (tenant_id, message_sid) DO NOTHING
+RETURNING id
+"""
+
+# Only an opt-out the person made by message can be undone by message; a suppression an operator
+# added stays.
+REMOVE_INBOUND_SUPPRESSION = """
+WITH removed AS (
+    DELETE FROM suppressions
+    WHERE tenant_id = $1 AND phone_e164 = $2 AND source = 'inbound'
+    RETURNING tenant_id, phone_e164
+)
+INSERT INTO suppression_events (tenant_id, phone_e164, action, source, reason)
+SELECT tenant_id, phone_e164, 'removed', 'inbound', $3 FROM removed
+RETURNING id
+"""
+
+# Tenant reads ------------------------------------------------------------------------------------
+
+CAMPAIGN = """
+SELECT id, state, pause_reason FROM campaigns WHERE id = $1 AND tenant_id = $2
+"""
+
+# Filters are optional: a NULL parameter means "any".
+_RECIPIENT_ROWS = """
+SELECT r.id, r.phone_e164, r.state, r.attempts, r.error_code, r.error_message, r.twilio_sid,
+       r.sent_at, r.delivered_at, r.read_at, r.failed_at, c.first_name, c.last_name
+FROM recipients r
+LEFT JOIN customers c ON c.id = r.customer_id AND c.tenant_id = r.tenant_id
+WHERE r.tenant_id = $1 AND r.campaign_id = $2 AND r.id > $3
+  AND ($4::text[] IS NULL OR r.state = ANY($4::text[]))
+  AND ($5::int IS NULL OR r.error_code = $5)
+  AND ($6::text IS NULL OR r.phone_e164 = $6)
+ORDER BY r.id
+"""
+
+RECIPIENTS_PAGE = _RECIPIENT_ROWS + "LIMIT $7"
+
+RECIPIENTS_EXPORT = _RECIPIENT_ROWS
+
+STATE_COUNTS = """
+SELECT state, count(*)::int AS n FROM recipients
+WHERE tenant_id = $1 AND campaign_id = $2
+GROUP BY state
+"""
+
+SENT_IN_WINDOW = """
+SELECT count(*)::int FROM recipients
+WHERE tenant_id = $1 AND campaign_id = $2 AND sent_at >= now() - make_interval(secs => $3)
+"""
+
+CAMPAIGN_EVENTS_PAGE = """
+SELECT id, recipient_id, from_state, to_state, source, error_code, detail, at
+FROM message_events
+WHERE tenant_id = $1 AND campaign_id = $2 AND id > $3
+ORDER BY id
+LIMIT $4
+"""
+
+RECIPIENT_EXISTS = """
+SELECT 1 FROM recipients WHERE id = $1 AND campaign_id = $2 AND tenant_id = $3
+"""
+
+RECIPIENT_EVENTS = """
+SELECT id, recipient_id, from_state, to_state, source, error_code, detail, at
+FROM message_events
+WHERE tenant_id = $1 AND recipient_id = $2 AND campaign_id = $3
+ORDER BY id
+"""
+
+# Operator jobs -----------------------------------------------------------------------------------
+
+RUNNING_PROGRESS = """
+SELECT c.tenant_id::text AS tenant, r.state, count(*)::bigint AS n
+FROM campaigns c
+JOIN recipients r ON r.campaign_id = c.id AND r.tenant_id = c.tenant_id
+WHERE c.state = 'running'
+GROUP BY c.tenant_id, r.state
+"""
+
+RUNNING_CAMPAIGNS = """
+SELECT tenant_id::text AS tenant, count(*)::bigint AS n
+FROM campaigns
+WHERE state = 'running'
+GROUP BY tenant_id
+"""
+
+TENANT_IDS = "SELECT id::text AS id FROM tenants ORDER BY id"
+
+# Retention deletes in slices so no statement holds locks on millions of rows at once.
+DELETE_EVENTS_BEFORE = """
+DELETE FROM message_events
+WHERE id IN (SELECT id FROM message_events WHERE at < $1 ORDER BY id LIMIT $2)
+"""
+
+DELETE_RECEIPTS_BEFORE = """
+DELETE FROM callback_receipts c
+USING (SELECT tenant_id, dedupe_key FROM callback_receipts WHERE received_at < $1 LIMIT $2) d
+WHERE c.tenant_id = d.tenant_id AND c.dedupe_key = d.dedupe_key
+"""
+
+DELETE_ORPHANS_BEFORE = """
+DELETE FROM orphan_callbacks
+WHERE id IN (SELECT id FROM orphan_callbacks WHERE received_at < $1 ORDER BY id LIMIT $2)
+"""

@@ -1,0 +1,161 @@
+"""What a tenant reads about its campaigns: recipient logs (paged or as CSV), progress, events.
+
+Every read is scoped to the tenant; a campaign of another tenant reads as missing. The CSV
+export walks a server-side cursor inside one transaction and yields a few thousand rows at a
+time, so its memory stays flat however large the campaign.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.tracker import queries
+from services.tracker.csvfmt import BOM, COLUMNS, display_name, row_cells
+from services.tracker.progress import RATE_WINDOW_S, Progress, build_progress
+
+CSV_CHUNK_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class RecipientFilters:
+    states: list[str] | None = None
+    error_code: int | None = None
+    phone_e164: str | None = None
+
+    def args(self) -> tuple[Any, ...]:
+        return (self.states, self.error_code, self.phone_e164)
+
+
+async def campaign_exists(pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID) -> bool:
+    return await pool.fetchrow(queries.CAMPAIGN, campaign_id, tenant_id) is not None
+
+
+def _recipient(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": display_name(row["first_name"], row["last_name"]),
+        "phone": row["phone_e164"],
+        "state": row["state"],
+        "attempts": row["attempts"],
+        "error_code": row["error_code"],
+        "error_message": row["error_message"],
+        "twilio_sid": row["twilio_sid"],
+        "sent_at": row["sent_at"],
+        "delivered_at": row["delivered_at"],
+        "read_at": row["read_at"],
+        "failed_at": row["failed_at"],
+    }
+
+
+async def recipients_page(
+    pool: asyncpg.Pool,
+    *,
+    tenant_id: UUID,
+    campaign_id: UUID,
+    filters: RecipientFilters,
+    after: int,
+    limit: int,
+) -> dict[str, Any]:
+    rows = await pool.fetch(queries.RECIPIENTS_PAGE, tenant_id, campaign_id, after, *filters.args(), limit)
+    items = [_recipient(row) for row in rows]
+    next_after = items[-1]["id"] if len(items) == limit else None
+    return {"items": items, "next_after": next_after}
+
+
+async def recipients_csv(
+    pool: asyncpg.Pool,
+    *,
+    tenant_id: UUID,
+    campaign_id: UUID,
+    filters: RecipientFilters,
+    bom: bool,
+    chunk_rows: int = CSV_CHUNK_ROWS,
+) -> AsyncIterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    if bom:
+        buffer.write(BOM)
+    writer.writerow(COLUMNS)
+    pending = 0
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        cursor = conn.cursor(
+            queries.RECIPIENTS_EXPORT, tenant_id, campaign_id, 0, *filters.args(), prefetch=chunk_rows
+        )
+        async for row in cursor:
+            writer.writerow(row_cells(row))
+            pending += 1
+            if pending >= chunk_rows:
+                yield buffer.getvalue().encode("utf-8")
+                buffer.seek(0)
+                buffer.truncate()
+                pending = 0
+    yield buffer.getvalue().encode("utf-8")
+
+
+async def load_progress(pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID) -> Progress | None:
+    async with pool.acquire() as conn:
+        campaign = await conn.fetchrow(queries.CAMPAIGN, campaign_id, tenant_id)
+        if campaign is None:
+            return None
+        counts = await conn.fetch(queries.STATE_COUNTS, tenant_id, campaign_id)
+        sent = await conn.fetchval(queries.SENT_IN_WINDOW, tenant_id, campaign_id, RATE_WINDOW_S)
+    return build_progress(
+        campaign_id=str(campaign_id),
+        state=campaign["state"],
+        pause_reason=campaign["pause_reason"],
+        counts={row["state"]: row["n"] for row in counts},
+        sent_in_window=sent or 0,
+    )
+
+
+async def follow_progress(
+    pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID, interval_s: float
+) -> AsyncIterator[Progress]:
+    """Progress every ``interval_s`` until the campaign ends; the last one yielded is final."""
+    while True:
+        progress = await load_progress(pool, tenant_id=tenant_id, campaign_id=campaign_id)
+        if progress is None:
+            return
+        yield progress
+        if progress.final:
+            return
+        await asyncio.sleep(interval_s)
+
+
+def _event(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "recipient_id": row["recipient_id"],
+        "from_state": row["from_state"],
+        "to_state": row["to_state"],
+        "source": row["source"],
+        "error_code": row["error_code"],
+        "detail": row["detail"],
+        "at": row["at"],
+    }
+
+
+async def campaign_events(
+    pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID, after: int, limit: int
+) -> dict[str, Any]:
+    rows = await pool.fetch(queries.CAMPAIGN_EVENTS_PAGE, tenant_id, campaign_id, after, limit)
+    items = [_event(row) for row in rows]
+    return {"items": items, "next_after": items[-1]["id"] if len(items) == limit else None}
+
+
+async def recipient_events(
+    pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID, recipient_id: int
+) -> list[dict[str, Any]] | None:
+    async with pool.acquire() as conn:
+        if await conn.fetchval(queries.RECIPIENT_EXISTS, recipient_id, campaign_id, tenant_id) is None:
+            return None
+        rows = await conn.fetch(queries.RECIPIENT_EVENTS, tenant_id, recipient_id, campaign_id)
+    return [_event(row) for row in rows]

@@ -1,0 +1,41 @@
+"""The two inputs of a webhook's signature check: the URL Twilio signed and the POSTed params.
+
+Behind a proxy the URL the tracker sees is not the one Twilio requested, so the signed URL is
+rebuilt from the configured public base URL, the request path as it came on the wire (not
+percent-decoded) and the query string.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+FormParams = dict[str, str | list[str]]
+
+
+def public_url(public_base_url: str, raw_path: bytes, query_string: bytes) -> str:
+    url = public_base_url.rstrip("/") + raw_path.decode("latin-1")
+    if query_string:
+        url += "?" + query_string.decode("latin-1")
+    return url
+
+
+def parse_form(body: bytes) -> FormParams:
+    """Form fields in the shape the signature needs: a repeated name keeps all its values."""
+    params: FormParams = {}
+    for name, value in parse_qsl(
+        body.decode("utf-8", errors="replace"), keep_blank_values=True, errors="replace"
+    ):
+        existing = params.get(name)
+        if existing is None:
+            params[name] = value
+        elif isinstance(existing, list):
+            existing.append(value)
+        else:
+            params[name] = [existing, value]
+    return params
+
+
+def single_values(params: FormParams) -> dict[str, str]:
+    """One value per name (the first) for the event payload; repeats never occur in the fields
+    the tracker reads, and the signature has already covered all of them."""
+    return {name: value if isinstance(value, str) else value[0] for name, value in params.items()}

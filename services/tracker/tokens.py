@@ -1,0 +1,79 @@
+"""Tenants' Twilio auth tokens for signature checks, decrypted once and cached briefly.
+
+Every webhook needs its tenant's token, so the cache keeps the hot path free of database round
+trips and decryption. Concurrent misses for one tenant share one load; unknown tenants are
+remembered for a short while so forged requests cannot turn into a query each. A token that
+fails a signature may have been rotated: it is reloaded, at most once per ``refresh_after_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+
+from services.tracker import queries
+from shared.crypto import SecretBox
+
+
+class TokenCache:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        box: SecretBox,
+        *,
+        ttl_s: float = 60.0,
+        miss_ttl_s: float = 5.0,
+        refresh_after_s: float = 5.0,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self._pool = pool
+        self._box = box
+        self._ttl_s = ttl_s
+        self._miss_ttl_s = miss_ttl_s
+        self._refresh_after_s = refresh_after_s
+        self._timeout_s = timeout_s
+        self._entries: dict[str, tuple[str | None, float]] = {}
+        self._loading: dict[str, asyncio.Future[str | None]] = {}
+
+    async def get(self, tenant_id: str) -> str | None:
+        entry = self._entries.get(tenant_id)
+        if entry is not None:
+            token, loaded_at = entry
+            ttl = self._ttl_s if token is not None else self._miss_ttl_s
+            if time.monotonic() - loaded_at < ttl:
+                return token
+        return await self._load(tenant_id)
+
+    async def refresh(self, tenant_id: str) -> str | None:
+        """The token reloaded, when the cached one is old enough to doubt; otherwise None."""
+        entry = self._entries.get(tenant_id)
+        if entry is not None and time.monotonic() - entry[1] < self._refresh_after_s:
+            return None
+        return await self._load(tenant_id)
+
+    async def _load(self, tenant_id: str) -> str | None:
+        pending = self._loading.get(tenant_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        self._loading[tenant_id] = future
+        try:
+            encrypted = await self._pool.fetchval(
+                queries.TENANT_AUTH_TOKEN, tenant_id, timeout=self._timeout_s
+            )
+            token = self._box.decrypt(encrypted) if encrypted is not None else None
+            self._entries[tenant_id] = (token, time.monotonic())
+            future.set_result(token)
+            return token
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            # Waiters get the exception; nobody may be waiting, which must not be logged as lost.
+            future.exception()
+            raise
+        finally:
+            del self._loading[tenant_id]
