@@ -63,4 +63,8 @@ class CallbackDispatcher:
             except (OSError, TimeoutError, ValueError) as exc:
                 log.debug("callback to %s failed: %s", request.url, exc)
                 ok = False
+            except Exception:
+                # A worker must outlive any single bad delivery, or the pool shrinks silently.
+                log.exception("callback to %s crashed", request.url)
+                ok = False
             self._on_done(delivery, ok)
