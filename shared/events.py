@@ -117,3 +117,16 @@ class CampaignCommand(Event):
 
 def decode(model: type[Event], body: bytes) -> Any:
     return model.model_validate_json(body)
+
+
+class ChunkDone(Event):
+    """A sender finished a ``SendChunk``: sent to the reply queue named in the chunk's headers, so
+    the dispatcher that handed it out can bound how many chunks of a tenant are in flight."""
+
+    TYPE: ClassVar[str] = "send.chunk_done"
+    tenant_id: UUID
+    chunk_id: str
+
+    # Headers of a SendChunk that asks for this acknowledgement.
+    REPLY_HEADER: ClassVar[str] = "x-reply-to"
+    CHUNK_HEADER: ClassVar[str] = "x-chunk-id"

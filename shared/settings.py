@@ -84,6 +84,19 @@ class Settings(BaseSettings):
     # How often queue depths and running-campaign progress are sampled into metrics.
     metrics_sample_interval_s: float = 5.0
 
+    # Sending engine (dispatcher and sender).
+    # Chunks of one unlimited-rate tenant in flight at once: keeps the shared send queue short so
+    # a big campaign of one tenant never queues far ahead of another tenant's chunks.
+    unlimited_inflight_chunks: int = 32
+    # A chunk whose completion was never acknowledged (its sender died) stops counting after this.
+    chunk_feedback_timeout_s: float = 30.0
+    # How often dispatchers re-read tenants' rates and campaigns' states from the database.
+    dispatcher_refresh_s: float = 1.0
+    # How often senders re-read the states of the campaigns they are sending (pause within 1 s).
+    sender_gate_poll_s: float = 0.5
+    # Lease expiry, reconciliation and the stuck-row sweep run this often (in one sender at a time).
+    maintenance_interval_s: float = 1.0
+
     @field_validator("encryption_keys", "retry_tiers_s", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
