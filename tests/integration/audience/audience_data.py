@@ -9,9 +9,13 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import httpx
+from fastapi import APIRouter, FastAPI
 
 from services.segmenter.audience.model import Audience
 from services.segmenter.audience.query import recipients_query
+from shared.apikeys import display_prefix, hash_api_key, new_api_key
+from shared.http import install_common
 from shared.phones import to_e164_or_none
 
 
@@ -126,3 +130,26 @@ async def select_recipients(
         *params,
     )
     return {row["phone_e164"]: (row["customer"], row["appointment"]) for row in rows}
+
+
+async def api_key_for(pool: asyncpg.Pool, tenant_id: UUID) -> str:
+    key = new_api_key()
+    await pool.execute(
+        "INSERT INTO api_keys (tenant_id, key_hash, prefix) VALUES ($1, $2, $3)",
+        tenant_id,
+        hash_api_key(key),
+        display_prefix(key),
+    )
+    return key
+
+
+def api_client(pool: asyncpg.Pool, key: str, *routers: APIRouter) -> httpx.AsyncClient:
+    """The given routers on an app sharing the test pool, with the service's error bodies."""
+    app = FastAPI()
+    install_common(app, {})
+    app.state.pool = pool
+    for router in routers:
+        app.include_router(router)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://segmenter", headers={"X-API-Key": key}
+    )

@@ -1,0 +1,26 @@
+"""Audience preview over HTTP."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from services.segmenter.audience.preview import PreviewOut, PreviewRequest, preview_audience
+from shared.http import Pool, Tenant
+
+router = APIRouter(prefix="/v1/audiences", tags=["audiences"])
+
+
+@router.post("/preview", response_model=PreviewOut)
+async def preview(body: PreviewRequest, tenant: Tenant, pool: Pool) -> PreviewOut:
+    """Count an audience and show a sample of up to 20 recipients, at ``as_of`` or now.
+
+    Excluded customers are counted once each, by the first reason that applies, in this order:
+    no valid phone, suppressed number (when ``exclude_suppressed``), number already taken by
+    another chosen customer. When customers share a number, the one whose latest matching
+    appointment starts last gets the message. Windows are in the tenant's time zone. A campaign
+    started with the same audience and unchanged data gets exactly ``total`` recipients. Unknown
+    service, location or status references answer 422 naming the field.
+    """
+    return await preview_audience(
+        pool, tenant_id=tenant.tenant_id, tz=tenant.timezone, audience=body.audience(), as_of=body.as_of
+    )
