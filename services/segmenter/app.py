@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from services.segmenter import commands, routes_audience, routes_campaigns, routes_tenants
+from services.segmenter import commands, routes_audience, routes_booking, routes_campaigns, routes_tenants
 from services.segmenter.campaigns import Lifecycle
 from services.segmenter.runner import CampaignRunner, monitor_loop
 from services.segmenter.snapshot import CampaignPublisher
@@ -23,6 +23,7 @@ ROUTERS: list[APIRouter] = [
     routes_tenants.router,
     routes_campaigns.router,
     routes_audience.router,
+    routes_booking.router,
 ]
 
 MONITOR_INTERVAL_S = 1.0
