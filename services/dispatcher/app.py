@@ -1,0 +1,75 @@
+"""Dispatcher wiring: tenant dispatch queues, events, chunk acknowledgements, periodic refresh."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.dispatcher.handlers import (
+    TenantConsumers,
+    chunk_publisher,
+    consume_acknowledgements,
+    consume_events,
+    refresh_loop,
+)
+from services.dispatcher.scheduler import CampaignStates, Dispatcher, DispatchSettings
+from shared import topology
+from shared.http import broker_check, install_common, pool_check
+from shared.runtime import attach, open_resources
+from shared.settings import Settings, get_settings
+
+# Batches of a tenant taken ahead: the next is ready the moment the current one is published.
+TENANT_PREFETCH = 2
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resources = await open_resources(settings, "dispatcher")
+        attach(app, resources, settings)
+        instance = uuid.uuid4().hex[:12]
+        reply_queue = f"{topology.PREFIX}.dispatcher.{instance}.done"
+        campaigns = CampaignStates(resources.pool)
+        dispatcher = Dispatcher(
+            DispatchSettings(
+                chunk_size=settings.chunk_size,
+                margin=settings.throttle_margin,
+                lead_s=settings.dispatch_lead_s,
+                unlimited_inflight_chunks=settings.unlimited_inflight_chunks,
+                feedback_timeout_s=settings.chunk_feedback_timeout_s,
+                reply_queue=reply_queue,
+            ),
+            campaigns,
+            chunk_publisher(resources.publisher),
+        )
+        resources.connection.reconnect_callbacks.add(lambda *_: dispatcher.restart_clocks())
+        private = await resources.connection.channel()
+        await consume_acknowledgements(private, reply_queue, dispatcher)
+        tenants_channel = await resources.connection.channel()
+        await tenants_channel.set_qos(prefetch_count=TENANT_PREFETCH)
+        consumers = TenantConsumers(tenants_channel, dispatcher, resources.publisher)
+        await consume_events(
+            private, f"{topology.PREFIX}.dispatcher.{instance}.events", resources.pool, consumers, campaigns
+        )
+        await consumers.refresh(resources.pool)
+        refresher = asyncio.create_task(
+            refresh_loop(resources.pool, consumers, campaigns, settings.dispatcher_refresh_s)
+        )
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            await asyncio.gather(refresher, return_exceptions=True)
+            await resources.close()
+
+    app = FastAPI(
+        title="WhatsApp campaign engine — dispatcher", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    install_common(app, {"database": pool_check(app), "broker": broker_check(app)})
+    return app

@@ -1,0 +1,209 @@
+"""Turning a tenant's recipient batches into send chunks at the tenant's rate.
+
+Each tenant has a lane: its rate, its slot clock and a lock, so one tenant's batches are handled
+in order while other tenants' lanes run independently. A rate-limited lane hands out a chunk only
+when its first slot lies within ``lead_s`` of now; the send queue therefore holds at most a lead
+of each tenant's work, and a large campaign of one tenant never sits in front of another's.
+An unlimited lane has no slots; it is bounded instead by how many of its chunks are in flight
+(senders acknowledge each chunk to the lane's dispatcher), for the same reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.dispatcher import queries
+from services.dispatcher.metrics import (
+    BATCHES_DROPPED,
+    CHUNKS_DISPATCHED,
+    CHUNKS_OUTSTANDING,
+    RECIPIENTS_DISPATCHED,
+    TENANT_RATE,
+)
+from shared.events import ChunkDone, RecipientBatch, SendChunk
+from shared.throttle import MAX_CHUNK_SPAN_S, SlotClock, chunk_length, slot_interval
+
+Publish = Callable[[SendChunk, dict[str, Any] | None], Awaitable[None]]
+
+SENDABLE = "running"
+# Campaign states not asked about for this long are forgotten (re-read on the next batch).
+CAMPAIGN_TTL_S = 300.0
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    chunk_size: int
+    margin: float
+    lead_s: float
+    unlimited_inflight_chunks: int
+    feedback_timeout_s: float
+    reply_queue: str
+
+
+class Lane:
+    def __init__(self, tenant_id: UUID, rate: int | None) -> None:
+        self.tenant_id = tenant_id
+        self.rate = rate
+        self.clock = SlotClock()
+        self.lock = asyncio.Lock()
+        self.outstanding: dict[str, float] = {}
+        self._room = asyncio.Event()
+
+    def sent(self, chunk_id: str, expires_at: float) -> None:
+        self.outstanding[chunk_id] = expires_at
+        CHUNKS_OUTSTANDING.labels(str(self.tenant_id)).set(len(self.outstanding))
+
+    def done(self, chunk_id: str) -> None:
+        if self.outstanding.pop(chunk_id, None) is not None:
+            CHUNKS_OUTSTANDING.labels(str(self.tenant_id)).set(len(self.outstanding))
+            self._room.set()
+
+    async def wait_for_room(self, limit: int) -> None:
+        while True:
+            now = time.monotonic()
+            for chunk_id, expires_at in list(self.outstanding.items()):
+                if expires_at < now:
+                    # Its sender died before acknowledging: stop counting it.
+                    del self.outstanding[chunk_id]
+            if len(self.outstanding) < limit:
+                return
+            self._room.clear()
+            try:
+                await asyncio.wait_for(self._room.wait(), 1.0)
+            except TimeoutError:
+                pass
+
+
+class CampaignStates:
+    """Which campaigns are running, from lifecycle events and a periodic read of the database."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._states: dict[UUID, str] = {}
+        self._asked: dict[UUID, float] = {}
+
+    def observe(self, campaign_id: UUID, state: str) -> None:
+        if campaign_id in self._states:
+            self._states[campaign_id] = state
+
+    async def running(self, campaign_id: UUID) -> bool:
+        self._asked[campaign_id] = time.monotonic()
+        state = self._states.get(campaign_id)
+        if state is None:
+            rows = await self._pool.fetch(queries.CAMPAIGN_STATES, [campaign_id])
+            state = rows[0]["state"] if rows else "missing"
+            self._states[campaign_id] = state
+        return state == SENDABLE
+
+    def is_running(self, campaign_id: UUID) -> bool:
+        return self._states.get(campaign_id) == SENDABLE
+
+    async def refresh(self) -> None:
+        cutoff = time.monotonic() - CAMPAIGN_TTL_S
+        for campaign_id, asked in list(self._asked.items()):
+            if asked < cutoff:
+                del self._asked[campaign_id]
+                self._states.pop(campaign_id, None)
+        if self._states:
+            for row in await self._pool.fetch(queries.CAMPAIGN_STATES, list(self._states)):
+                self._states[row["id"]] = row["state"]
+
+
+class Dispatcher:
+    def __init__(self, settings: DispatchSettings, campaigns: CampaignStates, publish: Publish) -> None:
+        self._settings = settings
+        self._campaigns = campaigns
+        self._publish = publish
+        self._lanes: dict[UUID, Lane] = {}
+
+    def lane(self, tenant_id: UUID) -> Lane:
+        lane = self._lanes.get(tenant_id)
+        if lane is None:
+            lane = self._lanes[tenant_id] = Lane(tenant_id, None)
+        return lane
+
+    def set_rate(self, tenant_id: UUID, rate: int | None) -> None:
+        """Takes effect for the next chunk of the tenant."""
+        self.lane(tenant_id).rate = rate
+        TENANT_RATE.labels(str(tenant_id)).set(rate or 0)
+
+    def restart_clocks(self) -> None:
+        """After a reconnect this dispatcher may be a tenant's new active consumer: start its slots
+        beyond any a previous active dispatcher may have handed out."""
+        for lane in self._lanes.values():
+            lane.clock.started = False
+
+    def chunk_done(self, tenant_id: UUID, chunk_id: str) -> None:
+        lane = self._lanes.get(tenant_id)
+        if lane is not None:
+            lane.done(chunk_id)
+
+    async def dispatch(self, batch: RecipientBatch) -> int:
+        """Publish the batch's recipients as chunks at the tenant's rate; return how many were
+        given a slot (0 when the campaign is not running: the batch is dropped, and the
+        segmenter publishes what is left again when the campaign resumes)."""
+        lane = self.lane(batch.tenant_id)
+        tenant = str(batch.tenant_id)
+        async with lane.lock:
+            if not await self._campaigns.running(batch.campaign_id):
+                BATCHES_DROPPED.labels(tenant).inc()
+                return 0
+            ids = sorted(set(batch.recipient_ids))
+            done = 0
+            while done < len(ids):
+                if not self._campaigns.is_running(batch.campaign_id):
+                    BATCHES_DROPPED.labels(tenant).inc()
+                    break
+                if lane.rate is None:
+                    count = await self._unlimited_chunk(
+                        lane, batch, ids[done : done + self._settings.chunk_size]
+                    )
+                else:
+                    count = await self._limited_chunk(lane, batch, ids[done:])
+                done += count
+                CHUNKS_DISPATCHED.labels(tenant).inc()
+                RECIPIENTS_DISPATCHED.labels(tenant).inc(count)
+            return done
+
+    async def _limited_chunk(self, lane: Lane, batch: RecipientBatch, remaining: list[int]) -> int:
+        assert lane.rate is not None
+        lead = self._settings.lead_s
+        if not lane.clock.started:
+            lane.clock.start(time.time(), lead_s=lead, span_s=MAX_CHUNK_SPAN_S)
+        wait = lane.clock.wait_s(time.time(), lead)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        # Read the rate after the wait: a change made meanwhile applies to this chunk already.
+        interval = slot_interval(lane.rate or 1, self._settings.margin)
+        ids = remaining[: chunk_length(interval, self._settings.chunk_size)]
+        first = lane.clock.allocate(len(ids), interval, time.time())
+        chunk = SendChunk(
+            tenant_id=batch.tenant_id,
+            campaign_id=batch.campaign_id,
+            recipient_ids=ids,
+            first_slot_at=first,
+            interval_s=interval,
+        )
+        await self._publish(chunk, None)
+        return len(ids)
+
+    async def _unlimited_chunk(self, lane: Lane, batch: RecipientBatch, ids: list[int]) -> int:
+        await lane.wait_for_room(self._settings.unlimited_inflight_chunks)
+        chunk_id = uuid.uuid4().hex
+        chunk = SendChunk(tenant_id=batch.tenant_id, campaign_id=batch.campaign_id, recipient_ids=ids)
+        headers = {ChunkDone.REPLY_HEADER: self._settings.reply_queue, ChunkDone.CHUNK_HEADER: chunk_id}
+        lane.sent(chunk_id, time.monotonic() + self._settings.feedback_timeout_s)
+        try:
+            await self._publish(chunk, headers)
+        except Exception:
+            lane.done(chunk_id)
+            raise
+        return len(ids)

@@ -1,0 +1,117 @@
+"""Sender wiring: the send-queue consumer, lifecycle events, the campaign gate poll, maintenance
+(lease expiry, reconciliation, stuck-row sweep) and a graceful stop.
+
+On SIGTERM (uvicorn's lifespan shutdown) the sender stops taking chunks, lets the Twilio calls
+already started finish and records them; messages not started yet are handed back and their
+chunks requeued for another sender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.sender.directory import Directory
+from services.sender.engine import EngineSettings, SendEngine
+from services.sender.gate import CampaignGate
+from services.sender.handlers import AutoPauser, InFlight, consume_chunks, consume_events, poll_gate
+from services.sender.maintenance import Maintenance, MaintenanceSettings
+from services.sender.recording import Recorder
+from shared import topology
+from shared.crypto import SecretBox
+from shared.http import broker_check, install_common, pool_check
+from shared.logging import get_logger
+from shared.runtime import attach, open_resources
+from shared.settings import Settings, get_settings
+from shared.twilio_client import TwilioClient
+
+log = get_logger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        concurrency = min(settings.sender_concurrency, settings.twilio_max_connections)
+        resources = await open_resources(settings, "sender", pool_max=max(settings.db_pool_max, 16))
+        attach(app, resources, settings)
+        client = TwilioClient(
+            api_base_url=settings.twilio_api_base_url,
+            content_base_url=settings.twilio_content_base_url,
+            timeout_s=settings.twilio_timeout_s,
+            max_connections=settings.twilio_max_connections,
+        )
+        directory = Directory(resources.pool, SecretBox(settings.encryption_keys))
+        gate = CampaignGate(
+            window=settings.error_rate_window,
+            threshold=settings.error_rate_threshold,
+            min_attempts=settings.error_rate_min_attempts,
+        )
+        recorder = Recorder(resources.pool, resources.publisher, credits_enabled=settings.credits_enabled)
+        engine = SendEngine(
+            pool=resources.pool,
+            client=client,
+            directory=directory,
+            gate=gate,
+            recorder=recorder,
+            settings=EngineSettings(
+                lease_s=settings.lease_s,
+                late_tolerance_s=settings.late_tolerance_s,
+                twilio_timeout_s=settings.twilio_timeout_s,
+                retry_tiers_s=settings.retry_tiers_s,
+                max_attempts=settings.max_attempts,
+                credits_enabled=settings.credits_enabled,
+                public_base_url=settings.public_base_url,
+            ),
+            concurrency=concurrency,
+            auto_pause=AutoPauser(gate, resources.publisher),
+        )
+        maintenance = Maintenance(
+            pool=resources.pool,
+            connection=resources.connection,
+            publisher=resources.publisher,
+            client=client,
+            directory=directory,
+            recorder=recorder,
+            settings=MaintenanceSettings(
+                interval_s=settings.maintenance_interval_s,
+                reconcile_after_s=settings.reconcile_after_s,
+                sweep_idle_s=settings.sweep_idle_s,
+                retry_tiers_s=settings.retry_tiers_s,
+                max_attempts=settings.max_attempts,
+                publish_batch_size=settings.publish_batch_size,
+            ),
+        )
+        events_channel = await resources.connection.channel()
+        await consume_events(events_channel, gate, directory)
+        send_channel = await resources.connection.channel()
+        await send_channel.set_qos(prefetch_count=settings.sender_prefetch)
+        send_queue = await send_channel.get_queue(topology.SEND_QUEUE)
+        in_flight = InFlight()
+        consumer_tag = await consume_chunks(send_queue, engine, resources.publisher, in_flight)
+        background = [
+            asyncio.create_task(poll_gate(resources.pool, engine, gate, settings.sender_gate_poll_s)),
+            asyncio.create_task(maintenance.run()),
+        ]
+        try:
+            yield
+        finally:
+            engine.stopping = True
+            with contextlib.suppress(Exception):
+                await send_queue.cancel(consumer_tag)
+            if not await in_flight.wait_idle(settings.twilio_timeout_s + 5.0):
+                log.warning("stopping with chunks still in flight", chunks=in_flight.count)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await client.aclose()
+            await resources.close()
+
+    app = FastAPI(title="WhatsApp campaign engine — sender", lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_common(app, {"database": pool_check(app), "broker": broker_check(app)})
+    return app

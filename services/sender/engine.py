@@ -1,0 +1,306 @@
+"""Sending one chunk: claim, wait for each slot, call Twilio, record the outcomes.
+
+A chunk is claimed in one transaction: rows still claimable move to ``sending`` under a lease
+(suppressed numbers to ``suppressed``; credits reserved when they apply). Each message then
+starts no earlier than its slot; one that would start more than the late tolerance after its
+slot, or whose campaign was paused meanwhile, is handed back instead of sent. Outcomes of the
+whole chunk are written together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.sender import queries
+from services.sender.directory import Directory, TenantInfo
+from services.sender.gate import CampaignGate
+from services.sender.outcomes import Skip, Transition, after_attempt, skipped
+from services.sender.recording import Recorder, Settlement, with_db_retry
+from shared import credits, metrics
+from shared.events import SendChunk
+from shared.logging import get_logger
+from shared.templating import RecipientData, Template, render
+from shared.throttle import is_late
+from shared.twilio_client import TwilioClient, TwilioError
+from shared.twilio_errors import classify
+from shared.webhooks import status_callback_url
+
+log = get_logger(__name__)
+
+# WhatsApp drops messages that wait in Twilio's queue for more than four hours anyway.
+VALIDITY_PERIOD_S = 14_400
+
+AutoPause = Callable[[UUID, UUID, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    lease_s: float
+    late_tolerance_s: float
+    twilio_timeout_s: float
+    retry_tiers_s: list[int]
+    max_attempts: int
+    credits_enabled: bool
+    public_base_url: str
+
+
+@dataclass(frozen=True)
+class Claimed:
+    recipient_id: int
+    claimed_at: Any  # datetime from the database: the claim's identity when settling
+    attempts: int
+    phone_e164: str
+    data: RecipientData
+
+
+@dataclass(frozen=True)
+class Claim:
+    rows: list[Claimed]
+    short_of_credits: bool = False
+
+
+def recipient_data(row: asyncpg.Record) -> RecipientData:
+    overrides = row["vars"] or {}
+    return RecipientData(
+        phone_e164=row["phone_e164"],
+        first_name=row["first_name"],
+        last_name=row["last_name"],
+        email=row["email"],
+        appointment_starts_at=row["starts_at"],
+        service_name=row["service_name"],
+        location_name=row["location_name"],
+        location_address=row["location_address"],
+        staff_name=row["staff_name"],
+        appointment_status=row["appointment_status"],
+        overrides={k: v for k, v in overrides.items() if isinstance(v, str)}
+        if isinstance(overrides, dict)
+        else {},
+    )
+
+
+class SendEngine:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        client: TwilioClient,
+        directory: Directory,
+        gate: CampaignGate,
+        recorder: Recorder,
+        settings: EngineSettings,
+        concurrency: int,
+        auto_pause: AutoPause,
+    ) -> None:
+        self._pool = pool
+        self._client = client
+        self._directory = directory
+        self._gate = gate
+        self._recorder = recorder
+        self._settings = settings
+        self._slots = asyncio.Semaphore(concurrency)
+        self._auto_pause = auto_pause
+        self.stopping = False
+        # Campaigns this sender is working on, with when it last saw a chunk of theirs.
+        self.active: dict[UUID, float] = {}
+
+    async def handle(self, chunk: SendChunk) -> bool:
+        """Process one chunk; False when it should go back to the queue (this sender is stopping)."""
+        self.active[chunk.campaign_id] = time.monotonic()
+        if self.stopping:
+            return False
+        if self._gate.blocked(chunk.campaign_id):
+            return True
+        tenant = await self._directory.tenant(chunk.tenant_id)
+        template = await self._directory.template(chunk.tenant_id, chunk.campaign_id)
+        if not tenant.active or template is None:
+            return True
+        claim = await with_db_retry("claim", lambda: self._claim(chunk))
+        if claim.short_of_credits:
+            await self._auto_pause(chunk.tenant_id, chunk.campaign_id, "insufficient_credits")
+        if not claim.rows:
+            return True
+        claimed_mono = time.monotonic()
+        slots = {recipient_id: chunk.slot_at(i) for i, recipient_id in enumerate(chunk.recipient_ids)}
+        settlements = await asyncio.gather(
+            *(
+                self._send(tenant, template, chunk, row, slots.get(row.recipient_id), claimed_mono)
+                for row in claim.rows
+            )
+        )
+        await self._recorder.settle(chunk.tenant_id, list(settlements), source="sender")
+        await self._after_chunk(chunk, settlements)
+        return not any(s.transition.skip is Skip.SHUTDOWN for s in settlements)
+
+    async def _after_chunk(self, chunk: SendChunk, settlements: list[Settlement]) -> None:
+        if any(s.transition.auth_failure for s in settlements):
+            await self._auto_pause(chunk.tenant_id, chunk.campaign_id, "twilio_auth_error")
+            return
+        attempts = [s.transition.is_error for s in settlements if not s.transition.uncount]
+        if attempts and self._gate.record(chunk.campaign_id, attempts):
+            await self._auto_pause(chunk.tenant_id, chunk.campaign_id, "error_rate")
+
+    async def _claim(self, chunk: SendChunk) -> Claim:
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                queries.CLAIMABLE, chunk.tenant_id, chunk.campaign_id, chunk.recipient_ids
+            )
+            if not rows:
+                return Claim([])
+            suppressed = [row for row in rows if row["suppressed"]]
+            sendable = [row for row in rows if not row["suppressed"]]
+            held, short = False, False
+            if self._settings.credits_enabled and sendable:
+                allowance = await self._credit_allowance(conn, chunk.tenant_id)
+                if allowance is not None:
+                    held = True
+                    short = allowance < len(sendable)
+                    sendable = sendable[: max(allowance, 0)]
+            events = [(row["id"], row["state"], "sending", None) for row in sendable] + [
+                (row["id"], row["state"], "suppressed", "suppressed at claim") for row in suppressed
+            ]
+            claimed = await conn.fetch(
+                queries.CLAIM,
+                chunk.tenant_id,
+                chunk.campaign_id,
+                [row["id"] for row in sendable],
+                self._settings.lease_s,
+                held,
+                [row["id"] for row in suppressed],
+                len(sendable) if held else 0,
+                [e[0] for e in events],
+                [e[1] for e in events],
+                [e[2] for e in events],
+                [e[3] for e in events],
+            )
+        if suppressed:
+            metrics.MESSAGES.labels(str(chunk.tenant_id), "suppressed").inc(len(suppressed))
+        by_id = {row["id"]: row for row in sendable}
+        return Claim(
+            [
+                Claimed(
+                    row["id"],
+                    row["claimed_at"],
+                    row["attempts"],
+                    by_id[row["id"]]["phone_e164"],
+                    recipient_data(by_id[row["id"]]),
+                )
+                for row in claimed
+            ],
+            short_of_credits=short,
+        )
+
+    async def _credit_allowance(self, conn: asyncpg.Connection, tenant_id: UUID) -> int | None:
+        """How many messages the tenant's credits cover now; None when credits don't apply to it."""
+        account = await conn.fetchrow(queries.LOCK_CREDIT_ACCOUNT, tenant_id)
+        if account is None:
+            return 0
+        if not account["enabled"]:
+            return None
+        plan_balance = account["plan_balance"]
+        roll = credits.rollover(
+            current_period=account["plan_period_start"],
+            plan_balance=plan_balance,
+            plan_monthly=account["plan_monthly"],
+            today=date.today(),
+        )
+        if roll is not None:
+            await conn.execute(
+                queries.ROLL_CREDIT_PERIOD,
+                tenant_id,
+                roll.expire,
+                roll.grant,
+                roll.period_start,
+                "monthly plan",
+            )
+            plan_balance = roll.grant
+        return credits.available(
+            plan_balance=plan_balance,
+            purchased_balance=account["purchased_balance"],
+            reserved=account["reserved"],
+        )
+
+    def _skip_reason(self, chunk: SendChunk, slot_at: float | None, claimed_mono: float) -> Skip | None:
+        if self.stopping:
+            return Skip.SHUTDOWN
+        if self._gate.blocked(chunk.campaign_id):
+            return Skip.PAUSED
+        if is_late(slot_at, time.time(), self._settings.late_tolerance_s):
+            return Skip.LATE
+        # Never start a call that could outlive the lease: the row would be reconciled mid-call.
+        if time.monotonic() - claimed_mono > self._settings.lease_s - self._settings.twilio_timeout_s - 1.0:
+            return Skip.LATE
+        return None
+
+    async def _send(
+        self,
+        tenant: TenantInfo,
+        template: Template,
+        chunk: SendChunk,
+        row: Claimed,
+        slot_at: float | None,
+        claimed_mono: float,
+    ) -> Settlement:
+        def settle(transition: Transition, sid: str | None = None) -> Settlement:
+            return Settlement(
+                row.recipient_id,
+                chunk.campaign_id,
+                row.claimed_at,
+                row.phone_e164,
+                row.attempts,
+                transition,
+                sid,
+            )
+
+        if slot_at is not None:
+            wait = slot_at - time.time()
+            metrics.THROTTLE_WAIT.labels(str(chunk.tenant_id)).observe(max(wait, 0.0))
+            while wait > 0:
+                await asyncio.sleep(wait)
+                wait = slot_at - time.time()
+        async with self._slots:
+            reason = self._skip_reason(chunk, slot_at, claimed_mono)
+            if reason is not None:
+                return settle(skipped(reason))
+            message = render(template, row.data, tenant.style)
+            started = time.perf_counter()
+            try:
+                created = await self._client.create_message(
+                    tenant.credentials,
+                    to=f"whatsapp:{row.phone_e164}",
+                    from_=tenant.from_address,
+                    messaging_service_sid=tenant.messaging_service_sid,
+                    body=message.body,
+                    content_sid=message.content_sid,
+                    content_variables=message.content_variables,
+                    status_callback=status_callback_url(self._settings.public_base_url, chunk.tenant_id),
+                    validity_period=VALIDITY_PERIOD_S,
+                )
+            except TwilioError as exc:
+                outcome = classify(
+                    http_status=exc.http_status,
+                    code=exc.code,
+                    message=exc.message,
+                    reached=exc.reached,
+                    retry_after_s=exc.retry_after_s,
+                )
+                sid = None
+            else:
+                outcome = classify(http_status=201)
+                sid = created.sid
+            finally:
+                metrics.TWILIO_LATENCY.labels("create").observe(time.perf_counter() - started)
+        transition = after_attempt(
+            outcome,
+            attempts=row.attempts,
+            tiers=self._settings.retry_tiers_s,
+            max_attempts=self._settings.max_attempts,
+        )
+        return settle(transition, sid)

@@ -1,0 +1,151 @@
+"""The sender's broker input: send chunks, lifecycle and tenant events; and its pause output."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from uuid import UUID
+
+import asyncpg
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from pydantic import ValidationError
+
+from services.sender import queries
+from services.sender.directory import Directory, TenantNotFound
+from services.sender.engine import SendEngine
+from services.sender.gate import CampaignGate
+from services.sender.metrics import AUTO_PAUSES, CHUNKS_IN_FLIGHT
+from shared import topology
+from shared.broker import BrokerUnavailable, PoisonMessage, Publisher, consume
+from shared.events import CampaignCommand, CampaignLifecycle, ChunkDone, SendChunk, TenantChanged
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+# A campaign not seen in a chunk for this long is no longer polled.
+ACTIVE_FOR_S = 60.0
+
+
+class InFlight:
+    """Counts chunks being handled, so a graceful stop can wait for them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __enter__(self) -> None:
+        self.count += 1
+        self._idle.clear()
+        CHUNKS_IN_FLIGHT.inc()
+
+    def __exit__(self, *_: object) -> None:
+        self.count -= 1
+        CHUNKS_IN_FLIGHT.dec()
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+
+async def consume_chunks(
+    queue: AbstractQueue, engine: SendEngine, publisher: Publisher, in_flight: InFlight
+) -> str:
+    async def on_chunk(chunk: SendChunk, message: AbstractIncomingMessage) -> None:
+        with in_flight:
+            try:
+                done = await engine.handle(chunk)
+            except TenantNotFound as exc:
+                raise PoisonMessage(f"unknown tenant {exc}") from exc
+        if not done:
+            await message.nack(requeue=True)
+            return
+        await acknowledge_chunk(publisher, chunk, message)
+
+    return await consume(queue, SendChunk, on_chunk, publisher)
+
+
+async def acknowledge_chunk(publisher: Publisher, chunk: SendChunk, message: AbstractIncomingMessage) -> None:
+    """Tell the dispatcher that handed the chunk out that it is done (when it asked to know)."""
+    headers = message.headers or {}
+    reply_to, chunk_id = headers.get(ChunkDone.REPLY_HEADER), headers.get(ChunkDone.CHUNK_HEADER)
+    if not isinstance(reply_to, str) or not isinstance(chunk_id, str):
+        return
+    try:
+        # Not mandatory: a dispatcher that has gone away no longer has its reply queue.
+        await publisher.publish(
+            "", reply_to, ChunkDone(tenant_id=chunk.tenant_id, chunk_id=chunk_id), mandatory=False
+        )
+    except BrokerUnavailable as exc:
+        log.debug("chunk acknowledgement lost", error=str(exc))
+
+
+async def consume_events(channel: AbstractChannel, gate: CampaignGate, directory: Directory) -> AbstractQueue:
+    """A private queue of lifecycle and tenant events: pauses reach this sender at once."""
+    queue = await channel.declare_queue(
+        f"{topology.PREFIX}.sender.events.{uuid.uuid4().hex[:12]}", exclusive=True, auto_delete=True
+    )
+    await queue.bind(topology.EVENTS_EXCHANGE, routing_key="campaign.*")
+    await queue.bind(topology.EVENTS_EXCHANGE, routing_key=TenantChanged.ROUTING_KEY)
+
+    async def on_event(message: AbstractIncomingMessage) -> None:
+        # A notification on a private queue: an unreadable one is dropped, never redelivered forever.
+        async with message.process(requeue=False, ignore_processed=True):
+            try:
+                if message.routing_key == TenantChanged.ROUTING_KEY:
+                    directory.invalidate(TenantChanged.model_validate_json(message.body).tenant_id)
+                else:
+                    event = CampaignLifecycle.model_validate_json(message.body)
+                    gate.observe(event.campaign_id, event.state)
+            except ValidationError as exc:
+                log.warning("unreadable event dropped", routing_key=message.routing_key, error=str(exc)[:300])
+
+    await queue.consume(on_event)
+    return queue
+
+
+class AutoPauser:
+    """Stops a campaign in this sender at once and asks the segmenter to pause it for everyone."""
+
+    def __init__(self, gate: CampaignGate, publisher: Publisher) -> None:
+        self._gate = gate
+        self._publisher = publisher
+
+    async def __call__(self, tenant_id: UUID, campaign_id: UUID, reason: str) -> None:
+        if not self._gate.auto_pause(campaign_id, time.monotonic()):
+            return
+        log.warning(
+            "campaign auto-paused", tenant_id=str(tenant_id), campaign_id=str(campaign_id), reason=reason
+        )
+        AUTO_PAUSES.labels(str(tenant_id), reason).inc()
+        command = CampaignCommand(tenant_id=tenant_id, campaign_id=campaign_id, reason=reason)
+        try:
+            await self._publisher.publish(topology.COMMANDS_EXCHANGE, "campaign.pause", command)
+        except BrokerUnavailable as exc:
+            # The local pause holds; when it lapses the next failing chunk asks again.
+            log.error("pause command not published", campaign_id=str(campaign_id), error=str(exc))
+
+
+async def poll_gate(pool: asyncpg.Pool, engine: SendEngine, gate: CampaignGate, interval_s: float) -> None:
+    """Re-read the states of the campaigns being sent: the database has the last word on pauses."""
+    while True:
+        now = time.monotonic()
+        for campaign_id, seen in list(engine.active.items()):
+            if now - seen > ACTIVE_FOR_S:
+                del engine.active[campaign_id]
+        gate.expire(now)
+        watched = set(engine.active) | gate.locally_paused
+        gate.prune(watched)
+        if watched:
+            try:
+                for row in await pool.fetch(queries.CAMPAIGN_STATES, list(watched)):
+                    gate.observe(row["id"], row["state"])
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("campaign state poll failed", error=repr(exc))
+        await asyncio.sleep(interval_s)

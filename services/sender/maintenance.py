@@ -1,0 +1,244 @@
+"""Lease expiry, reconciliation of unknown sends, and the sweep of rows the broker lost.
+
+One sender at a time does this (the holder of a session advisory lock; when it dies, its
+connection closes, the lock is released and another sender takes over).
+
+- A row ``sending`` past its lease lost its sender mid-call: it becomes ``unknown``.
+- An ``unknown`` row older than ``reconcile_after_s`` is looked up: first among the status
+  callbacks the tracker could not match (by the recipient's number, since the sender never learnt
+  the sid), then in Twilio's message list (To, From, sent on or after the claim). Found: ``sent``
+  with that sid. Not found: the attempt failed before Twilio took it, so it goes through the retry
+  tiers like any transient failure. Nothing is re-sent without looking first.
+- A running campaign whose waiting rows have not moved for ``sweep_idle_s`` while its tenant's
+  dispatch queue is empty lost their broker messages: they are published again (a duplicate only
+  loses the claim race).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+from aio_pika.abc import AbstractRobustConnection
+
+from services.sender import queries
+from services.sender.directory import Directory, TenantNotFound
+from services.sender.metrics import RECONCILED
+from services.sender.outcomes import after_lookup
+from services.sender.recording import DB_ERRORS, Recorder, Settlement
+from shared import topology
+from shared.broker import BrokerUnavailable, Publisher, queue_depth
+from shared.events import RecipientBatch
+from shared.logging import get_logger
+from shared.twilio_client import ListedMessage, TwilioClient, TwilioError
+
+log = get_logger(__name__)
+
+MAINTENANCE_LOCK_KEY = 7_340_300
+EXPIRE_BATCH = 1000
+RECONCILE_BATCH = 500
+LOOKUP_CONCURRENCY = 16
+# Twilio's clock and ours may differ; a message created this long before the claim still counts.
+CLOCK_SKEW = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class MaintenanceSettings:
+    interval_s: float
+    reconcile_after_s: float
+    sweep_idle_s: float
+    retry_tiers_s: list[int]
+    max_attempts: int
+    publish_batch_size: int
+
+
+def pick_message(
+    messages: list[ListedMessage], not_before: datetime, taken: set[str]
+) -> ListedMessage | None:
+    """The earliest message created on or after ``not_before`` whose sid no recipient holds yet."""
+    candidates = [
+        (when, message)
+        for message in messages
+        if (when := message.date_created or message.date_sent) is not None
+        and when >= not_before
+        and message.sid not in taken
+    ]
+    return min(candidates, key=lambda candidate: candidate[0])[1] if candidates else None
+
+
+@dataclass
+class Waiting:
+    count: int
+    since: float
+
+
+class Maintenance:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        connection: AbstractRobustConnection,
+        publisher: Publisher,
+        client: TwilioClient,
+        directory: Directory,
+        recorder: Recorder,
+        settings: MaintenanceSettings,
+    ) -> None:
+        self._pool = pool
+        self._connection = connection
+        self._publisher = publisher
+        self._client = client
+        self._directory = directory
+        self._recorder = recorder
+        self._settings = settings
+        self._waiting: dict[UUID, Waiting] = {}
+        self._last_sweep = 0.0
+
+    async def run(self) -> None:
+        """Forever: become the leader when no other sender is, then do a pass every interval."""
+        while True:
+            try:
+                async with self._pool.acquire() as lock_conn:
+                    if await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", MAINTENANCE_LOCK_KEY):
+                        try:
+                            await self._lead(lock_conn)
+                        finally:
+                            await lock_conn.execute("SELECT pg_advisory_unlock($1)", MAINTENANCE_LOCK_KEY)
+            except asyncio.CancelledError:
+                raise
+            except (*DB_ERRORS, BrokerUnavailable) as exc:
+                log.warning("maintenance pass failed", error=repr(exc))
+            await asyncio.sleep(self._settings.interval_s)
+
+    async def _lead(self, lock_conn: asyncpg.Connection) -> None:
+        while True:
+            # The lock lives with this session: if it is gone, so is the leadership.
+            await lock_conn.fetchval("SELECT 1")
+            await self.pass_once()
+            await asyncio.sleep(self._settings.interval_s)
+
+    async def pass_once(self) -> None:
+        await self.expire_leases()
+        await self.reconcile()
+        now = time.monotonic()
+        if now - self._last_sweep >= min(self._settings.sweep_idle_s / 4, 5.0):
+            self._last_sweep = now
+            await self.sweep()
+
+    async def expire_leases(self) -> None:
+        while True:
+            status = await self._pool.execute(queries.EXPIRE_LEASES, EXPIRE_BATCH)
+            if int(status.split()[-1]) < EXPIRE_BATCH:
+                return
+
+    async def reconcile(self) -> None:
+        rows = await self._pool.fetch(queries.UNKNOWN_DUE, self._settings.reconcile_after_s, RECONCILE_BATCH)
+        if not rows:
+            return
+        limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
+
+        async def resolve(row: asyncpg.Record) -> Settlement | None:
+            async with limit:
+                return await self._resolve(row)
+
+        resolved = await asyncio.gather(*(resolve(row) for row in rows))
+        by_tenant: dict[UUID, list[Settlement]] = defaultdict(list)
+        for row, settlement in zip(rows, resolved, strict=True):
+            if settlement is not None:
+                by_tenant[row["tenant_id"]].append(settlement)
+        for tenant_id, settlements in by_tenant.items():
+            settled = await self._recorder.settle(tenant_id, settlements, source="reconciler")
+            for item in settled.applied:
+                result = "found" if item.transition.to_state == "sent" else "not_found"
+                RECONCILED.labels(str(tenant_id), result).inc()
+
+    async def _resolve(self, row: asyncpg.Record) -> Settlement | None:
+        tenant_id: UUID = row["tenant_id"]
+        to = f"whatsapp:{row['phone_e164']}"
+        not_before = row["claimed_at"] - CLOCK_SKEW
+        sid: str | None = await self._pool.fetchval(queries.ORPHAN_FOR_PHONE, tenant_id, to, not_before)
+        if sid is None:
+            try:
+                tenant = await self._directory.tenant(tenant_id)
+                messages = await self._client.list_messages(
+                    tenant.credentials, to=to, from_=tenant.from_address, sent_after=not_before
+                )
+            except (TwilioError, TenantNotFound) as exc:
+                log.warning("lookup failed; the row stays unknown", recipient_id=row["id"], error=str(exc))
+                return None
+            taken = {
+                r["twilio_sid"] for r in await self._pool.fetch(queries.TAKEN_SIDS, [m.sid for m in messages])
+            }
+            found = pick_message(messages, not_before, taken)
+            sid = found.sid if found else None
+        transition = after_lookup(
+            sid is not None,
+            attempts=row["attempts"],
+            tiers=self._settings.retry_tiers_s,
+            max_attempts=self._settings.max_attempts,
+        )
+        return Settlement(
+            row["id"],
+            row["campaign_id"],
+            row["claimed_at"],
+            row["phone_e164"],
+            row["attempts"],
+            transition,
+            sid,
+        )
+
+    async def sweep(self) -> None:
+        grace = self._settings.sweep_idle_s
+        running = await self._pool.fetch(queries.RUNNING_CAMPAIGNS)
+        seen: set[UUID] = set()
+        now = time.monotonic()
+        for campaign in running:
+            campaign_id: UUID = campaign["id"]
+            seen.add(campaign_id)
+            count = await self._pool.fetchval(
+                queries.COUNT_WAITING, campaign_id, campaign["published_upto"], grace
+            )
+            previous = self._waiting.get(campaign_id)
+            if not count:
+                self._waiting.pop(campaign_id, None)
+                continue
+            if previous is None or previous.count != count:
+                self._waiting[campaign_id] = Waiting(count, now)
+                continue
+            if now - previous.since < grace:
+                continue
+            if await self._dispatch_backlog(campaign["tenant_id"]):
+                continue
+            published = await self._republish(
+                campaign["tenant_id"], campaign_id, campaign["published_upto"], grace
+            )
+            log.warning("stuck recipients re-published", campaign_id=str(campaign_id), count=published)
+            self._waiting[campaign_id] = Waiting(count, now)
+        for campaign_id in set(self._waiting) - seen:
+            del self._waiting[campaign_id]
+
+    async def _dispatch_backlog(self, tenant_id: UUID) -> int:
+        async with self._connection.channel() as channel:
+            return await queue_depth(channel, topology.dispatch_queue_name(str(tenant_id)))
+
+    async def _republish(self, tenant_id: UUID, campaign_id: UUID, published_upto: int, grace: float) -> int:
+        size = self._settings.publish_batch_size
+        cursor, total = 0, 0
+        while True:
+            ids = [
+                r["id"]
+                for r in await self._pool.fetch(
+                    queries.WAITING_IDS, campaign_id, published_upto, grace, cursor, size
+                )
+            ]
+            if not ids:
+                return total
+            batch = RecipientBatch(tenant_id=tenant_id, campaign_id=campaign_id, recipient_ids=ids)
+            await self._publisher.publish(topology.RECIPIENTS_EXCHANGE, str(tenant_id), batch)
+            cursor = ids[-1]
+            total += len(ids)

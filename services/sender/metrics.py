@@ -1,0 +1,21 @@
+"""Sender metrics beyond the shared ones (labels: tenant only)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+from shared.metrics import NAMESPACE
+
+CREDITS_DEBITED = Counter(
+    "credits_debited", "Credits debited for messages Twilio accepted.", ["tenant"], namespace=NAMESPACE
+)
+AUTO_PAUSES = Counter(
+    "auto_pauses", "Campaigns paused by a sender, by reason.", ["tenant", "reason"], namespace=NAMESPACE
+)
+CHUNKS_IN_FLIGHT = Gauge("sender_chunks_in_flight", "Send chunks being processed.", namespace=NAMESPACE)
+RECONCILED = Counter(
+    "reconciled",
+    "Unknown sends settled by the reconciler, by result (found, not_found).",
+    ["tenant", "result"],
+    namespace=NAMESPACE,
+)

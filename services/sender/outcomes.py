@@ -1,0 +1,85 @@
+"""What happens to a claimed recipient after its attempt (or instead of it): pure decisions.
+
+The classifier says what Twilio's answer means; this module turns that into the row's next
+state, whether the attempt counts, the retry tier, and whether the number is suppressed.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from shared.twilio_errors import Outcome, OutcomeKind, next_tier
+
+
+class Skip(enum.StrEnum):
+    """Reasons a claimed recipient is handed back without calling Twilio."""
+
+    LATE = "late"  # its slot passed: starting now could exceed the tenant's rate
+    PAUSED = "paused"  # its campaign was paused or cancelled after the claim
+    SHUTDOWN = "shutdown"  # this sender is stopping; another one takes the chunk
+
+
+@dataclass(frozen=True)
+class Transition:
+    to_state: str
+    # The attempt did not really happen (or was refused for our credentials): don't count it.
+    uncount: bool = False
+    tier_s: int | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    suppress: bool = False
+    # Back to the tenant's dispatch queue for a new slot.
+    redispatch: bool = False
+    auth_failure: bool = False
+    skip: Skip | None = None
+
+    @property
+    def is_error(self) -> bool:
+        """Counts against the campaign's error rate (a real attempt that was not accepted)."""
+        return not self.uncount and self.to_state in ("failed", "retry_wait", "unknown")
+
+
+def after_attempt(outcome: Outcome, *, attempts: int, tiers: list[int], max_attempts: int) -> Transition:
+    """The row's transition after attempt number ``attempts`` ended with ``outcome``."""
+    if outcome.kind is OutcomeKind.ACCEPTED:
+        return Transition("sent")
+    if outcome.kind is OutcomeKind.AMBIGUOUS:
+        return Transition("unknown", error_code=outcome.code, error_message=outcome.message)
+    if outcome.kind is OutcomeKind.AUTH:
+        # The tenant's credentials are wrong, not the recipient: the row waits for the fix.
+        return Transition(
+            "queued", uncount=True, error_code=outcome.code, error_message=outcome.message, auth_failure=True
+        )
+    if outcome.kind is OutcomeKind.TRANSIENT:
+        tier = next_tier(attempts, outcome.retry_after_s, tiers, max_attempts=max_attempts)
+        if tier is None:
+            return Transition(
+                "failed",
+                error_code=outcome.code,
+                error_message=f"gave up after {attempts} attempts: {outcome.message or 'transient error'}",
+            )
+        return Transition("retry_wait", tier_s=tier, error_code=outcome.code, error_message=outcome.message)
+    return Transition(
+        "failed", error_code=outcome.code, error_message=outcome.message, suppress=outcome.suppress
+    )
+
+
+def after_lookup(found: bool, *, attempts: int, tiers: list[int], max_attempts: int) -> Transition:
+    """An ``unknown`` row after the reconciler looked for its message at Twilio."""
+    if found:
+        return Transition("sent")
+    tier = next_tier(attempts, None, tiers, max_attempts=max_attempts)
+    if tier is None:
+        return Transition("failed", error_message=f"no message at Twilio after {attempts} attempts")
+    return Transition("retry_wait", tier_s=tier, error_message="no message found at Twilio; retrying")
+
+
+def skipped(reason: Skip) -> Transition:
+    return Transition(
+        "queued",
+        uncount=True,
+        redispatch=reason is Skip.LATE,
+        error_message=f"not sent: {reason}",
+        skip=reason,
+    )

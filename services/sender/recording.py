@@ -1,0 +1,165 @@
+"""Writing outcomes: recipient states, events, credits and suppressions in one transaction per
+chunk, then the broker follow-ups (retry tiers, back to the dispatcher).
+
+The database is written first: a row in ``retry_wait`` whose retry message is lost is found by
+the sweeper, whereas a retry message for a row the database still calls ``sending`` could not
+be claimed. A write that keeps failing is given up after a few seconds; the rows then stay
+``sending``, their lease runs out, and the reconciler settles them from Twilio's records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+from uuid import UUID
+
+import asyncpg
+
+from services.sender import queries
+from services.sender.metrics import CREDITS_DEBITED
+from services.sender.outcomes import Transition
+from shared import metrics, topology
+from shared.broker import BrokerUnavailable, Publisher
+from shared.events import RecipientBatch
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
+WRITE_ATTEMPTS = 6
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Settlement:
+    recipient_id: int
+    campaign_id: UUID
+    claimed_at: datetime
+    phone_e164: str
+    attempts: int
+    transition: Transition
+    sid: str | None = None
+
+
+@dataclass
+class Settled:
+    applied: list[Settlement] = field(default_factory=list)
+    debited: int = 0
+
+
+async def with_db_retry(
+    label: str, operation: Callable[[], Awaitable[T]], attempts: int = WRITE_ATTEMPTS
+) -> T:
+    """Run ``operation()`` again after a database hiccup (a restart, a terminated backend)."""
+    delay = 0.1
+    for attempt in range(1, attempts + 1):
+        try:
+            return await operation()
+        except DB_ERRORS as exc:
+            if attempt == attempts:
+                raise
+            log.warning("database write failed, retrying", what=label, attempt=attempt, error=repr(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+class Recorder:
+    def __init__(self, pool: asyncpg.Pool, publisher: Publisher, *, credits_enabled: bool) -> None:
+        self._pool = pool
+        self._publisher = publisher
+        self._credits_enabled = credits_enabled
+
+    async def settle(self, tenant_id: UUID, settlements: list[Settlement], *, source: str) -> Settled:
+        """Persist the transitions (those whose claim is still current), then publish follow-ups."""
+        if not settlements:
+            return Settled()
+
+        async def write() -> Settled:
+            return await self._write(tenant_id, settlements, source)
+
+        try:
+            settled = await with_db_retry("outcomes", write)
+        except DB_ERRORS as exc:
+            log.error("outcomes not recorded; leases will expire and be reconciled", error=repr(exc))
+            return Settled()
+        await self._follow_up(tenant_id, settled.applied)
+        tenant = str(tenant_id)
+        for item in settled.applied:
+            metrics.MESSAGES.labels(tenant, item.transition.to_state).inc()
+        if settled.debited:
+            CREDITS_DEBITED.labels(tenant).inc(settled.debited)
+        return settled
+
+    async def _write(self, tenant_id: UUID, settlements: list[Settlement], source: str) -> Settled:
+        now = datetime.now(UTC)
+        by_id = {s.recipient_id: s for s in settlements}
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                queries.RECORD_OUTCOMES,
+                tenant_id,
+                [s.recipient_id for s in settlements],
+                [s.claimed_at for s in settlements],
+                [s.transition.to_state for s in settlements],
+                [s.sid for s in settlements],
+                [s.transition.error_code for s in settlements],
+                [s.transition.error_message for s in settlements],
+                [s.transition.uncount for s in settlements],
+                [
+                    now + timedelta(seconds=s.transition.tier_s) if s.transition.tier_s else None
+                    for s in settlements
+                ],
+                source,
+            )
+            applied = [by_id[row["id"]] for row in rows]
+            held = [row for row in rows if row["held"]]
+            debit = [row for row in held if row["to_state"] == "sent"]
+            released = sum(1 for row in held if row["to_state"] != "unknown")
+            if self._credits_enabled and released:
+                await conn.execute(
+                    queries.SETTLE_CREDITS,
+                    tenant_id,
+                    len(debit),
+                    released,
+                    [row["id"] for row in debit],
+                    [row["campaign_id"] for row in debit],
+                )
+            suppress = [s for s in applied if s.transition.suppress]
+            if suppress:
+                await conn.execute(
+                    queries.ADD_SUPPRESSIONS,
+                    tenant_id,
+                    [s.phone_e164 for s in suppress],
+                    [f"Twilio error {s.transition.error_code}" for s in suppress],
+                )
+        return Settled(applied=applied, debited=len(debit) if self._credits_enabled else 0)
+
+    async def _follow_up(self, tenant_id: UUID, applied: list[Settlement]) -> None:
+        retries: dict[tuple[UUID, int, int], list[int]] = defaultdict(list)
+        redispatch: dict[UUID, list[int]] = defaultdict(list)
+        for item in applied:
+            if item.transition.to_state == "retry_wait" and item.transition.tier_s:
+                retries[(item.campaign_id, item.transition.tier_s, item.attempts)].append(item.recipient_id)
+            elif item.transition.redispatch:
+                redispatch[item.campaign_id].append(item.recipient_id)
+        key = str(tenant_id)
+        try:
+            for (campaign_id, tier, attempts), ids in retries.items():
+                batch = RecipientBatch(tenant_id=tenant_id, campaign_id=campaign_id, recipient_ids=ids)
+                await self._publisher.publish(
+                    topology.retry_exchange_name(tier),
+                    key,
+                    batch,
+                    headers={topology.ATTEMPT_HEADER: attempts},
+                )
+                metrics.RETRIES.labels(key, f"{tier}s").inc(len(ids))
+            for campaign_id, ids in redispatch.items():
+                batch = RecipientBatch(tenant_id=tenant_id, campaign_id=campaign_id, recipient_ids=ids)
+                await self._publisher.publish(topology.RECIPIENTS_EXCHANGE, key, batch)
+        except BrokerUnavailable as exc:
+            # The rows are recorded as waiting; the sweeper re-publishes what the broker never took.
+            log.warning("follow-up publish failed; left to the sweeper", error=str(exc))
