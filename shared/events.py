@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class Event(BaseModel):
@@ -130,3 +130,134 @@ class ChunkDone(Event):
     # Headers of a SendChunk that asks for this acknowledgement.
     REPLY_HEADER: ClassVar[str] = "x-reply-to"
     CHUNK_HEADER: ClassVar[str] = "x-chunk-id"
+
+
+# Booking data from other systems (exchange ``wce.booking``, routing key = TYPE) ----------------
+# Ids are the publisher's own external ids. Upserts replace the whole record; replaying an event
+# is harmless. Events of one tenant are applied in the order they arrive.
+
+
+class BookingCustomerUpserted(Event):
+    TYPE: ClassVar[str] = "booking.customer.upserted"
+    tenant_id: UUID
+    external_id: str = Field(min_length=1, max_length=200)
+    first_name: str = Field(default="", max_length=200)
+    last_name: str = Field(default="", max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    # Normalised to E.164 with the tenant's default region; an unparseable phone is kept, flagged.
+    phone: str | None = Field(default=None, max_length=64)
+
+
+class BookingCustomerDeleted(Event):
+    TYPE: ClassVar[str] = "booking.customer.deleted"
+    tenant_id: UUID
+    external_id: str = Field(min_length=1, max_length=200)
+
+
+class BookingAppointmentUpserted(Event):
+    TYPE: ClassVar[str] = "booking.appointment.upserted"
+    tenant_id: UUID
+    external_id: str = Field(min_length=1, max_length=200)
+    customer_id: str = Field(min_length=1, max_length=200)
+    service_id: str | None = Field(default=None, max_length=200)
+    location_id: str | None = Field(default=None, max_length=200)
+    staff_id: str | None = Field(default=None, max_length=200)
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime | None = None
+    created_at: AwareDatetime
+    status: str = Field(min_length=1, max_length=64)
+    status_changed_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
+
+
+class BookingAppointmentDeleted(Event):
+    TYPE: ClassVar[str] = "booking.appointment.deleted"
+    tenant_id: UUID
+    external_id: str = Field(min_length=1, max_length=200)
+
+
+class BookingServiceUpserted(Event):
+    TYPE: ClassVar[str] = "booking.service.upserted"
+    tenant_id: UUID
+    external_id: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class BookingLocationUpserted(Event):
+    TYPE: ClassVar[str] = "booking.location.upserted"
+    tenant_id: UUID
+    external_id: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+    address: str | None = Field(default=None, max_length=500)
+
+
+class BookingStaffUpserted(Event):
+    TYPE: ClassVar[str] = "booking.staff.upserted"
+    tenant_id: UUID
+    external_id: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200)
+
+
+BOOKING_EVENTS: tuple[type[Event], ...] = (
+    BookingCustomerUpserted,
+    BookingCustomerDeleted,
+    BookingAppointmentUpserted,
+    BookingAppointmentDeleted,
+    BookingServiceUpserted,
+    BookingLocationUpserted,
+    BookingStaffUpserted,
+)
+
+
+# Campaign requests from other systems (``wce.commands``, key ``campaign.requested``) and their
+# outcome (``wce.events``, keys ``campaign.accepted`` / ``campaign.rejected``) ---------------------
+
+
+class CampaignRequested(Event):
+    """Create and start a campaign, exactly once per (tenant, idempotency key).
+
+    ``audience`` and ``template`` take the same bodies as the HTTP API's campaign creation; their
+    errors come back in ``campaign.rejected`` with the same field names.
+    """
+
+    TYPE: ClassVar[str] = "campaign.requested"
+    ROUTING_KEY: ClassVar[str] = "campaign.requested"
+    tenant_id: UUID
+    idempotency_key: str = Field(min_length=1, max_length=200)
+    name: str
+    audience: dict[str, Any] = Field(default_factory=dict)
+    template: dict[str, Any]
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class CampaignRequestKey(BaseModel):
+    """What a reply needs: enough of a request to say which one was rejected."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tenant_id: UUID
+    idempotency_key: str = Field(min_length=1, max_length=200)
+
+
+class CampaignAccepted(Event):
+    TYPE: ClassVar[str] = "campaign.accepted"
+    ROUTING_KEY: ClassVar[str] = "campaign.accepted"
+    tenant_id: UUID
+    idempotency_key: str
+    campaign_id: UUID
+    state: str
+
+
+class RejectionReason(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    field: str
+    message: str
+
+
+class CampaignRejected(Event):
+    TYPE: ClassVar[str] = "campaign.rejected"
+    ROUTING_KEY: ClassVar[str] = "campaign.rejected"
+    tenant_id: UUID
+    idempotency_key: str
+    reasons: list[RejectionReason]
