@@ -262,7 +262,7 @@ class TwilioClient:
         credentials: TwilioCredentials,
         *,
         to: str,
-        from_: str,
+        from_: str | None,
         sent_after: datetime | None = None,
         page_size: int = 50,
         max_pages: int = 20,
