@@ -1,0 +1,1 @@
+"""Command-line client for tenants: live campaign progress, recipient logs, CSV export (HTTP only)."""

@@ -1,0 +1,3 @@
+from wce_cli.app import app
+
+app(prog_name="wce")

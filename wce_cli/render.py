@@ -1,0 +1,87 @@
+"""How the CLI shows progress and logs with rich."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
+from rich.table import Table
+
+STATE_STYLES = {
+    "completed": "green",
+    "running": "cyan",
+    "paused": "yellow",
+    "cancelled": "red",
+    "failed": "red",
+}
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("{task.fields[eta]}"),
+    )
+
+
+def describe(update: dict[str, Any]) -> dict[str, Any]:
+    """The bar's fields for one progress update."""
+    state = update["state"]
+    style = STATE_STYLES.get(state, "white")
+    label = f"[{style}]{state}[/]"
+    if update.get("pause_reason"):
+        label += f" ({update['pause_reason']})"
+    eta = update.get("eta_s")
+    return {
+        "description": label,
+        "total": max(update["total"], 1),
+        "completed": update["done"],
+        "rate": f"{update['rate_per_s']:.1f}/s",
+        "eta": f"ETA {_duration(eta)}" if eta is not None else "",
+    }
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def summary(update: dict[str, Any]) -> Table:
+    table = Table(title=f"Campaign {update['campaign_id']} — {update['state']}")
+    table.add_column("state")
+    table.add_column("recipients", justify="right")
+    for state, count in update["counts"].items():
+        if count:
+            table.add_row(state, f"{count:,}")
+    table.add_row("[bold]total[/]", f"[bold]{update['total']:,}[/]")
+    return table
+
+
+LOG_COLUMNS: Sequence[tuple[str, str]] = (
+    ("id", "id"),
+    ("name", "name"),
+    ("phone", "phone"),
+    ("state", "state"),
+    ("attempts", "attempts"),
+    ("error_code", "error"),
+    ("error_message", "message"),
+    ("twilio_sid", "Twilio SID"),
+    ("sent_at", "sent"),
+    ("delivered_at", "delivered"),
+    ("read_at", "read"),
+)
+
+
+def log_table(items: Sequence[dict[str, Any]]) -> Table:
+    table = Table()
+    for _, title in LOG_COLUMNS:
+        table.add_column(title, overflow="fold")
+    for item in items:
+        table.add_row(*("" if item.get(key) is None else str(item[key]) for key, _ in LOG_COLUMNS))
+    return table
