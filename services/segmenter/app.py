@@ -9,12 +9,24 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from services.segmenter import commands, routes_audience, routes_booking, routes_campaigns, routes_tenants
+from services.segmenter import (
+    campaign_requests,
+    commands,
+    routes_audience,
+    routes_booking,
+    routes_campaigns,
+    routes_credits,
+    routes_sends,
+    routes_suppressions,
+    routes_tenants,
+)
+from services.segmenter.booking.consumer import consume_booking
 from services.segmenter.campaigns import Lifecycle
 from services.segmenter.runner import CampaignRunner, monitor_loop
 from services.segmenter.snapshot import CampaignPublisher
 from shared import topology
 from shared.crypto import SecretBox
+from shared.events import CampaignRequested
 from shared.http import broker_check, install_common, pool_check
 from shared.runtime import attach, open_resources
 from shared.settings import Settings, get_settings
@@ -24,6 +36,9 @@ ROUTERS: list[APIRouter] = [
     routes_campaigns.router,
     routes_audience.router,
     routes_booking.router,
+    routes_suppressions.router,
+    routes_credits.router,
+    routes_sends.router,
 ]
 
 MONITOR_INTERVAL_S = 1.0
@@ -48,10 +63,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         channel = await resources.connection.channel()
         await channel.set_qos(prefetch_count=16)
         handlers = commands.lifecycle_handlers(lifecycle)
+        handlers[CampaignRequested.ROUTING_KEY] = campaign_requests.requested_handler(
+            resources.pool, resources.publisher, lifecycle, getattr(app.state, "content_is_approved", None)
+        )
         app.state.command_handlers = handlers
         await commands.consume_commands(
             await channel.get_queue(topology.COMMANDS_QUEUE), resources.publisher, handlers
         )
+        await consume_booking(resources.connection, resources.publisher, resources.pool)
         monitor = asyncio.create_task(monitor_loop(resources.pool, runner, lifecycle, MONITOR_INTERVAL_S))
         try:
             yield
