@@ -49,6 +49,12 @@ WEBHOOK_REJECTIONS = Counter(
     ["reason"],
     namespace=NAMESPACE,
 )
+TWILIO_ERRORS = Counter(
+    "twilio_errors",
+    "Twilio error codes seen, from send responses and from status callbacks (a bounded vocabulary).",
+    ["code"],
+    namespace=NAMESPACE,
+)
 QUEUE_DEPTH = Gauge(
     "queue_depth",
     "Messages ready in a broker queue (sampled periodically).",

@@ -23,6 +23,7 @@ SUPPRESSION_SOURCE = "error_code"
 @dataclass
 class BatchResult:
     statuses: Counter[str] = field(default_factory=Counter)
+    error_codes: Counter[int] = field(default_factory=Counter)
     replays: int = 0
     orphans: int = 0
     transitions: int = 0
@@ -50,6 +51,7 @@ async def record_callbacks(pool: asyncpg.Pool, received: Sequence[tuple[str, Cal
         result.suppressed = await _write(conn, plan)
         await _keep_orphans(conn, plan.orphans)
     result.statuses.update(callback.status for callback in fresh)
+    result.error_codes.update(callback.error_code for callback in fresh if callback.error_code is not None)
     result.orphans = len(plan.orphans)
     result.transitions = len(plan.transitions)
     result.matched = len(plan.matched)

@@ -32,6 +32,7 @@ from shared.metrics import (
     INBOUND_MESSAGES,
     ORPHAN_CALLBACKS,
     SUPPRESSION_CHANGES,
+    TWILIO_ERRORS,
 )
 
 log = get_logger(__name__)
@@ -170,6 +171,8 @@ class StatusConsumer:
 def _observe(result: BatchResult, items: Sequence[_Item]) -> None:
     for status, count in result.statuses.items():
         CALLBACKS.labels(status).inc(count)
+    for code, count in result.error_codes.items():
+        TWILIO_ERRORS.labels(str(code)).inc(count)
     if result.replays:
         CALLBACK_REPLAYS.inc(result.replays)
     if result.orphans:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from shared.twilio_errors import SUPPRESS_CODES
+
 # Recipient states the tracker moves between, with their rank in the partial order.
 _RANK: dict[str, int] = {
     "sent": 1,
@@ -36,10 +38,6 @@ _STATE_FOR_STATUS: dict[str, str] = {
 # States in which the sender has not recorded the outcome of its call yet: a callback for such a
 # row waits (as an orphan) until the sender has written ``sent``, so the two never race.
 AWAITING_SENDER = frozenset({"pending", "queued", "sending", "retry_wait", "unknown"})
-
-# Codes by which Twilio reports that the recipient opted out or blocked the sender (21610: replied
-# STOP; 63014: blocked the business or stopped its messages on WhatsApp).
-OPT_OUT_ERROR_CODES = frozenset({21610, 63014})
 
 
 def state_for_status(twilio_status: str) -> str | None:
@@ -201,7 +199,7 @@ def plan_callbacks(
             plan.orphans.append(callback)
             continue
         plan.matched.append(callback)
-        if callback.error_code in OPT_OUT_ERROR_CODES:
+        if callback.error_code in SUPPRESS_CODES:
             plan.suppressions.append(
                 Suppression(row.tenant_id, row.phone_e164, f"Twilio error {callback.error_code}")
             )
