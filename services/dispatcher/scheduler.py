@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -117,8 +117,14 @@ class CampaignStates:
                 self._states[row["id"]] = row["state"]
 
 
+class CampaignView(Protocol):
+    async def running(self, campaign_id: UUID) -> bool: ...
+
+    def is_running(self, campaign_id: UUID) -> bool: ...
+
+
 class Dispatcher:
-    def __init__(self, settings: DispatchSettings, campaigns: CampaignStates, publish: Publish) -> None:
+    def __init__(self, settings: DispatchSettings, campaigns: CampaignView, publish: Publish) -> None:
         self._settings = settings
         self._campaigns = campaigns
         self._publish = publish

@@ -1,0 +1,148 @@
+"""The dispatcher's lanes without a broker: slots and chunking at a rate, rate changes, pauses,
+and the in-flight bound of unlimited tenants (publishing is captured, time is real)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from services.dispatcher.scheduler import Dispatcher, DispatchSettings
+from shared.events import ChunkDone, RecipientBatch, SendChunk
+from shared.throttle import slot_interval
+
+LEAD = 0.05
+
+
+class Campaigns:
+    def __init__(self) -> None:
+        self.running_ids: set[uuid.UUID] = set()
+
+    async def running(self, campaign_id: uuid.UUID) -> bool:
+        return campaign_id in self.running_ids
+
+    def is_running(self, campaign_id: uuid.UUID) -> bool:
+        return campaign_id in self.running_ids
+
+
+class Captured:
+    def __init__(self) -> None:
+        self.chunks: list[tuple[float, SendChunk, dict[str, Any] | None]] = []
+        self._published = asyncio.Condition()
+
+    async def __call__(self, chunk: SendChunk, headers: dict[str, Any] | None) -> None:
+        async with self._published:
+            self.chunks.append((time.time(), chunk, headers))
+            self._published.notify_all()
+
+    async def wait_for(self, count: int) -> None:
+        async with self._published:
+            await self._published.wait_for(lambda: len(self.chunks) >= count)
+
+
+def make(chunk_size: int = 20, inflight: int = 2) -> tuple[Dispatcher, Campaigns, Captured]:
+    campaigns, captured = Campaigns(), Captured()
+    settings = DispatchSettings(
+        chunk_size=chunk_size,
+        margin=0.015,
+        lead_s=LEAD,
+        unlimited_inflight_chunks=inflight,
+        feedback_timeout_s=30,
+        reply_queue="replies",
+    )
+    return Dispatcher(settings, campaigns, captured), campaigns, captured
+
+
+def batch(tenant: uuid.UUID, campaign: uuid.UUID, count: int) -> RecipientBatch:
+    return RecipientBatch(tenant_id=tenant, campaign_id=campaign, recipient_ids=list(range(1, count + 1)))
+
+
+async def test_a_rate_limited_batch_becomes_chunks_with_evenly_spaced_slots() -> None:
+    # Given a tenant at 80/s and a running campaign
+    dispatcher, campaigns, captured = make()
+    tenant, campaign = uuid.uuid4(), uuid.uuid4()
+    campaigns.running_ids.add(campaign)
+    dispatcher.set_rate(tenant, 80)
+    # When a batch of 60 is dispatched
+    assert await dispatcher.dispatch(batch(tenant, campaign, 60)) == 60
+    # Then it leaves as chunks of 20 whose slots continue one another at the slot interval
+    interval = slot_interval(80, 0.015)
+    chunks = [chunk for _, chunk, _ in captured.chunks]
+    assert [len(c.recipient_ids) for c in chunks] == [20, 20, 20]
+    for previous, current in itertools.pairwise(chunks):
+        assert current.first_slot_at == pytest.approx(previous.first_slot_at + 20 * interval)  # type: ignore[operator]
+    # And no chunk was handed out more than the lead ahead of its first slot
+    for published_at, chunk, headers in captured.chunks:
+        assert chunk.first_slot_at - published_at <= LEAD + 0.3  # type: ignore[operator]
+        assert headers is None
+
+
+async def test_a_rate_change_applies_to_the_next_chunk() -> None:
+    dispatcher, campaigns, captured = make()
+    tenant, campaign = uuid.uuid4(), uuid.uuid4()
+    campaigns.running_ids.add(campaign)
+    dispatcher.set_rate(tenant, 80)
+    # Given a dispatch in progress / When the rate drops to 40 meanwhile
+    task = asyncio.create_task(dispatcher.dispatch(batch(tenant, campaign, 60)))
+    await captured.wait_for(1)
+    dispatcher.set_rate(tenant, 40)
+    await task
+    # Then later chunks use the new interval
+    assert captured.chunks[-1][1].interval_s == pytest.approx(slot_interval(40, 0.015))
+
+
+async def test_a_campaign_paused_mid_batch_stops_getting_slots() -> None:
+    dispatcher, campaigns, captured = make()
+    tenant, campaign = uuid.uuid4(), uuid.uuid4()
+    campaigns.running_ids.add(campaign)
+    dispatcher.set_rate(tenant, 80)
+    task = asyncio.create_task(dispatcher.dispatch(batch(tenant, campaign, 200)))
+    await captured.wait_for(2)
+    # When the campaign is paused / Then the rest of the batch is dropped
+    campaigns.running_ids.discard(campaign)
+    dispatched = await task
+    assert dispatched < 200
+    assert sum(len(c.recipient_ids) for _, c, _ in captured.chunks) == dispatched
+
+
+async def test_a_batch_of_a_campaign_that_is_not_running_is_dropped() -> None:
+    dispatcher, _, captured = make()
+    assert await dispatcher.dispatch(batch(uuid.uuid4(), uuid.uuid4(), 10)) == 0
+    assert captured.chunks == []
+
+
+async def test_an_unlimited_tenant_waits_for_acknowledgements_beyond_its_in_flight_bound() -> None:
+    # Given an unlimited tenant allowed 2 chunks in flight
+    dispatcher, campaigns, captured = make(chunk_size=10, inflight=2)
+    tenant, campaign = uuid.uuid4(), uuid.uuid4()
+    campaigns.running_ids.add(campaign)
+    dispatcher.set_rate(tenant, None)
+    # When a batch of 3 chunks is dispatched
+    task = asyncio.create_task(dispatcher.dispatch(batch(tenant, campaign, 30)))
+    await asyncio.sleep(0.1)
+    # Then only 2 go out, unslotted and asking for an acknowledgement
+    assert len(captured.chunks) == 2
+    _, chunk, headers = captured.chunks[0]
+    assert chunk.first_slot_at is None
+    assert headers is not None and headers[ChunkDone.REPLY_HEADER] == "replies"
+    # And the third goes when a sender acknowledges one
+    dispatcher.chunk_done(tenant, headers[ChunkDone.CHUNK_HEADER])
+    assert await asyncio.wait_for(task, 2) == 30
+    assert len(captured.chunks) == 3
+
+
+async def test_after_a_reconnect_slots_start_beyond_a_predecessors_horizon() -> None:
+    dispatcher, campaigns, captured = make()
+    tenant, campaign = uuid.uuid4(), uuid.uuid4()
+    campaigns.running_ids.add(campaign)
+    dispatcher.set_rate(tenant, 80)
+    await dispatcher.dispatch(batch(tenant, campaign, 1))
+    # When the connection was restored / Then the next slot is at least a lead and a chunk away
+    dispatcher.restart_clocks()
+    before = time.time()
+    await dispatcher.dispatch(batch(tenant, campaign, 1))
+    assert captured.chunks[-1][1].first_slot_at >= before + LEAD + 0.25  # type: ignore[operator]

@@ -1,0 +1,143 @@
+"""The sender's pure decisions: transitions after an attempt or a lookup, the campaign gate and
+its error window, and which listed Twilio message settles an unknown row."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from services.sender.gate import CampaignGate, ErrorWindow
+from services.sender.maintenance import pick_message
+from services.sender.outcomes import Skip, after_attempt, after_lookup, skipped
+from shared.twilio_client import ListedMessage
+from shared.twilio_errors import classify
+
+TIERS = [5, 30, 120]
+
+
+def test_an_accepted_attempt_is_sent() -> None:
+    assert (
+        after_attempt(classify(http_status=201), attempts=1, tiers=TIERS, max_attempts=4).to_state == "sent"
+    )
+
+
+def test_a_transient_error_waits_in_the_tier_of_its_attempt() -> None:
+    # Given a 429 on the second attempt
+    transition = after_attempt(classify(http_status=429, code=20429), attempts=2, tiers=TIERS, max_attempts=4)
+    # Then the row waits 30 s and keeps the error
+    assert (transition.to_state, transition.tier_s, transition.error_code) == ("retry_wait", 30, 20429)
+    assert transition.is_error
+
+
+def test_a_transient_error_at_the_cap_fails_with_its_last_error() -> None:
+    transition = after_attempt(
+        classify(http_status=429, code=20429, message="slow down"), attempts=4, tiers=TIERS, max_attempts=4
+    )
+    assert transition.to_state == "failed"
+    assert transition.error_code == 20429
+    assert "slow down" in (transition.error_message or "")
+
+
+def test_a_permanent_error_fails_at_once_and_an_opt_out_suppresses() -> None:
+    stop = after_attempt(
+        classify(http_status=400, code=21610, message="unsubscribed"), attempts=1, tiers=TIERS, max_attempts=4
+    )
+    bad = after_attempt(classify(http_status=400, code=21211), attempts=1, tiers=TIERS, max_attempts=4)
+    assert (stop.to_state, stop.suppress) == ("failed", True)
+    assert (bad.to_state, bad.suppress) == ("failed", False)
+
+
+def test_an_ambiguous_answer_makes_the_row_unknown() -> None:
+    transition = after_attempt(
+        classify(http_status=None, reached=True), attempts=1, tiers=TIERS, max_attempts=4
+    )
+    assert transition.to_state == "unknown"
+
+
+def test_an_auth_error_requeues_without_counting_the_attempt() -> None:
+    transition = after_attempt(classify(http_status=401, code=20003), attempts=3, tiers=TIERS, max_attempts=4)
+    assert (transition.to_state, transition.uncount, transition.auth_failure) == ("queued", True, True)
+    assert not transition.is_error
+
+
+def test_a_lookup_that_finds_the_message_settles_it_as_sent() -> None:
+    assert after_lookup(True, attempts=1, tiers=TIERS, max_attempts=4).to_state == "sent"
+
+
+def test_a_lookup_that_finds_nothing_retries_or_fails_at_the_cap() -> None:
+    assert after_lookup(False, attempts=1, tiers=TIERS, max_attempts=4).tier_s == 5
+    assert after_lookup(False, attempts=4, tiers=TIERS, max_attempts=4).to_state == "failed"
+
+
+def test_skipped_messages_go_back_uncounted_and_only_late_ones_to_the_dispatcher() -> None:
+    late, paused = skipped(Skip.LATE), skipped(Skip.PAUSED)
+    assert (late.to_state, late.uncount, late.redispatch) == ("queued", True, True)
+    assert (paused.to_state, paused.uncount, paused.redispatch) == ("queued", True, False)
+
+
+def test_the_error_window_trips_at_the_threshold_after_the_minimum() -> None:
+    # Given a window of 10 tripping at 50% after 4 attempts
+    window = ErrorWindow(10, 0.5, 4)
+    for is_error in (True, True, True):
+        window.add(is_error)
+    # Then three errors are not enough attempts yet; a fourth is
+    assert not window.tripped()
+    window.add(False)
+    assert window.tripped()
+    # And old outcomes slide out of the window
+    for _ in range(10):
+        window.add(False)
+    assert window.rate == 0.0 and not window.tripped()
+
+
+def test_a_local_auto_pause_holds_until_the_pause_is_seen_applied() -> None:
+    gate = CampaignGate(window=10, threshold=0.5, min_attempts=2, hold_s=30)
+    campaign = uuid.uuid4()
+    # Given a campaign auto-paused here
+    assert gate.auto_pause(campaign, now=0.0)
+    assert not gate.auto_pause(campaign, now=1.0)
+    # When the poll still reads "running" / Then it stays blocked
+    gate.observe(campaign, "running")
+    assert gate.blocked(campaign)
+    # When the pause is seen and later the campaign resumes / Then it may send again
+    gate.observe(campaign, "paused")
+    assert gate.blocked(campaign)
+    gate.observe(campaign, "running")
+    assert not gate.blocked(campaign)
+
+
+def test_a_local_pause_never_applied_lapses() -> None:
+    gate = CampaignGate(window=10, threshold=0.5, min_attempts=2, hold_s=30)
+    campaign = uuid.uuid4()
+    gate.auto_pause(campaign, now=0.0)
+    gate.expire(now=31.0)
+    assert not gate.blocked(campaign)
+
+
+def test_resuming_starts_a_fresh_error_window() -> None:
+    gate = CampaignGate(window=4, threshold=0.5, min_attempts=2)
+    campaign = uuid.uuid4()
+    gate.observe(campaign, "running")
+    assert gate.record(campaign, [True, True])
+    gate.observe(campaign, "paused")
+    gate.observe(campaign, "running")
+    assert not gate.record(campaign, [True, False, False])
+
+
+def _message(sid: str, created: datetime | None) -> ListedMessage:
+    return ListedMessage(
+        sid=sid, to="whatsapp:+1", from_="whatsapp:+2", status="sent", date_created=created, date_sent=None
+    )
+
+
+def test_the_reconciler_takes_the_earliest_unclaimed_message_after_the_claim() -> None:
+    claim = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+    messages = [
+        _message("SMold", claim - timedelta(minutes=5)),
+        _message("SMtaken", claim + timedelta(seconds=1)),
+        _message("SMlater", claim + timedelta(seconds=3)),
+        _message("SMours", claim + timedelta(seconds=2)),
+        _message("SMnodate", None),
+    ]
+    assert pick_message(messages, claim, taken={"SMtaken"}).sid == "SMours"  # type: ignore[union-attr]
+    assert pick_message(messages[:1], claim, taken=set()) is None
