@@ -86,7 +86,7 @@ def customers(count: int, *, start: int = 0) -> list[dict[str, Any]]:
 async def import_customers(stack: Stack, tenant: TenantHandle, rows: list[dict[str, Any]]) -> None:
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=120, headers=tenant.headers) as client:
         for i in range(0, len(rows), 10_000):
-            response = await client.post("/v1/booking/customers:upsert", json={"items": rows[i : i + 10_000]})
+            response = await client.post("/v1/booking/customers:upsert", json={"rows": rows[i : i + 10_000]})
             response.raise_for_status()
 
 

@@ -197,7 +197,7 @@ async def test_an_import_with_an_invalid_phone_is_refused_naming_the_row_and_wri
     rows = customers(3, start=20_000)
     rows[1]["phone"] = "call me maybe"
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=10, headers=tenant.headers) as client:
-        response = await client.post("/v1/booking/customers:upsert", json={"items": rows})
+        response = await client.post("/v1/booking/customers:upsert", json={"rows": rows})
 
     assert response.status_code == 422
     error = response.json()["errors"][0]
