@@ -1,0 +1,143 @@
+"""Another system requests campaigns over the broker with its own AMQP client (pika, blocking), as
+the AsyncAPI contract describes: exactly one campaign per idempotency key, outcomes published back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+import pika
+
+from tests.e2e.helpers import customers, import_customers, new_tenant
+from tests.support import IsolatedEnvironment, Stack
+
+
+class ExternalSystem:
+    """A requester that only knows the broker contract: exchanges, routing keys, JSON bodies."""
+
+    def __init__(self, amqp_url: str) -> None:
+        self.connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        self.channel = self.connection.channel()
+        self.channel.confirm_delivery()
+        declared = self.channel.queue_declare(queue="", exclusive=True)
+        self.replies = declared.method.queue
+        for key in ("campaign.accepted", "campaign.rejected", "campaign.started"):
+            self.channel.queue_bind(self.replies, "wce.events", routing_key=key)
+
+    def request(self, body: dict[str, Any]) -> None:
+        self.channel.basic_publish(
+            "wce.commands",
+            "campaign.requested",
+            json.dumps(body).encode(),
+            pika.BasicProperties(
+                content_type="application/json", delivery_mode=2, type="campaign.requested.v1"
+            ),
+            mandatory=True,
+        )
+
+    def next_event(self, timeout_s: float = 30.0) -> tuple[str, dict[str, Any]]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            method, _, body = self.channel.basic_get(self.replies, auto_ack=True)
+            if method is not None:
+                return method.routing_key, json.loads(body)
+            self.connection.process_data_events(time_limit=0.05)
+        raise TimeoutError("no event from the segmenter")
+
+    def events_until(self, wanted: set[str]) -> dict[str, dict[str, Any]]:
+        seen: dict[str, dict[str, Any]] = {}
+        while not wanted <= seen.keys():
+            key, body = self.next_event()
+            seen[key] = body
+        return seen
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def request_body(tenant_id: str, key: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "tenant_id": tenant_id,
+        "idempotency_key": key,
+        "name": "spring promo",
+        "audience": {"segment": "all_customers"},
+        "template": {"body": "Hi {customer_first_name}!"},
+        **overrides,
+    }
+
+
+def conversation(amqp_url: str, tenant_id: str) -> dict[str, Any]:
+    system = ExternalSystem(amqp_url)
+    try:
+        system.request(request_body(tenant_id, "order-1"))
+        first = system.events_until({"campaign.accepted", "campaign.started"})
+        system.request(request_body(tenant_id, "order-1"))
+        _, repeated = system.next_event()
+        system.request(
+            request_body(
+                tenant_id,
+                "order-2",
+                audience={"segment": "lapsed", "days": -5},
+                template={"body": "Hi {customer_nickname}"},
+            )
+        )
+        rejected_key, rejected = system.next_event()
+        return {"first": first, "repeated": repeated, "rejected_key": rejected_key, "rejected": rejected}
+    finally:
+        system.close()
+
+
+async def test_a_campaign_requested_over_the_broker_is_created_once_per_key_and_outcomes_come_back(
+    stack: Stack, isolated_env: IsolatedEnvironment, pool: asyncpg.Pool
+) -> None:
+    # Given a tenant with three customers
+    tenant = await new_tenant(stack)
+    await import_customers(stack, tenant, customers(3, start=50_000))
+
+    # When another system requests a campaign, repeats the same request, then sends a bad one
+    outcome = await asyncio.to_thread(conversation, isolated_env.amqp_url, tenant.id)
+
+    # Then the first is accepted and started, the repeat answers with the same campaign
+    accepted = outcome["first"]["campaign.accepted"]
+    assert accepted["idempotency_key"] == "order-1"
+    assert outcome["first"]["campaign.started"]["campaign_id"] == accepted["campaign_id"]
+    assert outcome["repeated"]["campaign_id"] == accepted["campaign_id"]
+    tenant_id = uuid.UUID(tenant.id)
+    assert await pool.fetchval("SELECT count(*) FROM campaigns WHERE tenant_id = $1", tenant_id) == 1
+    # And the bad one is rejected with the field-level reasons the HTTP API gives
+    assert outcome["rejected_key"] == "campaign.rejected"
+    assert outcome["rejected"]["idempotency_key"] == "order-2"
+    assert [reason["field"] for reason in outcome["rejected"]["reasons"]] == ["audience.days"]
+    # And the accepted campaign's snapshot holds the three customers
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        total = await pool.fetchval(
+            "SELECT count(*) FROM recipients WHERE campaign_id = $1", uuid.UUID(accepted["campaign_id"])
+        )
+        if total == 3:
+            break
+        await asyncio.sleep(0.1)
+    assert total == 3
+
+
+async def test_a_request_for_an_unknown_template_shortcode_is_rejected_naming_the_template(
+    stack: Stack, isolated_env: IsolatedEnvironment
+) -> None:
+    tenant = await new_tenant(stack)
+
+    def ask() -> tuple[str, dict[str, Any]]:
+        system = ExternalSystem(isolated_env.amqp_url)
+        try:
+            system.request(request_body(tenant.id, "order-9", template={"body": "Hi {customer_nickname}"}))
+            return system.next_event()
+        finally:
+            system.close()
+
+    key, body = await asyncio.to_thread(ask)
+    assert key == "campaign.rejected"
+    assert [reason["field"].split(".")[0] for reason in body["reasons"]] == ["template"]
