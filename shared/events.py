@@ -261,3 +261,14 @@ class CampaignRejected(Event):
     tenant_id: UUID
     idempotency_key: str
     reasons: list[RejectionReason]
+
+
+class StatusCallbackBatch(Event):
+    """Status callbacks accepted together by one tracker process (signatures already checked).
+
+    The webhook groups the callbacks that arrive while its previous publish awaits the broker's
+    confirm, so at high rates one persistent message and one confirm carry hundreds of them.
+    """
+
+    TYPE: ClassVar[str] = "twilio.status.batch"
+    callbacks: list[StatusCallback] = Field(min_length=1, max_length=10_000)
