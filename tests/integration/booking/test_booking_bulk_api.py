@@ -293,3 +293,25 @@ async def test_locations_and_staff_are_upserted_and_deleted_by_external_id(pool:
         gone = await api.post("/v1/booking/staff:delete", json={"external_ids": ["s1"]})
     assert loc.json()["inserted"] == staff.json()["inserted"] == gone.json()["deleted"] == 1
     assert await pool.fetchval("SELECT address FROM locations WHERE tenant_id = $1", tenant_id) == "1 Main"
+
+
+async def test_counts_follow_numbers_becoming_shared_and_unshared(pool: asyncpg.Pool) -> None:
+    # Given two customers with different numbers
+    _, key = await new_tenant(pool)
+    rows = [{"external_id": "c1", "phone": "+14155550001"}, {"external_id": "c2", "phone": "+14155550002"}]
+    async with client(pool, key) as api:
+        await api.post("/v1/booking/customers:upsert", json={"rows": rows})
+        totals = [(await api.post("/v1/audiences/preview", json={})).json()["total"]]
+        # When the second takes the first's number, then loses its phone, then takes it again and is deleted
+        for change in (
+            {"external_id": "c2", "phone": "(415) 555-0001"},
+            {"external_id": "c2"},
+            {"external_id": "c2", "phone": "+14155550001"},
+        ):
+            await api.post("/v1/booking/customers:upsert", json={"rows": [change]})
+            totals.append((await api.post("/v1/audiences/preview", json={})).json()["total"])
+        await api.post("/v1/booking/customers:delete", json={"external_ids": ["c1"]})
+        totals.append((await api.post("/v1/audiences/preview", json={})).json()["total"])
+
+    # Then every preview counts one recipient per distinct number
+    assert totals == [2, 1, 1, 1, 1]
