@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from services.tracker.api import router
 from services.tracker.callbacks import match_orphans
 from services.tracker.consumers import StatusConsumer, start_inbound_consumer
+from services.tracker.grouping import CallbackGrouper
 from services.tracker.ingest import Ingest
 from services.tracker.observe import CampaignSampler, QueueSampler
 from services.tracker.periodic import run_every
@@ -69,7 +70,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await status_consumer.start()
     await start_inbound_consumer(inbound_queue, pool, resources.publisher)
     app.state.ingest = Ingest(
-        tokens=TokenCache(pool, SecretBox(settings.encryption_keys)), publisher=resources.publisher
+        tokens=TokenCache(pool, SecretBox(settings.encryption_keys)),
+        publisher=resources.publisher,
+        grouper=CallbackGrouper(resources.publisher),
     )
     try:
         yield

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiormq
 import asyncpg
@@ -23,7 +23,7 @@ from services.tracker.inbound import InvalidInbound, record_inbound
 from services.tracker.keywords import Action
 from services.tracker.status import Callback, dedupe_key
 from shared.broker import BrokerUnavailable, PoisonMessage, Publisher, consume
-from shared.events import InboundMessage, StatusCallback
+from shared.events import InboundMessage, StatusCallbackBatch
 from shared.logging import get_logger
 from shared.metrics import (
     CALLBACK_LAG,
@@ -52,9 +52,37 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 
 @dataclass
 class _Item:
-    message: AbstractIncomingMessage
     key: str
     callback: Callback
+    delivery: _Delivery
+
+
+@dataclass
+class _Delivery:
+    message: AbstractIncomingMessage
+    items: list[_Item] = field(default_factory=list)
+    # Why the message is parked instead of written, if it is.
+    reason: str | None = None
+
+
+def _decode(message: AbstractIncomingMessage) -> _Delivery:
+    delivery = _Delivery(message)
+    try:
+        batch = StatusCallbackBatch.model_validate_json(message.body)
+    except ValidationError as exc:
+        delivery.reason = f"invalid {StatusCallbackBatch.message_type()}: {exc}"
+        return delivery
+    for event in batch.callbacks:
+        callback = Callback.from_params(str(event.tenant_id), event.params, event.received_at)
+        if callback is None:
+            # The webhook refuses these; one can only come from another publisher.
+            log.warning(
+                "status callback without MessageSid or MessageStatus skipped", tenant_id=str(event.tenant_id)
+            )
+            continue
+        key = dedupe_key(callback.message_sid, callback.status, event.idempotency_token)
+        delivery.items.append(_Item(key, callback, delivery))
+    return delivery
 
 
 class StatusConsumer:
@@ -74,7 +102,8 @@ class StatusConsumer:
         self._batch_size = batch_size
         self._flush_s = flush_s
         self._retry_delay_s = retry_delay_s
-        self._buffer: list[AbstractIncomingMessage] = []
+        self._buffer: list[_Delivery] = []
+        self._buffered = 0
         self._waiting = asyncio.Event()
         self._full = asyncio.Event()
         self._tag: str | None = None
@@ -94,57 +123,55 @@ class StatusConsumer:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        self._buffer.append(message)
+        # Nothing is awaited here, so the buffer keeps the delivery order the batch's single
+        # multiple-ack relies on.
+        delivery = _decode(message)
+        self._buffer.append(delivery)
+        self._buffered += len(delivery.items)
         self._waiting.set()
-        if len(self._buffer) >= self._batch_size:
+        if self._buffered >= self._batch_size:
             self._full.set()
 
     async def _run(self) -> None:
         while True:
             await self._waiting.wait()
-            if len(self._buffer) < self._batch_size:
+            if self._buffered < self._batch_size:
                 try:
                     await asyncio.wait_for(self._full.wait(), self._flush_s)
                 except TimeoutError:
                     pass
-            batch = self._buffer[: self._batch_size]
-            del self._buffer[: self._batch_size]
-            if len(self._buffer) < self._batch_size:
-                self._full.clear()
-            if not self._buffer:
-                self._waiting.clear()
-            if batch:
-                await self._process(batch)
+            deliveries = self._take()
+            if deliveries:
+                await self._process(deliveries)
 
-    async def _process(self, messages: list[AbstractIncomingMessage]) -> None:
-        items: list[_Item] = []
+    def _take(self) -> list[_Delivery]:
+        taken: list[_Delivery] = []
+        count = 0
+        while self._buffer and (not taken or count + len(self._buffer[0].items) <= self._batch_size):
+            delivery = self._buffer.pop(0)
+            taken.append(delivery)
+            count += len(delivery.items)
+        self._buffered -= count
+        if self._buffered < self._batch_size:
+            self._full.clear()
+        if not self._buffer:
+            self._waiting.clear()
+        return taken
+
+    async def _process(self, deliveries: list[_Delivery]) -> None:
         try:
-            for message in messages:
-                item = await self._decode(message)
-                if item is not None:
-                    items.append(item)
-            await self._write(items)
-            await messages[-1].ack(multiple=True)
+            for delivery in deliveries:
+                if delivery.reason is not None:
+                    await self._park(delivery, delivery.reason)
+            await self._write([item for delivery in deliveries for item in delivery.items])
+            await deliveries[-1].message.ack(multiple=True)
         except (aiormq.exceptions.AMQPError, BrokerUnavailable, ConnectionError, RuntimeError) as exc:
             # The channel went away: these deliveries come again and their receipts dedupe them.
             log.warning("status batch not acknowledged, broker will redeliver", error=repr(exc))
 
-    async def _decode(self, message: AbstractIncomingMessage) -> _Item | None:
-        try:
-            event = StatusCallback.model_validate_json(message.body)
-        except ValidationError as exc:
-            await self._park(message, f"invalid {StatusCallback.message_type()}: {exc}")
-            return None
-        callback = Callback.from_params(str(event.tenant_id), event.params, event.received_at)
-        if callback is None:
-            await self._park(message, "status callback without MessageSid or MessageStatus")
-            return None
-        key = dedupe_key(callback.message_sid, callback.status, event.idempotency_token)
-        return _Item(message, key, callback)
-
-    async def _park(self, message: AbstractIncomingMessage, reason: str) -> None:
-        log.warning("status callback parked", reason=reason[:300])
-        await self._publisher.park(message, self._queue.name, reason)
+    async def _park(self, delivery: _Delivery, reason: str) -> None:
+        log.warning("status callbacks parked", reason=reason[:300])
+        await self._publisher.park(delivery.message, self._queue.name, reason)
 
     async def _write(self, items: Sequence[_Item]) -> None:
         if not items:
@@ -158,7 +185,10 @@ class StatusConsumer:
                 continue
             except asyncpg.PostgresError as exc:
                 if len(items) == 1:
-                    await self._park(items[0].message, f"refused by the database: {exc!r}")
+                    delivery = items[0].delivery
+                    if delivery.reason is None:
+                        delivery.reason = f"refused by the database: {exc!r}"
+                        await self._park(delivery, delivery.reason)
                     return
                 # Find the callback the database refuses; the others go through on their own.
                 for item in items:

@@ -12,7 +12,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from services.tracker.grouping import CallbackGrouper
 from services.tracker.signing import FormParams, single_values
+from services.tracker.status import Callback
 from services.tracker.tokens import TokenCache
 from shared import topology
 from shared.broker import Publisher
@@ -41,6 +43,10 @@ class Rejected(Exception):
         self.reason = reason
 
 
+class Malformed(Exception):
+    """A correctly signed webhook without the fields that make it usable."""
+
+
 @dataclass(frozen=True)
 class Webhook:
     kind: Kind
@@ -61,30 +67,32 @@ def _tenant_uuid(text: str) -> uuid.UUID | None:
 
 
 class Ingest:
-    def __init__(self, *, tokens: TokenCache, publisher: Publisher) -> None:
+    def __init__(self, *, tokens: TokenCache, publisher: Publisher, grouper: CallbackGrouper) -> None:
         self._tokens = tokens
         self._publisher = publisher
+        self._grouper = grouper
 
     async def accept(self, webhook: Webhook) -> None:
-        """Publish the webhook's content, or raise Rejected (or BrokerUnavailable)."""
+        """Publish the webhook's content, or raise Rejected, Malformed or BrokerUnavailable."""
         if not webhook.signature:
             raise Rejected(RejectReason.MISSING_SIGNATURE)
         tenant_id = _tenant_uuid(webhook.tenant)
         if tenant_id is None:
             raise Rejected(RejectReason.UNKNOWN_TENANT)
         await self._verify(str(tenant_id), webhook)
+        params = single_values(webhook.params)
         if webhook.kind is Kind.STATUS:
+            if Callback.from_params(str(tenant_id), params, 0.0) is None:
+                raise Malformed("a status callback needs MessageSid and MessageStatus")
             status = StatusCallback(
                 tenant_id=tenant_id,
-                params=single_values(webhook.params),
+                params=params,
                 idempotency_token=webhook.idempotency_token,
                 received_at=time.time(),
             )
-            await self._publisher.publish(topology.STATUS_EXCHANGE, topology.STATUS_ROUTING_KEY, status)
+            await self._grouper.submit(status)
         else:
-            inbound = InboundMessage(
-                tenant_id=tenant_id, params=single_values(webhook.params), received_at=time.time()
-            )
+            inbound = InboundMessage(tenant_id=tenant_id, params=params, received_at=time.time())
             await self._publisher.publish(topology.STATUS_EXCHANGE, topology.INBOUND_ROUTING_KEY, inbound)
 
     async def _verify(self, tenant_id: str, webhook: Webhook) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from services.tracker.ingest import Ingest, Kind, Rejected, Webhook
+from services.tracker.ingest import Ingest, Kind, Malformed, Rejected, Webhook
 from services.tracker.signing import parse_form, public_url
 from shared.broker import BrokerUnavailable
 from shared.logging import get_logger
@@ -90,6 +90,9 @@ class WebhookRoutes:
             WEBHOOK_REJECTIONS.labels(exc.reason.value).inc()
             log.debug("webhook rejected", kind=kind.value, tenant=tenant, reason=exc.reason.value)
             await _respond(send, 403, b"forbidden")
+            return
+        except Malformed as exc:
+            await _respond(send, 400, str(exc).encode())
             return
         except BrokerUnavailable as exc:
             log.warning("webhook not accepted, broker unavailable", kind=kind.value, error=str(exc))

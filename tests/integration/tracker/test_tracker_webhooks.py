@@ -34,8 +34,10 @@ async def _published_for(
     found = []
     while (message := await spy.get(no_ack=True, fail=False)) is not None:
         body = orjson.loads(message.body)
-        if body["tenant_id"] == str(tenant_id):
-            found.append(body)
+        # Status callbacks travel in groups, inbound messages one by one.
+        for entry in body.get("callbacks", [body]):
+            if entry["tenant_id"] == str(tenant_id):
+                found.append(entry)
     return found
 
 
@@ -170,3 +172,15 @@ async def test_only_post_is_accepted_for_status_callbacks(
     async with httpx.AsyncClient(timeout=10) as client:
         response = await client.get(tracker.status_url(tenant.id))
     assert response.status_code == 405
+
+
+async def test_a_signed_status_callback_without_sid_or_status_is_a_bad_request(
+    tracker: RunningTracker, pool: asyncpg.Pool, status_spy: AbstractQueue
+) -> None:
+    tenant = await seed_tenant(pool)
+    url = tracker.status_url(tenant.id)
+    params = {"AccountSid": tenant.account_sid, "MessageStatus": "delivered"}
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.post(url, data=params, headers=signed_headers(tenant.auth_token, url, params))
+    assert response.status_code == 400
+    assert await _published_for(status_spy, tenant.id) == []
