@@ -209,6 +209,11 @@ def preview_counts_query(
     params.add(tenant_id)
     members = members_sql(audience, params, now=now, tz=tz)
     suppressed = _suppressed(audience)
+    # A join, not EXISTS in the select list: that would probe the suppression list once per member.
+    join, flag = "", "false"
+    if audience.exclude_suppressed:
+        join = " LEFT JOIN suppressions sp ON sp.tenant_id = $1 AND sp.phone_e164 = m.phone_e164"
+        flag = "sp.phone_e164 IS NOT NULL"
     sql = (
         "SELECT count(*)::bigint AS matched,"
         " count(*) FILTER (WHERE x.phone_e164 IS NULL)::bigint AS no_valid_phone,"
@@ -219,7 +224,7 @@ def preview_counts_query(
         " + (SELECT count(DISTINCT m.phone_e164)"
         f" FROM ({members}) m WHERE m.phone_shared AND m.phone_e164 IS NOT NULL AND NOT {suppressed})::bigint"
         " AS recipients"
-        f" FROM (SELECT m.phone_e164, m.phone_shared, {suppressed} AS suppressed FROM ({members}) m) x"
+        f" FROM (SELECT m.phone_e164, m.phone_shared, {flag} AS suppressed FROM ({members}) m{join}) x"
     )
     return sql, params.values
 

@@ -1,0 +1,254 @@
+"""Audience benchmark on the data of ``bench.generate_bookings`` (1M customers, 5M appointments).
+
+Runs the real segmenter as a process against the benchmark database and a broker vhost of its
+own, then measures through its HTTP API:
+
+- preview p50 for each segment, unfiltered and with filters (targets 250 ms and 1 s);
+- a campaign of the whole million: time from the start request to the first recipient event on
+  the tenant's dispatch queue (target 2 s) and to the end of the snapshot (target 15 s);
+- the segmenter's peak RSS meanwhile (target 300 MB);
+
+and EXPLAIN ANALYZE of the slowest preview's counting query. Results go to
+``bench/results/audience.json``.
+
+    python -m bench.generate_bookings      # once, a few minutes
+    python -m bench.audience_bench
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import asyncpg
+import httpx
+import psutil
+
+from bench.generate_bookings import BENCH_DSN, BIG_TENANT, CLOCK, TIMEZONE
+from services.segmenter.audience.model import Audience
+from services.segmenter.audience.query import preview_counts_query
+from shared import topology
+from shared.apikeys import display_prefix, hash_api_key, new_api_key
+from tools.stack import ManagedProcess, free_port
+
+RESULTS = Path(__file__).resolve().parent / "results" / "audience.json"
+VHOST = "wce_bench"
+AMQP_URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
+RUNS = 9
+TARGETS = {
+    "preview_unfiltered_ms": 250,
+    "preview_filtered_ms": 1000,
+    "snapshot_s": 15,
+    "first_event_s": 2,
+    "rss_mb": 300,
+}
+
+SEGMENTS: list[dict[str, Any]] = [
+    {"segment": "recent_bookers"},
+    {"segment": "upcoming"},
+    {"segment": "first_time"},
+    {"segment": "repeat"},
+    {"segment": "lapsed"},
+    {"segment": "cancelled_recent"},
+    {"segment": "all_customers"},
+    {"segment": "all_appointments"},
+]
+FILTERS: list[dict[str, Any]] = [
+    {"service_ids": ["s1", "s2"]},
+    {"location_ids": ["l1"], "statuses": ["approved"]},
+    {"min_appointments": 3},
+]
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, timeout=60, check=False)
+
+
+async def _api_key(pool: asyncpg.Pool) -> str:
+    key = new_api_key()
+    await pool.execute(
+        "INSERT INTO api_keys (tenant_id, key_hash, prefix) VALUES ($1, $2, $3)",
+        BIG_TENANT,
+        hash_api_key(key),
+        display_prefix(key),
+    )
+    return key
+
+
+async def _preview_ms(client: httpx.AsyncClient, body: dict[str, Any]) -> tuple[float, int]:
+    timings, total = [], 0
+    for run in range(RUNS + 1):
+        began = time.perf_counter()
+        response = await client.post("/v1/audiences/preview", json={**body, "as_of": CLOCK.isoformat()})
+        elapsed = (time.perf_counter() - began) * 1000
+        response.raise_for_status()
+        total = response.json()["total"]
+        if run:  # the first run warms the caches
+            timings.append(elapsed)
+    return statistics.median(timings), total
+
+
+async def _previews(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+    rows = []
+    for segment in SEGMENTS:
+        for filters in [{}, *FILTERS]:
+            body = {**segment, **filters}
+            p50, total = await _preview_ms(client, body)
+            rows.append(
+                {"audience": body, "filtered": bool(filters), "p50_ms": round(p50, 1), "total": total}
+            )
+            print(f"preview {json.dumps(body):80s} p50 {p50:7.1f} ms  total {total:>9,}", flush=True)
+    return rows
+
+
+async def _explain(pool: asyncpg.Pool, body: dict[str, Any]) -> str:
+    sql, params = preview_counts_query(
+        Audience.model_validate(body), tenant_id=BIG_TENANT, now=CLOCK, tz=TIMEZONE
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL jit = off")
+        rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *params)
+    return "\n".join(row[0] for row in rows)
+
+
+class PeakRss:
+    def __init__(self, pid: int) -> None:
+        self._process = psutil.Process(pid)
+        self.peak = self._process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak / 1024 / 1024
+
+
+async def _campaign(client: httpx.AsyncClient, pool: asyncpg.Pool, pid: int) -> dict[str, Any]:
+    connection = await aio_pika.connect_robust(AMQP_URL)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(
+            topology.dispatch_queue_name(str(BIG_TENANT)),
+            durable=True,
+            arguments=topology.dispatch_queue(str(BIG_TENANT)).args(),
+        )
+        await queue.purge()
+        first = asyncio.get_running_loop().create_future()
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            if not first.done():
+                first.set_result(time.perf_counter())
+            await message.ack()
+
+        await channel.set_qos(prefetch_count=200)
+        await queue.consume(on_message)
+        rss = PeakRss(pid)
+        began = time.perf_counter()
+        response = await client.post(
+            "/v1/campaigns",
+            json={
+                "name": f"bench {uuid.uuid4().hex[:6]}",
+                "audience": {"segment": "all_customers"},
+                "template": {"body": "Hi {customer_first_name}"},
+                "start": True,
+            },
+            timeout=60,
+        )
+        response.raise_for_status()
+        campaign_id = uuid.UUID(response.json()["id"])
+        first_at = await asyncio.wait_for(first, timeout=60)
+        while True:
+            row = await pool.fetchrow(
+                "SELECT snapshot_completed_at, total, started_at FROM campaigns WHERE id = $1", campaign_id
+            )
+            if row["snapshot_completed_at"] is not None:
+                break
+            await asyncio.sleep(0.02)
+        done_at = time.perf_counter()
+        peak = rss.stop()
+        await client.post(f"/v1/campaigns/{campaign_id}/cancel", json={}, timeout=60)
+        return {
+            "recipients": row["total"],
+            "first_event_s": round(first_at - began, 2),
+            "snapshot_s": round(done_at - began, 2),
+            "snapshot_server_s": round((row["snapshot_completed_at"] - row["started_at"]).total_seconds(), 2),
+            "rss_mb": round(peak, 1),
+        }
+    finally:
+        await connection.close()
+
+
+async def run() -> dict[str, Any]:
+    _rabbitmqctl("add_vhost", VHOST)
+    _rabbitmqctl("set_permissions", "-p", VHOST, "guest", ".*", ".*", ".*")
+    pool = await asyncpg.create_pool(BENCH_DSN, min_size=1, max_size=2)
+    assert pool is not None
+    await pool.execute("DELETE FROM campaigns WHERE tenant_id = $1", BIG_TENANT)
+    key = await _api_key(pool)
+    port = free_port()
+    env = {
+        "WCE_ENVIRONMENT": "test",
+        "WCE_DATABASE_URL": BENCH_DSN,
+        "WCE_AMQP_URL": AMQP_URL,
+        "WCE_SEGMENTER_PORT": str(port),
+        "WCE_CREDITS_ENABLED": "false",
+        "WCE_LOG_LEVEL": "WARNING",
+    }
+    segmenter = ManagedProcess(
+        "services.segmenter", env, f"http://127.0.0.1:{port}/healthz", RESULTS.parent / "logs"
+    )
+    try:
+        segmenter.wait_healthy(120)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}, timeout=60
+        ) as client:
+            previews = await _previews(client)
+            campaign = await _campaign(client, pool, segmenter.proc.pid)
+        slowest = max(previews, key=lambda row: row["p50_ms"])
+        plan = await _explain(pool, slowest["audience"])
+    finally:
+        segmenter.stop()
+        await pool.close()
+    unfiltered = [row["p50_ms"] for row in previews if not row["filtered"]]
+    filtered = [row["p50_ms"] for row in previews if row["filtered"]]
+    figures = {
+        "preview_unfiltered_ms": max(unfiltered),
+        "preview_filtered_ms": max(filtered),
+        "snapshot_s": campaign["snapshot_s"],
+        "first_event_s": campaign["first_event_s"],
+        "rss_mb": campaign["rss_mb"],
+    }
+    return {
+        "machine": {"cpus": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30)},
+        "figures": figures,
+        "targets": TARGETS,
+        "missed": sorted(name for name, value in figures.items() if value > TARGETS[name]),
+        "previews": previews,
+        "campaign": campaign,
+        "slowest_preview": {"audience": slowest["audience"], "p50_ms": slowest["p50_ms"], "plan": plan},
+    }
+
+
+def main() -> None:
+    result = asyncio.run(run())
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("figures", "targets", "missed", "campaign")}, indent=2))
+    print(f"slowest preview {result['slowest_preview']['audience']}:\n{result['slowest_preview']['plan']}")
+
+
+if __name__ == "__main__":
+    main()
