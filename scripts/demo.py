@@ -160,6 +160,8 @@ async def demo(args: argparse.Namespace) -> None:
         async with SimulatorAdmin(stack.simulator_url) as sim:
             stats = await sim.stats(account_sid)
         summarize(progress, stats, csv_path, stack, campaign["id"])
+        if progress["state"] != "completed":
+            raise SystemExit(f"the campaign ended {progress['state']}, not completed")
     finally:
         if args.keep_running:
             console.print(
