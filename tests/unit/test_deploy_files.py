@@ -52,3 +52,22 @@ def test_procfile_starts_every_service_and_the_simulator() -> None:
 def test_every_service_is_a_runnable_module() -> None:
     for name in SERVICES:
         assert (ROOT / "services" / name / "__main__.py").is_file(), name
+
+
+def test_the_readme_documents_every_setting() -> None:
+    from shared.settings import Settings
+
+    readme = (ROOT / "README.md").read_text()
+    missing = [f"WCE_{name.upper()}" for name in Settings.model_fields if f"WCE_{name.upper()}" not in readme]
+    assert not missing, f"README configuration table lacks {missing}"
+
+
+def test_the_readme_documents_every_metric() -> None:
+    from prometheus_client import REGISTRY
+
+    import shared.metrics  # noqa: F401 - registers the metrics
+
+    readme = (ROOT / "README.md").read_text()
+    names = {metric.name for metric in REGISTRY.collect() if metric.name.startswith("wce_")}
+    missing = sorted(name for name in names if name not in readme)
+    assert not missing, f"README metrics table lacks {missing}"
