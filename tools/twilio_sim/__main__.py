@@ -39,6 +39,8 @@ def main() -> None:
         server_header=False,
         # Senders keep connections open between bursts; don't make them reconnect.
         timeout_keep_alive=75,
+        # Requests held open by the timeout fault must not delay shutdown.
+        timeout_graceful_shutdown=2,
         backlog=4096,
     )
 

@@ -2,7 +2,7 @@
 
 Config file shape (every key optional)::
 
-    {"seed": 7, "callback_workers": 64, "callback_timeout_s": 10,
+    {"seed": 7, "callback_workers": 256, "callback_timeout_s": 10,
      "faults": {"latency_ms": 5, "permanent_errors": {"+15550000001": 21211}},
      "accounts": [{"account_sid": "AC...", "auth_token": "...", "rate_limit_mps": null,
                    "inbound_url": null, "faults": {...}, "templates": [...]}]}
@@ -28,7 +28,11 @@ class SimSettings:
     host: str = "127.0.0.1"
     port: int = 8010
     seed: int | None = None
-    callback_workers: int = 64
+    # Deliveries in flight at once. Creates arrive on the sender's connections and
+    # callbacks leave on these; when the process is CPU-bound each side progresses
+    # in proportion to its concurrency, and 2-3 callbacks per create need the
+    # larger share or their backlog grows without bound.
+    callback_workers: int = 256
     callback_timeout_s: float = 10.0
     faults: dict[str, Any] = field(default_factory=dict)
     accounts: list[dict[str, Any]] = field(default_factory=list)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import TwilioError, is_sync, sync_error
 from .stats import ACCEPTED, ERROR_AFTER_CREATE, REJECTED, TIMEOUT_AFTER_CREATE
@@ -150,8 +150,7 @@ class FaultBook:
         return result
 
 
-@dataclass(frozen=True, slots=True)
-class CreateDecision:
+class CreateDecision(NamedTuple):
     outcome: str
     error: TwilioError | None = None
     async_error: int | None = None

@@ -49,8 +49,8 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[HttpResult] | None = None
         self._chunks: list[bytes] = []
-        self._timer: asyncio.TimerHandle | None = None
         self._headers_done = False
+        self.deadline = 0.0
         self.reusable = False
         self.got_response_bytes = False
 
@@ -65,7 +65,7 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(ConnectionError(f"malformed HTTP response: {exc}"))
+            self.fail(ConnectionError(f"malformed HTTP response: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -73,7 +73,7 @@ class _Connection(asyncio.Protocol):
             # A response without a length is delimited by the server closing the socket.
             self.on_message_complete()
         self.reusable = False
-        self._fail(ConnectionError("connection closed before the response completed"))
+        self.fail(ConnectionError("connection closed before the response completed"))
 
     # httptools callbacks
 
@@ -88,7 +88,6 @@ class _Connection(asyncio.Protocol):
         result = HttpResult(self._parser.get_status_code(), b"".join(self._chunks))
         self._chunks = []
         self._headers_done = False
-        self._finish()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(result)
 
@@ -98,28 +97,24 @@ class _Connection(asyncio.Protocol):
     def open(self) -> bool:
         return self._transport is not None and not self._transport.is_closing()
 
-    def request(self, payload: bytes, timeout_s: float) -> asyncio.Future[HttpResult]:
+    def request(self, payload: bytes, deadline: float) -> asyncio.Future[HttpResult]:
         assert self._transport is not None
-        loop = asyncio.get_running_loop()
         self.reusable = False
         self.got_response_bytes = False
-        self._waiter = loop.create_future()
-        # A timer handle is much cheaper than wrapping each request in wait_for.
-        self._timer = loop.call_later(timeout_s, self._fail, TimeoutError("webhook timed out"))
+        self.deadline = deadline
+        self._waiter = asyncio.get_running_loop().create_future()
         self._transport.write(payload)
         return self._waiter
+
+    @property
+    def busy(self) -> bool:
+        return self._waiter is not None and not self._waiter.done()
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
 
-    def _finish(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    def _fail(self, exc: Exception) -> None:
-        self._finish()
+    def fail(self, exc: Exception) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
@@ -133,6 +128,10 @@ class KeepAliveClient:
         self._timeout_s = timeout_s
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
         self._ssl: ssl.SSLContext | None = None
+        # Timeouts are enforced by one sweeper over in-flight requests: a loop
+        # timer per request costs more than the rest of the request handling.
+        self._in_flight: set[_Connection] = set()
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def post(self, url: str, body: bytes, headers: Sequence[tuple[str, str]]) -> HttpResult:
         target = _target(url)
@@ -145,18 +144,39 @@ class KeepAliveClient:
         payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         connection, reused = await self._acquire(target.origin)
         try:
-            result = await connection.request(payload, self._timeout_s)
+            result = await self._exchange(connection, payload)
         except ConnectionError:
             if not reused or connection.got_response_bytes:
                 raise
             # The server closed an idle keep-alive socket just as it was reused:
             # nothing was processed, so one retry on a fresh socket is safe.
             connection, _ = await self._acquire(target.origin, fresh=True)
-            result = await connection.request(payload, self._timeout_s)
+            result = await self._exchange(connection, payload)
         self._release(target.origin, connection)
         return result
 
+    async def _exchange(self, connection: _Connection, payload: bytes) -> HttpResult:
+        loop = asyncio.get_running_loop()
+        if self._sweeper is None:
+            self._sweeper = loop.create_task(self._sweep())
+        self._in_flight.add(connection)
+        try:
+            return await connection.request(payload, loop.time() + self._timeout_s)
+        finally:
+            self._in_flight.discard(connection)
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(self._timeout_s / 4, 0.5))
+            now = loop.time()
+            for connection in [c for c in self._in_flight if c.busy and c.deadline < now]:
+                connection.fail(TimeoutError("webhook timed out"))
+
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for connections in self._idle.values():
             for connection in connections:
                 connection.close()

@@ -7,9 +7,8 @@ import random
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import content, formats, lifecycle
 from .accounts import ACCOUNT_SID_RE, Account, AccountBook
@@ -20,6 +19,7 @@ from .http_client import KeepAliveClient
 from .messages import Message
 from .stats import REJECTED, RequestRecord, StatsRegistry
 from .store import MessageQuery, MessageStore, SentRange
+from .timers import TimerQueue
 from .validation import CreateRequest, parse_create
 from .webhooks import inbound_params, sign, status_params
 
@@ -32,8 +32,7 @@ class AdminError(ValueError):
     """A malformed admin request; answered with HTTP 400."""
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
     status: int
     body: bytes
     # Waited before answering (simulated latency, or a hang the client should time out on).
@@ -67,10 +66,10 @@ class Simulator:
         self._generation = 0
         # Per account: [epoch second, creates accepted in it] for rate_limit_mps.
         self._windows: dict[str, list[int]] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timers: TimerQueue | None = None
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        self._timers = TimerQueue(asyncio.get_running_loop())
         self._dispatcher.start()
 
     async def stop(self) -> None:
@@ -143,6 +142,8 @@ class Simulator:
         self.stats.clear()
         self._windows.clear()
         self._dispatcher.discard_queued()
+        if self._timers is not None:
+            self._timers.clear()
         if accounts:
             self.accounts.clear()
             self.templates.clear()
@@ -234,15 +235,16 @@ class Simulator:
     # status callbacks
 
     def _schedule(self, message: Message, emissions: list[lifecycle.Emission], base_s: float) -> None:
-        assert self._loop is not None
-        now = self._loop.time() + base_s
+        timers = self._timers
+        assert timers is not None
+        now = timers.time() + base_s
         generation = self._generation
         for emission in emissions:
             if emission.deliver:
                 self.stats.callback_scheduled(message.account_sid)
             elif emission.dropped:
                 self.stats.callback_dropped(message.account_sid)
-            self._loop.call_at(now + emission.offset_s, self._emit, message, emission, generation)
+            timers.call_at(now + emission.offset_s, self._emit, message, emission, generation)
 
     def _emit(self, message: Message, emission: lifecycle.Emission, generation: int) -> None:
         if generation != self._generation:
