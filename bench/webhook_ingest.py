@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlencode, urlparse
 
 import asyncpg
+import psutil
 
 from shared.db import create_pool, migrate_dsn
 from shared.twilio_signature import compute_signature
@@ -110,6 +111,7 @@ async def _persisted(pool: asyncpg.Pool, campaign_id: uuid.UUID) -> int:
 
 async def one_run(
     pool: asyncpg.Pool,
+    tracker: ManagedProcess,
     tracker_url: str,
     token: str,
     tenant_id: uuid.UUID,
@@ -128,6 +130,8 @@ async def one_run(
     statuses: dict[int, int] = {}
     cursor = [0]
 
+    server = psutil.Process(tracker.proc.pid)
+    cpu_before = server.cpu_times()
     started = time.perf_counter()
     await asyncio.gather(
         *(_connection(host, port, requests, cursor, latencies, statuses) for _ in range(concurrency))
@@ -139,6 +143,8 @@ async def one_run(
             raise RuntimeError("callbacks not persisted within 120 s")
         await asyncio.sleep(0.02)
     persisted = time.perf_counter()
+    cpu_after = server.cpu_times()
+    cpu_s = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
 
     ordered = sorted(latencies)
     return {
@@ -149,6 +155,9 @@ async def one_run(
         "p50_ms": round(ordered[len(ordered) // 2] * 1000, 2),
         "p99_ms": round(ordered[int(len(ordered) * 0.99)] * 1000, 2),
         "persist_lag_s": round(persisted - answered, 3),
+        # The tracker's own CPU per callback: comparable between runs on a busy machine.
+        "tracker_cpu_us_per_callback": round(cpu_s / count * 1e6, 1),
+        "machine_load_1m": round(os.getloadavg()[0], 2),
     }
 
 
@@ -173,7 +182,7 @@ async def main(count: int, concurrency: int, runs: int, tracker_env: dict[str, s
             results = []
             for run in range(runs):
                 result = await one_run(
-                    pool, url, tenant.auth_token, tenant.id, count, concurrency, run * count
+                    pool, tracker, url, tenant.auth_token, tenant.id, count, concurrency, run * count
                 )
                 print(json.dumps(result), flush=True)
                 results.append(result)
@@ -185,7 +194,14 @@ async def main(count: int, concurrency: int, runs: int, tracker_env: dict[str, s
         env.destroy()
     medians = {
         key: statistics.median(r[key] for r in results)
-        for key in ("throughput_per_s", "accept_per_s", "p50_ms", "p99_ms", "persist_lag_s")
+        for key in (
+            "throughput_per_s",
+            "accept_per_s",
+            "p50_ms",
+            "p99_ms",
+            "persist_lag_s",
+            "tracker_cpu_us_per_callback",
+        )
     }
     return {
         "benchmark": "webhook_ingest",

@@ -84,7 +84,8 @@ class Ingest:
         if webhook.kind is Kind.STATUS:
             if Callback.from_params(str(tenant_id), params, 0.0) is None:
                 raise Malformed("a status callback needs MessageSid and MessageStatus")
-            status = StatusCallback(
+            # Every field is already of its type here; validation happens where it is consumed.
+            status = StatusCallback.model_construct(
                 tenant_id=tenant_id,
                 params=params,
                 idempotency_token=webhook.idempotency_token,
