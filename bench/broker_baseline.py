@@ -78,8 +78,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=30_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", help="also write the JSON result to this file")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.count, args.runs)), indent=2))
+    result = json.dumps(asyncio.run(measure(args.count, args.runs)), indent=2)
+    print(result)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as handle:
+            handle.write(result + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,85 @@
+"""``make bench``: every benchmark in turn, then one report, ``bench/results/latest.json``.
+
+Each benchmark is its own process writing ``bench/results/<name>.json``; this collects them with
+the time and machine they ran on. A benchmark that fails is reported as such and the others
+still run. ``--only NAME`` (repeatable) runs a subset; ``--quick`` asks for the short variants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = RESULTS.parent.parent
+
+BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
+    # name: (full arguments, --quick arguments)
+    "broker_baseline": (
+        ["-m", "bench.broker_baseline", "--out", str(RESULTS / "broker_baseline.json")],
+        ["--runs", "1"],
+    ),
+    "sim_capacity": (
+        ["bench/sim_capacity.py", "--out", str(RESULTS / "sim_capacity.json")],
+        ["--duration", "5"],
+    ),
+    "engine_e2e": (["-m", "bench.engine_e2e"], ["--quick"]),
+    "webhook_ingest": (["-m", "bench.webhook_ingest"], ["--runs", "1", "--count", "10000"]),
+    "audience": (["-m", "bench.audience_bench"], []),
+}
+PREPARE: dict[str, list[str]] = {"audience": ["-m", "bench.generate_bookings"]}
+OUTPUTS = {
+    "broker_baseline": "broker_baseline.json",
+    "sim_capacity": "sim_capacity.json",
+    "engine_e2e": "engine_e2e.json",
+    "webhook_ingest": "webhook_ingest.json",
+    "audience": "audience.json",
+}
+
+
+def run(name: str, quick: bool) -> dict[str, Any]:
+    full, quick_args = BENCHMARKS[name]
+    started = time.time()
+    if name in PREPARE:
+        subprocess.run([sys.executable, *PREPARE[name]], cwd=ROOT, check=False)
+    completed = subprocess.run([sys.executable, *full, *(quick_args if quick else [])], cwd=ROOT, check=False)
+    entry: dict[str, Any] = {"seconds": round(time.time() - started, 1), "exit_code": completed.returncode}
+    output = RESULTS / OUTPUTS[name]
+    if completed.returncode == 0 and output.exists() and output.stat().st_mtime >= started:
+        entry["result"] = json.loads(output.read_text())
+    else:
+        entry["error"] = "benchmark failed or wrote no result"
+    return entry
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS))
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "benchmarks": {},
+    }
+    for name in args.only or list(BENCHMARKS):
+        print(f"== {name}", flush=True)
+        report["benchmarks"][name] = run(name, args.quick)
+        (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"report: {RESULTS / 'latest.json'}")
+
+
+if __name__ == "__main__":
+    main()
