@@ -19,6 +19,7 @@ from services.segmenter import (
     routes_sends,
     routes_suppressions,
     routes_tenants,
+    sends,
 )
 from services.segmenter.booking.consumer import consume_booking
 from services.segmenter.campaigns import Lifecycle
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resources = await open_resources(settings, "segmenter")
         attach(app, resources, settings)
         app.state.secret_box = SecretBox(settings.encryption_keys)
+        # Only WhatsApp-approved Content templates of the tenant's own account can be chosen.
+        app.state.content_is_approved = sends.content_checker(resources.pool, app.state.secret_box, settings)
         campaign_publisher = CampaignPublisher(
             resources.pool, resources.publisher, settings.publish_batch_size
         )
@@ -64,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await channel.set_qos(prefetch_count=16)
         handlers = commands.lifecycle_handlers(lifecycle)
         handlers[CampaignRequested.ROUTING_KEY] = campaign_requests.requested_handler(
-            resources.pool, resources.publisher, lifecycle, getattr(app.state, "content_is_approved", None)
+            resources.pool, resources.publisher, lifecycle, app.state.content_is_approved
         )
         app.state.command_handlers = handlers
         await commands.consume_commands(

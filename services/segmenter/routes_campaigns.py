@@ -30,7 +30,7 @@ async def create_campaign(
         pool,
         tenant_id=tenant.tenant_id,
         data=body,
-        content_is_approved=getattr(request.app.state, "content_is_approved", None),
+        content_is_approved=request.app.state.content_is_approved,
     )
     if body.start:
         row = await lifecycle.start(tenant.tenant_id, row["id"])
