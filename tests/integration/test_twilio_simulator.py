@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import socket
@@ -275,6 +276,18 @@ async def test_failed_callback_deliveries_are_counted(
     await account.send(_recipient(), StatusCallback=receiver.url("/fail"))
     stats = await admin.wait_callbacks_settled(account.sid)
     assert stats["callbacks_failed"] == 2 and stats["callbacks_sent"] == 0
+
+
+async def test_callback_url_credentials_become_basic_auth(
+    account: Account, admin: SimulatorAdmin, receiver: Receiver
+) -> None:
+    await admin.set_faults(account_sid=account.sid, read_ratio=0.0, delivered_ratio=0.0)
+    callback = receiver.url("/creds").replace("http://", "http://hook:s%40cret@")
+    sid = (await account.send(_recipient(), StatusCallback=callback)).json()["sid"]
+    await admin.wait_callbacks_settled(account.sid)
+    (hook,) = receiver.for_sid(sid)
+    assert hook.headers["Authorization"] == "Basic " + base64.b64encode(b"hook:s@cret").decode()
+    assert hook.headers["Host"] == receiver.base_url.removeprefix("http://")
 
 
 async def test_callbacks_disabled_still_advance_status(account: Account, admin: SimulatorAdmin) -> None:

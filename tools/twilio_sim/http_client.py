@@ -9,11 +9,12 @@ delivery needs: POST a small body, read the status and body, reuse the socket.
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import NamedTuple, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httptools
 
@@ -27,6 +28,8 @@ class _Target(NamedTuple):
     origin: tuple[str, str, int]
     host_header: str
     path: str
+    # Twilio turns user:password in a webhook URL into HTTP Basic auth.
+    authorization: str | None
 
 
 @lru_cache(maxsize=4096)
@@ -38,7 +41,12 @@ def _target(url: str) -> _Target:
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
-    return _Target((parts.scheme, parts.hostname, port), parts.netloc, path)
+    authorization = None
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
+    host_header = parts.netloc.rpartition("@")[2]
+    return _Target((parts.scheme, parts.hostname, port), host_header, path, authorization)
 
 
 class _Connection(asyncio.Protocol):
@@ -140,6 +148,8 @@ class KeepAliveClient:
             f"Host: {target.host_header}",
             f"Content-Length: {len(body)}",
         ]
+        if target.authorization is not None:
+            lines.append(f"Authorization: {target.authorization}")
         lines.extend(f"{name}: {value}" for name, value in headers)
         payload = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         connection, reused = await self._acquire(target.origin)
