@@ -236,3 +236,36 @@ async def test_a_malformed_message_on_the_send_queue_is_parked_with_its_reason_a
     await import_customers(stack, tenant, customers(20, start=30_000))
     started = await create_campaign(stack, tenant)
     await wait_for_state(stack, tenant, started["id"], {"completed"}, timeout_s=60)
+
+
+async def test_only_approved_content_templates_of_the_tenants_account_can_be_chosen(stack: Stack) -> None:
+    # Given a tenant whose Twilio account has one approved and one rejected template
+    tenant = await new_tenant(stack)
+    async with httpx.AsyncClient(timeout=10) as client:
+        listing = await client.get(
+            f"{stack.simulator_url}/v1/ContentAndApprovals", auth=(tenant.account_sid, tenant.auth_token)
+        )
+    contents = listing.json()["contents"]
+    status_of = {c["sid"]: c["approval_requests"]["status"] for c in contents}
+    approved = next(sid for sid, status in status_of.items() if status == "approved")
+    rejected = next(sid for sid, status in status_of.items() if status != "approved")
+
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=10, headers=tenant.headers) as client:
+        offered = (await client.get("/v1/templates")).json()
+        # When it creates campaigns with each
+        accepted = await client.post(
+            "/v1/campaigns",
+            json={
+                "name": "t",
+                "template": {"content_sid": approved, "variables": {"1": "{customer_first_name}"}},
+            },
+        )
+        refused = await client.post(
+            "/v1/campaigns", json={"name": "t", "template": {"content_sid": rejected}}
+        )
+
+    # Then only the approved one is offered and accepted
+    assert [t["sid"] for t in offered] == [approved]
+    assert accepted.status_code == 201, accepted.text
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["field"] == "template.content_sid"
