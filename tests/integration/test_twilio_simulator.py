@@ -199,6 +199,8 @@ async def test_wrong_credentials_get_20003(
                 "status": 401,
             }
         assert (await http.post(account.messages_path, data={"To": _recipient()})).status_code == 401
+    stats = await admin.stats(account.sid)
+    assert stats["requests_total"] == 4 and stats["rejected_by_code"] == {"20003": 4}
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,14 @@ def _query(scope: Scope) -> dict[str, list[str]]:
     return parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
 
 
+def _form(body: bytes) -> tuple[dict[str, str], int]:
+    """Form fields (last value wins) and how many MediaUrl values were given."""
+    pairs = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
+    form = dict(pairs)
+    num_media = sum(1 for name, _ in pairs if name == "MediaUrl") if "MediaUrl" in form else 0
+    return form, num_media
+
+
 def _json_reply(payload: Any, status: int = 200) -> Reply:
     return Reply(status, orjson.dumps(payload))
 
@@ -112,16 +120,18 @@ class SimulatorApp:
         # ['', '2010-04-01', 'Accounts', AccountSid, 'Messages.json' | 'Messages', Sid.json]
         if len(parts) < 5:
             return _NOT_FOUND
+        method = scope["method"]
+        is_create = method == "POST" and len(parts) == 5 and parts[4] == "Messages.json"
         account = self.simulator.accounts.authenticate(_header(scope, b"authorization"))
         if account is None or account.sid != parts[3]:
+            if is_create:
+                form, _ = _form(body)
+                self.simulator.record_unauthenticated(parts[3], form, received_at)
             return _UNAUTHORIZED
-        method = scope["method"]
+        if is_create:
+            form, num_media = _form(body)
+            return self.simulator.create_message(account, form, num_media, received_at)
         if len(parts) == 5 and parts[4] == "Messages.json":
-            if method == "POST":
-                pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
-                form = dict(pairs)
-                num_media = sum(1 for name, _ in pairs if name == "MediaUrl") if "MediaUrl" in form else 0
-                return self.simulator.create_message(account, form, num_media, received_at)
             if method == "GET":
                 return self.simulator.list_messages(account, path, _query(scope))
             return _METHOD_NOT_ALLOWED

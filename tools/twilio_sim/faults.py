@@ -140,6 +140,10 @@ class FaultBook:
         self._accounts.clear()
         self._cache.clear()
 
+    def forget_accounts(self) -> None:
+        self._accounts.clear()
+        self._cache.clear()
+
     def describe(self, account_sid: str | None = None) -> dict[str, Any]:
         result: dict[str, Any] = {
             "global": asdict(resolve(self._global)),

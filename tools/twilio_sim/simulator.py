@@ -7,10 +7,9 @@ import random
 import re
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from . import content, formats, lifecycle
+from . import content, formats, lifecycle, queries
 from .accounts import ACCOUNT_SID_RE, Account, AccountBook
 from .callbacks import CallbackDispatcher, Delivery
 from .errors import TwilioError, sync_error
@@ -18,14 +17,10 @@ from .faults import FaultBook, decide_create
 from .http_client import KeepAliveClient
 from .messages import Message
 from .stats import REJECTED, RequestRecord, StatsRegistry
-from .store import MessageQuery, MessageStore, SentRange
+from .store import MessageStore
 from .timers import TimerQueue
 from .validation import CreateRequest, parse_create
 from .webhooks import inbound_params, sign, status_params
-
-MAX_PAGE_SIZE = 1000
-DEFAULT_PAGE_SIZE = 50
-_PAGING_PARAMS = frozenset({"PageSize", "Page", "PageToken"})
 
 
 class AdminError(ValueError):
@@ -147,6 +142,7 @@ class Simulator:
         if accounts:
             self.accounts.clear()
             self.templates.clear()
+            self.faults.forget_accounts()
         if faults:
             self.faults.reset()
             self._seed = self._startup_seed
@@ -182,6 +178,10 @@ class Simulator:
             return error_reply(decision.error, decision.latency_s)
         return Reply(201, formats.json_bytes(message.resource()), decision.latency_s + decision.hang_s)
 
+    def record_unauthenticated(self, path_account_sid: str, form: Mapping[str, str], at: float) -> None:
+        """Count a create rejected with 20003 so stats cover every create request."""
+        self._record(path_account_sid, form.get("To", ""), form.get("Body", ""), at, None, REJECTED, 20003)
+
     def fetch_message(self, account: Account, sid: str) -> Reply:
         message = self.store.get(account.sid, sid)
         if message is None:
@@ -190,7 +190,7 @@ class Simulator:
 
     def list_messages(self, account: Account, path: str, params: Mapping[str, list[str]]) -> Reply:
         try:
-            query, filters = _message_query(params)
+            query, filters = queries.message_query(params)
         except ValueError:
             return error_reply(sync_error(20001))
         page = self.store.query(account.sid, query)
@@ -322,8 +322,8 @@ class Simulator:
         filtered: bool,
     ) -> Reply:
         try:
-            page_size = _page_size(params)
-            page = _int_param(params, "Page", 0)
+            page_size = queries.page_size(params)
+            page = queries.int_param(params, "Page", 0)
             templates = self.templates.list(account.sid)
             if filtered:
                 templates = content.filter_templates(templates, params)
@@ -338,7 +338,7 @@ class Simulator:
         filters = [
             (name, value)
             for name, values in params.items()
-            if filtered and name not in _PAGING_PARAMS
+            if filtered and name not in queries.PAGING_PARAMS
             for value in values
         ]
         meta = formats.content_meta(
@@ -360,64 +360,3 @@ def _whatsapp_address(value: Any) -> str | None:
     if not number.startswith("+") or not number[1:].isdigit():
         return None
     return "whatsapp:" + number
-
-
-def _int_param(params: Mapping[str, list[str]], name: str, default: int) -> int:
-    values = params.get(name)
-    if not values:
-        return default
-    value = int(values[0])
-    if value < 0:
-        raise ValueError(name)
-    return value
-
-
-def _page_size(params: Mapping[str, list[str]]) -> int:
-    size = _int_param(params, "PageSize", DEFAULT_PAGE_SIZE)
-    if not 1 <= size <= MAX_PAGE_SIZE:
-        raise ValueError("PageSize")
-    return size
-
-
-def _day_bounds(value: str) -> tuple[float, float]:
-    """[start, end) of a DateSent value: a whole UTC day, or one second of a date-time."""
-    if len(value) == 10:
-        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-        return day.timestamp(), (day + timedelta(days=1)).timestamp()
-    instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=UTC)
-    return instant.timestamp(), instant.timestamp() + 1
-
-
-def _message_query(params: Mapping[str, list[str]]) -> tuple[MessageQuery, list[tuple[str, str]]]:
-    """The store query and the filters to echo in page URIs.
-
-    ``DateSent>`` and ``DateSent<`` are inclusive of the named day, the way
-    Twilio documents them (on or after / on or before).
-    """
-    filters: list[tuple[str, str]] = []
-    start: float | None = None
-    end: float | None = None
-    for name in ("To", "From", "DateSent", "DateSent<", "DateSent>"):
-        values = params.get(name)
-        if not values:
-            continue
-        value = values[0]
-        filters.append((name, value))
-        if name.startswith("DateSent"):
-            low, high = _day_bounds(value)
-            if name != "DateSent<":
-                start = low if start is None else max(start, low)
-            if name != "DateSent>":
-                end = high if end is None else min(end, high)
-    token = params.get("PageToken", [None])[0]
-    query = MessageQuery(
-        to=params.get("To", [None])[0],
-        from_=params.get("From", [None])[0],
-        sent=SentRange(start, end),
-        page_size=_page_size(params),
-        page=_int_param(params, "Page", 0),
-        page_token=token,
-    )
-    return query, filters
