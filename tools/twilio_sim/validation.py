@@ -28,7 +28,12 @@ class CreateRequest(NamedTuple):
 def parse_create(
     form: Mapping[str, str], num_media: int, content_exists: Callable[[str], bool]
 ) -> CreateRequest | TwilioError:
-    """The create request, or the Twilio error a real API would answer with."""
+    """The create request, or the Twilio error a real API would answer with.
+
+    A simplification: ``ContentSid`` must name one of the account's templates
+    (every account starts with the default set), otherwise 21655, instead of
+    Twilio's later, asynchronous template failures.
+    """
     to = form.get("To", "")
     if not to:
         return sync_error(21604)
