@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import re
 import socket
@@ -622,6 +623,49 @@ async def test_stats_duplicates_requests_and_reset(account: Account, admin: Simu
     await admin.reset()
     assert (await admin.stats())["requests_total"] == 0
     assert (await account.send(_recipient())).status_code == 201
+
+
+async def test_config_file_and_environment_at_startup(tmp_path: Path) -> None:
+    (file_sid, file_token), (env_sid, env_token) = _new_account(), _new_account()
+    config = tmp_path / "sim.json"
+    config.write_text(
+        json.dumps(
+            {
+                "faults": {"latency_ms": 1, "permanent_errors": {"+15550009999": 21610}},
+                "accounts": [{"account_sid": file_sid, "auth_token": file_token, "rate_limit_mps": 2}],
+            }
+        )
+    )
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SIM_PORT": str(port),
+        "SIM_ACCOUNTS": f"{env_sid}:{env_token}",
+        "SIM_SEED": "3",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tools.twilio_sim", "--config", str(config), cwd=ROOT, env=env
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with SimulatorAdmin(url) as admin, httpx.AsyncClient(base_url=url) as http:
+            await admin.wait_ready()
+            faults = await admin.faults(file_sid)
+            assert faults["seed"] == 3 and faults["global"]["latency_ms"] == 1
+            assert faults["effective"]["rate_limit_mps"] == 2
+            for sid, token in ((file_sid, file_token), (env_sid, env_token)):
+                listing = await http.get(f"/2010-04-01/Accounts/{sid}/Messages.json", auth=(sid, token))
+                assert listing.status_code == 200
+            blocked = await http.post(
+                f"/2010-04-01/Accounts/{env_sid}/Messages.json",
+                data={"To": "whatsapp:+15550009999", "From": SENDER, "Body": "x"},
+                auth=(env_sid, env_token),
+            )
+            assert blocked.json()["code"] == 21610
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 10)
 
 
 def test_max_in_any_second_uses_sliding_windows() -> None:
