@@ -28,9 +28,6 @@ class AccountBook:
         # thousands of requests per second; remember headers that were valid.
         self._valid_headers: dict[bytes, Account] = {}
 
-    def __len__(self) -> int:
-        return len(self._accounts)
-
     def get(self, sid: str) -> Account | None:
         return self._accounts.get(sid)
 

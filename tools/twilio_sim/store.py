@@ -45,9 +45,6 @@ class MessageStore:
         # Keyed by (account, To) so a reconciler's "find by recipient" costs O(matches).
         self._by_to: dict[tuple[str, str], list[Message]] = {}
 
-    def __len__(self) -> int:
-        return len(self._by_sid)
-
     def next_seq(self) -> int:
         self._seq += 1
         return self._seq
