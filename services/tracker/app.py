@@ -7,6 +7,7 @@ the lifespan.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -74,6 +75,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         publisher=resources.publisher,
         grouper=CallbackGrouper(resources.publisher),
     )
+    # Everything allocated so far lives as long as the process; frozen, the collector stops
+    # re-scanning it on every collection, which the profile showed as a tenth of the webhook's CPU.
+    gc.collect()
+    gc.freeze()
     try:
         yield
     finally:

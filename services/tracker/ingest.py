@@ -13,14 +13,13 @@ import uuid
 from dataclasses import dataclass
 
 from services.tracker.grouping import CallbackGrouper
-from services.tracker.signing import FormParams, single_values
+from services.tracker.signing import FormParams, signature_holds, single_values
 from services.tracker.status import Callback
 from services.tracker.tokens import TokenCache
 from shared import topology
 from shared.broker import Publisher
 from shared.events import InboundMessage, StatusCallback
 from shared.logging import get_logger
-from shared.twilio_signature import validate_signature
 
 log = get_logger(__name__)
 
@@ -105,11 +104,11 @@ class Ingest:
             raise Rejected(RejectReason.UNREADABLE_TOKEN) from exc
         if token is None:
             raise Rejected(RejectReason.UNKNOWN_TENANT)
-        if validate_signature(token, webhook.url, webhook.signed_params, webhook.signature):
+        if signature_holds(token, webhook.url, webhook.signed_params, webhook.signature):
             return
         # The tenant may just have rotated its token.
         fresh = await self._tokens.refresh(tenant_id)
-        if fresh is not None and validate_signature(
+        if fresh is not None and signature_holds(
             fresh, webhook.url, webhook.signed_params, webhook.signature
         ):
             return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.tracker.signing import parse_form, public_url, single_values
+from services.tracker.signing import parse_form, public_url, signature_holds, single_values
 from shared.twilio_signature import compute_signature, validate_signature
 
 
@@ -42,3 +42,19 @@ def test_a_form_signed_by_twilio_validates_after_parsing_and_rebuilding() -> Non
     with_port = compute_signature(token, "https://hooks.example.com:443/twilio/status/t1", fields)
     assert validate_signature(token, url, params, with_port)
     assert not validate_signature(token, url, {**params, "MessageStatus": "read"}, signature)
+
+
+def test_the_fast_check_agrees_with_twilios_on_exact_port_variant_and_forged_signatures() -> None:
+    token = "12345"
+    params = parse_form(b"MessageSid=SM1&MessageStatus=read&Digits=1&Digits=2")
+    for signed, checked in [
+        ("https://h.example.com/twilio/status/t1", "https://h.example.com/twilio/status/t1"),
+        ("https://h.example.com:443/twilio/status/t1", "https://h.example.com/twilio/status/t1"),
+        ("http://h.example.com/twilio/status/t1", "http://h.example.com:8001/twilio/status/t1"),
+    ]:
+        signature = compute_signature(token, signed, params)
+        assert signature_holds(token, checked, params, signature) == validate_signature(
+            token, checked, params, signature
+        )
+    assert not signature_holds(token, "https://h.example.com/x", params, "bm90IGl0")
+    assert not signature_holds(token, "https://h.example.com/x", params, "ünïcode")
