@@ -157,6 +157,8 @@ async def one_run(
         "persist_lag_s": round(persisted - answered, 3),
         # The tracker's own CPU per callback: comparable between runs on a busy machine.
         "tracker_cpu_us_per_callback": round(cpu_s / count * 1e6, 1),
+        # Share of one core the tracker got: well below 1 means the machine, not the tracker, set the pace.
+        "tracker_cores_used": round(cpu_s / (persisted - started), 2),
         "machine_load_1m": round(os.getloadavg()[0], 2),
     }
 
@@ -201,6 +203,7 @@ async def main(count: int, concurrency: int, runs: int, tracker_env: dict[str, s
             "p99_ms",
             "persist_lag_s",
             "tracker_cpu_us_per_callback",
+            "tracker_cores_used",
         )
     }
     return {
