@@ -20,10 +20,12 @@ FIRST_NAMES = (
     "Dylan Lincoln Thomas Maverick Elias Josiah Charles Caleb Christopher Ezekiel Miles Jaxon Isaiah Andrew"
 ).split()
 LAST_NAMES = (
-    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez Wilson "
+    "Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez "
+    "Wilson "
     "Anderson Thomas Taylor Moore Jackson Martin Lee Perez Thompson White Harris Sanchez Clark Ramirez Lewis "
     "Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams Nelson Baker Hall "
-    "Rivera Campbell Mitchell Carter Roberts Gomez Phillips Evans Turner Diaz Parker Cruz Edwards Collins Reyes"
+    "Rivera Campbell Mitchell Carter Roberts Gomez Phillips Evans Turner Diaz Parker Cruz Edwards Collins "
+    "Reyes"
 ).split()
 SERVICES = [
     ("svc-cut", "Haircut"),
@@ -40,7 +42,13 @@ LOCATIONS = [
     ("loc-mission", "Mission Salon", "2400 Mission St, San Francisco, CA"),
     ("loc-oakland", "Oakland Lounge", "410 Grand Ave, Oakland, CA"),
 ]
-STAFF = [("stf-ana", "Ana"), ("stf-ben", "Ben"), ("stf-chloe", "Chloe"), ("stf-dev", "Dev"), ("stf-eli", "Eli")]
+STAFF = [
+    ("stf-ana", "Ana"),
+    ("stf-ben", "Ben"),
+    ("stf-chloe", "Chloe"),
+    ("stf-dev", "Dev"),
+    ("stf-eli", "Eli"),
+]
 AREA_CODES = ("415", "510", "650", "408", "925", "707")
 PHONE_FORMATS = ("+1{a}{p}{s}", "({a}) {p}-{s}", "{a}-{p}-{s}", "1{a}{p}{s}", "{a}.{p}.{s}", "+1 {a} {p} {s}")
 
@@ -99,7 +107,9 @@ def generate(customers: int = 5_000, *, seed: int = 7, now: datetime | None = No
             status = rng.choices(["approved", "pending", "canceled", "rejected"], weights=[80, 8, 10, 2])[0]
             if starts > clock and status == "approved" and rng.random() < 0.3:
                 status = "pending"
-            changed = created + (starts - created) * rng.random() if status in ("canceled", "rejected") else created
+            changed = (
+                created + (starts - created) * rng.random() if status in ("canceled", "rejected") else created
+            )
             changed = changed.replace(microsecond=0)
             service = rng.choice(SERVICES)
             appointments.append(
@@ -118,7 +128,9 @@ def generate(customers: int = 5_000, *, seed: int = 7, now: datetime | None = No
             )
     return DemoData(
         services=[{"external_id": sid, "name": name} for sid, name in SERVICES],
-        locations=[{"external_id": lid, "name": name, "address": address} for lid, name, address in LOCATIONS],
+        locations=[
+            {"external_id": lid, "name": name, "address": address} for lid, name, address in LOCATIONS
+        ],
         staff=[{"external_id": sid, "name": name} for sid, name in STAFF],
         customers=people,
         appointments=appointments,
