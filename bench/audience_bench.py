@@ -42,7 +42,7 @@ from tools.stack import ManagedProcess, free_port
 RESULTS = Path(__file__).resolve().parent / "results" / "audience.json"
 VHOST = "wce_bench"
 AMQP_URL = f"amqp://guest:guest@127.0.0.1:5672/{VHOST}"
-RUNS = 9
+RUNS = 5
 TARGETS = {
     "preview_unfiltered_ms": 250,
     "preview_filtered_ms": 1000,
@@ -115,6 +115,8 @@ async def _explain(pool: asyncpg.Pool, body: dict[str, Any]) -> str:
     )
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL jit = off")
+        await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        await conn.execute("SET LOCAL work_mem = '64MB'")
         rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *params)
     return "\n".join(row[0] for row in rows)
 

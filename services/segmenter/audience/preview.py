@@ -130,7 +130,10 @@ async def preview_audience(
 
 async def _fetch(pool: asyncpg.Pool, sql: str, params: list[Any]) -> list[asyncpg.Record]:
     async with pool.acquire() as conn, conn.transaction(readonly=True):
-        # Compiling these short scans costs more than running them.
+        # Compiling these scans costs more than running them; parallel workers would each rebuild
+        # the same hash of the window's appointments; the window's sort fits in memory.
         await conn.execute("SET LOCAL jit = off")
+        await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        await conn.execute("SET LOCAL work_mem = '64MB'")
         rows: list[asyncpg.Record] = await conn.fetch(sql, *params)
         return rows
