@@ -86,6 +86,26 @@ def recipient_data(row: asyncpg.Record) -> RecipientData:
     )
 
 
+class MessageBudget:
+    """A weighted semaphore: an unslotted chunk takes as many units as it has recipients before it
+    claims them, so a sender claims only what it can send now. Rows it holds but has not sent
+    become ``unknown`` if it dies; rows still in its prefetch are simply redelivered."""
+
+    def __init__(self, units: int) -> None:
+        self._free = units
+        self._changed = asyncio.Condition()
+
+    async def acquire(self, units: int) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._free >= units)
+            self._free -= units
+
+    async def release(self, units: int) -> None:
+        async with self._changed:
+            self._free += units
+            self._changed.notify_all()
+
+
 class SendEngine:
     def __init__(
         self,
@@ -106,6 +126,8 @@ class SendEngine:
         self._recorder = recorder
         self._settings = settings
         self._slots = asyncio.Semaphore(concurrency)
+        self._budget = MessageBudget(concurrency)
+        self._concurrency = concurrency
         self._auto_pause = auto_pause
         self.stopping = False
         # Campaigns this sender is working on, with when it last saw a chunk of theirs.
@@ -122,6 +144,19 @@ class SendEngine:
         template = await self._directory.template(chunk.tenant_id, chunk.campaign_id)
         if not tenant.active or template is None:
             return True
+        if chunk.first_slot_at is not None:
+            return await self._process(chunk, tenant, template)
+        # Slotted chunks hold at most a lead of work; unslotted ones wait for room before claiming.
+        units = min(len(chunk.recipient_ids), self._concurrency)
+        await self._budget.acquire(units)
+        try:
+            return await self._process(chunk, tenant, template)
+        finally:
+            await self._budget.release(units)
+
+    async def _process(self, chunk: SendChunk, tenant: TenantInfo, template: Template) -> bool:
+        if self.stopping:
+            return False
         claim = await with_db_retry("claim", lambda: self._claim(chunk))
         if claim.short_of_credits:
             await self._auto_pause(chunk.tenant_id, chunk.campaign_id, "insufficient_credits")

@@ -1,17 +1,17 @@
-"""The Twilio client's request shape, response parsing, pagination, and its verdict on whether a
-failed request may have reached Twilio (real sockets for the transport cases)."""
+"""The Twilio client against a small local HTTP server (real sockets): request shape, response
+parsing, pagination, and its verdict on whether a failed request may have reached Twilio."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import parse_qs
 
-import httpx
 import orjson
 import pytest
+from aiohttp import web
 
 from shared.twilio_client import (
     TwilioClient,
@@ -26,28 +26,61 @@ from tests.support import free_port
 CREDS = TwilioCredentials("AC" + "1" * 32, "token")
 SID = "SM" + "f" * 32
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-def client_with(handler: object, timeout_s: float = 2.0) -> TwilioClient:
-    return TwilioClient(
-        api_base_url="http://twilio.test",
-        content_base_url="http://content.test",
-        timeout_s=timeout_s,
-        max_connections=4,
-        transport=httpx.MockTransport(handler),  # type: ignore[arg-type]
+
+@dataclass
+class FakeTwilio:
+    """Answers with ``handler`` and keeps every request it saw (with its form body)."""
+
+    handler: Handler | None = None
+    seen: list[tuple[web.Request, dict[str, str]]] = field(default_factory=list)
+    url: str = ""
+
+    def client(self, timeout_s: float = 2.0) -> TwilioClient:
+        return TwilioClient(
+            api_base_url=self.url, content_base_url=self.url, timeout_s=timeout_s, max_connections=4
+        )
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[FakeTwilio]:
+    fake = FakeTwilio()
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        form = dict(await request.post()) if request.method == "POST" else {}
+        fake.seen.append((request, {k: str(v) for k, v in form.items()}))
+        assert fake.handler is not None
+        return await fake.handler(request)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    fake.url = f"http://127.0.0.1:{port}"
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()
+
+
+def json_response(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(payload), status=status, content_type="application/json", headers=headers
     )
 
 
-async def test_create_posts_form_with_basic_auth_and_drops_missing_parameters() -> None:
-    # Given a Twilio that records the request and answers 201
-    seen: list[httpx.Request] = []
+async def test_create_posts_form_with_basic_auth_and_drops_missing_parameters(twilio: FakeTwilio) -> None:
+    # Given a Twilio that answers 201
+    async def created(request: web.Request) -> web.Response:
+        return json_response({"sid": SID, "status": "queued"}, 201)
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(201, json={"sid": SID, "status": "queued"})
-
-    client = client_with(handler)
+    twilio.handler = created
+    client = twilio.client()
     # When a content message is created
-    created = await client.create_message(
+    message = await client.create_message(
         CREDS,
         to="whatsapp:+14155550100",
         from_="whatsapp:+14155550199",
@@ -57,30 +90,24 @@ async def test_create_posts_form_with_basic_auth_and_drops_missing_parameters() 
     )
     await client.aclose()
     # Then the sid comes back and the request follows the reference checklist
-    assert created.sid == SID and created.status == "queued"
-    request = seen[0]
-    assert request.url.path == f"/2010-04-01/Accounts/{CREDS.account_sid}/Messages.json"
-    assert (
-        request.headers["Authorization"]
-        == "Basic " + base64.b64encode(f"{CREDS.account_sid}:token".encode()).decode()
-    )
+    assert message.sid == SID and message.status == "queued"
+    request, form = twilio.seen[0]
+    assert request.path == f"/2010-04-01/Accounts/{CREDS.account_sid}/Messages.json"
+    expected_auth = base64.b64encode(f"{CREDS.account_sid}:token".encode()).decode()
+    assert request.headers["Authorization"] == f"Basic {expected_auth}"
     assert request.headers["Accept"] == "application/json"
-    assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
-    form = parse_qs(request.content.decode())
-    assert form["To"] == ["whatsapp:+14155550100"]
-    assert orjson.loads(form["ContentVariables"][0]) == {"1": "Ann"}
+    assert request.headers["Content-Type"].startswith("application/x-www-form-urlencoded")
+    assert form["To"] == "whatsapp:+14155550100"
+    assert orjson.loads(form["ContentVariables"]) == {"1": "Ann"}
     assert "Body" not in form and "MessagingServiceSid" not in form
 
 
-async def test_an_error_body_becomes_a_twilio_error_with_code_and_retry_after() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            429,
-            json={"code": 20429, "message": "Too Many Requests", "status": 429},
-            headers={"Retry-After": "7"},
-        )
+async def test_an_error_body_becomes_a_twilio_error_with_code_and_retry_after(twilio: FakeTwilio) -> None:
+    async def too_many(request: web.Request) -> web.Response:
+        return json_response({"code": 20429, "message": "Too Many Requests"}, 429, {"Retry-After": "7"})
 
-    client = client_with(handler)
+    twilio.handler = too_many
+    client = twilio.client()
     with pytest.raises(TwilioError) as caught:
         await client.create_message(CREDS, to="whatsapp:+1", from_="whatsapp:+2", body="x")
     await client.aclose()
@@ -94,8 +121,12 @@ async def test_an_error_body_becomes_a_twilio_error_with_code_and_retry_after() 
     )
 
 
-async def test_an_unparseable_error_body_falls_back_to_the_status() -> None:
-    client = client_with(lambda request: httpx.Response(502, text="<html>bad gateway</html>"))
+async def test_an_unparseable_error_body_falls_back_to_the_status(twilio: FakeTwilio) -> None:
+    async def bad_gateway(request: web.Request) -> web.Response:
+        return web.Response(text="<html>bad gateway</html>", status=502)
+
+    twilio.handler = bad_gateway
+    client = twilio.client()
     with pytest.raises(TwilioError) as caught:
         await client.create_message(CREDS, to="whatsapp:+1", from_="whatsapp:+2", body="x")
     await client.aclose()
@@ -104,10 +135,8 @@ async def test_an_unparseable_error_body_falls_back_to_the_status() -> None:
 
 async def test_a_refused_connection_never_reached_twilio() -> None:
     # Given nothing listening on a port
-    port = free_port()
-    client = TwilioClient(
-        api_base_url=f"http://127.0.0.1:{port}", content_base_url="http://x", timeout_s=1.0, max_connections=2
-    )
+    url = f"http://127.0.0.1:{free_port()}"
+    client = TwilioClient(api_base_url=url, content_base_url=url, timeout_s=1.0, max_connections=2)
     # When a message is created / Then the error says the request never left
     with pytest.raises(TwilioError) as caught:
         await client.create_message(CREDS, to="whatsapp:+1", from_="whatsapp:+2", body="x")
@@ -115,30 +144,14 @@ async def test_a_refused_connection_never_reached_twilio() -> None:
     assert caught.value.reached is False and caught.value.http_status is None
 
 
-@pytest.fixture
-async def silent_server() -> AsyncIterator[int]:
-    """Accepts connections, reads the request, never answers."""
+async def test_a_read_timeout_after_sending_may_have_reached_twilio(twilio: FakeTwilio) -> None:
+    # Given a server that takes the request and never answers in time
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(1)
+        return json_response({}, 201)
 
-    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read(65536)
-        await asyncio.sleep(30)
-
-    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield port
-    finally:
-        server.close()
-
-
-async def test_a_read_timeout_after_sending_may_have_reached_twilio(silent_server: int) -> None:
-    # Given a server that takes the request and never answers
-    client = TwilioClient(
-        api_base_url=f"http://127.0.0.1:{silent_server}",
-        content_base_url="http://x",
-        timeout_s=0.3,
-        max_connections=2,
-    )
+    twilio.handler = hang
+    client = twilio.client(timeout_s=0.3)
     # When a message is created / Then the outcome is "may have reached"
     with pytest.raises(TwilioError) as caught:
         await client.create_message(CREDS, to="whatsapp:+1", from_="whatsapp:+2", body="x")
@@ -146,51 +159,46 @@ async def test_a_read_timeout_after_sending_may_have_reached_twilio(silent_serve
     assert caught.value.reached is True and caught.value.http_status is None
 
 
-async def test_listing_messages_follows_pagination_on_the_configured_host() -> None:
+async def test_listing_messages_follows_pagination_on_the_configured_host(twilio: FakeTwilio) -> None:
     # Given two pages, the first pointing to the second on another host
-    calls: list[httpx.Request] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
-        if "PageToken" not in str(request.url):
-            return httpx.Response(
-                200,
-                json={
-                    "messages": [
-                        {
-                            "sid": "SM1",
-                            "to": "whatsapp:+1",
-                            "from": "whatsapp:+2",
-                            "status": "sent",
-                            "date_created": "Thu, 24 Aug 2023 05:01:45 +0000",
-                            "date_sent": None,
-                        }
-                    ],
+    async def pages(request: web.Request) -> web.Response:
+        if "PageToken" not in request.query:
+            first = {
+                "sid": "SM1",
+                "to": "whatsapp:+1",
+                "from": "whatsapp:+2",
+                "status": "sent",
+                "date_created": "Thu, 24 Aug 2023 05:01:45 +0000",
+                "date_sent": None,
+            }
+            return json_response(
+                {
+                    "messages": [first],
                     "next_page_uri": "https://api.twilio.com/2010-04-01/Accounts/AC/Messages.json?PageToken=p2",
-                },
+                }
             )
-        return httpx.Response(200, json={"messages": [{"sid": "SM2"}], "next_page_uri": None})
+        return json_response({"messages": [{"sid": "SM2"}], "next_page_uri": None})
 
-    client = client_with(handler)
+    twilio.handler = pages
+    client = twilio.client()
     # When listed with a DateSent lower bound
     found = await client.list_messages(
         CREDS, to="whatsapp:+1", from_="whatsapp:+2", sent_after=datetime(2023, 8, 24, 5, 0, tzinfo=UTC)
     )
     await client.aclose()
-    # Then both pages are read, from the configured host, with the filters on the first request
+    # Then both pages are read from the configured server, with the filters on the first request
     assert [m.sid for m in found] == ["SM1", "SM2"]
     assert found[0].date_created == datetime(2023, 8, 24, 5, 1, 45, tzinfo=UTC)
-    assert {c.url.host for c in calls} == {"twilio.test"}
-    first = dict(calls[0].url.params)
+    first = twilio.seen[0][0].query
     assert first["To"] == "whatsapp:+1" and first["DateSent>"] == "2023-08-24T05:00:00Z"
+    assert twilio.seen[1][0].query["PageToken"] == "p2"
 
 
-async def test_only_approved_content_templates_can_be_chosen() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        assert request.url.path == "/v1/ContentAndApprovals"
-        return httpx.Response(
-            200,
-            json={
+async def test_only_approved_content_templates_can_be_chosen(twilio: FakeTwilio) -> None:
+    async def contents(request: web.Request) -> web.Response:
+        assert request.path == "/v1/ContentAndApprovals"
+        return json_response(
+            {
                 "contents": [
                     {
                         "sid": "HX1",
@@ -203,10 +211,11 @@ async def test_only_approved_content_templates_can_be_chosen() -> None:
                     {"sid": "HX4"},
                 ],
                 "meta": {"next_page_url": None},
-            },
+            }
         )
 
-    client = client_with(handler)
+    twilio.handler = contents
+    client = twilio.client()
     templates = await client.list_content_templates(CREDS)
     assert await approved_content_sids(client, CREDS) == {"HX1", "HX3"}
     await client.aclose()

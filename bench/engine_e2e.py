@@ -1,0 +1,298 @@
+"""The sending engine end to end, on this machine, with the Twilio simulator.
+
+- End-to-end rate: a campaign of ``--recipients`` (default 100,000) for a tenant without a rate
+  limit, status callbacks on, at simulator latencies of 0 ms and 100 ms; the time from the start
+  request to every recipient ``sent`` (or later). Compared with the raw one-hop persistent broker
+  rate (``bench.broker_baseline``) measured in the same run.
+- Throttle accuracy at 80/s and 400/s: the simulator's own per-second counts of accepted
+  messages; the mean rate and the highest count in any one-second window.
+- Peak RSS of every service process during the end-to-end runs.
+
+Each figure is the median of ``--runs`` runs (default 3). Results go to
+``bench/results/engine_e2e.json``.
+
+    python -m bench.engine_e2e [--recipients 100000] [--runs 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import asyncpg
+import httpx
+import psutil
+
+from bench.broker_baseline import measure as broker_baseline
+from shared.db import migrate_dsn
+from tools.stack import ROOT, Stack
+from tools.twilio_sim.admin_client import SimulatorAdmin
+
+BASE_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+BASE_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+OPERATOR_TOKEN = "bench-operator-token"
+RESULTS = ROOT / "bench" / "results" / "engine_e2e.json"
+DONE_STATES = ("sent", "delivered", "read")
+
+
+class Environment:
+    """A database and a broker vhost of its own, removed afterwards."""
+
+    def __init__(self) -> None:
+        self.name = f"wce_bench_{uuid.uuid4().hex[:8]}"
+        self.database_url = urlunparse(urlparse(BASE_DATABASE_URL)._replace(path=f"/{self.name}"))
+        self.amqp_url = urlunparse(urlparse(BASE_AMQP_URL)._replace(path=f"/{self.name}"))
+
+    def create(self) -> None:
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.name], check=True, capture_output=True)
+        subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", self.name, "guest", ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+        )
+
+    def destroy(self) -> None:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.name], capture_output=True)
+        subprocess.run(
+            ["psql", BASE_DATABASE_URL, "-q", "-c", f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'],
+            capture_output=True,
+        )
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            "WCE_ENVIRONMENT": "test",
+            "WCE_DATABASE_URL": self.database_url,
+            "WCE_AMQP_URL": self.amqp_url,
+            "WCE_OPERATOR_TOKEN": OPERATOR_TOKEN,
+            "WCE_LOG_LEVEL": "WARNING",
+            **extra,
+        }
+
+
+class PeakRss:
+    """Samples the resident memory of the stack's processes twice a second."""
+
+    def __init__(self, stack: Stack) -> None:
+        self._stack = stack
+        self.peaks: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, process in self._stack.processes.items():
+                try:
+                    rss = psutil.Process(process.pid).memory_info().rss
+                except psutil.Error:
+                    continue
+                self.peaks[name] = max(self.peaks.get(name, 0), rss)
+            self._stop.wait(0.5)
+
+
+async def new_tenant(stack: Stack, rate: int | None) -> tuple[str, str, str]:
+    """(tenant id, API key, account sid) of a new tenant on a new simulator account."""
+    account_sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
+    async with SimulatorAdmin(stack.simulator_url) as sim:
+        await sim.register_account(account_sid, token)
+    body: dict[str, Any] = {
+        "name": f"bench {account_sid[-6:]}",
+        "twilio_account_sid": account_sid,
+        "twilio_auth_token": token,
+        "whatsapp_from": "+14155238886",
+        "credits": {"purchased": 10_000_000},
+    }
+    body.update({"unlimited_rate": True} if rate is None else {"rate_per_second": rate})
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as client:
+        response = await client.post(
+            "/v1/operator/tenants", json=body, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+        )
+    response.raise_for_status()
+    data = response.json()
+    return data["tenant"]["id"], data["api_key"], account_sid
+
+
+async def seed(pool: asyncpg.Pool, tenant_id: str, count: int, offset: int) -> None:
+    await pool.execute(
+        """
+        INSERT INTO customers (tenant_id, external_id, first_name, last_name, phone_raw, phone_e164)
+        SELECT $1, 'c-' || i, 'First' || i, 'Last' || i, p, p
+        FROM generate_series($2::int, $3::int) AS i,
+             LATERAL (SELECT '+1415' || lpad(i::text, 7, '0')) AS x(p)
+        """,
+        uuid.UUID(tenant_id),
+        offset,
+        offset + count - 1,
+    )
+
+
+async def run_campaign(stack: Stack, pool: asyncpg.Pool, api_key: str, total: int, timeout_s: float) -> float:
+    """Seconds from the start request to every recipient sent."""
+    started = time.perf_counter()
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, timeout=120, headers={"Authorization": f"Bearer {api_key}"}
+    ) as client:
+        response = await client.post(
+            "/v1/campaigns",
+            json={"name": "bench", "template": {"body": "Hi {customer_first_name}!"}, "start": True},
+        )
+    response.raise_for_status()
+    campaign_id = uuid.UUID(response.json()["id"])
+    while True:
+        done = await pool.fetchval(
+            "SELECT count(*) FROM recipients WHERE campaign_id = $1 AND state = ANY($2::text[])",
+            campaign_id,
+            list(DONE_STATES),
+        )
+        if done >= total:
+            return time.perf_counter() - started
+        if time.perf_counter() - started > timeout_s:
+            raise TimeoutError(f"{done}/{total} sent after {timeout_s}s")
+        await asyncio.sleep(0.2)
+
+
+async def e2e_rates(
+    stack: Stack, pool: asyncpg.Pool, recipients: int, runs: int, offset: list[int]
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for latency_ms in (0, 100):
+        rates, peaks = [], []
+        for _ in range(runs):
+            tenant_id, api_key, account_sid = await new_tenant(stack, None)
+            async with SimulatorAdmin(stack.simulator_url) as sim:
+                await sim.set_faults({"latency_ms": latency_ms}, account_sid=account_sid)
+            await seed(pool, tenant_id, recipients, offset[0])
+            offset[0] += recipients
+            with PeakRss(stack) as rss:
+                seconds = await run_campaign(stack, pool, api_key, recipients, timeout_s=1800)
+            rates.append(recipients / seconds)
+            peaks.append(rss.peaks)
+            print(
+                f"  latency {latency_ms} ms: {recipients / seconds:,.0f} msgs/s ({seconds:.1f} s)", flush=True
+            )
+        results[f"latency_{latency_ms}ms"] = {
+            "recipients": recipients,
+            "rates_per_s": [round(r, 1) for r in rates],
+            "median_per_s": round(statistics.median(rates), 1),
+            "peak_rss_mb": {
+                name: round(max(p.get(name, 0) for p in peaks) / 2**20, 1) for name in stack.processes
+            },
+        }
+    return results
+
+
+async def throttle_accuracy(
+    stack: Stack, pool: asyncpg.Pool, runs: int, seconds: int, offset: list[int]
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for rate in (80, 400):
+        means, maxima = [], []
+        for _ in range(runs):
+            tenant_id, api_key, account_sid = await new_tenant(stack, rate)
+            total = rate * seconds
+            await seed(pool, tenant_id, total, offset[0])
+            offset[0] += total
+            await run_campaign(stack, pool, api_key, total, timeout_s=seconds * 4 + 60)
+            async with SimulatorAdmin(stack.simulator_url) as sim:
+                stats = await sim.stats(account_sid)
+            span = stats["last_at"] - stats["first_at"]
+            means.append((stats["accepted_total"] - 1) / span)
+            maxima.append(stats["max_in_any_second"])
+            print(f"  {rate}/s: mean {means[-1]:.1f}/s, max in any second {maxima[-1]}", flush=True)
+        mean = statistics.median(means)
+        results[f"rate_{rate}"] = {
+            "target_per_s": rate,
+            "means_per_s": [round(m, 2) for m in means],
+            "median_mean_per_s": round(mean, 2),
+            "mean_error_pct": round((mean - rate) / rate * 100, 2),
+            "max_in_any_second": maxima,
+            "never_above_target": max(maxima) <= rate,
+        }
+    return results
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    environment = Environment()
+    environment.create()
+    env = environment.env()
+    await migrate_dsn(environment.database_url)
+    log_dir = Path(tempfile.mkdtemp(prefix="wce-bench-"))
+    stack = Stack(env=env, log_dir=log_dir, senders=2)
+    pool = await asyncpg.create_pool(environment.database_url, min_size=1, max_size=4)
+    report: dict[str, Any] = {"recipients": args.recipients, "runs": args.runs, "logs": str(log_dir)}
+    try:
+        print("broker baseline (one hop, persistent)", flush=True)
+        baseline = await broker_baseline(30_000, args.runs)
+        report["broker_baseline"] = baseline
+        print(f"  {baseline['median_per_s']:,.0f} msgs/s", flush=True)
+        stack.start()
+        offset = [1_000_000]
+        print("end-to-end rate", flush=True)
+        report["end_to_end"] = await e2e_rates(stack, pool, args.recipients, args.runs, offset)
+        print("throttle accuracy", flush=True)
+        report["throttle"] = await throttle_accuracy(stack, pool, args.runs, args.throttle_seconds, offset)
+    finally:
+        await pool.close()
+        stack.stop()
+        environment.destroy()
+    base = float(report["broker_baseline"]["median_per_s"])
+    for figures in report.get("end_to_end", {}).values():
+        figures["share_of_broker_baseline"] = round(figures["median_per_s"] / base, 3)
+    report["targets"] = targets(report)
+    return report
+
+
+def targets(report: dict[str, Any]) -> dict[str, bool]:
+    e2e = report.get("end_to_end", {})
+    throttle = report.get("throttle", {})
+    checks = {
+        "e2e_100ms_at_least_2000_per_s": e2e.get("latency_100ms", {}).get("median_per_s", 0) >= 2000,
+        "e2e_at_least_35pct_of_broker": all(
+            f.get("share_of_broker_baseline", 0) >= 0.35 for f in e2e.values()
+        ),
+        "throttle_mean_within_2pct": all(abs(t["mean_error_pct"]) <= 2 for t in throttle.values()),
+        "throttle_never_above_target": all(t["never_above_target"] for t in throttle.values()),
+        "peak_rss_under_200mb": all(
+            mb <= 200 for f in e2e.values() for name, mb in f["peak_rss_mb"].items() if name != "simulator"
+        ),
+    }
+    return checks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--recipients", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--throttle-seconds", type=int, default=15)
+    parser.add_argument("--quick", action="store_true", help="one run of 20,000 recipients (a smoke check)")
+    args = parser.parse_args()
+    if args.quick:
+        args.recipients, args.runs, args.throttle_seconds = 20_000, 1, 8
+    report = asyncio.run(main_async(args))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
