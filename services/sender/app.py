@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             threshold=settings.error_rate_threshold,
             min_attempts=settings.error_rate_min_attempts,
         )
-        recorder = Recorder(resources.pool, resources.publisher, credits_enabled=settings.credits_enabled)
+        recorder = Recorder(resources.pool, resources.publisher)
         engine = SendEngine(
             pool=resources.pool,
             client=client,

@@ -129,6 +129,7 @@ class SendEngine:
         self._budget = MessageBudget(concurrency)
         self._concurrency = concurrency
         self._auto_pause = auto_pause
+        self._rolled: dict[UUID, date] = {}
         self.stopping = False
         # Campaigns this sender is working on, with when it last saw a chunk of theirs.
         self.active: dict[UUID, float] = {}
@@ -183,84 +184,32 @@ class SendEngine:
             await self._auto_pause(chunk.tenant_id, chunk.campaign_id, "error_rate")
 
     async def _claim(self, chunk: SendChunk) -> Claim:
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                queries.CLAIMABLE, chunk.tenant_id, chunk.campaign_id, chunk.recipient_ids
-            )
-            if not rows:
-                return Claim([])
-            suppressed = [row for row in rows if row["suppressed"]]
-            sendable = [row for row in rows if not row["suppressed"]]
-            held, short = False, False
-            if self._settings.credits_enabled and sendable:
-                allowance = await self._credit_allowance(conn, chunk.tenant_id)
-                if allowance is not None:
-                    held = True
-                    short = allowance < len(sendable)
-                    sendable = sendable[: max(allowance, 0)]
-            events = [(row["id"], row["state"], "sending", None) for row in sendable] + [
-                (row["id"], row["state"], "suppressed", "suppressed at claim") for row in suppressed
-            ]
-            claimed = await conn.fetch(
-                queries.CLAIM,
-                chunk.tenant_id,
-                chunk.campaign_id,
-                [row["id"] for row in sendable],
-                self._settings.lease_s,
-                held,
-                [row["id"] for row in suppressed],
-                len(sendable) if held else 0,
-                [e[0] for e in events],
-                [e[1] for e in events],
-                [e[2] for e in events],
-                [e[3] for e in events],
-            )
-        if suppressed:
-            metrics.MESSAGES.labels(str(chunk.tenant_id), "suppressed").inc(len(suppressed))
-        by_id = {row["id"]: row for row in sendable}
-        return Claim(
-            [
-                Claimed(
-                    row["id"],
-                    row["claimed_at"],
-                    row["attempts"],
-                    by_id[row["id"]]["phone_e164"],
-                    recipient_data(by_id[row["id"]]),
-                )
-                for row in claimed
-            ],
-            short_of_credits=short,
+        if self._settings.credits_enabled:
+            await self._roll_credit_period(chunk.tenant_id)
+        rows = await self._pool.fetch(
+            queries.CLAIM,
+            chunk.tenant_id,
+            chunk.campaign_id,
+            chunk.recipient_ids,
+            self._settings.lease_s,
+            self._settings.credits_enabled,
         )
+        summary = rows[0]
+        if summary["suppressed_count"]:
+            metrics.MESSAGES.labels(str(chunk.tenant_id), "suppressed").inc(summary["suppressed_count"])
+        claimed = [
+            Claimed(row["id"], row["claimed_at"], row["attempts"], row["phone_e164"], recipient_data(row))
+            for row in rows
+            if row["id"] is not None
+        ]
+        return Claim(claimed, short_of_credits=summary["short_of_credits"])
 
-    async def _credit_allowance(self, conn: asyncpg.Connection, tenant_id: UUID) -> int | None:
-        """How many messages the tenant's credits cover now; None when credits don't apply to it."""
-        account = await conn.fetchrow(queries.LOCK_CREDIT_ACCOUNT, tenant_id)
-        if account is None:
-            return 0
-        if not account["enabled"]:
-            return None
-        plan_balance = account["plan_balance"]
-        roll = credits.rollover(
-            current_period=account["plan_period_start"],
-            plan_balance=plan_balance,
-            plan_monthly=account["plan_monthly"],
-            today=date.today(),
-        )
-        if roll is not None:
-            await conn.execute(
-                queries.ROLL_CREDIT_PERIOD,
-                tenant_id,
-                roll.expire,
-                roll.grant,
-                roll.period_start,
-                "monthly plan",
-            )
-            plan_balance = roll.grant
-        return credits.available(
-            plan_balance=plan_balance,
-            purchased_balance=account["purchased_balance"],
-            reserved=account["reserved"],
-        )
+    async def _roll_credit_period(self, tenant_id: UUID) -> None:
+        """Expire last month's plan credits and grant this month's, once per tenant and month."""
+        month = credits.period_start(date.today())
+        if self._rolled.get(tenant_id) != month:
+            await self._pool.execute(queries.ROLL_CREDIT_PERIOD, tenant_id, month)
+            self._rolled[tenant_id] = month
 
     def _skip_reason(self, chunk: SendChunk, slot_at: float | None, claimed_mono: float) -> Skip | None:
         if self.stopping:

@@ -20,80 +20,109 @@ CAMPAIGN_STATES = "SELECT id, state FROM campaigns WHERE id = ANY($1::uuid[])"
 
 # Claim ----------------------------------------------------------------------------------------
 
-# Rows of the chunk that may be sent now, with what their message mentions. SKIP LOCKED: a row
-# another sender is claiming this instant is that sender's; waiting for it gains nothing.
-CLAIMABLE = """
-SELECT r.id, r.state, r.phone_e164, r.vars,
-       (s.phone_e164 IS NOT NULL) AS suppressed,
-       cu.first_name, cu.last_name, cu.email,
-       a.starts_at, a.status AS appointment_status,
-       sv.name AS service_name, l.name AS location_name, l.address AS location_address, st.name AS staff_name
-FROM recipients r
-LEFT JOIN suppressions s ON s.tenant_id = r.tenant_id AND s.phone_e164 = r.phone_e164
-LEFT JOIN customers cu ON cu.id = r.customer_id AND cu.tenant_id = r.tenant_id
-LEFT JOIN appointments a ON a.id = r.appointment_id AND a.tenant_id = r.tenant_id
-LEFT JOIN services sv ON sv.id = a.service_id
-LEFT JOIN locations l ON l.id = a.location_id
-LEFT JOIN staff st ON st.id = a.staff_id
-WHERE r.tenant_id = $1 AND r.campaign_id = $2 AND r.id = ANY($3::bigint[])
-  AND r.state IN ('pending', 'queued', 'retry_wait')
-  AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $2 AND c.tenant_id = $1 AND c.state = 'running')
-ORDER BY r.id
-FOR UPDATE OF r SKIP LOCKED
-"""
-
-LOCK_CREDIT_ACCOUNT = """
-SELECT enabled, plan_monthly, plan_balance, plan_period_start, purchased_balance, reserved
-FROM credit_accounts WHERE tenant_id = $1
-FOR UPDATE
+# The whole claim is one statement, committed on its own: the tenant's credit account row (which
+# every claim and settlement of the tenant must lock) is held for one statement and its commit,
+# never across round trips to a busy sender.
+#
+# Rows of the chunk still claimable move to ``sending`` under a lease (SKIP LOCKED: a row another
+# sender is claiming this instant is that sender's); suppressed numbers move to ``suppressed``;
+# when credits apply (``$5`` and the tenant's account enabled; no account means no credits) only
+# as many rows as are available are claimed and their credits reserved. The first row carries the
+# summary: whether credits fell short. Columns after it describe each claimed row for rendering.
+CLAIM = """
+WITH candidates AS (
+    SELECT r.id, r.state, r.phone_e164, r.vars,
+           (s.phone_e164 IS NOT NULL) AS suppressed,
+           cu.first_name, cu.last_name, cu.email,
+           a.starts_at, a.status AS appointment_status,
+           sv.name AS service_name, l.name AS location_name, l.address AS location_address,
+           st.name AS staff_name
+    FROM recipients r
+    LEFT JOIN suppressions s ON s.tenant_id = r.tenant_id AND s.phone_e164 = r.phone_e164
+    LEFT JOIN customers cu ON cu.id = r.customer_id AND cu.tenant_id = r.tenant_id
+    LEFT JOIN appointments a ON a.id = r.appointment_id AND a.tenant_id = r.tenant_id
+    LEFT JOIN services sv ON sv.id = a.service_id
+    LEFT JOIN locations l ON l.id = a.location_id
+    LEFT JOIN staff st ON st.id = a.staff_id
+    WHERE r.tenant_id = $1 AND r.campaign_id = $2 AND r.id = ANY($3::bigint[])
+      AND r.state IN ('pending', 'queued', 'retry_wait')
+      AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $2 AND c.tenant_id = $1 AND c.state = 'running')
+    ORDER BY r.id
+    FOR UPDATE OF r SKIP LOCKED
+), account AS (
+    SELECT enabled, greatest(plan_balance + purchased_balance - reserved, 0) AS available
+    FROM credit_accounts
+    WHERE tenant_id = $1 AND $5 AND EXISTS (SELECT 1 FROM candidates WHERE NOT suppressed)
+    FOR UPDATE
+), policy AS (
+    SELECT $5 AND coalesce((SELECT enabled FROM account), true) AS metered,
+           coalesce((SELECT available FROM account), 0) AS available
+), allowed AS (
+    SELECT c.id, c.state FROM candidates c
+    WHERE NOT c.suppressed
+    ORDER BY c.id
+    LIMIT (SELECT CASE WHEN metered THEN available END FROM policy)
+), claimed AS (
+    UPDATE recipients r
+    SET state = 'sending', attempts = r.attempts + 1, claimed_at = now(),
+        lease_until = now() + make_interval(secs => $4), credit_held = (SELECT metered FROM policy),
+        next_attempt_at = NULL, updated_at = now()
+    FROM allowed a
+    WHERE r.id = a.id
+    RETURNING r.id, r.attempts, r.claimed_at
+), suppressed AS (
+    UPDATE recipients r SET state = 'suppressed', updated_at = now()
+    FROM candidates c
+    WHERE r.id = c.id AND c.suppressed
+    RETURNING r.id
+), reserve AS (
+    UPDATE credit_accounts SET reserved = reserved + (SELECT count(*) FROM allowed), updated_at = now()
+    WHERE tenant_id = $1 AND (SELECT metered FROM policy) AND EXISTS (SELECT 1 FROM allowed)
+), logged AS (
+    INSERT INTO message_events (tenant_id, campaign_id, recipient_id, from_state, to_state, source, detail)
+    SELECT $1, $2, a.id, a.state, 'sending', 'sender', NULL FROM allowed a
+    UNION ALL
+    SELECT $1, $2, c.id, c.state, 'suppressed', 'sender', 'suppressed at claim'
+    FROM candidates c WHERE c.suppressed
+)
+SELECT summary.short_of_credits, summary.suppressed_count,
+       cl.id, cl.attempts, cl.claimed_at, c.phone_e164, c.vars, c.first_name, c.last_name, c.email,
+       c.starts_at, c.appointment_status, c.service_name, c.location_name, c.location_address, c.staff_name
+FROM (
+    SELECT (SELECT count(*) FROM candidates WHERE NOT suppressed) > (SELECT count(*) FROM allowed)
+               AS short_of_credits,
+           (SELECT count(*) FROM suppressed) AS suppressed_count
+) AS summary
+LEFT JOIN (claimed cl JOIN candidates c ON c.id = cl.id) ON true
+ORDER BY cl.id
 """
 
 ROLL_CREDIT_PERIOD = """
 WITH rolled AS (
-    UPDATE credit_accounts
-    SET plan_balance = $3, plan_period_start = $4, updated_at = now()
-    WHERE tenant_id = $1
-    RETURNING tenant_id
+    UPDATE credit_accounts a
+    SET plan_balance = a.plan_monthly, plan_period_start = $2, updated_at = now()
+    FROM (SELECT tenant_id, plan_balance FROM credit_accounts WHERE tenant_id = $1 FOR UPDATE) AS before
+    WHERE a.tenant_id = $1 AND a.plan_period_start < $2
+    RETURNING before.plan_balance AS expired, a.plan_monthly AS granted
 )
 INSERT INTO credit_ledger (tenant_id, kind, bucket, amount, note)
-SELECT $1, kind, 'plan', amount, $5
-FROM rolled, (VALUES ('plan_expiry', -$2::integer), ('plan_grant', $3::integer)) AS v(kind, amount)
+SELECT $1, kind, 'plan', amount, 'monthly plan'
+FROM rolled,
+     LATERAL (VALUES ('plan_expiry', -rolled.expired), ('plan_grant', rolled.granted)) AS v(kind, amount)
 WHERE amount <> 0
-"""
-
-# Claimed rows go to ``sending`` under a lease; suppressed ones to ``suppressed``; one event each.
-CLAIM = """
-WITH claimed AS (
-    UPDATE recipients
-    SET state = 'sending', attempts = attempts + 1, claimed_at = now(),
-        lease_until = now() + make_interval(secs => $4), credit_held = $5,
-        next_attempt_at = NULL, updated_at = now()
-    WHERE tenant_id = $1 AND id = ANY($3::bigint[])
-    RETURNING id, attempts, claimed_at
-), suppressed AS (
-    UPDATE recipients SET state = 'suppressed', updated_at = now()
-    WHERE tenant_id = $1 AND id = ANY($6::bigint[])
-    RETURNING id
-), reserve AS (
-    UPDATE credit_accounts SET reserved = reserved + $7, updated_at = now()
-    WHERE tenant_id = $1 AND $7 > 0
-), logged AS (
-    INSERT INTO message_events (tenant_id, campaign_id, recipient_id, from_state, to_state, source, detail)
-    SELECT $1, $2, e.id, e.from_state, e.to_state, 'sender', e.detail
-    FROM unnest($8::bigint[], $9::text[], $10::text[], $11::text[]) AS e(id, from_state, to_state, detail)
-)
-SELECT id, attempts, claimed_at FROM claimed
 """
 
 # Outcomes -------------------------------------------------------------------------------------
 
-# A chunk's outcomes in one statement. Only the claim that is recorded (same ``claimed_at``)
-# may be settled, so a late answer can never overwrite a later claim of the same row.
-RECORD_OUTCOMES = """
+# A chunk's outcomes, their events, the tenant's credits (a debit per sent row, plan credits
+# first; reservations released) and opt-out suppressions: one statement, committed on its own.
+# Only the claim being settled (same ``claimed_at``) may be, so a late answer can never overwrite
+# a later claim of the same row.
+SETTLE = """
 WITH outcome AS (
     SELECT * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::integer[], $7::text[],
-                         $8::boolean[], $9::timestamptz[])
-        AS o(id, claimed_at, to_state, sid, error_code, error_message, uncount, next_attempt_at)
+                         $8::boolean[], $9::timestamptz[], $11::boolean[])
+        AS o(id, claimed_at, to_state, sid, error_code, error_message, uncount, next_attempt_at, suppress)
 ), settled AS (
     UPDATE recipients r
     SET state = o.to_state,
@@ -110,48 +139,46 @@ WITH outcome AS (
     FROM outcome o JOIN recipients before ON before.id = o.id
     WHERE r.id = o.id AND r.tenant_id = $1 AND r.state IN ('sending', 'unknown')
       AND r.claimed_at = o.claimed_at
-    RETURNING r.id, r.campaign_id, before.state AS from_state, o.to_state, o.error_code, o.error_message,
-              before.credit_held AS held
+    RETURNING r.id, r.campaign_id, r.phone_e164, before.state AS from_state, o.to_state, o.error_code,
+              o.error_message, before.credit_held AS held, o.suppress
 ), logged AS (
     INSERT INTO message_events
         (tenant_id, campaign_id, recipient_id, from_state, to_state, source, error_code, detail)
     SELECT $1, campaign_id, id, from_state, to_state, $10, error_code, error_message FROM settled
-)
-SELECT id, campaign_id, to_state, held FROM settled
-"""
-
-# Debit sent rows (plan bucket first) and release the reservations of every settled row that held one.
-SETTLE_CREDITS = """
-WITH account AS (
-    SELECT plan_balance FROM credit_accounts WHERE tenant_id = $1 FOR UPDATE
+), debits AS (
+    SELECT id, campaign_id, row_number() OVER (ORDER BY id) AS n FROM settled WHERE held AND to_state = 'sent'
+), counts AS (
+    SELECT (SELECT count(*) FROM debits) AS debit,
+           count(*) FILTER (WHERE held AND to_state <> 'unknown') AS released
+    FROM settled
+), account AS (
+    SELECT plan_balance FROM credit_accounts
+    WHERE tenant_id = $1 AND (SELECT released FROM counts) > 0
+    FOR UPDATE
 ), debited AS (
     UPDATE credit_accounts a
-    SET plan_balance = a.plan_balance - least(a.plan_balance, $2),
-        purchased_balance = greatest(a.purchased_balance - greatest($2 - a.plan_balance, 0), 0),
-        reserved = greatest(a.reserved - $3, 0),
+    SET plan_balance = a.plan_balance - least(a.plan_balance, c.debit),
+        purchased_balance = greatest(a.purchased_balance - greatest(c.debit - a.plan_balance, 0), 0),
+        reserved = greatest(a.reserved - c.released, 0),
         updated_at = now()
-    WHERE a.tenant_id = $1
-    RETURNING a.tenant_id
+    FROM counts c
+    WHERE a.tenant_id = $1 AND c.released > 0
 ), ledger AS (
     INSERT INTO credit_ledger (tenant_id, kind, bucket, amount, campaign_id, recipient_id)
     SELECT $1, 'debit', CASE WHEN d.n <= account.plan_balance THEN 'plan' ELSE 'purchased' END,
            -1, d.campaign_id, d.id
-    FROM account, debited,
-         unnest($4::bigint[], $5::uuid[]) WITH ORDINALITY AS d(id, campaign_id, n)
+    FROM debits d, account
     ON CONFLICT DO NOTHING
-)
-SELECT plan_balance FROM account
-"""
-
-ADD_SUPPRESSIONS = """
-WITH added AS (
+), opted_out AS (
     INSERT INTO suppressions (tenant_id, phone_e164, source, reason)
-    SELECT $1, phone, 'error_code', reason FROM unnest($2::text[], $3::text[]) AS s(phone, reason)
+    SELECT $1, phone_e164, 'error_code', 'Twilio error ' || error_code FROM settled WHERE suppress
     ON CONFLICT (tenant_id, phone_e164) DO NOTHING
     RETURNING phone_e164, reason
+), opted_out_logged AS (
+    INSERT INTO suppression_events (tenant_id, phone_e164, action, source, reason)
+    SELECT $1, phone_e164, 'added', 'error_code', reason FROM opted_out
 )
-INSERT INTO suppression_events (tenant_id, phone_e164, action, source, reason)
-SELECT $1, phone_e164, 'added', 'error_code', reason FROM added
+SELECT s.id, s.to_state, (SELECT debit FROM counts) AS debited FROM settled s
 """
 
 # Maintenance (one sender at a time) --------------------------------------------------------------

@@ -69,10 +69,9 @@ async def with_db_retry(
 
 
 class Recorder:
-    def __init__(self, pool: asyncpg.Pool, publisher: Publisher, *, credits_enabled: bool) -> None:
+    def __init__(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
         self._pool = pool
         self._publisher = publisher
-        self._credits_enabled = credits_enabled
 
     async def settle(self, tenant_id: UUID, settlements: list[Settlement], *, source: str) -> Settled:
         """Persist the transitions (those whose claim is still current), then publish follow-ups."""
@@ -97,46 +96,23 @@ class Recorder:
 
     async def _write(self, tenant_id: UUID, settlements: list[Settlement], source: str) -> Settled:
         now = datetime.now(UTC)
-        by_id = {s.recipient_id: s for s in settlements}
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                queries.RECORD_OUTCOMES,
-                tenant_id,
-                [s.recipient_id for s in settlements],
-                [s.claimed_at for s in settlements],
-                [s.transition.to_state for s in settlements],
-                [s.sid for s in settlements],
-                [s.transition.error_code for s in settlements],
-                [s.transition.error_message for s in settlements],
-                [s.transition.uncount for s in settlements],
-                [
-                    now + timedelta(seconds=s.transition.tier_s) if s.transition.tier_s else None
-                    for s in settlements
-                ],
-                source,
-            )
-            applied = [by_id[row["id"]] for row in rows]
-            held = [row for row in rows if row["held"]]
-            debit = [row for row in held if row["to_state"] == "sent"]
-            released = sum(1 for row in held if row["to_state"] != "unknown")
-            if self._credits_enabled and released:
-                await conn.execute(
-                    queries.SETTLE_CREDITS,
-                    tenant_id,
-                    len(debit),
-                    released,
-                    [row["id"] for row in debit],
-                    [row["campaign_id"] for row in debit],
-                )
-            suppress = [s for s in applied if s.transition.suppress]
-            if suppress:
-                await conn.execute(
-                    queries.ADD_SUPPRESSIONS,
-                    tenant_id,
-                    [s.phone_e164 for s in suppress],
-                    [f"Twilio error {s.transition.error_code}" for s in suppress],
-                )
-        return Settled(applied=applied, debited=len(debit) if self._credits_enabled else 0)
+        ordered = sorted(settlements, key=lambda s: s.recipient_id)
+        by_id = {s.recipient_id: s for s in ordered}
+        rows = await self._pool.fetch(
+            queries.SETTLE,
+            tenant_id,
+            [s.recipient_id for s in ordered],
+            [s.claimed_at for s in ordered],
+            [s.transition.to_state for s in ordered],
+            [s.sid for s in ordered],
+            [s.transition.error_code for s in ordered],
+            [s.transition.error_message for s in ordered],
+            [s.transition.uncount for s in ordered],
+            [now + timedelta(seconds=s.transition.tier_s) if s.transition.tier_s else None for s in ordered],
+            source,
+            [s.transition.suppress for s in ordered],
+        )
+        return Settled(applied=[by_id[row["id"]] for row in rows], debited=rows[0]["debited"] if rows else 0)
 
     async def _follow_up(self, tenant_id: UUID, applied: list[Settlement]) -> None:
         retries: dict[tuple[UUID, int, int], list[int]] = defaultdict(list)
