@@ -80,7 +80,11 @@ def not_found(what: str = "not found") -> HTTPException:
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
-    parts = [str(part) for part in loc if part not in ("body", "query", "path")]
+    # The first element says where the field came from (body, query, path); the rest is its path,
+    # which may itself contain a field called "body" (a template's body).
+    parts = [str(part) for part in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
     return ".".join(parts) or "body"
 
 
