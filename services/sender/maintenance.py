@@ -17,6 +17,7 @@ connection closes, the lock is released and another sender takes over).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -108,7 +109,9 @@ class Maintenance:
                         try:
                             await self._lead(lock_conn)
                         finally:
-                            await lock_conn.execute("SELECT pg_advisory_unlock($1)", MAINTENANCE_LOCK_KEY)
+                            # A connection that broke took the lock with it.
+                            with contextlib.suppress(*DB_ERRORS):
+                                await lock_conn.execute("SELECT pg_advisory_unlock($1)", MAINTENANCE_LOCK_KEY)
             except asyncio.CancelledError:
                 raise
             except (*DB_ERRORS, BrokerUnavailable) as exc:

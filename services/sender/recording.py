@@ -29,7 +29,14 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 
-DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError)
+# A terminated backend can also surface as an InternalClientError from the connection it broke.
+DB_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    TimeoutError,
+)
 WRITE_ATTEMPTS = 6
 T = TypeVar("T")
 

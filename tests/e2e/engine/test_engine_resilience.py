@@ -1,0 +1,159 @@
+"""Exactly once through crashes: senders killed with SIGKILL, broker connections closed,
+database backends terminated, a graceful SIGTERM — the campaign completes, every recipient ends
+in a final state, and Twilio (the simulator) sees no number twice."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import time
+import uuid
+
+import asyncpg
+import pytest
+
+from tests.e2e.engine.engine_helpers import seed_customers, simulator_stats, states, wait_settled
+from tests.e2e.helpers import TenantHandle, create_campaign, new_tenant, wait_for_state
+from tests.support import BASE_DATABASE_URL, Stack
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+DELIVERED = {"sent", "delivered", "read"}
+
+
+async def sent_count(pool: asyncpg.Pool, campaign_id: str) -> int:
+    counts = await states(pool, campaign_id)
+    return sum(n for state, n in counts.items() if state in DELIVERED)
+
+
+async def wait_sent(pool: asyncpg.Pool, campaign_id: str, at_least: int, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while await sent_count(pool, campaign_id) < at_least:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {at_least} sent after {timeout_s}s")
+        await asyncio.sleep(0.1)
+
+
+async def unknown_phones(pool: asyncpg.Pool, campaign_id: str) -> set[str]:
+    rows = await pool.fetch(
+        "SELECT DISTINCT r.phone_e164 FROM message_events e JOIN recipients r ON r.id = e.recipient_id"
+        " WHERE e.campaign_id = $1 AND e.to_state = 'unknown'",
+        uuid.UUID(campaign_id),
+    )
+    return {row["phone_e164"] for row in rows}
+
+
+async def assert_exactly_once(
+    stack: Stack, pool: asyncpg.Pool, tenant: TenantHandle, campaign_id: str, total: int
+) -> dict[str, int]:
+    """Every recipient sent; the simulator saw every number once, except numbers that went through
+    ``unknown`` (counted and reported). Returns the counts by state."""
+    counts = await wait_settled(pool, campaign_id, total, timeout_s=240, stack=stack)
+    await wait_for_state(stack, tenant, campaign_id, {"completed"}, timeout_s=60)
+    stats = await simulator_stats(stack, tenant.account_sid)
+    via_unknown = await unknown_phones(pool, campaign_id)
+    duplicates = {phone.removeprefix("whatsapp:"): n for phone, n in stats["duplicates"].items()}
+    print(f"\nstates={counts} resolved_from_unknown={len(via_unknown)} duplicates={len(duplicates)}")
+    assert set(duplicates) <= via_unknown, duplicates
+    assert sum(counts.get(state, 0) for state in DELIVERED) == total, counts
+    assert len(stats["per_to"]) == total
+    return counts
+
+
+async def test_a_20000_recipient_campaign_survives_three_sender_kills_without_a_duplicate(
+    engine_stack: Stack, pool: asyncpg.Pool
+) -> None:
+    # Given a 20,000-recipient campaign running on two senders
+    tenant = await new_tenant(engine_stack, rate=None)
+    await seed_customers(pool, tenant, 20_000)
+    started = await create_campaign(engine_stack, tenant)
+    campaign_id = started["id"]
+
+    # When a sender is killed with SIGKILL three times while it sends (and restarted each time)
+    for round_, victim in enumerate(("sender0", "sender1", "sender0"), start=1):
+        await wait_sent(pool, campaign_id, round_ * 4000)
+        process = engine_stack.processes[victim]
+        process.kill()
+        process.restart()
+        await asyncio.to_thread(process.wait_healthy, 60)
+
+    # Then every recipient ends sent, and no number reached Twilio twice
+    await assert_exactly_once(engine_stack, pool, tenant, campaign_id, 20_000)
+
+
+async def test_closing_every_broker_connection_mid_campaign_loses_and_duplicates_nothing(
+    engine_stack: Stack, pool: asyncpg.Pool, isolated_env: object
+) -> None:
+    # Given a running 6,000-recipient campaign
+    tenant = await new_tenant(engine_stack, rate=None)
+    await seed_customers(pool, tenant, 6_000, start=100_000)
+    started = await create_campaign(engine_stack, tenant)
+    await wait_sent(pool, started["id"], 1500)
+
+    # When the broker closes every connection of this stack's vhost
+    vhost = engine_stack.env["WCE_AMQP_URL"].rsplit("/", 1)[-1]
+    await asyncio.to_thread(
+        subprocess.run,
+        ["rabbitmqctl", "-q", "close_all_connections", "-p", vhost, "test: connections dropped"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+    # Then the services reconnect and the campaign completes exactly once per number
+    await assert_exactly_once(engine_stack, pool, tenant, started["id"], 6_000)
+
+
+async def test_terminating_every_database_backend_mid_campaign_loses_and_duplicates_nothing(
+    engine_stack: Stack, pool: asyncpg.Pool
+) -> None:
+    # Given a running 6,000-recipient campaign
+    tenant = await new_tenant(engine_stack, rate=None)
+    await seed_customers(pool, tenant, 6_000, start=200_000)
+    started = await create_campaign(engine_stack, tenant)
+    await wait_sent(pool, started["id"], 1500)
+
+    # When every backend of the database is terminated, twice in a row
+    database = engine_stack.env["WCE_DATABASE_URL"].rsplit("/", 1)[-1]
+    admin = await asyncpg.connect(BASE_DATABASE_URL)
+    try:
+        for _ in range(2):
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+
+    # Then the services recover and the campaign completes exactly once per number
+    await assert_exactly_once(engine_stack, pool, tenant, started["id"], 6_000)
+
+
+async def test_a_sender_stopped_with_sigterm_records_its_calls_and_leaves_the_rest(
+    engine_stack: Stack, pool: asyncpg.Pool
+) -> None:
+    # Given a running 6,000-recipient campaign
+    tenant = await new_tenant(engine_stack, rate=None)
+    await seed_customers(pool, tenant, 6_000, start=300_000)
+    started = await create_campaign(engine_stack, tenant)
+    await wait_sent(pool, started["id"], 1500)
+
+    # When one sender is stopped gracefully
+    process = engine_stack.processes["sender1"]
+    returncode = await asyncio.to_thread(process.stop)
+
+    # Then it exits after a graceful shutdown (uvicorn re-raises the signal it handled)
+    assert returncode in (0, -signal.SIGTERM), process.log_path.read_text()[-3000:]
+    # And the other sender finishes the campaign, once per number
+    await assert_exactly_once(engine_stack, pool, tenant, started["id"], 6_000)
+    # And the stopped sender had recorded every call it made: none of its rows waited for a lease
+    expired = await pool.fetchval(
+        "SELECT count(*) FROM message_events WHERE campaign_id = $1 AND source = 'lease'",
+        uuid.UUID(started["id"]),
+    )
+    assert expired == 0
+    process.restart()
+    await asyncio.to_thread(process.wait_healthy, 60)
