@@ -8,8 +8,15 @@ import pytest
 from aio_pika.abc import AbstractQueue
 
 from shared import topology
-from tests.integration.tracker.helpers import RunningTracker, start_tracker
+from tests.integration.tracker.helpers import RunningTracker, forget_seeded_tenants, start_tracker
 from tests.support import IsolatedEnvironment
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def seeded_data_removed(pool: asyncpg.Pool) -> AsyncIterator[None]:
+    """Each module's seeded tenants go when the module ends."""
+    yield
+    await forget_seeded_tenants(pool)
 
 
 @pytest.fixture(scope="module")

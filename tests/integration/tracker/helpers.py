@@ -22,6 +22,9 @@ from shared.twilio_signature import compute_signature
 from shared.webhooks import inbound_url, status_callback_url
 from tests.support import IsolatedEnvironment, ManagedProcess, free_port
 
+# Tenants seeded here are named with this prefix, so a module can remove all it seeded.
+SEEDED_TENANT_PREFIX = "tracker-test "
+
 
 @dataclass(frozen=True)
 class SeededTenant:
@@ -59,7 +62,7 @@ async def seed_tenant(
             "INSERT INTO tenants (id, name, twilio_account_sid, twilio_auth_token_enc, whatsapp_from,"
             " opt_out_keywords, opt_in_keywords) VALUES ($1, $2, $3, $4, '+14155238886', $5, $6)",
             tenant_id,
-            f"Tenant {account_sid[-6:]}",
+            f"{SEEDED_TENANT_PREFIX}{account_sid[-6:]}",
             account_sid,
             SecretBox([DEVELOPMENT_ENCRYPTION_KEY]).encrypt(token),
             opt_out_keywords or [],
@@ -75,10 +78,13 @@ async def seed_tenant(
 
 
 async def seed_campaign(pool: asyncpg.Pool, tenant_id: uuid.UUID, *, state: str = "running") -> uuid.UUID:
+    """A campaign whose snapshot and publication count as done, so a segmenter running on the same
+    database leaves it alone: its recipients are whatever the test seeds."""
     campaign_id = uuid.uuid4()
     await pool.execute(
-        "INSERT INTO campaigns (id, tenant_id, name, audience, template, state, started_at)"
-        " VALUES ($1, $2, 'seeded', '{}', '{\"body\": \"Hi\"}', $3, now())",
+        "INSERT INTO campaigns (id, tenant_id, name, audience, template, state, started_at,"
+        " snapshot_completed_at, published_upto)"
+        " VALUES ($1, $2, 'seeded', '{}', '{\"body\": \"Hi\"}', $3, now(), now(), 9223372036854775807)",
         campaign_id,
         tenant_id,
         state,
@@ -126,6 +132,12 @@ async def seed_recipients(
     return sorted(
         (SeededRecipient(r["id"], r["phone_e164"], r["twilio_sid"]) for r in rows), key=lambda r: r.id
     )
+
+
+async def forget_seeded_tenants(pool: asyncpg.Pool) -> None:
+    """Delete the seeded tenants with their campaigns, recipients and customers, so the services
+    of later tests on the same database never meet them."""
+    await pool.execute("DELETE FROM tenants WHERE name LIKE $1", SEEDED_TENANT_PREFIX + "%", timeout=120)
 
 
 def new_sid() -> str:
