@@ -31,6 +31,9 @@ from shared.settings import get_settings
 
 SERVICE = "tracker"
 INBOUND_PREFETCH = 16
+# Status messages carry groups of callbacks (one to hundreds): enough in hand for the next batch
+# to fill while one is written, without holding a large backlog in memory.
+STATUS_PREFETCH = 64
 
 
 @asynccontextmanager
@@ -41,8 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     pool = resources.pool
 
     status_channel = await resources.connection.channel()
-    # Twice a batch in flight: the next batch fills while the current one is written.
-    await status_channel.set_qos(prefetch_count=settings.callback_batch_size * 2)
+    await status_channel.set_qos(prefetch_count=STATUS_PREFETCH)
     status_queue = await topology.declare_queue(status_channel, topology.STATUS)
     status_consumer = StatusConsumer(
         status_queue,
