@@ -30,6 +30,7 @@ from urllib.parse import urlencode, urlparse
 
 import asyncpg
 import psutil
+import uvloop
 
 from shared.db import create_pool, migrate_dsn
 from shared.twilio_signature import compute_signature
@@ -229,6 +230,8 @@ if __name__ == "__main__":
     parser.add_argument("--tracker-env", action="append", default=[], help="NAME=VALUE for the tracker")
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.tracker_env)
+    # The load generator shares the machine with the tracker: the faster loop leaves it more CPU.
+    uvloop.install()
     report = asyncio.run(main(args.count, args.concurrency, args.runs, extra))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
