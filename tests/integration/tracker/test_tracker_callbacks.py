@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 
+import aio_pika
 import asyncpg
 import httpx
 
+from shared import topology
 from tests.integration.tracker.helpers import (
     RunningTracker,
     eventually,
@@ -17,6 +19,7 @@ from tests.integration.tracker.helpers import (
     seed_tenant,
     status_params,
 )
+from tests.support import IsolatedEnvironment
 
 
 async def _callback_events(pool: asyncpg.Pool, recipient_id: int) -> list[tuple[str, str]]:
@@ -241,3 +244,40 @@ async def test_a_failure_after_delivery_is_ignored(tracker: RunningTracker, pool
     await asyncio.sleep(0.2)
     row = await pool.fetchrow("SELECT state, error_code FROM recipients WHERE id = $1", recipient.id)
     assert (row["state"], row["error_code"]) == ("delivered", None)
+
+
+async def test_a_malformed_status_message_is_parked_with_its_reason_and_callbacks_keep_flowing(
+    tracker: RunningTracker, pool: asyncpg.Pool, isolated_env: IsolatedEnvironment
+) -> None:
+    # Given garbage published straight onto the status queue
+    connection = await aio_pika.connect_robust(isolated_env.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await channel.default_exchange.publish(
+            aio_pika.Message(b'{"callbacks": "not a list"}', delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=topology.STATUS_QUEUE,
+        )
+
+        # Then it lands in the parked queue with the reason
+        parked = await channel.get_queue(topology.parked_queue_name(topology.STATUS_QUEUE))
+
+        async def parked_message() -> aio_pika.abc.AbstractIncomingMessage | None:
+            return await parked.get(no_ack=True, fail=False)
+
+        message = await eventually(parked_message)
+        assert message is not None
+        assert message.body == b'{"callbacks": "not a list"}'
+        assert "invalid" in str(message.headers[topology.PARK_REASON_HEADER])
+
+    # And a genuine callback after it is still written
+    tenant = await seed_tenant(pool)
+    campaign_id = await seed_campaign(pool, tenant.id)
+    [recipient] = await seed_recipients(pool, tenant.id, campaign_id, 1)
+    assert recipient.sid is not None
+    async with httpx.AsyncClient(timeout=10) as client:
+        await tracker.post_status(client, tenant, status_params(recipient.sid, "read"))
+
+    async def read() -> bool:
+        return await pool.fetchval("SELECT state FROM recipients WHERE id = $1", recipient.id) == "read"
+
+    assert await eventually(read)
