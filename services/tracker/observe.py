@@ -4,6 +4,7 @@ running campaigns (summed per tenant and state, so the label set stays bounded).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiormq
 import asyncpg
@@ -54,13 +55,20 @@ class QueueSampler:
             try:
                 queue = await channel.declare_queue(name, passive=True, timeout=BROKER_TIMEOUT_S)
             except aiormq.exceptions.ChannelNotFoundEntity:
-                self._channel = None
+                # The broker closed the channel; release it for good (a robust channel may try to
+                # reopen itself) before the next queue gets a fresh one.
+                await self._discard_channel()
                 continue
             QUEUE_DEPTH.labels(name).set(queue.declaration_result.message_count or 0)
 
+    async def _discard_channel(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            with contextlib.suppress(aiormq.exceptions.AMQPError, RuntimeError):
+                await channel.close()
+
     async def close(self) -> None:
-        if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()
+        await self._discard_channel()
 
 
 class CampaignSampler:
