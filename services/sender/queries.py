@@ -125,7 +125,7 @@ WITH outcome AS (
         AS o(id, claimed_at, to_state, sid, error_code, error_message, uncount, next_attempt_at, suppress)
 ), settled AS (
     UPDATE recipients r
-    SET state = o.to_state,
+    SET state = f.to_state,
         twilio_sid = coalesce(o.sid, r.twilio_sid),
         error_code = o.error_code,
         error_message = o.error_message,
@@ -134,12 +134,18 @@ WITH outcome AS (
         failed_at = CASE WHEN o.to_state = 'failed' THEN now() ELSE r.failed_at END,
         lease_until = NULL,
         next_attempt_at = o.next_attempt_at,
-        credit_held = (o.to_state = 'unknown' AND before.credit_held),
+        credit_held = (f.to_state = 'unknown' AND before.credit_held),
         updated_at = now()
-    FROM outcome o JOIN recipients before ON before.id = o.id
+    FROM outcome o
+    JOIN recipients before ON before.id = o.id
+    JOIN campaigns c ON c.id = before.campaign_id,
+    -- A row handed back or left to retry after its campaign was cancelled is cancelled too:
+    -- the cancel marked the rows waiting at that moment, and this one was in flight then.
+    LATERAL (SELECT CASE WHEN o.to_state IN ('queued', 'retry_wait') AND c.state = 'cancelled'
+                         THEN 'cancelled' ELSE o.to_state END AS to_state) f
     WHERE r.id = o.id AND r.tenant_id = $1 AND r.state IN ('sending', 'unknown')
       AND r.claimed_at = o.claimed_at
-    RETURNING r.id, r.campaign_id, r.phone_e164, before.state AS from_state, o.to_state, o.error_code,
+    RETURNING r.id, r.campaign_id, r.phone_e164, before.state AS from_state, f.to_state, o.error_code,
               o.error_message, before.credit_held AS held, o.suppress
 ), logged AS (
     INSERT INTO message_events

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 from uuid import UUID
@@ -75,6 +75,13 @@ async def with_db_retry(
     raise AssertionError("unreachable")
 
 
+def _as_recorded(settlement: Settlement, state: str) -> Settlement:
+    """The settlement with the state the database recorded (cancelled when its campaign was)."""
+    if state == settlement.transition.to_state:
+        return settlement
+    return replace(settlement, transition=Transition(state, error_message="campaign cancelled"))
+
+
 class Recorder:
     def __init__(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
         self._pool = pool
@@ -119,7 +126,8 @@ class Recorder:
             source,
             [s.transition.suppress for s in ordered],
         )
-        return Settled(applied=[by_id[row["id"]] for row in rows], debited=rows[0]["debited"] if rows else 0)
+        applied = [_as_recorded(by_id[row["id"]], row["to_state"]) for row in rows]
+        return Settled(applied=applied, debited=rows[0]["debited"] if rows else 0)
 
     async def _follow_up(self, tenant_id: UUID, applied: list[Settlement]) -> None:
         retries: dict[tuple[UUID, int, int], list[int]] = defaultdict(list)
