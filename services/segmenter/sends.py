@@ -54,7 +54,7 @@ FROM tenants WHERE id = $1
 # the way a real recipient would see it.
 SAMPLE_RECIPIENT = """
 SELECT cu.phone_e164, cu.first_name, cu.last_name, cu.email,
-       a.starts_at, a.status AS appointment_status,
+       a.starts_at AS appointment_starts_at, a.status AS appointment_status,
        sv.name AS service_name, l.name AS location_name, l.address AS location_address, st.name AS staff_name
 FROM customers cu
 LEFT JOIN LATERAL (

@@ -7,6 +7,7 @@ campaigns go through the segmenter's API, so snapshot, publication and lifecycle
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 import uuid
 from typing import Any
@@ -15,7 +16,7 @@ import asyncpg
 import httpx
 
 from tests.e2e.helpers import FINAL_STATES, TenantHandle, phone
-from tests.support import Stack
+from tests.support import OPERATOR_TOKEN, Stack
 from tools.twilio_sim.admin_client import SimulatorAdmin
 
 UNSETTLED = {"pending", "queued", "sending", "retry_wait", "unknown"}
@@ -77,3 +78,47 @@ async def simulator_stats(stack: Stack, account_sid: str, **kwargs: Any) -> dict
 async def set_faults(stack: Stack, account_sid: str | None = None, **knobs: Any) -> None:
     async with SimulatorAdmin(stack.simulator_url) as sim:
         await sim.set_faults(knobs, account_sid=account_sid)
+
+
+async def tenant_with(stack: Stack, *, rate: int | None, **fields: Any) -> TenantHandle:
+    """A tenant created with the given extra fields (credits plan, test numbers, ...)."""
+    account_sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
+    async with SimulatorAdmin(stack.simulator_url) as sim:
+        await sim.register_account(account_sid, token)
+    body: dict[str, Any] = {
+        "name": f"Tenant {account_sid[-6:]}",
+        "twilio_account_sid": account_sid,
+        "twilio_auth_token": token,
+        "whatsapp_from": "+14155238886",
+        **fields,
+    }
+    body.update({"unlimited_rate": True} if rate is None else {"rate_per_second": rate})
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as client:
+        response = await client.post(
+            "/v1/operator/tenants", json=body, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+        )
+    response.raise_for_status()
+    data = response.json()
+    return TenantHandle(data["tenant"]["id"], data["api_key"], account_sid, token, body["whatsapp_from"])
+
+
+async def operator(stack: Stack, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async with httpx.AsyncClient(
+        base_url=stack.api_url, timeout=60, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    ) as client:
+        return await client.request(method, path, **kwargs)
+
+
+async def sent_count(pool: asyncpg.Pool, campaign_id: str | uuid.UUID) -> int:
+    counts = await states(pool, campaign_id)
+    return sum(counts.get(state, 0) for state in ("sent", "delivered", "read"))
+
+
+async def wait_sent(
+    pool: asyncpg.Pool, campaign_id: str | uuid.UUID, at_least: int, timeout_s: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (count := await sent_count(pool, campaign_id)) < at_least:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{count} sent, fewer than {at_least}, after {timeout_s}s")
+        await asyncio.sleep(0.1)

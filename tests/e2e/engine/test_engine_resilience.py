@@ -7,32 +7,18 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import time
 import uuid
 
 import asyncpg
 import pytest
 
-from tests.e2e.engine.engine_helpers import seed_customers, simulator_stats, states, wait_settled
+from tests.e2e.engine.engine_helpers import seed_customers, simulator_stats, wait_sent, wait_settled
 from tests.e2e.helpers import TenantHandle, create_campaign, new_tenant, wait_for_state
 from tests.support import BASE_DATABASE_URL, Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 DELIVERED = {"sent", "delivered", "read"}
-
-
-async def sent_count(pool: asyncpg.Pool, campaign_id: str) -> int:
-    counts = await states(pool, campaign_id)
-    return sum(n for state, n in counts.items() if state in DELIVERED)
-
-
-async def wait_sent(pool: asyncpg.Pool, campaign_id: str, at_least: int, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while await sent_count(pool, campaign_id) < at_least:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"fewer than {at_least} sent after {timeout_s}s")
-        await asyncio.sleep(0.1)
 
 
 async def unknown_phones(pool: asyncpg.Pool, campaign_id: str) -> set[str]:
