@@ -36,7 +36,7 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy shared services tools
+	$(VENV)/bin/mypy shared services tools wce_cli
 
 bench: install services
 	$(PY) -m bench.run_all

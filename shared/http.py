@@ -159,6 +159,7 @@ def pool_check(app: FastAPI) -> ReadinessCheck:
 def broker_check(app: FastAPI) -> ReadinessCheck:
     async def check() -> bool:
         connection = getattr(app.state, "broker", None)
-        return connection is not None and not connection.is_closed
+        # A robust connection is not "closed" while it reconnects; ``connected`` tells the truth.
+        return connection is not None and connection.connected.is_set()
 
     return check

@@ -25,9 +25,14 @@ def campaign_lock_key(campaign_id: UUID) -> int:
 
 
 class CampaignRunner:
-    def __init__(self, pool: asyncpg.Pool, campaign_publisher: CampaignPublisher) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, campaign_publisher: CampaignPublisher, *, concurrency: int = 3
+    ) -> None:
         self._pool = pool
         self._publisher = campaign_publisher
+        # A runner holds one pooled connection for its lock and uses one more at a time; bounding
+        # the runners keeps connections free for the API however many campaigns are running.
+        self._slots = asyncio.Semaphore(concurrency)
         self._tasks: dict[UUID, asyncio.Task[None]] = {}
         self._republish: set[UUID] = set()
 
@@ -46,7 +51,7 @@ class CampaignRunner:
         return task is not None and not task.done()
 
     async def _run(self, tenant_id: UUID, campaign_id: UUID) -> None:
-        async with self._pool.acquire() as lock_conn:
+        async with self._slots, self._pool.acquire() as lock_conn:
             if not await lock_conn.fetchval(
                 "SELECT pg_try_advisory_lock($1)", campaign_lock_key(campaign_id)
             ):

@@ -16,6 +16,12 @@ from shared.phones import InvalidPhone, mask, to_e164, to_e164_or_none
 from shared.settings import DEVELOPMENT_ENCRYPTION_KEY, Settings
 
 
+@pytest.fixture(autouse=True)
+def _no_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WCE_OPERATOR_TOKEN", raising=False)
+    monkeypatch.delenv("WCE_ENCRYPTION_KEYS", raising=False)
+
+
 def test_production_settings_refuse_the_development_encryption_key() -> None:
     with pytest.raises(ValidationError, match="WCE_ENCRYPTION_KEYS"):
         Settings(environment="production", operator_token="a-real-token")
