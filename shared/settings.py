@@ -87,7 +87,10 @@ class Settings(BaseSettings):
     # Sending engine (dispatcher and sender).
     # Chunks of one unlimited-rate tenant in flight at once: keeps the shared send queue short so
     # a big campaign of one tenant never queues far ahead of another tenant's chunks.
-    unlimited_inflight_chunks: int = 32
+    unlimited_inflight_chunks: int = 16
+    # Recipients per chunk of an unlimited-rate tenant: no slot span to keep short, so chunks are
+    # larger and each costs the sender one claim and one settlement statement for more messages.
+    unlimited_chunk_size: int = 50
     # A chunk whose completion was never acknowledged (its sender died) stops counting after this.
     chunk_feedback_timeout_s: float = 30.0
     # How often dispatchers re-read tenants' rates and campaigns' states from the database.

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import orjson
@@ -208,12 +208,17 @@ class TwilioClient:
         params: Mapping[str, Any] | None = None,
     ) -> Response:
         headers = {"Authorization": _basic_auth(credentials.account_sid, credentials.auth_token)}
+        body: bytes | None = None
+        if data is not None:
+            # Encoded here in one call: aiohttp's form builder costs several times more per request.
+            body = urlencode({key: str(value) for key, value in data.items()}).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
         try:
             async with self._client().request(
                 method,
                 url,
                 headers=headers,
-                data={key: str(value) for key, value in data.items()} if data is not None else None,
+                data=body,
                 params={key: str(value) for key, value in params.items()} if params is not None else None,
                 allow_redirects=False,
             ) as response:

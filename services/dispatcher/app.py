@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dispatcher = Dispatcher(
             DispatchSettings(
                 chunk_size=settings.chunk_size,
+                unlimited_chunk_size=settings.unlimited_chunk_size,
                 margin=settings.throttle_margin,
                 lead_s=settings.dispatch_lead_s,
                 unlimited_inflight_chunks=settings.unlimited_inflight_chunks,

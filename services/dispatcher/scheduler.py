@@ -41,6 +41,7 @@ CAMPAIGN_TTL_S = 300.0
 @dataclass(frozen=True)
 class DispatchSettings:
     chunk_size: int
+    unlimited_chunk_size: int
     margin: float
     lead_s: float
     unlimited_inflight_chunks: int
@@ -170,7 +171,7 @@ class Dispatcher:
                     break
                 if lane.rate is None:
                     count = await self._unlimited_chunk(
-                        lane, batch, ids[done : done + self._settings.chunk_size]
+                        lane, batch, ids[done : done + self._settings.unlimited_chunk_size]
                     )
                 else:
                     count = await self._limited_chunk(lane, batch, ids[done:])

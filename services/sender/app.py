@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -98,6 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.create_task(poll_gate(resources.pool, engine, gate, settings.sender_gate_poll_s)),
             asyncio.create_task(maintenance.run()),
         ]
+        # Objects made at start-up live as long as the process: keep them out of every collection,
+        # so a full collection never stalls a send past its slot.
+        gc.freeze()
         try:
             yield
         finally:

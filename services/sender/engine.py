@@ -126,7 +126,8 @@ class SendEngine:
         self._recorder = recorder
         self._settings = settings
         self._slots = asyncio.Semaphore(concurrency)
-        self._budget = MessageBudget(concurrency)
+        # Twice the calls in flight: while some chunks are being claimed or settled, others send.
+        self._budget = MessageBudget(2 * concurrency)
         self._concurrency = concurrency
         self._auto_pause = auto_pause
         self._rolled: dict[UUID, date] = {}

@@ -48,6 +48,7 @@ def make(chunk_size: int = 20, inflight: int = 2) -> tuple[Dispatcher, Campaigns
     campaigns, captured = Campaigns(), Captured()
     settings = DispatchSettings(
         chunk_size=chunk_size,
+        unlimited_chunk_size=chunk_size,
         margin=0.015,
         lead_s=LEAD,
         unlimited_inflight_chunks=inflight,
