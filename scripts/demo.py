@@ -188,9 +188,14 @@ def summarize(
         f"Twilio (simulator) accepted {stats['accepted_total']:,} messages; numbers messaged twice: "
         f"{len(stats['duplicates'])}; busiest second: {stats['max_in_any_second']} messages"
     )
-    console.print(f"Per-recipient CSV: [bold]{csv_path}[/]")
-    console.print(f"Per-recipient log API: {stack.tracker_url}/v1/campaigns/{campaign_id}/recipients")
-    console.print(f"Service logs: {OUT_DIR / 'logs'}")
+    # Paths are printed unwrapped so they can be copied (and found by scripts).
+    console.print(f"Per-recipient CSV: {csv_path}", soft_wrap=True, highlight=False)
+    console.print(
+        f"Per-recipient log API: {stack.tracker_url}/v1/campaigns/{campaign_id}/recipients",
+        soft_wrap=True,
+        highlight=False,
+    )
+    console.print(f"Service logs: {OUT_DIR / 'logs'}", soft_wrap=True, highlight=False)
 
 
 def main() -> None:

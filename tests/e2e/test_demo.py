@@ -37,7 +37,7 @@ def test_make_demo_runs_a_campaign_from_a_fresh_clone(
     # Then it ends well, having sent the campaign and written the per-recipient CSV
     assert result.returncode == 0, output[-5000:]
     assert "numbers messaged twice: 0" in output, output[-3000:]
-    match = re.search(r"Per-recipient CSV: (\S+\.csv)", output)
+    match = re.search(r"Per-recipient CSV: (\S+\.csv)", result.stdout)
     assert match, output[-3000:]
     with Path(match.group(1)).open(encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
