@@ -134,7 +134,7 @@ INSERT INTO recipients (tenant_id, campaign_id, customer_id, appointment_id, pho
 SELECT {tenant}::uuid, {campaign}::uuid, audience.customer_id, audience.appointment_id, audience.phone_e164
 FROM ({audience}) AS audience
 ORDER BY audience.phone_e164
-ON CONFLICT (campaign_id, phone_e164) DO NOTHING
+RETURNING id
 """
 
 SET_SNAPSHOT_CURSOR = "UPDATE campaigns SET snapshot_cursor = $3 WHERE tenant_id = $1 AND id = $2"

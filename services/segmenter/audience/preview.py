@@ -131,9 +131,12 @@ async def preview_audience(
 async def _fetch(pool: asyncpg.Pool, sql: str, params: list[Any]) -> list[asyncpg.Record]:
     async with pool.acquire() as conn, conn.transaction(readonly=True):
         # Compiling these scans costs more than running them; parallel workers would each rebuild
-        # the same hash of the window's appointments; the window's sort fits in memory.
-        await conn.execute("SET LOCAL jit = off")
-        await conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-        await conn.execute("SET LOCAL work_mem = '64MB'")
+        # the same hash of the members; the members' hash fits in memory. Every plan is made for
+        # the statement's own values: a generic plan, blind to how many customers a window or a
+        # filter selects, can pick a nested loop over hundreds of thousands of them.
+        await conn.execute(
+            "SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0;"
+            " SET LOCAL work_mem = '64MB'; SET LOCAL plan_cache_mode = force_custom_plan"
+        )
         rows: list[asyncpg.Record] = await conn.fetch(sql, *params)
         return rows

@@ -1,19 +1,23 @@
 """The SQL that selects an audience (DESIGN §5), for the snapshot and for the preview.
 
-The statement is composed from fixed fragments chosen by the validated audience; every value
-(tenant, window edges, ids, statuses, phone range) is a parameter. The building block is the set
-of *members*: the customers the segment and filters select, whatever their phone, with
+Statements are composed from fixed fragments chosen by the validated audience; every value
+(tenant, window edges, ids, statuses, phone range) is a parameter. A *member* is a customer the
+segment and filters select, whatever its phone. Members are found in one of two ways:
 
-- ``n`` / ``last_starts_at``: the number of matching appointments and the latest one's start
-  (the trigger-maintained ``customers`` columns when no appointment is filtered out, else an
-  aggregate over the matching appointments);
-- ``appointment_id`` / ``hit_at``: the appointment that put a windowed segment's customer in it
-  (recent_bookers: the latest booked in the window; upcoming: the next one; cancelled_recent: the
-  latest cancelled in the window) and its instant.
+- with no window and no appointment filtered out, by a condition on the trigger-maintained facts
+  of ``customers`` (appointment count, latest start), read from narrow indexes;
+- otherwise as the set ``members`` of customer ids, read once per statement from a covering index
+  of ``appointments``: the customers with an appointment in the window, or an aggregate of each
+  customer's matching appointments. An appointment's customer is always one of its tenant's
+  (the booking service resolves customers within the tenant), so the ids need no check against
+  ``customers``.
 
-Recipients are the members with a valid, not suppressed number, one per number: of customers
-sharing one, the one whose latest matching appointment starts last (no appointment ranks last,
-then the higher customer id).
+Recipients are the members with a valid, not suppressed number, one per number: a member whose
+number no other customer of the tenant has, or, of the members sharing a number, the one whose
+latest matching appointment starts last (no appointment ranks last, then the higher customer id).
+The preview counts them without reading most members' rows: members are counted as they come, and
+only the few customers without a valid number, with a suppressed one or with a shared one (the
+*exceptions*) are matched with the members to count the exclusions.
 """
 
 from __future__ import annotations
@@ -39,108 +43,86 @@ class _Params:
         return f"${len(self.values)}"
 
 
-_CANCELLED = (
-    "(a.status = ANY ('{" + ",".join(BUILTIN_CANCELLED) + "}'::text[])"
-    " OR a.status IN (SELECT st.name FROM appointment_statuses st"
+# An array, not an IN list, so that a window on status_changed_at reads only the cancelled
+# statuses' ranges of the (tenant, status, status_changed_at) index.
+_CANCELLED_STATUSES = (
+    "('{" + ",".join(BUILTIN_CANCELLED) + "}'::text[] || ARRAY(SELECT st.name FROM appointment_statuses st"
     " WHERE st.tenant_id = $1 AND st.counts_as_cancelled))"
 )
+
+_NOT_SUPPRESSED = (
+    " AND NOT EXISTS (SELECT 1 FROM suppressions sp WHERE sp.tenant_id = $1 AND sp.phone_e164 = c.phone_e164)"
+)
+
+
+def _ids(column: str, table: str, ids: list[str], params: _Params) -> str:
+    resolve = (
+        f"SELECT x.id FROM {table} x"
+        f" WHERE x.tenant_id = $1 AND x.external_id = ANY ({params.add(ids)}::text[])"
+    )
+    if len(ids) == 1:
+        # One id as a scalar: the index on (tenant, id, customer) then yields the appointments in
+        # customer order, and they are counted per customer without hashing.
+        return f"{column} = ({resolve})"
+    # An array, not IN (subquery), so that the planner estimates the matches from the index.
+    return f"{column} = ANY (ARRAY({resolve}))"
 
 
 def _appointment_filter(audience: Audience, params: _Params) -> str:
     conditions = []
     if audience.service_ids:
-        conditions.append(
-            "a.service_id IN (SELECT sv.id FROM services sv"
-            f" WHERE sv.tenant_id = $1 AND sv.external_id = ANY ({params.add(audience.service_ids)}::text[]))"
-        )
+        conditions.append(_ids("a.service_id", "services", audience.service_ids, params))
     if audience.location_ids:
-        conditions.append(
-            "a.location_id IN (SELECT lo.id FROM locations lo"
-            " WHERE lo.tenant_id = $1"
-            f" AND lo.external_id = ANY ({params.add(audience.location_ids)}::text[]))"
-        )
+        conditions.append(_ids("a.location_id", "locations", audience.location_ids, params))
     if audience.statuses:
         conditions.append(f"a.status = ANY ({params.add(audience.statuses)}::text[])")
     return "".join(f" AND {condition}" for condition in conditions)
 
 
-def _phone_range(column: str, params: _Params, phone_after: str | None, phone_upto: str | None) -> str:
+def _phone_range(params: _Params, phone_after: str | None, phone_upto: str | None) -> str:
     sql = ""
     if phone_after is not None:
-        sql += f" AND {column} > {params.add(phone_after)}"
+        sql += f" AND c.phone_e164 > {params.add(phone_after)}"
     if phone_upto is not None:
-        sql += f" AND {column} <= {params.add(phone_upto)}"
+        sql += f" AND c.phone_e164 <= {params.add(phone_upto)}"
     return sql
 
 
-def _hit(audience: Audience, params: _Params, appointment_filter: str, now: datetime, tz: str) -> str | None:
-    """The witness appointment of a windowed segment, one per customer, or None."""
+@dataclass(frozen=True)
+class _Hit:
+    """What puts a customer in a windowed segment: an appointment ``a`` meeting ``condition``; of
+    several, the one first in ``instant`` ``order`` (then id) is the one the recipient carries."""
+
+    condition: str
+    instant: str
+    order: str
+
+
+def _hit(audience: Audience, params: _Params, *, now: datetime, tz: str) -> _Hit | None:
     window = segment_window(audience, now=now, tz=tz)
     if window is None or audience.segment == "lapsed":
         return None
     start, end = params.add(window.start), params.add(window.end)
     if audience.segment == "recent_bookers":
-        instant, condition, order = (
-            "a.created_at",
-            f"a.created_at >= {start} AND a.created_at <= {end}",
-            "DESC",
-        )
-    elif audience.segment == "upcoming":
-        instant, condition, order = "a.starts_at", f"a.starts_at >= {start} AND a.starts_at < {end}", "ASC"
+        return _Hit(f"a.created_at >= {start} AND a.created_at <= {end}", "a.created_at", "DESC")
+    if audience.segment == "upcoming":
+        condition = f"a.starts_at >= {start} AND a.starts_at < {end}"
         if not audience.statuses:
-            condition += f" AND NOT {_CANCELLED}"
-    else:
-        instant = "a.status_changed_at"
-        condition = f"a.status_changed_at >= {start} AND a.status_changed_at <= {end} AND {_CANCELLED}"
-        order = "DESC"
-    return (
-        f"SELECT DISTINCT ON (a.customer_id) a.customer_id, a.id AS appointment_id, {instant} AS hit_at"
-        f" FROM appointments a WHERE a.tenant_id = $1 AND {condition}{appointment_filter}"
-        f" ORDER BY a.customer_id, {instant} {order}, a.id {order}"
+            condition += f" AND a.status <> ALL {_CANCELLED_STATUSES}"
+        return _Hit(condition, "a.starts_at", "ASC")
+    return _Hit(
+        f"a.status = ANY {_CANCELLED_STATUSES}"
+        f" AND a.status_changed_at >= {start} AND a.status_changed_at <= {end}",
+        "a.status_changed_at",
+        "DESC",
     )
 
 
-def members_sql(
-    audience: Audience,
-    params: _Params,
-    *,
-    now: datetime,
-    tz: str,
-    phone_after: str | None = None,
-    phone_upto: str | None = None,
-) -> str:
-    """customer_id, appointment_id, phone_e164, phone_shared, n, last_starts_at, hit_at of every member.
-
-    ``params`` must already hold the tenant id as ``$1``.
-    """
-    appointment_filter = _appointment_filter(audience, params)
-    phone_range = _phone_range("c.phone_e164", params, phone_after, phone_upto)
-    joins = ""
-    if audience.filters_appointments:
-        # The stats of the matching appointments only; a phone range narrows the aggregate to the
-        # customers of that range so a snapshot chunk does not aggregate the whole tenant.
-        range_join = ""
-        if phone_range:
-            range_join = " JOIN customers rc ON rc.id = a.customer_id" + _phone_range(
-                "rc.phone_e164", params, phone_after, phone_upto
-            )
-        joins += (
-            " JOIN (SELECT a.customer_id, count(*)::integer AS n, max(a.starts_at) AS last_starts_at"
-            f" FROM appointments a{range_join} WHERE a.tenant_id = $1{appointment_filter}"
-            " GROUP BY a.customer_id) s ON s.customer_id = c.id"
-        )
-        n, last = "s.n", "s.last_starts_at"
-    else:
-        n, last = "c.appointment_count", "c.last_starts_at"
-
-    hit = _hit(audience, params, appointment_filter, now, tz)
-    if hit is not None:
-        joins += f" JOIN ({hit}) h ON h.customer_id = c.id"
-        hit_at = "h.hit_at"
-        appointment = "h.appointment_id" if audience.provides_appointment else "NULL::bigint"
-    else:
-        hit_at, appointment = "NULL::timestamptz", "NULL::bigint"
-
+def _count_conditions(
+    audience: Audience, params: _Params, *, now: datetime, tz: str, n: str, last: str, grouped: bool
+) -> list[str]:
+    """The conditions on a member's matching appointments: ``n`` of them, the latest starting at
+    ``last``. ``grouped``: the customer has at least one, being a group of them."""
     conditions = []
     segment = audience.segment
     if segment == "first_time":
@@ -150,28 +132,139 @@ def members_sql(
     elif segment == "lapsed":
         window = segment_window(audience, now=now, tz=tz)
         assert window is not None
-        conditions.append(f"{n} >= 1 AND {last} < {params.add(window.start)}")
-    elif segment == "all_appointments" or (segment == "all_customers" and audience.has_appointment_filters):
+        # No appointment leaves last NULL, which is not before anything.
+        conditions.append(f"{last} < {params.add(window.start)}")
+    elif segment == "all_appointments" and not grouped:
         conditions.append(f"{n} >= 1")
     if audience.min_appointments is not None:
         conditions.append(f"{n} >= {params.add(audience.min_appointments)}")
-    where = "".join(f" AND {condition}" for condition in conditions)
+    return conditions
 
-    return (
-        f"SELECT c.id AS customer_id, {appointment} AS appointment_id, c.phone_e164, c.phone_shared,"
-        f" {n} AS n, {last} AS last_starts_at, {hit_at} AS hit_at"
-        f" FROM customers c{joins}"
-        f" WHERE c.tenant_id = $1{where}{phone_range}"
+
+@dataclass(frozen=True)
+class _Definition:
+    """An audience as SQL fragments around a customer row ``c``."""
+
+    # SELECT customer_id[, last_starts_at], one row per member; None when ``condition`` alone
+    # selects the members.
+    members: str | None
+    # Condition on the customer row's facts ("true" when the members set decides).
+    condition: str
+    # The matching appointments' filter (on ``a``), when some do not count.
+    matching: str
+    hit: _Hit | None
+    # Whether ``members`` carries the latest start of each member's matching appointments.
+    members_last: bool = False
+
+    def is_member(self) -> str:
+        if self.members is None:
+            return self.condition
+        return "c.id IN (SELECT m.customer_id FROM members m)"
+
+    def members_join(self) -> str:
+        return "" if self.members is None else " JOIN members m ON m.customer_id = c.id"
+
+    def with_members(self) -> str:
+        return "" if self.members is None else f"members AS MATERIALIZED ({self.members}), "
+
+    def stats(self, customer: str) -> str | None:
+        """LATERAL n and last_starts_at of ``customer``'s matching appointments, when not every
+        appointment matches (otherwise they are the customer's facts)."""
+        if not self.matching:
+            return None
+        return (
+            "SELECT count(*)::integer AS n, max(a.starts_at) AS last_starts_at FROM appointments a"
+            f" WHERE a.tenant_id = $1 AND a.customer_id = {customer}{self.matching}"
+        )
+
+    def latest_start(self) -> tuple[str, str]:
+        """The joins that make a member ``c``'s latest matching start available, and its expression."""
+        stats = self.stats("c.id")
+        if stats is None:
+            return self.members_join(), "c.last_starts_at"
+        if self.members_last:
+            return self.members_join(), "m.last_starts_at"
+        return f"{self.members_join()} CROSS JOIN LATERAL ({stats}) s", "s.last_starts_at"
+
+    def witness(self, customer: str) -> str | None:
+        """LATERAL appointment_id and hit_at of the appointment that put ``customer`` in a windowed
+        segment."""
+        if self.hit is None:
+            return None
+        hit = self.hit
+        return (
+            f"SELECT a.id AS appointment_id, {hit.instant} AS hit_at FROM appointments a"
+            f" WHERE a.tenant_id = $1 AND a.customer_id = {customer} AND {hit.condition}{self.matching}"
+            f" ORDER BY {hit.instant} {hit.order}, a.id {hit.order} LIMIT 1"
+        )
+
+
+def _definition(audience: Audience, params: _Params, *, now: datetime, tz: str) -> _Definition:
+    """``params`` must already hold the tenant id as ``$1``."""
+    matching = _appointment_filter(audience, params)
+    hit = _hit(audience, params, now=now, tz=tz)
+    in_window = ""
+    if hit is not None:
+        in_window = (
+            "SELECT DISTINCT a.customer_id FROM appointments a"
+            f" WHERE a.tenant_id = $1 AND {hit.condition}{matching}"
+        )
+    if not matching:
+        conditions = _count_conditions(
+            audience, params, now=now, tz=tz, n="c.appointment_count", last="c.last_starts_at", grouped=False
+        )
+        if hit is None:
+            return _Definition(None, " AND ".join(conditions) or "true", matching, hit)
+        if conditions:
+            in_window += (
+                " AND a.customer_id IN (SELECT c.id FROM customers c"
+                f" WHERE c.tenant_id = $1 AND {' AND '.join(conditions)})"
+            )
+        return _Definition(in_window, "true", matching, hit)
+
+    having = _count_conditions(
+        audience, params, now=now, tz=tz, n="count(*)", last="max(a.starts_at)", grouped=True
     )
+    grouped = (
+        "SELECT a.customer_id, max(a.starts_at) AS last_starts_at FROM appointments a"
+        f" WHERE a.tenant_id = $1{matching} GROUP BY a.customer_id"
+    )
+    if having:
+        grouped += f" HAVING {' AND '.join(having)}"
+    if hit is None:
+        return _Definition(grouped, "true", matching, hit, members_last=True)
+    if having:
+        in_window += f" AND a.customer_id IN (SELECT g.customer_id FROM ({grouped}) g)"
+    return _Definition(in_window, "true", matching, hit)
 
 
-_SUPPRESSED = (
-    "EXISTS (SELECT 1 FROM suppressions sp WHERE sp.tenant_id = $1 AND sp.phone_e164 = m.phone_e164)"
-)
+def _recipients(
+    audience: Audience,
+    definition: _Definition,
+    params: _Params,
+    phone_after: str | None,
+    phone_upto: str | None,
+) -> tuple[str, str]:
+    """The WITH list and the SELECT of the recipients' customer_id and phone_e164 (as ``c``).
 
-
-def _suppressed(audience: Audience) -> str:
-    return _SUPPRESSED if audience.exclude_suppressed else "false"
+    Membership is tested inside an OR, where it stays a hashed lookup instead of becoming a join:
+    the customers are then read in phone order, so the sample stops after its first rows.
+    """
+    phone_range = _phone_range(params, phone_after, phone_upto)
+    joins, last = definition.latest_start()
+    winners = (
+        f"winners AS (SELECT DISTINCT ON (c.phone_e164) c.id FROM customers c{joins}"
+        f" WHERE c.tenant_id = $1 AND c.phone_shared AND c.phone_e164 IS NOT NULL{phone_range}"
+        f" AND {definition.condition}"
+        f" ORDER BY c.phone_e164, {last} DESC NULLS LAST, c.id DESC)"
+    )
+    not_suppressed = _NOT_SUPPRESSED if audience.exclude_suppressed else ""
+    select = (
+        "SELECT c.id AS customer_id, c.phone_e164 FROM customers c"
+        f" WHERE c.tenant_id = $1 AND c.phone_e164 IS NOT NULL{phone_range}{not_suppressed}"
+        f" AND ((NOT c.phone_shared AND {definition.is_member()}) OR c.id IN (SELECT w.id FROM winners w))"
+    )
+    return f"WITH {definition.with_members()}{winners}", select
 
 
 def recipients_query(
@@ -187,14 +280,40 @@ def recipients_query(
     ``phone_after < phone_e164 <= phone_upto`` when given."""
     params = _Params()
     params.add(tenant_id)
-    members = members_sql(audience, params, now=now, tz=tz, phone_after=phone_after, phone_upto=phone_upto)
+    definition = _definition(audience, params, now=now, tz=tz)
+    with_list, select = _recipients(audience, definition, params, phone_after, phone_upto)
+    appointment, joins = "NULL::bigint", ""
+    witness = definition.witness("r.customer_id")
+    if witness is not None and audience.provides_appointment:
+        appointment, joins = "h.appointment_id", f" LEFT JOIN LATERAL ({witness}) h ON true"
     sql = (
-        "SELECT DISTINCT ON (m.phone_e164) m.customer_id, m.appointment_id, m.phone_e164"
-        f" FROM ({members}) m"
-        f" WHERE m.phone_e164 IS NOT NULL AND NOT {_suppressed(audience)}"
-        " ORDER BY m.phone_e164, m.last_starts_at DESC NULLS LAST, m.customer_id DESC"
+        f"{with_list} SELECT r.customer_id, {appointment} AS appointment_id, r.phone_e164"
+        f" FROM ({select}) r{joins}"
     )
     return sql, params.values
+
+
+def _exceptions(audience: Audience) -> str:
+    """The customers whose exclusion is counted, once each by its first reason: no valid phone, a
+    suppressed one, a shared one; with the facts the members' condition may test."""
+    columns = "c.id, c.phone_e164, c.appointment_count, c.last_starts_at"
+    parts = [
+        f"SELECT 'no_phone' AS kind, {columns} FROM customers c"
+        " WHERE c.tenant_id = $1 AND c.phone_e164 IS NULL"
+    ]
+    not_suppressed = ""
+    if audience.exclude_suppressed:
+        parts.append(
+            f"SELECT 'suppressed', {columns} FROM suppressions sp"
+            " JOIN customers c ON c.tenant_id = sp.tenant_id AND c.phone_e164 = sp.phone_e164"
+            " WHERE sp.tenant_id = $1"
+        )
+        not_suppressed = _NOT_SUPPRESSED
+    parts.append(
+        f"SELECT 'shared', {columns} FROM customers c"
+        f" WHERE c.tenant_id = $1 AND c.phone_shared AND c.phone_e164 IS NOT NULL{not_suppressed}"
+    )
+    return " UNION ALL ".join(parts)
 
 
 def preview_counts_query(
@@ -202,29 +321,29 @@ def preview_counts_query(
 ) -> tuple[str, list[Any]]:
     """One row: matched, no_valid_phone, suppressed, eligible and recipients.
 
-    Numbers no other customer of the tenant has are counted as they are; only the few shared
-    numbers are counted distinct, so a million-customer audience needs no sort.
+    Eligible members are the matched ones less those without a valid or with a suppressed number;
+    recipients are the eligible ones less the members sharing a number, plus the numbers they share.
     """
     params = _Params()
     params.add(tenant_id)
-    members = members_sql(audience, params, now=now, tz=tz)
-    suppressed = _suppressed(audience)
-    # A join, not EXISTS in the select list: that would probe the suppression list once per member.
-    join, flag = "", "false"
-    if audience.exclude_suppressed:
-        join = " LEFT JOIN suppressions sp ON sp.tenant_id = $1 AND sp.phone_e164 = m.phone_e164"
-        flag = "sp.phone_e164 IS NOT NULL"
+    definition = _definition(audience, params, now=now, tz=tz)
+    if definition.members is None:
+        with_list, join = "", ""
+        matched = f"SELECT count(*) FROM customers c WHERE c.tenant_id = $1 AND {definition.condition}"
+    else:
+        with_list = f"WITH members AS MATERIALIZED ({definition.members}) "
+        matched = "SELECT count(*) FROM members"
+        join = definition.members_join()
     sql = (
-        "SELECT count(*)::bigint AS matched,"
-        " count(*) FILTER (WHERE x.phone_e164 IS NULL)::bigint AS no_valid_phone,"
-        " count(*) FILTER (WHERE x.phone_e164 IS NOT NULL AND x.suppressed)::bigint AS suppressed,"
-        " count(*) FILTER (WHERE x.phone_e164 IS NOT NULL AND NOT x.suppressed)::bigint AS eligible,"
-        " count(*) FILTER"
-        " (WHERE x.phone_e164 IS NOT NULL AND NOT x.suppressed AND NOT x.phone_shared)::bigint"
-        " + (SELECT count(DISTINCT m.phone_e164)"
-        f" FROM ({members}) m WHERE m.phone_shared AND m.phone_e164 IS NOT NULL AND NOT {suppressed})::bigint"
-        " AS recipients"
-        f" FROM (SELECT m.phone_e164, m.phone_shared, {flag} AS suppressed FROM ({members}) m{join}) x"
+        f"{with_list}SELECT matched, no_valid_phone, suppressed,"
+        " matched - no_valid_phone - suppressed AS eligible,"
+        " matched - no_valid_phone - suppressed - shared_members + shared_numbers AS recipients"
+        f" FROM (SELECT ({matched})::bigint AS matched,"
+        " count(*) FILTER (WHERE c.kind = 'no_phone')::bigint AS no_valid_phone,"
+        " count(*) FILTER (WHERE c.kind = 'suppressed')::bigint AS suppressed,"
+        " count(*) FILTER (WHERE c.kind = 'shared')::bigint AS shared_members,"
+        " count(DISTINCT c.phone_e164) FILTER (WHERE c.kind = 'shared')::bigint AS shared_numbers"
+        f" FROM ({_exceptions(audience)}) c{join} WHERE {definition.condition}) counts"
     )
     return sql, params.values
 
@@ -235,16 +354,29 @@ def preview_sample_query(
     """Up to ``limit`` recipients in phone order, with what the preview shows of each."""
     params = _Params()
     params.add(tenant_id)
-    members = members_sql(audience, params, now=now, tz=tz)
+    definition = _definition(audience, params, now=now, tz=tz)
+    with_list, select = _recipients(audience, definition, params, None, None)
+    joins = ""
+    n, last = "cu.appointment_count", "cu.last_starts_at"
+    stats = definition.stats("r.customer_id")
+    if stats is not None:
+        joins += f" CROSS JOIN LATERAL ({stats}) s"
+        n, last = "s.n", "s.last_starts_at"
+    hit_at, appointment_id, appointment_starts_at = "NULL::timestamptz", "NULL::text", "NULL::timestamptz"
+    witness = definition.witness("r.customer_id")
+    if witness is not None:
+        joins += f" LEFT JOIN LATERAL ({witness}) h ON true"
+        hit_at = "h.hit_at"
+        if audience.provides_appointment:
+            joins += " LEFT JOIN appointments ap ON ap.id = h.appointment_id"
+            appointment_id, appointment_starts_at = "ap.external_id", "ap.starts_at"
     sql = (
-        "SELECT r.customer_id, r.phone_e164, r.n, r.last_starts_at, r.hit_at, cu.first_name, cu.last_name,"
-        " ap.external_id AS appointment_external_id, ap.starts_at AS appointment_starts_at"
-        " FROM (SELECT DISTINCT ON (m.phone_e164) m.*"
-        f" FROM ({members}) m WHERE m.phone_e164 IS NOT NULL AND NOT {_suppressed(audience)}"
-        " ORDER BY m.phone_e164, m.last_starts_at DESC NULLS LAST, m.customer_id DESC) r"
-        " JOIN customers cu ON cu.id = r.customer_id"
-        " LEFT JOIN appointments ap ON ap.id = r.appointment_id"
-        f" ORDER BY r.phone_e164 LIMIT {params.add(limit)}"
+        f"{with_list} SELECT r.customer_id, r.phone_e164, {n} AS n, {last} AS last_starts_at,"
+        f" {hit_at} AS hit_at, cu.first_name, cu.last_name,"
+        f" {appointment_id} AS appointment_external_id, {appointment_starts_at} AS appointment_starts_at"
+        f" FROM ({select} ORDER BY c.phone_e164 LIMIT {params.add(limit)}) r"
+        f" JOIN customers cu ON cu.id = r.customer_id{joins}"
+        " ORDER BY r.phone_e164"
     )
     return sql, params.values
 

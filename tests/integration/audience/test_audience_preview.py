@@ -82,15 +82,17 @@ async def test_preview_total_equals_the_number_of_recipients_the_snapshot_insert
     async with pool.acquire() as conn:
         inserted = 0
         for after, upto in ((None, "+14155550002"), ("+14155550002", None)):
-            inserted += await snapshot_chunk(
-                conn,
-                tenant_id=tenant_id,
-                campaign_id=campaign_id,
-                audience=audience,
-                now=AS_OF,
-                tz="America/New_York",
-                phone_after=after,
-                phone_upto=upto,
+            inserted += len(
+                await snapshot_chunk(
+                    conn,
+                    tenant_id=tenant_id,
+                    campaign_id=campaign_id,
+                    audience=audience,
+                    now=AS_OF,
+                    tz="America/New_York",
+                    phone_after=after,
+                    phone_upto=upto,
+                )
             )
 
     # Then the preview's total is the number of recipients
