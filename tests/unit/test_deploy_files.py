@@ -65,7 +65,9 @@ def test_the_readme_documents_every_setting() -> None:
 def test_the_readme_documents_every_metric() -> None:
     from prometheus_client import REGISTRY
 
-    import shared.metrics  # noqa: F401 - registers the metrics
+    import services.dispatcher.metrics
+    import services.sender.metrics
+    import shared.metrics  # noqa: F401 - importing registers the metrics
 
     readme = (ROOT / "README.md").read_text()
     names = {metric.name for metric in REGISTRY.collect() if metric.name.startswith("wce_")}
