@@ -180,3 +180,13 @@ def persistent_message(
         type=message_type,
         headers=headers or {},
     )
+
+
+def private_queue_name(service: str, instance: str, purpose: str) -> str:
+    """An exclusive, auto-deleted queue of one process (event subscriptions, chunk
+    acknowledgements): gone with its connection, so nothing piles up for a dead process."""
+    return f"{PREFIX}.{service}.{instance}.{purpose}"
+
+
+async def declare_private_queue(channel: AbstractChannel, name: str) -> AbstractQueue:
+    return await channel.declare_queue(name, exclusive=True, auto_delete=True)

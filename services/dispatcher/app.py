@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         resources = await open_resources(settings, "dispatcher")
         attach(app, resources, settings)
         instance = uuid.uuid4().hex[:12]
-        reply_queue = f"{topology.PREFIX}.dispatcher.{instance}.done"
+        reply_queue = topology.private_queue_name("dispatcher", instance, "done")
         campaigns = CampaignStates(resources.pool)
         dispatcher = Dispatcher(
             DispatchSettings(
@@ -56,7 +56,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await tenants_channel.set_qos(prefetch_count=TENANT_PREFETCH)
         consumers = TenantConsumers(tenants_channel, dispatcher, resources.publisher)
         await consume_events(
-            private, f"{topology.PREFIX}.dispatcher.{instance}.events", resources.pool, consumers, campaigns
+            private,
+            topology.private_queue_name("dispatcher", instance, "events"),
+            resources.pool,
+            consumers,
+            campaigns,
         )
         await consumers.refresh(resources.pool)
         refresher = asyncio.create_task(

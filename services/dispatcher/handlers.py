@@ -62,10 +62,6 @@ class TenantConsumers:
             await self.ensure(row["id"], row["rate_per_second"])
 
 
-async def _private_queue(channel: AbstractChannel, name: str) -> AbstractQueue:
-    return await channel.declare_queue(name, exclusive=True, auto_delete=True)
-
-
 async def consume_events(
     channel: AbstractChannel,
     name: str,
@@ -75,7 +71,7 @@ async def consume_events(
 ) -> AbstractQueue:
     """Lifecycle events stop a paused campaign's batches at once; tenant events apply a new rate
     (or a new tenant) without waiting for the periodic re-read."""
-    queue = await _private_queue(channel, name)
+    queue = await topology.declare_private_queue(channel, name)
     await queue.bind(topology.EVENTS_EXCHANGE, routing_key="campaign.*")
     await queue.bind(topology.EVENTS_EXCHANGE, routing_key=TenantChanged.ROUTING_KEY)
 
@@ -98,7 +94,7 @@ async def consume_events(
 async def consume_acknowledgements(
     channel: AbstractChannel, name: str, dispatcher: Dispatcher
 ) -> AbstractQueue:
-    queue = await _private_queue(channel, name)
+    queue = await topology.declare_private_queue(channel, name)
 
     async def on_done(message: AbstractIncomingMessage) -> None:
         async with message.process(requeue=False, ignore_processed=True):

@@ -12,6 +12,9 @@ from collections import deque
 from uuid import UUID
 
 SENDABLE = "running"
+# Paused for lack of credits: messages already claimed hold a reserved credit each, so they may
+# still go; nothing new is claimed because a claim needs a running campaign.
+INSUFFICIENT_CREDITS = "insufficient_credits"
 
 
 class ErrorWindow:
@@ -41,15 +44,22 @@ class ErrorWindow:
 class CampaignGate:
     def __init__(self, *, window: int, threshold: float, min_attempts: int, hold_s: float = 30.0) -> None:
         self._states: dict[UUID, str] = {}
+        self._reasons: dict[UUID, str | None] = {}
         self._local: dict[UUID, float] = {}
         self._windows: dict[UUID, ErrorWindow] = {}
         self._window_args = (window, threshold, min_attempts)
         self._hold_s = hold_s
 
     def blocked(self, campaign_id: UUID) -> bool:
-        return campaign_id in self._local or self._states.get(campaign_id, SENDABLE) != SENDABLE
+        if campaign_id in self._local:
+            return True
+        state = self._states.get(campaign_id, SENDABLE)
+        return state != SENDABLE and not (
+            state == "paused" and self._reasons.get(campaign_id) == INSUFFICIENT_CREDITS
+        )
 
-    def observe(self, campaign_id: UUID, state: str) -> None:
+    def observe(self, campaign_id: UUID, state: str, reason: str | None = None) -> None:
+        self._reasons[campaign_id] = reason
         previous = self._states.get(campaign_id)
         if state != SENDABLE:
             self._local.pop(campaign_id, None)
@@ -62,6 +72,7 @@ class CampaignGate:
         """Forget campaigns this sender no longer works on."""
         for campaign_id in set(self._states) - keep:
             del self._states[campaign_id]
+            self._reasons.pop(campaign_id, None)
         for campaign_id in set(self._windows) - keep:
             del self._windows[campaign_id]
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from services.sender import queries
 from services.sender.directory import Directory, TenantNotFound
 from services.sender.engine import SendEngine
-from services.sender.gate import CampaignGate
+from services.sender.gate import INSUFFICIENT_CREDITS, CampaignGate
 from services.sender.metrics import AUTO_PAUSES, CHUNKS_IN_FLIGHT
 from shared import topology
 from shared.broker import BrokerUnavailable, PoisonMessage, Publisher, consume
@@ -25,6 +25,7 @@ log = get_logger(__name__)
 
 # A campaign not seen in a chunk for this long is no longer polled.
 ACTIVE_FOR_S = 60.0
+CREDITS_ASK_EVERY_S = 5.0
 
 
 class InFlight:
@@ -88,9 +89,8 @@ async def acknowledge_chunk(publisher: Publisher, chunk: SendChunk, message: Abs
 
 async def consume_events(channel: AbstractChannel, gate: CampaignGate, directory: Directory) -> AbstractQueue:
     """A private queue of lifecycle and tenant events: pauses reach this sender at once."""
-    queue = await channel.declare_queue(
-        f"{topology.PREFIX}.sender.events.{uuid.uuid4().hex[:12]}", exclusive=True, auto_delete=True
-    )
+    name = topology.private_queue_name("sender", uuid.uuid4().hex[:12], "events")
+    queue = await topology.declare_private_queue(channel, name)
     await queue.bind(topology.EVENTS_EXCHANGE, routing_key="campaign.*")
     await queue.bind(topology.EVENTS_EXCHANGE, routing_key=TenantChanged.ROUTING_KEY)
 
@@ -102,7 +102,7 @@ async def consume_events(channel: AbstractChannel, gate: CampaignGate, directory
                     directory.invalidate(TenantChanged.model_validate_json(message.body).tenant_id)
                 else:
                     event = CampaignLifecycle.model_validate_json(message.body)
-                    gate.observe(event.campaign_id, event.state)
+                    gate.observe(event.campaign_id, event.state, event.reason)
             except ValidationError as exc:
                 log.warning("unreadable event dropped", routing_key=message.routing_key, error=str(exc)[:300])
 
@@ -116,9 +116,17 @@ class AutoPauser:
     def __init__(self, gate: CampaignGate, publisher: Publisher) -> None:
         self._gate = gate
         self._publisher = publisher
+        self._asked: dict[UUID, float] = {}
 
     async def __call__(self, tenant_id: UUID, campaign_id: UUID, reason: str) -> None:
-        if not self._gate.auto_pause(campaign_id, time.monotonic()):
+        now = time.monotonic()
+        if reason == INSUFFICIENT_CREDITS:
+            # No local block: claims already stop at the balance, and the messages claimed hold
+            # their credits. Ask again at most every few seconds while chunks keep arriving.
+            if now - self._asked.get(campaign_id, -CREDITS_ASK_EVERY_S) < CREDITS_ASK_EVERY_S:
+                return
+            self._asked[campaign_id] = now
+        elif not self._gate.auto_pause(campaign_id, now):
             return
         log.warning(
             "campaign auto-paused", tenant_id=str(tenant_id), campaign_id=str(campaign_id), reason=reason
@@ -145,7 +153,7 @@ async def poll_gate(pool: asyncpg.Pool, engine: SendEngine, gate: CampaignGate, 
         if watched:
             try:
                 for row in await pool.fetch(queries.CAMPAIGN_STATES, list(watched)):
-                    gate.observe(row["id"], row["state"])
+                    gate.observe(row["id"], row["state"], row["pause_reason"])
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("campaign state poll failed", error=repr(exc))
         await asyncio.sleep(interval_s)

@@ -36,8 +36,10 @@ class Transition:
 
     @property
     def is_error(self) -> bool:
-        """Counts against the campaign's error rate (a real attempt that was not accepted)."""
-        return not self.uncount and self.to_state in ("failed", "retry_wait", "unknown")
+        """Counts against the campaign's error rate: an attempt that lost its recipient. Transient
+        and ambiguous outcomes are retried or reconciled, so a Twilio hiccup does not pause a
+        campaign; a template or audience that keeps failing does."""
+        return not self.uncount and self.to_state == "failed"
 
 
 def after_attempt(outcome: Outcome, *, attempts: int, tiers: list[int], max_attempts: int) -> Transition:

@@ -16,7 +16,7 @@ SELECT_CAMPAIGN = (
     "SELECT id, tenant_id, kind, state, template FROM campaigns WHERE tenant_id = $1 AND id = $2"
 )
 
-CAMPAIGN_STATES = "SELECT id, state FROM campaigns WHERE id = ANY($1::uuid[])"
+CAMPAIGN_STATES = "SELECT id, state, pause_reason FROM campaigns WHERE id = ANY($1::uuid[])"
 
 # Claim ----------------------------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ from tests.support import IsolatedEnvironment, Stack
 
 # Short timings so crashes, leases and retries play out in seconds.
 FAST_ENV = {
-    "WCE_TWILIO_TIMEOUT_S": "2",
-    "WCE_LEASE_S": "6",
+    "WCE_TWILIO_TIMEOUT_S": "4",
+    "WCE_LEASE_S": "10",
     "WCE_RECONCILE_AFTER_S": "1",
     "WCE_SWEEP_IDLE_S": "4",
     "WCE_RETRY_TIERS_S": "1,2,3",

@@ -87,13 +87,13 @@ async def test_a_campaign_beyond_the_balance_pauses_for_credits_and_completes_af
     await seed_customers(pool, tenant, 500, start=10_000)
     started = await create_campaign(engine_stack, tenant)
 
-    # Then it pauses for lack of credits after 300 messages
+    # Then it pauses for lack of credits once the 300 are spent
     paused = await wait_for_state(engine_stack, tenant, started["id"], {"paused"}, timeout_s=60)
     assert paused["pause_reason"] == "insufficient_credits"
     await asyncio.sleep(1)
     assert (await simulator_stats(engine_stack, tenant.account_sid))["accepted_total"] == 300
     balance = (await api(engine_stack, tenant, "GET", "/v1/credits")).json()["balance"]
-    assert (balance["plan_balance"], balance["purchased_balance"], balance["available"]) == (0, 0, 0)
+    assert (balance["plan_balance"], balance["purchased_balance"], balance["reserved"]) == (0, 0, 0)
 
     # When the operator tops up 250 credits
     response = await operator(

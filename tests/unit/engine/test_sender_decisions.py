@@ -26,14 +26,14 @@ def test_a_transient_error_waits_in_the_tier_of_its_attempt() -> None:
     transition = after_attempt(classify(http_status=429, code=20429), attempts=2, tiers=TIERS, max_attempts=4)
     # Then the row waits 30 s and keeps the error
     assert (transition.to_state, transition.tier_s, transition.error_code) == ("retry_wait", 30, 20429)
-    assert transition.is_error
+    assert not transition.is_error
 
 
 def test_a_transient_error_at_the_cap_fails_with_its_last_error() -> None:
     transition = after_attempt(
         classify(http_status=429, code=20429, message="slow down"), attempts=4, tiers=TIERS, max_attempts=4
     )
-    assert transition.to_state == "failed"
+    assert transition.to_state == "failed" and transition.is_error
     assert transition.error_code == 20429
     assert "slow down" in (transition.error_message or "")
 
@@ -141,3 +141,16 @@ def test_the_reconciler_takes_the_earliest_unclaimed_message_after_the_claim() -
     ]
     assert pick_message(messages, claim, taken={"SMtaken"}).sid == "SMours"  # type: ignore[union-attr]
     assert pick_message(messages[:1], claim, taken=set()) is None
+
+
+def test_a_campaign_paused_for_credits_lets_its_claimed_messages_go() -> None:
+    # Given campaigns paused by a user and for lack of credits
+    gate = CampaignGate(window=10, threshold=0.5, min_attempts=2)
+    by_user, by_credits = uuid.uuid4(), uuid.uuid4()
+    gate.observe(by_user, "paused", "paused")
+    gate.observe(by_credits, "paused", "insufficient_credits")
+    # Then only the user's pause stops messages already claimed (they hold their credits)
+    assert gate.blocked(by_user)
+    assert not gate.blocked(by_credits)
+    gate.observe(by_credits, "cancelled")
+    assert gate.blocked(by_credits)
