@@ -50,10 +50,10 @@ def display_name(first_name: str | None, last_name: str | None) -> str:
     return " ".join(part for part in (first_name, last_name) if part).strip()
 
 
-def row_cells(row: Mapping[str, Any]) -> list[str]:
-    """The CSV cells of one recipient row (as returned by the logs query), neutralised."""
-    values = {
-        "recipient_id": row["id"],
+def recipient_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One recipient as the logs API shows it (from a row of the logs query)."""
+    return {
+        "id": row["id"],
         "name": display_name(row["first_name"], row["last_name"]),
         "phone": row["phone_e164"],
         "state": row["state"],
@@ -66,4 +66,10 @@ def row_cells(row: Mapping[str, Any]) -> list[str]:
         "read_at": row["read_at"],
         "failed_at": row["failed_at"],
     }
+
+
+def row_cells(row: Mapping[str, Any]) -> list[str]:
+    """The CSV cells of one recipient row (as returned by the logs query), neutralised."""
+    values = recipient_view(row)
+    values["recipient_id"] = values.pop("id")
     return [neutralise(_text(values[column])) for column in COLUMNS]

@@ -18,7 +18,7 @@ from uuid import UUID
 import asyncpg
 
 from services.tracker import queries
-from services.tracker.csvfmt import BOM, COLUMNS, display_name, row_cells
+from services.tracker.csvfmt import BOM, COLUMNS, recipient_view, row_cells
 from services.tracker.progress import RATE_WINDOW_S, Progress, build_progress
 
 CSV_CHUNK_ROWS = 2000
@@ -38,23 +38,6 @@ async def campaign_exists(pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: U
     return await pool.fetchrow(queries.CAMPAIGN, campaign_id, tenant_id) is not None
 
 
-def _recipient(row: asyncpg.Record) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": display_name(row["first_name"], row["last_name"]),
-        "phone": row["phone_e164"],
-        "state": row["state"],
-        "attempts": row["attempts"],
-        "error_code": row["error_code"],
-        "error_message": row["error_message"],
-        "twilio_sid": row["twilio_sid"],
-        "sent_at": row["sent_at"],
-        "delivered_at": row["delivered_at"],
-        "read_at": row["read_at"],
-        "failed_at": row["failed_at"],
-    }
-
-
 async def recipients_page(
     pool: asyncpg.Pool,
     *,
@@ -65,7 +48,7 @@ async def recipients_page(
     limit: int,
 ) -> dict[str, Any]:
     rows = await pool.fetch(queries.RECIPIENTS_PAGE, tenant_id, campaign_id, after, *filters.args(), limit)
-    items = [_recipient(row) for row in rows]
+    items = [recipient_view(row) for row in rows]
     next_after = items[-1]["id"] if len(items) == limit else None
     return {"items": items, "next_after": next_after}
 
