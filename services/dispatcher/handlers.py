@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 
 from services.dispatcher import queries
-from services.dispatcher.scheduler import CampaignStates, Dispatcher
+from services.dispatcher.scheduler import CampaignStates, Dispatcher, Publish
 from shared import topology
 from shared.broker import PoisonMessage, Publisher, consume
 from shared.events import CampaignLifecycle, ChunkDone, RecipientBatch, SendChunk, TenantChanged
@@ -21,7 +21,7 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 
-def chunk_publisher(publisher: Publisher) -> Any:
+def chunk_publisher(publisher: Publisher) -> Publish:
     async def publish(chunk: SendChunk, headers: dict[str, Any] | None) -> None:
         await publisher.publish(topology.SEND_EXCHANGE, topology.SEND_ROUTING_KEY, chunk, headers=headers)
 

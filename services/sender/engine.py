@@ -13,8 +13,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date
-from typing import Any
+from datetime import date, datetime
 from uuid import UUID
 
 import asyncpg
@@ -55,7 +54,8 @@ class EngineSettings:
 @dataclass(frozen=True)
 class Claimed:
     recipient_id: int
-    claimed_at: Any  # datetime from the database: the claim's identity when settling
+    # When the claim was made, as the database recorded it: the claim's identity when settling.
+    claimed_at: datetime
     attempts: int
     phone_e164: str
     data: RecipientData
