@@ -1,7 +1,8 @@
 """Audience preview: how many recipients, how many customers were left out and why, and a sample.
 
-It runs the very definition the snapshot runs (``members_sql``), so with unchanged data the
-preview's total equals the number of recipients a campaign started at the same clock gets.
+Its counts and its sample come from the very definition of the members and recipients the snapshot
+uses (``query.py``), so with unchanged data the preview's total equals the number of recipients a
+campaign started at the same clock gets.
 """
 
 from __future__ import annotations
