@@ -1,5 +1,5 @@
 """Property: on random small datasets the SQL selects what the plain-Python reference of DESIGN §5
-selects, recipients and preview counts alike, window edges and shared numbers included."""
+selects, recipients, preview counts and sample alike, window edges and shared numbers included."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ from hypothesis import strategies as st
 
 from services.segmenter.audience import reference
 from services.segmenter.audience.model import DEFAULT_DAYS, Audience
-from services.segmenter.audience.query import preview_counts_query, recipients_query
+from services.segmenter.audience.query import preview_counts_query, preview_sample_query, recipients_query
 from services.segmenter.audience.windows import shift_calendar_days
 
 ZONES = ["America/New_York", "Europe/London", "Australia/Sydney", "UTC"]
 PHONES = ["+14155550001", "+14155550002", "+14155550003", "+447911123456", None]
 STATUSES = ["approved", "pending", "canceled", "rejected", "no_show", "moved"]
 SEGMENTS = list(Audience.model_fields["segment"].annotation.__args__)  # type: ignore[union-attr]
+# Fewer than the numbers an example may have, so that the sample's limit is exercised too.
+SAMPLE = 3
 
 
 @dataclass
@@ -150,6 +152,10 @@ async def check(pool: asyncpg.Pool, ex: Example) -> None:
     }
     sql, params = preview_counts_query(ex.audience, tenant_id=tenant_id, now=ex.now, tz=ex.tz)
     counts = await pool.fetchrow(sql, *params)
+    sql, params = preview_sample_query(ex.audience, tenant_id=tenant_id, now=ex.now, tz=ex.tz, limit=SAMPLE)
+    sample = [
+        (r["phone_e164"], r["customer_id"], r["last_starts_at"]) for r in await pool.fetch(sql, *params)
+    ]
 
     # Then both agree with the reference
     expected = reference.recipients(ex.audience, booking, now=ex.now, tz=ex.tz)
@@ -160,6 +166,9 @@ async def check(pool: asyncpg.Pool, ex: Example) -> None:
     assert counts["no_valid_phone"] == want.no_valid_phone
     assert counts["suppressed"] == want.suppressed
     assert counts["eligible"] - counts["recipients"] == want.duplicate_phone
+    assert sample == [
+        (phone, m.customer_id, m.last_starts_at) for phone, m in sorted(expected.items())[:SAMPLE]
+    ]
 
 
 async def test_sql_audience_equals_the_reference_definition_on_random_data(pool: asyncpg.Pool) -> None:
