@@ -145,8 +145,8 @@ def _count_conditions(
 class _Definition:
     """An audience as SQL fragments around a customer row ``c``."""
 
-    # SELECT customer_id[, last_starts_at], one row per member; None when ``condition`` alone
-    # selects the members.
+    # SELECT customer_id[, last_starts_at | appointment_id], one row per member; None when
+    # ``condition`` alone selects the members.
     members: str | None
     # Condition on the customer row's facts ("true" when the members set decides).
     condition: str
@@ -155,6 +155,8 @@ class _Definition:
     hit: _Hit | None
     # Whether ``members`` carries the latest start of each member's matching appointments.
     members_last: bool = False
+    # Whether ``members`` carries the appointment that put each member in the windowed segment.
+    members_appointment: bool = False
 
     def is_member(self) -> str:
         if self.members is None:
@@ -199,28 +201,38 @@ class _Definition:
         )
 
 
-def _definition(audience: Audience, params: _Params, *, now: datetime, tz: str) -> _Definition:
-    """``params`` must already hold the tenant id as ``$1``."""
+def _in_window(hit: _Hit, where: str, *, carry_appointment: bool) -> str:
+    if not carry_appointment:
+        return f"SELECT DISTINCT a.customer_id FROM appointments a WHERE {where}"
+    # The appointment each member's recipient carries, for all members in one pass over the
+    # window: looked up recipient by recipient, it would cost a visit to each of their appointments.
+    return (
+        f"SELECT DISTINCT ON (a.customer_id) a.customer_id, a.id AS appointment_id FROM appointments a"
+        f" WHERE {where} ORDER BY a.customer_id, {hit.instant} {hit.order}, a.id {hit.order}"
+    )
+
+
+def _definition(
+    audience: Audience, params: _Params, *, now: datetime, tz: str, carry_appointment: bool = False
+) -> _Definition:
+    """``params`` must already hold the tenant id as ``$1``. ``carry_appointment``: the members
+    of a windowed segment come with the appointment that put them in it."""
     matching = _appointment_filter(audience, params)
     hit = _hit(audience, params, now=now, tz=tz)
-    in_window = ""
-    if hit is not None:
-        in_window = (
-            "SELECT DISTINCT a.customer_id FROM appointments a"
-            f" WHERE a.tenant_id = $1 AND {hit.condition}{matching}"
-        )
     if not matching:
         conditions = _count_conditions(
             audience, params, now=now, tz=tz, n="c.appointment_count", last="c.last_starts_at", grouped=False
         )
         if hit is None:
             return _Definition(None, " AND ".join(conditions) or "true", matching, hit)
+        where = f"a.tenant_id = $1 AND {hit.condition}"
         if conditions:
-            in_window += (
+            where += (
                 " AND a.customer_id IN (SELECT c.id FROM customers c"
                 f" WHERE c.tenant_id = $1 AND {' AND '.join(conditions)})"
             )
-        return _Definition(in_window, "true", matching, hit)
+        members = _in_window(hit, where, carry_appointment=carry_appointment)
+        return _Definition(members, "true", matching, hit, members_appointment=carry_appointment)
 
     having = _count_conditions(
         audience, params, now=now, tz=tz, n="count(*)", last="max(a.starts_at)", grouped=True
@@ -233,9 +245,11 @@ def _definition(audience: Audience, params: _Params, *, now: datetime, tz: str) 
         grouped += f" HAVING {' AND '.join(having)}"
     if hit is None:
         return _Definition(grouped, "true", matching, hit, members_last=True)
+    where = f"a.tenant_id = $1 AND {hit.condition}{matching}"
     if having:
-        in_window += f" AND a.customer_id IN (SELECT g.customer_id FROM ({grouped}) g)"
-    return _Definition(in_window, "true", matching, hit)
+        where += f" AND a.customer_id IN (SELECT g.customer_id FROM ({grouped}) g)"
+    members = _in_window(hit, where, carry_appointment=carry_appointment)
+    return _Definition(members, "true", matching, hit, members_appointment=carry_appointment)
 
 
 def _recipients(
@@ -280,12 +294,13 @@ def recipients_query(
     ``phone_after < phone_e164 <= phone_upto`` when given."""
     params = _Params()
     params.add(tenant_id)
-    definition = _definition(audience, params, now=now, tz=tz)
+    definition = _definition(
+        audience, params, now=now, tz=tz, carry_appointment=audience.provides_appointment
+    )
     with_list, select = _recipients(audience, definition, params, phone_after, phone_upto)
     appointment, joins = "NULL::bigint", ""
-    witness = definition.witness("r.customer_id")
-    if witness is not None and audience.provides_appointment:
-        appointment, joins = "h.appointment_id", f" LEFT JOIN LATERAL ({witness}) h ON true"
+    if definition.members_appointment:
+        appointment, joins = "h.appointment_id", " JOIN members h ON h.customer_id = r.customer_id"
     sql = (
         f"{with_list} SELECT r.customer_id, {appointment} AS appointment_id, r.phone_e164"
         f" FROM ({select}) r{joins}"
