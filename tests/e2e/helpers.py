@@ -10,20 +10,11 @@ from typing import Any
 
 import httpx
 
+from services.tracker.progress import OPEN_RECIPIENT_STATES, RECIPIENT_STATES
 from tests.support import OPERATOR_TOKEN, Stack
 from tools.twilio_sim.admin_client import SimulatorAdmin
 
-FINAL_STATES = {
-    "sent",
-    "delivered",
-    "read",
-    "undelivered",
-    "failed_delivery",
-    "failed",
-    "suppressed",
-    "skipped",
-    "cancelled",
-}
+FINAL_STATES = set(RECIPIENT_STATES) - OPEN_RECIPIENT_STATES
 
 
 @dataclass(frozen=True)
