@@ -55,25 +55,31 @@ _NOT_SUPPRESSED = (
 )
 
 
-def _ids(column: str, table: str, ids: list[str], params: _Params) -> str:
-    resolve = (
-        f"SELECT x.id FROM {table} x"
-        f" WHERE x.tenant_id = $1 AND x.external_id = ANY ({params.add(ids)}::text[])"
-    )
-    if len(ids) == 1:
+def _among(column: str, ids: str, count: int) -> str:
+    """``column`` is one of the ``count`` ids the subquery ``ids`` selects."""
+    if count == 1:
         # One id as a scalar: the index on (tenant, id, customer) then yields the appointments in
         # customer order, and they are counted per customer without hashing.
-        return f"{column} = ({resolve})"
-    # An array, not IN (subquery), so that the planner estimates the matches from the index.
-    return f"{column} = ANY (ARRAY({resolve}))"
+        return f"{column} = ({ids})"
+    # An array rather than IN (subquery): one index scan for all the ids, and an estimate of the
+    # matches that lets the planner size the aggregate.
+    return f"{column} = ANY (ARRAY({ids}))"
 
 
 def _appointment_filter(audience: Audience, params: _Params) -> str:
     conditions = []
     if audience.service_ids:
-        conditions.append(_ids("a.service_id", "services", audience.service_ids, params))
+        services = (
+            "SELECT sv.id FROM services sv"
+            f" WHERE sv.tenant_id = $1 AND sv.external_id = ANY ({params.add(audience.service_ids)}::text[])"
+        )
+        conditions.append(_among("a.service_id", services, len(audience.service_ids)))
     if audience.location_ids:
-        conditions.append(_ids("a.location_id", "locations", audience.location_ids, params))
+        locations = (
+            "SELECT lo.id FROM locations lo"
+            f" WHERE lo.tenant_id = $1 AND lo.external_id = ANY ({params.add(audience.location_ids)}::text[])"
+        )
+        conditions.append(_among("a.location_id", locations, len(audience.location_ids)))
     if audience.statuses:
         conditions.append(f"a.status = ANY ({params.add(audience.statuses)}::text[])")
     return "".join(f" AND {condition}" for condition in conditions)
