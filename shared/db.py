@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import time
 from importlib import resources
-from typing import Any
 
 import asyncpg
 import orjson
@@ -112,7 +111,3 @@ async def migrate_dsn(dsn: str, retry_s: float = 60.0) -> list[str]:
             return await migrate(conn)
     finally:
         await pool.close()
-
-
-def record_to_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
-    return dict(record) if record is not None else None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
+import asyncpg
 from fastapi import APIRouter, HTTPException, Query, Request, status
 
-from services.segmenter import campaigns
+from services.segmenter import campaigns, queries
 from services.segmenter.deps import LifecycleDep
 from services.segmenter.schemas import CampaignAction, CampaignCreate, CampaignOut
 from shared.http import Pool, Tenant, not_found
@@ -44,7 +46,7 @@ async def list_campaigns(
     before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[CampaignOut]:
-    rows = await pool.fetch(campaigns.queries.LIST_CAMPAIGNS, tenant.tenant_id, before, limit)
+    rows = await pool.fetch(queries.LIST_CAMPAIGNS, tenant.tenant_id, before, limit)
     return [campaign_out(row) for row in rows]
 
 
@@ -56,20 +58,10 @@ async def show_campaign(campaign_id: UUID, tenant: Tenant, pool: Pool) -> Campai
         raise not_found("campaign not found") from None
 
 
-async def _act(
-    action: str, campaign_id: UUID, tenant: Tenant, lifecycle: campaigns.Lifecycle, reason: str | None
-) -> CampaignOut:
+async def _act(operation: Awaitable[asyncpg.Record]) -> CampaignOut:
+    """Run a lifecycle operation and answer 404/409 the same way for every action."""
     try:
-        if action == "start":
-            row = await lifecycle.start(tenant.tenant_id, campaign_id)
-        elif action == "pause":
-            row = await lifecycle.pause(tenant.tenant_id, campaign_id, reason)
-        elif action == "resume":
-            row = await lifecycle.resume(tenant.tenant_id, campaign_id)
-        elif action == "cancel":
-            row = await lifecycle.cancel(tenant.tenant_id, campaign_id)
-        else:
-            row = await lifecycle.retry_failed(tenant.tenant_id, campaign_id)
+        row = await operation
     except campaigns.CampaignNotFound:
         raise not_found("campaign not found") from None
     except campaigns.InvalidTransition as exc:
@@ -80,7 +72,7 @@ async def _act(
 @router.post("/{campaign_id}/start", response_model=CampaignOut)
 async def start(campaign_id: UUID, tenant: Tenant, lifecycle: LifecycleDep) -> CampaignOut:
     """Snapshot the audience and start sending."""
-    return await _act("start", campaign_id, tenant, lifecycle, None)
+    return await _act(lifecycle.start(tenant.tenant_id, campaign_id))
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignOut)
@@ -88,22 +80,22 @@ async def pause(
     campaign_id: UUID, tenant: Tenant, lifecycle: LifecycleDep, body: CampaignAction | None = None
 ) -> CampaignOut:
     """No Twilio call for this campaign starts later than one second after this answers."""
-    return await _act("pause", campaign_id, tenant, lifecycle, body.reason if body else None)
+    return await _act(lifecycle.pause(tenant.tenant_id, campaign_id, body.reason if body else None))
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut)
 async def resume(campaign_id: UUID, tenant: Tenant, lifecycle: LifecycleDep) -> CampaignOut:
     """Continue with the recipients left; nobody already sent to is sent to again."""
-    return await _act("resume", campaign_id, tenant, lifecycle, None)
+    return await _act(lifecycle.resume(tenant.tenant_id, campaign_id))
 
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut)
 async def cancel(campaign_id: UUID, tenant: Tenant, lifecycle: LifecycleDep) -> CampaignOut:
     """End the campaign; recipients not yet sent to are marked ``cancelled``."""
-    return await _act("cancel", campaign_id, tenant, lifecycle, None)
+    return await _act(lifecycle.cancel(tenant.tenant_id, campaign_id))
 
 
 @router.post("/{campaign_id}/retry-failed", response_model=CampaignOut)
 async def retry_failed(campaign_id: UUID, tenant: Tenant, lifecycle: LifecycleDep) -> CampaignOut:
     """Send again to the recipients of a completed campaign that ended ``failed``."""
-    return await _act("retry", campaign_id, tenant, lifecycle, None)
+    return await _act(lifecycle.retry_failed(tenant.tenant_id, campaign_id))
