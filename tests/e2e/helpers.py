@@ -34,10 +34,8 @@ def new_account_sid() -> str:
     return "AC" + secrets.token_hex(16)
 
 
-async def new_tenant(
-    stack: Stack, *, rate: int | None = 80, credits: int = 1_000_000, **fields: Any
-) -> TenantHandle:
-    """Register a Twilio account on the simulator and a tenant using it."""
+async def create_tenant(stack: Stack, *, rate: int | None, **fields: Any) -> TenantHandle:
+    """Register a Twilio account on the simulator and a tenant using it, with these extra fields."""
     account_sid, token = new_account_sid(), secrets.token_hex(16)
     async with SimulatorAdmin(stack.simulator_url) as sim:
         await sim.register_account(account_sid, token)
@@ -46,13 +44,9 @@ async def new_tenant(
         "twilio_account_sid": account_sid,
         "twilio_auth_token": token,
         "whatsapp_from": "+14155238886",
-        "credits": {"purchased": credits},
         **fields,
     }
-    if rate is None:
-        body["unlimited_rate"] = True
-    else:
-        body["rate_per_second"] = rate
+    body.update({"unlimited_rate": True} if rate is None else {"rate_per_second": rate})
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as client:
         response = await client.post(
             "/v1/operator/tenants", json=body, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -60,6 +54,13 @@ async def new_tenant(
     response.raise_for_status()
     data = response.json()
     return TenantHandle(data["tenant"]["id"], data["api_key"], account_sid, token, body["whatsapp_from"])
+
+
+async def new_tenant(
+    stack: Stack, *, rate: int | None = 80, credits: int = 1_000_000, **fields: Any
+) -> TenantHandle:
+    """A tenant with plenty of purchased credits unless the fields say otherwise."""
+    return await create_tenant(stack, rate=rate, **{"credits": {"purchased": credits}, **fields})
 
 
 def phone(index: int) -> str:

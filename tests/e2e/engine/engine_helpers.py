@@ -7,7 +7,6 @@ campaigns go through the segmenter's API, so snapshot, publication and lifecycle
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 import uuid
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.e2e.helpers import FINAL_STATES, TenantHandle, phone
+from tests.e2e.helpers import FINAL_STATES, TenantHandle, create_tenant, phone
 from tests.support import OPERATOR_TOKEN, Stack
 from tools.twilio_sim.admin_client import SimulatorAdmin
 
@@ -82,24 +81,7 @@ async def set_faults(stack: Stack, account_sid: str | None = None, **knobs: Any)
 
 async def tenant_with(stack: Stack, *, rate: int | None, **fields: Any) -> TenantHandle:
     """A tenant created with the given extra fields (credits plan, test numbers, ...)."""
-    account_sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
-    async with SimulatorAdmin(stack.simulator_url) as sim:
-        await sim.register_account(account_sid, token)
-    body: dict[str, Any] = {
-        "name": f"Tenant {account_sid[-6:]}",
-        "twilio_account_sid": account_sid,
-        "twilio_auth_token": token,
-        "whatsapp_from": "+14155238886",
-        **fields,
-    }
-    body.update({"unlimited_rate": True} if rate is None else {"rate_per_second": rate})
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as client:
-        response = await client.post(
-            "/v1/operator/tenants", json=body, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
-        )
-    response.raise_for_status()
-    data = response.json()
-    return TenantHandle(data["tenant"]["id"], data["api_key"], account_sid, token, body["whatsapp_from"])
+    return await create_tenant(stack, rate=rate, **fields)
 
 
 async def operator(stack: Stack, method: str, path: str, **kwargs: Any) -> httpx.Response:
