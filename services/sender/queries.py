@@ -2,6 +2,13 @@
 
 Every statement filters on the tenant. Outcomes are written for a whole chunk at once
 (``unnest`` arrays), never one round trip per message.
+
+Claims and settlements find their rows by primary key only. The campaign being sent is always
+new to the planner's statistics (its rows were written moments ago), so a plan that walks the
+campaign's or the unsettled rows' index looks cheap and reads the whole campaign for every chunk
+(measured: 80 ms instead of 4 ms per claim at 60,000 rows). Their other conditions are therefore
+written in forms no index matches: ``IS NOT DISTINCT FROM`` for the tenant and campaign (the
+columns are never null, so it means ``=``), ``(...) IS TRUE`` for the state.
 """
 
 # Tenants and campaigns ------------------------------------------------------------------------
@@ -44,7 +51,8 @@ WITH candidates AS (
     LEFT JOIN services sv ON sv.id = a.service_id
     LEFT JOIN locations l ON l.id = a.location_id
     LEFT JOIN staff st ON st.id = a.staff_id
-    WHERE r.tenant_id = $1 AND r.campaign_id = $2 AND r.id = ANY($3::bigint[])
+    WHERE r.id = ANY($3::bigint[])
+      AND r.tenant_id IS NOT DISTINCT FROM $1 AND r.campaign_id IS NOT DISTINCT FROM $2
       AND r.state IN ('pending', 'queued', 'retry_wait')
       AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $2 AND c.tenant_id = $1 AND c.state = 'running')
     ORDER BY r.id
@@ -143,7 +151,7 @@ WITH outcome AS (
     -- the cancel marked the rows waiting at that moment, and this one was in flight then.
     LATERAL (SELECT CASE WHEN o.to_state IN ('queued', 'retry_wait') AND c.state = 'cancelled'
                          THEN 'cancelled' ELSE o.to_state END AS to_state) f
-    WHERE r.id = o.id AND r.tenant_id = $1 AND r.state IN ('sending', 'unknown')
+    WHERE r.id = o.id AND r.tenant_id IS NOT DISTINCT FROM $1 AND (r.state IN ('sending', 'unknown')) IS TRUE
       AND r.claimed_at = o.claimed_at
     RETURNING r.id, r.campaign_id, r.phone_e164, before.state AS from_state, f.to_state, o.error_code,
               o.error_message, before.credit_held AS held, o.suppress
