@@ -6,7 +6,8 @@
   rate (``bench.broker_baseline``) measured in the same run.
 - Throttle accuracy at 80/s and 400/s: the simulator's own per-second counts of accepted
   messages; the mean rate and the highest count in any one-second window.
-- Peak RSS of every service process during the end-to-end runs.
+- Peak RSS of every service process during the end-to-end runs, and the CPU each part of the
+  system spent per message (services, simulator, database and broker servers).
 
 Each figure is the median of ``--runs`` runs (default 3). Results go to
 ``bench/results/engine_e2e.json``.
@@ -108,6 +109,48 @@ class PeakRss:
             self._stop.wait(0.5)
 
 
+SERVER_PROCESSES = {"postgres": "postgres", "beam.smp": "rabbitmq"}
+
+
+class CpuMeter:
+    """CPU seconds spent by each part of the system during a run: every service process of the
+    stack, the simulator, and the PostgreSQL and RabbitMQ server processes (all of them: other
+    work on the machine's servers during the run is counted too). Less sensitive than a rate to
+    what else the shared machine is doing, so it shows what a change saved."""
+
+    def __init__(self, stack: Stack) -> None:
+        self._stack = stack
+        self._start: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    def _sample(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        pids = {process.pid: name for name, process in self._stack.processes.items()}
+        for process in psutil.process_iter(["name"]):
+            name = pids.get(process.pid) or SERVER_PROCESSES.get(process.info["name"] or "")
+            if name is None:
+                continue
+            try:
+                times = process.cpu_times()
+            except psutil.Error:
+                continue
+            totals[name] = totals.get(name, 0.0) + times.user + times.system
+        return totals
+
+    def __enter__(self) -> CpuMeter:
+        self._start = self._sample()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        end = self._sample()
+        self.seconds = {name: max(end[name] - self._start.get(name, 0.0), 0.0) for name in end}
+
+    def ms_per_message(self, messages: int) -> dict[str, float]:
+        per = {name: round(seconds * 1000 / messages, 3) for name, seconds in sorted(self.seconds.items())}
+        per["total"] = round(sum(self.seconds.values()) * 1000 / messages, 3)
+        return per
+
+
 async def new_tenant(stack: Stack, rate: int | None) -> tuple[str, str, str]:
     """(tenant id, API key, account sid) of a new tenant on a new simulator account."""
     account_sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
@@ -181,25 +224,33 @@ async def e2e_rates(
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for latency_ms in latencies:
-        rates, peaks = [], []
+        rates, peaks, cpu = [], [], []
         for _ in range(runs):
             tenant_id, api_key, account_sid = await new_tenant(stack, None)
             async with SimulatorAdmin(stack.simulator_url) as sim:
                 await sim.set_faults({"latency_ms": latency_ms}, account_sid=account_sid)
             await seed(pool, tenant_id, recipients, offset[0])
             offset[0] += recipients
-            with PeakRss(stack) as rss:
-                seconds = await run_campaign(stack, pool, api_key, recipients, timeout_s=1800)
-            await settle_callbacks(stack, account_sid)
+            # The CPU figure covers the callbacks' processing too: they are part of each message.
+            with CpuMeter(stack) as meter:
+                with PeakRss(stack) as rss:
+                    seconds = await run_campaign(stack, pool, api_key, recipients, timeout_s=1800)
+                await settle_callbacks(stack, account_sid)
             rates.append(recipients / seconds)
             peaks.append(rss.peaks)
+            cpu.append(meter.ms_per_message(recipients))
             print(
-                f"  latency {latency_ms} ms: {recipients / seconds:,.0f} msgs/s ({seconds:.1f} s)", flush=True
+                f"  latency {latency_ms} ms: {recipients / seconds:,.0f} msgs/s ({seconds:.1f} s); "
+                f"CPU ms per message {cpu[-1]}",
+                flush=True,
             )
         results[f"latency_{latency_ms}ms"] = {
             "recipients": recipients,
             "rates_per_s": [round(r, 1) for r in rates],
             "median_per_s": round(statistics.median(rates), 1),
+            "cpu_ms_per_message": {
+                name: round(statistics.median(run.get(name, 0.0) for run in cpu), 3) for name in cpu[0]
+            },
             "peak_rss_mb": {
                 name: round(max(p.get(name, 0) for p in peaks) / 2**20, 1) for name in stack.processes
             },
