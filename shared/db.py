@@ -34,6 +34,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Reset on release: nothing beyond asyncpg's own (roll back an open transaction, drop
+    listeners). Its default also runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *;
+    RESET ALL`` — a round trip and four statements on every release, which at thousands of
+    statements per second cost the sender a twentieth of its CPU and the server as much. Pool
+    connections carry no session state: nothing here uses SET, LISTEN or cursors outside a
+    transaction, and the one session advisory lock (the sender's maintenance leadership) is
+    released explicitly, its connection closed if that fails."""
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 2, max_size: int = 10, retry_s: float = 60.0
 ) -> asyncpg.Pool:
@@ -43,7 +53,12 @@ async def create_pool(
     while True:
         try:
             pool = await asyncpg.create_pool(
-                dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=60
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                init=_init_connection,
+                reset=_keep_session,
+                command_timeout=60,
             )
             assert pool is not None
             return pool

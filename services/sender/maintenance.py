@@ -17,7 +17,6 @@ connection closes, the lock is released and another sender takes over).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -46,6 +45,19 @@ RECONCILE_BATCH = 500
 LOOKUP_CONCURRENCY = 16
 # Twilio's clock and ours may differ; a message created this long before the claim still counts.
 CLOCK_SKEW = timedelta(seconds=30)
+
+
+async def _unlock(lock_conn: asyncpg.Connection) -> None:
+    """Release the leadership lock. Pool connections are not reset on release, so a connection
+    whose unlock failed is closed: it must never go back to the pool holding the lock (a
+    connection that broke took the lock with it anyway)."""
+    try:
+        await lock_conn.execute("SELECT pg_advisory_unlock($1)", MAINTENANCE_LOCK_KEY)
+    except DB_ERRORS:
+        lock_conn.terminate()
+    except BaseException:
+        lock_conn.terminate()
+        raise
 
 
 @dataclass(frozen=True)
@@ -109,9 +121,7 @@ class Maintenance:
                         try:
                             await self._lead(lock_conn)
                         finally:
-                            # A connection that broke took the lock with it.
-                            with contextlib.suppress(*DB_ERRORS):
-                                await lock_conn.execute("SELECT pg_advisory_unlock($1)", MAINTENANCE_LOCK_KEY)
+                            await _unlock(lock_conn)
             except asyncio.CancelledError:
                 raise
             except (*DB_ERRORS, BrokerUnavailable) as exc:
