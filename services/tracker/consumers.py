@@ -22,8 +22,9 @@ from services.tracker.callbacks import BatchResult, record_callbacks
 from services.tracker.inbound import InvalidInbound, record_inbound
 from services.tracker.keywords import Action
 from services.tracker.status import Callback, dedupe_key
+from services.tracker.wire import MESSAGE_TYPE, decode_batch
 from shared.broker import BrokerUnavailable, PoisonMessage, Publisher, consume
-from shared.events import InboundMessage, StatusCallbackBatch
+from shared.events import InboundMessage
 from shared.logging import get_logger
 from shared.metrics import (
     CALLBACK_LAG,
@@ -68,19 +69,17 @@ class _Delivery:
 def _decode(message: AbstractIncomingMessage) -> _Delivery:
     delivery = _Delivery(message)
     try:
-        batch = StatusCallbackBatch.model_validate_json(message.body)
+        received = decode_batch(message.body)
     except ValidationError as exc:
-        delivery.reason = f"invalid {StatusCallbackBatch.message_type()}: {exc}"
+        delivery.reason = f"invalid {MESSAGE_TYPE}: {exc}"
         return delivery
-    for event in batch.callbacks:
-        callback = Callback.from_params(str(event.tenant_id), event.params, event.received_at)
+    for tenant_id, params, idempotency_token, received_at in received:
+        callback = Callback.from_params(tenant_id, params, received_at)
         if callback is None:
             # The webhook refuses these; one can only come from another publisher.
-            log.warning(
-                "status callback without MessageSid or MessageStatus skipped", tenant_id=str(event.tenant_id)
-            )
+            log.warning("status callback without MessageSid or MessageStatus skipped", tenant_id=tenant_id)
             continue
-        key = dedupe_key(callback.message_sid, callback.status, event.idempotency_token)
+        key = dedupe_key(callback.message_sid, callback.status, idempotency_token)
         delivery.items.append(_Item(key, callback, delivery))
     return delivery
 

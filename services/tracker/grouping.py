@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import asyncio
 
+from services.tracker.wire import MESSAGE_TYPE, batch_body
 from shared import topology
 from shared.broker import Publisher
-from shared.events import StatusCallback, StatusCallbackBatch
 
 
 class CallbackGrouper:
@@ -24,12 +24,13 @@ class CallbackGrouper:
         self._publisher = publisher
         self._max_in_flight = max_in_flight
         self._max_group = max_group
-        self._waiting: list[tuple[StatusCallback, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[bytes, asyncio.Future[None]]] = []
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, callback: StatusCallback) -> None:
-        """Return once ``callback`` is confirmed by the broker; raise BrokerUnavailable if not."""
+    async def submit(self, callback: bytes) -> None:
+        """Return once ``callback`` (from ``wire.encode_callback``) is confirmed by the broker;
+        raise BrokerUnavailable if not."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append((callback, future))
         if self._in_flight < self._max_in_flight:
@@ -44,10 +45,12 @@ class CallbackGrouper:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _publish(self, group: list[tuple[StatusCallback, asyncio.Future[None]]]) -> None:
+    async def _publish(self, group: list[tuple[bytes, asyncio.Future[None]]]) -> None:
         try:
-            batch = StatusCallbackBatch.model_construct(callbacks=[callback for callback, _ in group])
-            await self._publisher.publish(topology.STATUS_EXCHANGE, topology.STATUS_ROUTING_KEY, batch)
+            body = batch_body([callback for callback, _ in group])
+            await self._publisher.publish_raw(
+                topology.STATUS_EXCHANGE, topology.STATUS_ROUTING_KEY, body, MESSAGE_TYPE
+            )
         except Exception as exc:
             # Every waiter must learn the outcome, whatever it was.
             for _, future in group:

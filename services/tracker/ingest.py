@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 from services.tracker.grouping import CallbackGrouper
 from services.tracker.signing import FormParams, signature_holds, single_values
-from services.tracker.status import Callback
+from services.tracker.status import names_a_message
 from services.tracker.tokens import TokenCache
+from services.tracker.wire import canonical_uuid, encode_callback
 from shared import topology
 from shared.broker import Publisher
-from shared.events import InboundMessage, StatusCallback
+from shared.events import InboundMessage
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -58,13 +59,6 @@ class Webhook:
     idempotency_token: str | None
 
 
-def _tenant_uuid(text: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        return None
-
-
 class Ingest:
     def __init__(self, *, tokens: TokenCache, publisher: Publisher, grouper: CallbackGrouper) -> None:
         self._tokens = tokens
@@ -75,24 +69,24 @@ class Ingest:
         """Publish the webhook's content, or raise Rejected, Malformed or BrokerUnavailable."""
         if not webhook.signature:
             raise Rejected(RejectReason.MISSING_SIGNATURE)
-        tenant_id = _tenant_uuid(webhook.tenant)
+        tenant_id = canonical_uuid(webhook.tenant)
         if tenant_id is None:
             raise Rejected(RejectReason.UNKNOWN_TENANT)
-        await self._verify(str(tenant_id), webhook)
+        await self._verify(tenant_id, webhook)
         params = single_values(webhook.params)
         if webhook.kind is Kind.STATUS:
-            if Callback.from_params(str(tenant_id), params, 0.0) is None:
+            if not names_a_message(params):
                 raise Malformed("a status callback needs MessageSid and MessageStatus")
-            # Every field is already of its type here; validation happens where it is consumed.
-            status = StatusCallback.model_construct(
-                tenant_id=tenant_id,
-                params=params,
-                idempotency_token=webhook.idempotency_token,
-                received_at=time.time(),
+            await self._grouper.submit(
+                encode_callback(
+                    tenant_id=tenant_id,
+                    params=params,
+                    idempotency_token=webhook.idempotency_token,
+                    received_at=time.time(),
+                )
             )
-            await self._grouper.submit(status)
         else:
-            inbound = InboundMessage(tenant_id=tenant_id, params=params, received_at=time.time())
+            inbound = InboundMessage(tenant_id=uuid.UUID(tenant_id), params=params, received_at=time.time())
             await self._publisher.publish(topology.STATUS_EXCHANGE, topology.INBOUND_ROUTING_KEY, inbound)
 
     async def _verify(self, tenant_id: str, webhook: Webhook) -> None:

@@ -76,6 +76,18 @@ def parse_error_code(raw: str | None) -> int | None:
     return int(text)
 
 
+def _sid_and_status(params: Mapping[str, str]) -> tuple[str, str]:
+    sid = (params.get("MessageSid") or params.get("SmsSid") or "").strip()
+    status = (params.get("MessageStatus") or params.get("SmsStatus") or "").strip().lower()
+    return sid, status
+
+
+def names_a_message(params: Mapping[str, str]) -> bool:
+    """Whether the POSTed form is a status callback (``Callback.from_params`` gives one)."""
+    sid, status = _sid_and_status(params)
+    return bool(sid and status)
+
+
 @dataclass(frozen=True)
 class Callback:
     """One status callback as the consumer applies it."""
@@ -99,8 +111,7 @@ class Callback:
         cls, tenant_id: str, params: Mapping[str, str], at: float, orphan_id: int | None = None
     ) -> Callback | None:
         """Build from the POSTed form; None when it names no message or no status."""
-        sid = (params.get("MessageSid") or params.get("SmsSid") or "").strip()
-        status = (params.get("MessageStatus") or params.get("SmsStatus") or "").strip().lower()
+        sid, status = _sid_and_status(params)
         if not sid or not status:
             return None
         message = params.get("ErrorMessage") or params.get("ChannelStatusMessage") or None

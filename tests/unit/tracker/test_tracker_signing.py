@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlencode
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from services.tracker.signing import parse_form, public_url, signature_holds, single_values
 from shared.twilio_signature import compute_signature, validate_signature
 
@@ -58,3 +64,76 @@ def test_the_fast_check_agrees_with_twilios_on_exact_port_variant_and_forged_sig
         )
     assert not signature_holds(token, "https://h.example.com/x", params, "bm90IGl0")
     assert not signature_holds(token, "https://h.example.com/x", params, "ünïcode")
+
+
+def _reference(body: bytes) -> dict[str, str | list[str]]:
+    """What the parser must return: the standard library's reading, grouped by name."""
+    grouped: dict[str, str | list[str]] = {}
+    for name, value in parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True):
+        existing = grouped.get(name)
+        if existing is None:
+            grouped[name] = value
+        elif isinstance(existing, list):
+            existing.append(value)
+        else:
+            grouped[name] = [existing, value]
+    return grouped
+
+
+def test_plus_and_percent_escapes_decode_as_the_standard_library_does() -> None:
+    body = b"From=whatsapp%3A%2B14155238886&Body=a+b%20c%2bd&Caf%C3%A9=cr%c3%A8me&Path=%5C%25x"
+    params = parse_form(body)
+    assert params == {
+        "From": "whatsapp:+14155238886",
+        "Body": "a b c+d",
+        "Café": "crème",
+        "Path": "\\%x",
+    }
+    assert params == _reference(body)
+
+
+def test_empty_values_names_without_equals_and_empty_fields_are_kept_or_skipped_like_parse_qsl() -> None:
+    body = b"&Empty=&NoEquals&&=&=orphan&Eq=a=b&"
+    assert parse_form(body) == {"Empty": "", "NoEquals": "", "": ["", "orphan"], "Eq": "a=b"}
+    assert parse_form(body) == _reference(body)
+    assert parse_form(b"") == {}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"Bad=%zz&Half=%4&End=%&Double=%%41&Mixed=%41%g1%42",
+        b"Lone=%C3&Overlong=%C0%AF&Surrogate=%ED%A0%80&Max=%F4%90%80%80",
+        b"Backslash=\\x41&Escaped=%5Cx41&Both=\\%41\\",
+        b"Raw=caf\xc3\xa9&Invalid=\xff\xfe&Split=\xc3&After=%A9",
+        b"Controls=%00%0A%0D%09&Space=+++&Plus=%2B%2b",
+        b"Repeat=1&Repeat=&Repeat=%20&Other=x&Repeat=1",
+    ],
+)
+def test_malformed_and_unusual_input_reads_exactly_as_the_standard_library_reads_it(body: bytes) -> None:
+    assert parse_form(body) == _reference(body)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.tuples(st.text(), st.text()), max_size=8))
+def test_any_urlencoded_form_round_trips(fields: list[tuple[str, str]]) -> None:
+    # Given fields (names may repeat) encoded the way Twilio and httpx encode forms
+    body = urlencode(fields).encode()
+
+    # When parsed, then every value comes back, under its name, in order
+    expected: dict[str, list[str]] = {}
+    for name, value in fields:
+        expected.setdefault(name, []).append(value)
+    assert {name: [v] if isinstance(v, str) else v for name, v in parse_form(body).items()} == expected
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([b"a", b"Z", b"0", b"f", b"%", b"+", b"=", b"&", b"\\", b"x", b"\xc3", b"\xa9"]),
+        max_size=24,
+    )
+)
+def test_any_byte_soup_reads_as_the_standard_library_reads_it(parts: list[bytes]) -> None:
+    body = b"".join(parts)
+    assert parse_form(body) == _reference(body)
