@@ -11,11 +11,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl
+from urllib.parse import parse_qs
 
 import orjson
 
 from .errors import sync_error
+from .forms import decode_form
 from .simulator import AdminError, Reply, Simulator, error_reply
 
 Scope = MutableMapping[str, Any]
@@ -45,14 +46,6 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 def _query(scope: Scope) -> dict[str, list[str]]:
     return parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-
-
-def _form(body: bytes) -> tuple[dict[str, str], int]:
-    """Form fields (last value wins) and how many MediaUrl values were given."""
-    pairs = parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True)
-    form = dict(pairs)
-    num_media = sum(1 for name, _ in pairs if name == "MediaUrl") if "MediaUrl" in form else 0
-    return form, num_media
 
 
 def _json_reply(payload: Any, status: int = 200) -> Reply:
@@ -125,11 +118,11 @@ class SimulatorApp:
         account = self.simulator.accounts.authenticate(_header(scope, b"authorization"))
         if account is None or account.sid != parts[3]:
             if is_create:
-                form, _ = _form(body)
+                form, _ = decode_form(body)
                 self.simulator.record_unauthenticated(parts[3], form, received_at)
             return _UNAUTHORIZED
         if is_create:
-            form, num_media = _form(body)
+            form, num_media = decode_form(body)
             return self.simulator.create_message(account, form, num_media, received_at)
         if len(parts) == 5 and parts[4] == "Messages.json":
             if method == "GET":

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import NamedTuple
-from urllib.parse import quote_plus
 
 from shared.twilio_signature import SIGNATURE_HEADER, compute_signature
 
 from .errors import async_text
 from .formats import API_VERSION
+from .forms import encode_form
 from .messages import Message
 
 _EVENT_TYPES = {"delivered": "DELIVERED", "read": "READ", "undelivered": "UNDELIVERED"}
@@ -76,16 +75,6 @@ def inbound_params(
     if extra:
         params.update(extra)
     return params
-
-
-# Most field names and values (SIDs, numbers, statuses) recur across callbacks,
-# and urllib's quoting is a visible share of a callback's cost.
-_quote = lru_cache(maxsize=16384)(quote_plus)
-
-
-def encode_form(params: dict[str, str]) -> bytes:
-    """``application/x-www-form-urlencoded`` exactly as ``urllib.parse.urlencode`` writes it."""
-    return "&".join(f"{_quote(k)}={_quote(v)}" for k, v in params.items()).encode()
 
 
 def sign(auth_token: str, url: str, params: dict[str, str], idempotency_token: str) -> SignedRequest:
