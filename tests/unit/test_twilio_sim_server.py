@@ -1,0 +1,167 @@
+"""The simulator's HTTP/1.1 server over a real socket, with a stand-in for the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, cast
+
+import pytest
+
+from tools.twilio_sim.app import Request, SimulatorApp
+from tools.twilio_sim.server import SimulatorServer
+from tools.twilio_sim.simulator import Reply
+
+
+class _Routes:
+    """Answers by path: /slow waits, /admin awaits, /boom raises, anything else echoes."""
+
+    def __init__(self) -> None:
+        self.seen: list[Request] = []
+
+    def handle(self, request: Request, received_at: float) -> Reply | Awaitable[Reply]:
+        self.seen.append(request)
+        if request.path == "/slow":
+            return Reply(201, b'{"slow":true}', delay_s=0.2, retry_after_s=3)
+        if request.path == "/admin":
+            return self._admin()
+        if request.path == "/boom":
+            raise RuntimeError("boom")
+        return Reply(200, b'{"path":"%s"}' % request.path.encode())
+
+    async def _admin(self) -> Reply:
+        await asyncio.sleep(0.05)
+        return Reply(200, b'{"admin":true}')
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[SimulatorServer, _Routes, int]]:
+    routes = _Routes()
+    port = _free_port()
+    server = SimulatorServer(cast(SimulatorApp, routes), asyncio.get_running_loop())
+    await server.start("127.0.0.1", port)
+    try:
+        yield server, routes, port
+    finally:
+        await server.stop(0.5)
+
+
+async def _exchange(port: int, raw: bytes, *, until_closed: bool = True, wait_s: float = 2.0) -> bytes:
+    """Everything the server sends back, until it closes (or ``wait_s`` passes, if allowed)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    data = b""
+    try:
+        async with asyncio.timeout(wait_s):
+            while chunk := await reader.read(65536):
+                data += chunk
+    except TimeoutError:
+        if until_closed:
+            raise
+    writer.close()
+    return data
+
+
+def _responses(data: bytes) -> list[tuple[str, dict[str, str], bytes]]:
+    out = []
+    while data:
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        length = int(headers["content-length"])
+        out.append((lines[0], headers, rest[:length]))
+        data = rest[length:]
+    return out
+
+
+async def test_a_request_is_answered_with_length_date_and_json_type(server: Any) -> None:
+    _, routes, port = server
+
+    request = b"GET /hello%20there?a=1&b=2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+
+    data = await _exchange(port, request)
+
+    [(status, headers, body)] = _responses(data)
+    assert status == "HTTP/1.1 200 OK"
+    assert headers["content-type"] == "application/json"
+    assert headers["date"].endswith(" GMT")
+    assert headers["connection"] == "close"
+    assert body == b'{"path":"/hello there"}'
+    assert routes.seen[0].query_string == b"a=1&b=2"
+    assert routes.seen[0].headers[b"host"] == b"x"
+
+
+async def test_pipelined_requests_are_answered_in_order_behind_slow_ones(server: Any) -> None:
+    _, routes, port = server
+    raw = (
+        b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+        b"GET /admin HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+
+    data = await _exchange(port, raw)
+
+    answers = _responses(data)
+    assert [a[0] for a in answers] == ["HTTP/1.1 201 Created", "HTTP/1.1 200 OK", "HTTP/1.1 200 OK"]
+    assert answers[0][1]["retry-after"] == "3"
+    assert [a[2] for a in answers] == [b'{"slow":true}', b'{"admin":true}', b'{"path":"/last"}']
+    assert routes.seen[0].body == b"hello"
+
+
+async def test_keep_alive_holds_the_connection_and_http_1_0_closes_it(server: Any) -> None:
+    _, _, port = server
+
+    kept = await _exchange(port, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n", until_closed=False, wait_s=0.3)
+    closed = await _exchange(port, b"GET /b HTTP/1.0\r\n\r\n")
+
+    assert "connection" not in _responses(kept)[0][1]
+    assert _responses(closed)[0][1]["connection"] == "close"
+
+
+async def test_chunked_bodies_head_requests_and_expect_continue(server: Any) -> None:
+    _, routes, port = server
+
+    data = await _exchange(
+        port,
+        b"POST /c HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        b"HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+
+    assert data.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+    assert routes.seen[0].body == b"abcde"
+    head_answer = data[data.rindex(b"HTTP/1.1 200 OK") :]
+    assert head_answer.endswith(b"\r\n\r\n") and b"content-length: 13\r\n" in head_answer
+
+
+async def test_garbage_gets_400_and_a_crashing_route_500(server: Any) -> None:
+    _, _, port = server
+
+    garbage = await _exchange(port, b"NOT HTTP AT ALL\r\n\r\n")
+    crash = await _exchange(port, b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
+
+    assert garbage.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert garbage.endswith(b"connection: close\r\n\r\nInvalid HTTP request received.")
+    assert crash.startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert crash.endswith(b"\r\n\r\nInternal Server Error")
+
+
+async def test_stopping_waits_for_a_reply_in_progress_then_closes(server: Any) -> None:
+    srv, _, port = server
+    pending = asyncio.create_task(_exchange(port, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"))
+    await asyncio.sleep(0.05)
+
+    await srv.stop(1.0)
+
+    [(status, headers, _)] = _responses(await pending)
+    assert status == "HTTP/1.1 201 Created"
+    assert headers["connection"] == "close"
+    assert not srv.connections

@@ -1,0 +1,312 @@
+"""The simulator's HTTP/1.1 server: httptools parsing straight into the app's routes.
+
+A general ASGI server spends more CPU per request than the simulator's own work
+for a create: a task, an event and message dicts per request, a keep-alive
+timer re-armed per response. Here a complete request is routed in the parser's
+callback and the reply written at once; only replies that must wait (simulated
+latency, a hang, an admin call doing I/O) get a timer or a task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import cast
+from urllib.parse import unquote
+
+import httptools
+
+from .app import Request, SimulatorApp
+from .simulator import Reply
+
+log = logging.getLogger(__name__)
+
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+_JSON = b"content-type: application/json\r\n"
+_CLOSE = b"connection: close\r\n"
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_INVALID = "Invalid HTTP request received."
+_INTERNAL_ERROR = "Internal Server Error"
+# Seconds an idle keep-alive connection is kept; senders reuse theirs between bursts.
+KEEP_ALIVE_S = 75.0
+_SWEEP_S = 5.0
+
+
+class _DateHeader:
+    """The ``date`` header line, formatted once per second."""
+
+    __slots__ = ("_line", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._line = b""
+
+    def __call__(self) -> bytes:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._line = f"date: {formatdate(second, usegmt=True)}\r\n".encode()
+        return self._line
+
+
+_date = _DateHeader()
+
+
+def _head(status: int, content_type: bytes, length: int, extra: bytes, keep_alive: bool) -> bytes:
+    return b"".join(
+        (
+            _STATUS_LINES.get(status) or f"HTTP/1.1 {status} \r\n".encode(),
+            _date(),
+            content_type,
+            extra,
+            b"content-length: %d\r\n" % length,
+            b"" if keep_alive else _CLOSE,
+            b"\r\n",
+        )
+    )
+
+
+class _Pending:
+    """A parsed request waiting for its turn on a pipelined connection."""
+
+    __slots__ = ("keep_alive", "received_at", "request")
+
+    def __init__(self, request: Request, keep_alive: bool, received_at: float) -> None:
+        self.request = request
+        self.keep_alive = keep_alive
+        self.received_at = received_at
+
+
+class HttpProtocol(asyncio.Protocol):
+    """One client connection; requests are answered in the order they arrived."""
+
+    def __init__(self, server: SimulatorServer) -> None:
+        self._server = server
+        self._app = server.app
+        self._loop = server.loop
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._body: list[bytes] = []
+        # A reply is being waited for; later requests queue behind it.
+        self._busy = False
+        self._queue: deque[_Pending] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.idle_since = self._loop.time()
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
+        self._server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._server.forget(self)
+        self._transport = None
+        self._queue.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def data_received(self, data: bytes) -> None:
+        self.idle_since = self._loop.time()
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # No protocol to switch to: the request was answered over HTTP/1.1.
+            pass
+        except httptools.HttpParserError:
+            log.warning(_INVALID)
+            self._write_plain(400, _INVALID)
+
+    def pause_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None:
+            self._transport.resume_reading()
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._body = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # The first of repeated headers counts, as it did for the routes before.
+        self._headers.setdefault(name.lower(), value)
+
+    def on_headers_complete(self) -> None:
+        expect = self._headers.get(b"expect")
+        if expect is not None and expect.lower() == b"100-continue" and self._transport is not None:
+            self._transport.write(_CONTINUE)
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        parser = self._parser
+        url = httptools.parse_url(self._url)
+        path = url.path.decode("ascii")
+        if "%" in path:
+            path = unquote(path)
+        request = Request(
+            parser.get_method().decode("ascii"),
+            path,
+            url.query or b"",
+            self._headers,
+            b"".join(self._body),
+        )
+        keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
+        pending = _Pending(request, keep_alive, time.time())
+        if self._busy:
+            self._queue.append(pending)
+        else:
+            self._serve(pending)
+
+    # replies
+
+    def _serve(self, pending: _Pending) -> None:
+        try:
+            result = self._app.handle(pending.request, pending.received_at)
+        except Exception:
+            log.exception("request to %s failed", pending.request.path)
+            self._write_plain(500, _INTERNAL_ERROR)
+            return
+        if isinstance(result, Reply):
+            if result.delay_s > 0:
+                self._busy = True
+                self._timer = self._loop.call_later(result.delay_s, self._finish, pending, result)
+            else:
+                self._reply(pending, result)
+        else:
+            self._busy = True
+            self._task = self._loop.create_task(self._await(pending, result))
+
+    async def _await(self, pending: _Pending, result: Awaitable[Reply]) -> None:
+        try:
+            reply = await result
+        except Exception:
+            log.exception("request to %s failed", pending.request.path)
+            self._busy = False
+            self._write_plain(500, _INTERNAL_ERROR)
+            return
+        finally:
+            self._task = None
+        if reply.delay_s > 0:
+            self._timer = self._loop.call_later(reply.delay_s, self._finish, pending, reply)
+        else:
+            self._finish(pending, reply)
+
+    def _finish(self, pending: _Pending, reply: Reply) -> None:
+        self._timer = None
+        self._busy = False
+        self._reply(pending, reply)
+        while self._queue and not self._busy and self._transport is not None:
+            self._serve(self._queue.popleft())
+
+    def _reply(self, pending: _Pending, reply: Reply) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        keep_alive = pending.keep_alive and not self._closing
+        extra = b"" if reply.retry_after_s is None else b"retry-after: %d\r\n" % reply.retry_after_s
+        head = _head(reply.status, _JSON, len(reply.body), extra, keep_alive)
+        transport.write(head if pending.request.method == "HEAD" else head + reply.body)
+        if keep_alive:
+            self.idle_since = self._loop.time()
+        else:
+            self._close()
+
+    def _write_plain(self, status: int, text: str) -> None:
+        if self._transport is not None:
+            body = text.encode("ascii")
+            head = _head(status, b"content-type: text/plain; charset=utf-8\r\n", len(body), b"", False)
+            self._transport.write(head + body)
+        self._close()
+
+    def _close(self) -> None:
+        self._queue.clear()
+        if self._transport is not None:
+            self._transport.close()
+
+    # server side
+
+    @property
+    def idle(self) -> bool:
+        return not self._busy and not self._queue
+
+    def shutdown(self) -> None:
+        """Close now if idle, else after the reply being waited for."""
+        self._closing = True
+        if self.idle:
+            self._close()
+
+    def abort(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class SimulatorServer:
+    def __init__(self, app: SimulatorApp, loop: asyncio.AbstractEventLoop) -> None:
+        self.app = app
+        self.loop = loop
+        self.connections: set[HttpProtocol] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._all_closed = asyncio.Event()
+
+    def forget(self, connection: HttpProtocol) -> None:
+        self.connections.discard(connection)
+        if not self.connections:
+            self._all_closed.set()
+
+    async def start(self, host: str, port: int, *, backlog: int = 4096) -> None:
+        self._server = await self.loop.create_server(
+            lambda: HttpProtocol(self), host, port, backlog=backlog, reuse_address=True
+        )
+        self._sweeper = self.loop.create_task(self._sweep())
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop accepting, let replies in progress finish for up to ``grace_s``, then close."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            self._server.close()
+        self._all_closed.clear()
+        for connection in list(self.connections):
+            connection.shutdown()
+        if self.connections:
+            try:
+                await asyncio.wait_for(self._all_closed.wait(), grace_s)
+            except TimeoutError:
+                pass
+        for connection in list(self.connections):
+            connection.abort()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _sweep(self) -> None:
+        # One periodic pass instead of a keep-alive timer re-armed on every response.
+        while True:
+            await asyncio.sleep(_SWEEP_S)
+            stale = self.loop.time() - KEEP_ALIVE_S
+            for connection in [c for c in self.connections if c.idle and c.idle_since < stale]:
+                connection.shutdown()
