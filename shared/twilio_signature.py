@@ -45,8 +45,13 @@ def string_to_sign(url: str, params: Params | None) -> str:
 
 def compute_signature(auth_token: str, url: str, params: Params | None) -> str:
     """Signature Twilio would put in ``X-Twilio-Signature`` for this request."""
+    return sign_string(auth_token, string_to_sign(url, params))
+
+
+def sign_string(auth_token: str, text: str) -> str:
+    """Signature of a string to sign built by the caller, exactly as ``string_to_sign`` would."""
     # hmac.digest is the one-shot C implementation: no HMAC object is built per call.
-    mac = hmac.digest(auth_token.encode("utf-8"), string_to_sign(url, params).encode("utf-8"), "sha1")
+    mac = hmac.digest(auth_token.encode("utf-8"), text.encode("utf-8"), "sha1")
     return binascii.b2a_base64(mac, newline=False).decode("ascii")
 
 

@@ -20,7 +20,7 @@ from .stats import REJECTED, RequestRecord, StatsRegistry
 from .store import MessageStore
 from .timers import TimerQueue
 from .validation import CreateRequest, parse_create
-from .webhooks import inbound_params, sign, status_params
+from .webhooks import inbound_params, sign, status_request
 
 
 class AdminError(ValueError):
@@ -255,9 +255,13 @@ class Simulator:
         account = self.accounts.get(message.account_sid)
         if account is None:
             return
-        params = status_params(message, emission.status, emission.error_code, account.channel_install_sid)
-        request = sign(
-            account.auth_token, message.status_callback, params, f"{message.sid}-{emission.status}"
+        request = status_request(
+            account.auth_token,
+            message.status_callback,
+            message,
+            emission.status,
+            emission.error_code,
+            account.channel_install_sid,
         )
         self._dispatcher.enqueue(Delivery(request, account.sid, generation))
 
