@@ -152,19 +152,33 @@ def _transport_error(exc: BaseException) -> TwilioError:
     return TwilioError(f"{type(exc).__name__}: {exc}".strip(), reached=reached)
 
 
+# ``quote_plus`` for ASCII text through one ``str.translate`` (a quarter of its time for a
+# phone number); other text goes through ``quote_plus`` itself.
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+_ASCII_QUOTED = {
+    code: chr(code) if code in _UNRESERVED else "+" if code == 0x20 else f"%{code:02X}" for code in range(128)
+}
+
+
+def _quote(value: str) -> str:
+    return value.translate(_ASCII_QUOTED) if value.isascii() else quote_plus(value)
+
+
 # The parameters that repeat from message to message (sender, callback URL, validity) are
 # encoded once; ``To``, ``Body`` and ``ContentVariables`` change with every recipient.
-_quote_repeated = lru_cache(maxsize=4096)(quote_plus)
+_quote_repeated = lru_cache(maxsize=4096)(_quote)
 _PER_RECIPIENT = frozenset({"To", "Body", "ContentVariables"})
 
 
 def encode_form(params: Mapping[str, Any]) -> bytes:
     """``application/x-www-form-urlencoded``, as ``urlencode`` would write it."""
-    return "&".join(
-        f"{_quote_repeated(key)}="
-        f"{quote_plus(str(value)) if key in _PER_RECIPIENT else _quote_repeated(str(value))}"
-        for key, value in params.items()
-    ).encode()
+    pairs = []
+    for key, value in params.items():
+        text = str(value)
+        pairs.append(
+            f"{_quote_repeated(key)}={_quote(text) if key in _PER_RECIPIENT else _quote_repeated(text)}"
+        )
+    return "&".join(pairs).encode()
 
 
 def _drop_none(params: Mapping[str, Any]) -> dict[str, Any]:

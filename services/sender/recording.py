@@ -10,7 +10,7 @@ be claimed. A write that keeps failing is given up after a few seconds; the rows
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -102,8 +102,8 @@ class Recorder:
             return Settled()
         await self._follow_up(tenant_id, settled.applied)
         tenant = str(tenant_id)
-        for item in settled.applied:
-            metrics.MESSAGES.labels(tenant, item.transition.to_state).inc()
+        for state, count in Counter(item.transition.to_state for item in settled.applied).items():
+            metrics.MESSAGES.labels(tenant, state).inc(count)
         if settled.debited:
             CREDITS_DEBITED.labels(tenant).inc(settled.debited)
         return settled

@@ -158,3 +158,5 @@ def test_the_form_encoding_matches_urlencode() -> None:
         "ValidityPeriod": 14400,
     }
     assert encode_form(params) == urlencode({k: str(v) for k, v in params.items()}).encode()
+    every_ascii = "".join(chr(code) for code in range(128))
+    assert encode_form({"Body": every_ascii}) == urlencode({"Body": every_ascii}).encode()
