@@ -139,21 +139,17 @@ class HttpProtocol(asyncio.Protocol):
 
     # httptools callbacks
 
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = {}
-        self._body = []
+    # Only the callbacks needed are defined: each one costs a call per request.
+    # The per-request state is reset once a request has been taken.
 
     def on_url(self, url: bytes) -> None:
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
         # The first of repeated headers counts, as it did for the routes before.
-        self._headers.setdefault(name.lower(), value)
-
-    def on_headers_complete(self) -> None:
-        expect = self._headers.get(b"expect")
-        if expect is not None and expect.lower() == b"100-continue" and self._transport is not None:
+        self._headers.setdefault(name, value)
+        if name == b"expect" and value.lower() == b"100-continue" and self._transport is not None:
             self._transport.write(_CONTINUE)
 
     def on_body(self, body: bytes) -> None:
@@ -172,6 +168,9 @@ class HttpProtocol(asyncio.Protocol):
             self._headers,
             b"".join(self._body),
         )
+        self._url = b""
+        self._headers = {}
+        self._body = []
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
         pending = _Pending(request, keep_alive, time.time())
         if self._busy:

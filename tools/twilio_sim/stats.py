@@ -110,8 +110,13 @@ class StatsRegistry:
                 continue
             if record.outcome != ACCEPTED:
                 stats.faults_after_create[record.outcome] += 1
-            stats.per_to[record.to] += 1
-            stats.per_second[int(record.at)] += 1
+            # get() rather than +=: a Counter's missing key (a new recipient, nearly
+            # every create) goes through a Python-level __missing__.
+            per_to = stats.per_to
+            per_to[record.to] = per_to.get(record.to, 0) + 1
+            per_second = stats.per_second
+            second = int(record.at)
+            per_second[second] = per_second.get(second, 0) + 1
             stats.accepted_at.append(record.at)
 
     def callback_scheduled(self, account_sid: str) -> None:
