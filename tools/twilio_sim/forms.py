@@ -1,15 +1,14 @@
-"""``application/x-www-form-urlencoded`` in both directions, exactly as ``urllib.parse`` does it.
+"""Create requests' ``application/x-www-form-urlencoded`` bodies, decoded as ``parse_qsl`` does.
 
-Every create request is decoded and every webhook encoded here, thousands of times a
-second; urllib's general-purpose functions were a visible share of the simulator's CPU.
-Most field names and many values (senders, callback URLs, statuses, SIDs within one
-message's callbacks) recur, so the escaping work is cached per distinct text.
+Every create request is decoded here, thousands of times a second, and urllib's
+general-purpose parsing was a visible share of the simulator's CPU. Many values
+(senders, callback URLs, template bodies) recur, so unescaping is cached per distinct text.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from urllib.parse import quote_plus, unquote, unquote_to_bytes
+from urllib.parse import unquote, unquote_to_bytes
 
 
 @lru_cache(maxsize=4096)
@@ -40,13 +39,3 @@ def decode_form(body: bytes) -> tuple[dict[str, str], int]:
         if name == "MediaUrl":
             num_media += 1
     return form, num_media
-
-
-@lru_cache(maxsize=16384)
-def _field(name: str, value: str) -> str:
-    return f"{quote_plus(name)}={quote_plus(value)}"
-
-
-def encode_form(params: dict[str, str]) -> bytes:
-    """The body ``urllib.parse.urlencode(params)`` would produce, as bytes."""
-    return "&".join([_field(name, value) for name, value in params.items()]).encode()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import NamedTuple
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlencode
 
 from shared.twilio_signature import SIGNATURE_HEADER, compute_signature, sign_string
 
 from .errors import async_text
 from .formats import API_VERSION
-from .forms import encode_form
 from .messages import Message
 
 _EVENT_TYPES = {"delivered": "DELIVERED", "read": "READ", "undelivered": "UNDELIVERED"}
@@ -44,7 +43,7 @@ def status_request(
 
     Every message is called back two or three times, so the form and the string
     to sign are written out directly rather than built from a dict, sorted and
-    encoded field by field as ``encode_form`` and ``string_to_sign`` would (the
+    encoded field by field as ``urlencode`` and ``string_to_sign`` would (the
     unit tests hold this to exactly their output).
     """
     request_url = url.partition("#")[0]
@@ -125,7 +124,7 @@ def sign(auth_token: str, url: str, params: dict[str, str], idempotency_token: s
     # The signature covers the URL as requested, fragment (connection overrides) excluded.
     request_url = url.partition("#")[0]
     signature = compute_signature(auth_token, request_url, params)
-    return SignedRequest(request_url, encode_form(params), _headers(signature, idempotency_token))
+    return SignedRequest(request_url, urlencode(params).encode(), _headers(signature, idempotency_token))
 
 
 def _headers(signature: str, idempotency_token: str) -> tuple[tuple[str, str], ...]:
