@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import NamedTuple, cast
 from urllib.parse import unquote, urlsplit
@@ -33,12 +33,40 @@ from urllib.parse import unquote, urlsplit
 import httptools
 
 Origin = tuple[str, str, int]
+# Request prefixes kept per (method, URL): a few per tenant in practice.
+PREFIX_CACHE_SIZE = 4096
+
+
+class Headers(Mapping[str, str]):
+    """Response headers by lower-case name (a repeated header keeps its last value), decoded on
+    first use: most responses are judged by their status alone."""
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+        self._decoded: dict[str, str] | None = None
+
+    def _all(self) -> dict[str, str]:
+        if self._decoded is None:
+            self._decoded = {
+                name.decode("latin-1").lower(): value.decode("latin-1") for name, value in self._raw
+            }
+        return self._decoded
+
+    def __getitem__(self, name: str) -> str:
+        return self._all()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 class HttpResponse(NamedTuple):
     status: int
-    # Header names in lower case; a repeated header keeps its last value.
-    headers: Mapping[str, str]
+    headers: Headers
     body: bytes
 
 
@@ -83,7 +111,7 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[HttpResponse] | None = None
         self._chunks: list[bytes] = []
-        self._headers: dict[str, str] = {}
+        self._headers: list[tuple[bytes, bytes]] = []
         self._headers_done = False
         self.deadline = 0.0
         self.reusable = False
@@ -113,7 +141,7 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._headers_done = True
@@ -123,9 +151,11 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.reusable = self._parser.should_keep_alive()
-        response = HttpResponse(self._parser.get_status_code(), self._headers, b"".join(self._chunks))
+        response = HttpResponse(
+            self._parser.get_status_code(), Headers(self._headers), b"".join(self._chunks)
+        )
         self._chunks = []
-        self._headers = {}
+        self._headers = []
         self._headers_done = False
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(response)
@@ -184,6 +214,7 @@ class KeepAliveClient:
         self._default_headers = "".join(f"{name}: {value}\r\n" for name, value in default_headers)
         self._retry_stale = retry_stale
         self._idle: dict[Origin, list[_Connection]] = {}
+        self._prefixes: dict[tuple[str, str], tuple[Origin, bytes]] = {}
         self._ssl: ssl.SSLContext | None = None
         # Timeouts are enforced by one sweeper over in-flight requests: a loop timer per request
         # costs more than the rest of the request handling.
@@ -196,21 +227,37 @@ class KeepAliveClient:
     async def request(
         self, method: str, url: str, *, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
     ) -> HttpResponse:
-        target = _target(url)
-        head = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n", self._default_headers]
+        origin, prefix = self._prefix(method, url)
+        head = [prefix]
         if body or method == "POST":
-            head.append(f"Content-Length: {len(body)}\r\n")
-        if target.authorization is not None:
-            head.append(f"Authorization: {target.authorization}\r\n")
-        head.extend(f"{name}: {value}\r\n" for name, value in headers)
-        head.append("\r\n")
-        payload = "".join(head).encode("latin-1") + body
+            head.append(b"Content-Length: %d\r\n" % len(body))
+        for name, value in headers:
+            head.append(f"{name}: {value}\r\n".encode("latin-1"))
+        head.append(b"\r\n")
+        head.append(body)
+        payload = b"".join(head)
         await self._take_slot()
         try:
-            return await self._send(target.origin, payload)
+            return await self._send(origin, payload)
         finally:
             if self._slots is not None:
                 self._slots.release()
+
+    def _prefix(self, method: str, url: str) -> tuple[Origin, bytes]:
+        """The request line and the headers every request to ``url`` starts with."""
+        cached = self._prefixes.get((method, url))
+        if cached is None:
+            target = _target(url)
+            lines = (
+                f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n{self._default_headers}"
+            )
+            if target.authorization is not None:
+                lines += f"Authorization: {target.authorization}\r\n"
+            cached = (target.origin, lines.encode("latin-1"))
+            if len(self._prefixes) >= PREFIX_CACHE_SIZE:
+                self._prefixes.clear()
+            self._prefixes[(method, url)] = cached
+        return cached
 
     async def _take_slot(self) -> None:
         if self._slots is None:
