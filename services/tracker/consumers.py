@@ -51,7 +51,7 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     key: str
     callback: Callback

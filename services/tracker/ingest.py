@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import time
 import uuid
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from services.tracker.grouping import CallbackGrouper
 from services.tracker.signing import FormParams, signature_holds, single_values
@@ -47,8 +47,7 @@ class Malformed(Exception):
     """A correctly signed webhook without the fields that make it usable."""
 
 
-@dataclass(frozen=True)
-class Webhook:
+class Webhook(NamedTuple):
     kind: Kind
     tenant: str
     # The URL Twilio signed, and the params the signature covers (none for a GET).

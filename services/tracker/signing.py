@@ -37,8 +37,9 @@ def parse_form(body: bytes) -> FormParams:
         if not field:
             continue
         name, _, value = field.partition("=")
-        if "%" in field or "+" in field:
+        if "%" in name or "+" in name:
             name = _unquote_plus(name)
+        if "%" in value or "+" in value:
             value = _unquote_plus(value)
         pairs.append((name, value))
     params: FormParams = dict(pairs)

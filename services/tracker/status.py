@@ -10,7 +10,8 @@ failure state.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from shared.twilio_errors import SUPPRESS_CODES
 
@@ -88,8 +89,11 @@ def names_a_message(params: Mapping[str, str]) -> bool:
     return bool(sid and status)
 
 
-@dataclass(frozen=True)
-class Callback:
+# The values below are built several times per callback, so they are named tuples: as immutable
+# as frozen dataclasses, and several times cheaper to build and to copy with a change.
+
+
+class Callback(NamedTuple):
     """One status callback as the consumer applies it."""
 
     tenant_id: str
@@ -127,8 +131,7 @@ class Callback:
         )
 
 
-@dataclass(frozen=True)
-class RecipientRow:
+class RecipientRow(NamedTuple):
     """What the consumer needs of a recipient to apply callbacks to it."""
 
     id: int
@@ -143,8 +146,7 @@ class RecipientRow:
     failed_at: float | None = None
 
 
-@dataclass(frozen=True)
-class Transition:
+class Transition(NamedTuple):
     recipient_id: int
     tenant_id: str
     campaign_id: str
@@ -155,8 +157,7 @@ class Transition:
     at: float
 
 
-@dataclass(frozen=True)
-class Suppression:
+class Suppression(NamedTuple):
     tenant_id: str
     phone_e164: str
     reason: str
@@ -179,19 +180,18 @@ class Plan:
 
 def _apply(row: RecipientRow, callback: Callback, target: str) -> RecipientRow:
     if target == "delivered":
-        return replace(row, state=target, delivered_at=row.delivered_at or callback.at)
+        return row._replace(state=target, delivered_at=row.delivered_at or callback.at)
     if target == "read":
         # Read implies delivered: WhatsApp may report read without a delivered notification.
-        return replace(row, state=target, read_at=callback.at, delivered_at=row.delivered_at or callback.at)
+        return row._replace(state=target, read_at=callback.at, delivered_at=row.delivered_at or callback.at)
     if target in FAILURE_STATES:
-        return replace(
-            row,
+        return row._replace(
             state=target,
             failed_at=callback.at,
             error_code=callback.error_code,
             error_message=callback.error_message,
         )
-    return replace(row, state=target)
+    return row._replace(state=target)
 
 
 def plan_callbacks(

@@ -25,6 +25,8 @@ INBOUND_PREFIX = "/twilio/inbound/"
 MAX_BODY_BYTES = 64 * 1024
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 
+# Every accepted status callback is answered with an empty body, which needs no content type.
+_NO_CONTENT = ((b"content-length", b"0"),)
 _SIGNATURE = b"x-twilio-signature"
 _IDEMPOTENCY = b"i-twilio-idempotency-token"
 
@@ -129,11 +131,8 @@ async def _read_body(receive: Receive) -> bytes | None:
 
 
 async def _respond(send: Send, status: int, body: bytes, content_type: bytes = b"text/plain") -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
-        }
+    headers = (
+        [(b"content-type", content_type), (b"content-length", b"%d" % len(body))] if body else _NO_CONTENT
     )
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
