@@ -64,6 +64,10 @@ def serve(app: FastAPI, *, service: str, settings: Settings, port: int) -> None:
         http="httptools",
         log_level="warning",
         access_log=False,
+        # No service reads the client address, and the server header only advertises a version:
+        # both cost work on every request (the tracker serves thousands a second).
+        proxy_headers=False,
+        server_header=False,
         timeout_graceful_shutdown=20,
     )
     uvicorn.Server(config).run()

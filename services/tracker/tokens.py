@@ -2,7 +2,8 @@
 
 Every webhook needs its tenant's token, so the cache keeps the hot path free of database round
 trips and decryption. Concurrent misses for one tenant share one load; unknown tenants are
-remembered for a short while so forged requests cannot turn into a query each. A token that
+remembered for a short while so forged requests cannot turn into a query each, and the cache is
+bounded so forged tenant ids cannot grow it without end. A token that
 fails a signature may have been rotated: it is reloaded, at most once per ``refresh_after_s``.
 """
 
@@ -27,6 +28,7 @@ class TokenCache:
         miss_ttl_s: float = 5.0,
         refresh_after_s: float = 5.0,
         timeout_s: float = 5.0,
+        max_entries: int = 10_000,
     ) -> None:
         self._pool = pool
         self._box = box
@@ -35,6 +37,7 @@ class TokenCache:
         self._refresh_after_s = refresh_after_s
         self._timeout_s = timeout_s
         self._entries: dict[str, tuple[str | None, float]] = {}
+        self._max_entries = max_entries
         self._loading: dict[str, asyncio.Future[str | None]] = {}
 
     async def get(self, tenant_id: str) -> str | None:
@@ -53,6 +56,19 @@ class TokenCache:
             return None
         return await self._load(tenant_id)
 
+    def _remember(self, tenant_id: str, token: str | None) -> None:
+        """Cache the answer; requests for random tenant ids must not grow the cache without end."""
+        now = time.monotonic()
+        if tenant_id not in self._entries and len(self._entries) >= self._max_entries:
+            for key, (cached, loaded_at) in list(self._entries.items()):
+                if now - loaded_at >= (self._ttl_s if cached is not None else self._miss_ttl_s):
+                    del self._entries[key]
+            if len(self._entries) >= self._max_entries:
+                # Still full of fresh entries: forget the oldest half.
+                for key in list(self._entries)[: len(self._entries) // 2]:
+                    del self._entries[key]
+        self._entries[tenant_id] = (token, now)
+
     async def _load(self, tenant_id: str) -> str | None:
         pending = self._loading.get(tenant_id)
         if pending is not None:
@@ -64,7 +80,7 @@ class TokenCache:
                 queries.TENANT_AUTH_TOKEN, tenant_id, timeout=self._timeout_s
             )
             token = self._box.decrypt(encrypted) if encrypted is not None else None
-            self._entries[tenant_id] = (token, time.monotonic())
+            self._remember(tenant_id, token)
             future.set_result(token)
             return token
         except asyncio.CancelledError:
