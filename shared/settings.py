@@ -77,7 +77,9 @@ class Settings(BaseSettings):
     credits_enabled: bool = True
 
     callback_batch_size: int = 500
-    callback_flush_s: float = 0.05
+    # A status is visible at most this much later; longer waits make fuller batches, and each
+    # batch costs the tracker and the database a fixed set of statements.
+    callback_flush_s: float = 0.2
     event_retention_days: int = 90
     # How often kept (orphan) callbacks are matched against newly recorded message SIDs.
     orphan_match_interval_s: float = 1.0
@@ -90,7 +92,7 @@ class Settings(BaseSettings):
     unlimited_inflight_chunks: int = 16
     # Recipients per chunk of an unlimited-rate tenant: no slot span to keep short, so chunks are
     # larger and each costs the sender one claim and one settlement statement for more messages.
-    unlimited_chunk_size: int = 50
+    unlimited_chunk_size: int = 100
     # A chunk whose completion was never acknowledged (its sender died) stops counting after this.
     chunk_feedback_timeout_s: float = 30.0
     # How often dispatchers re-read tenants' rates and campaigns' states from the database.
