@@ -2,7 +2,8 @@
 
 Each benchmark is its own process writing ``bench/results/<name>.json``; this collects them with
 the time and machine they ran on. A benchmark that fails is reported as such and the others
-still run. ``--only NAME`` (repeatable) runs a subset; ``--quick`` asks for the short variants.
+still run. ``--only NAME`` (repeatable) runs a subset and replaces only those entries of the
+report; ``--quick`` asks for the short variants.
 """
 
 from __future__ import annotations
@@ -72,7 +73,11 @@ def run(name: str, quick: bool) -> dict[str, Any]:
     if name in PREPARE and not bench_data_loaded():
         subprocess.run([sys.executable, *PREPARE[name]], cwd=ROOT, check=False)
     completed = subprocess.run([sys.executable, *full, *(quick_args if quick else [])], cwd=ROOT, check=False)
-    entry: dict[str, Any] = {"seconds": round(time.time() - started, 1), "exit_code": completed.returncode}
+    entry: dict[str, Any] = {
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.time() - started, 1),
+        "exit_code": completed.returncode,
+    }
     output = RESULTS / OUTPUTS[name]
     if completed.returncode == 0 and output.exists() and output.stat().st_mtime >= started:
         entry["result"] = json.loads(output.read_text())
@@ -96,10 +101,14 @@ def main() -> None:
         },
         "benchmarks": {},
     }
+    latest = RESULTS / "latest.json"
+    if args.only and latest.exists():
+        # A partial run replaces only its own entries; the others keep their earlier results.
+        report["benchmarks"] = json.loads(latest.read_text()).get("benchmarks", {})
     for name in args.only or list(BENCHMARKS):
         print(f"== {name}", flush=True)
         report["benchmarks"][name] = run(name, args.quick)
-        (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+        latest.write_text(json.dumps(report, indent=2) + "\n")
     print(f"report: {RESULTS / 'latest.json'}")
 
 

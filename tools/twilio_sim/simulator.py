@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import re
 import time
@@ -133,6 +134,8 @@ class Simulator:
 
     def reset(self, *, accounts: bool, faults: bool) -> None:
         self._generation += 1
+        # Messages frozen out of the collector's reach (see __main__) become collectable again.
+        gc.unfreeze()
         self.store.clear()
         self.stats.clear()
         self._windows.clear()
