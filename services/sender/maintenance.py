@@ -7,8 +7,9 @@ connection closes, the lock is released and another sender takes over).
 - An ``unknown`` row older than ``reconcile_after_s`` is looked up: first among the status
   callbacks the tracker could not match (by the recipient's number, since the sender never learnt
   the sid), then in Twilio's message list (To, From, sent on or after the claim). Found: ``sent``
-  with that sid. Not found: the attempt failed before Twilio took it, so it goes through the retry
-  tiers like any transient failure. Nothing is re-sent without looking first.
+  with that sid. Not found twice, a reconcile interval apart (a create can reach Twilio late):
+  the attempt failed before Twilio took it, so it goes through the retry tiers like any
+  transient failure. Nothing is re-sent without looking first.
 - A running campaign whose waiting rows have not moved for ``sweep_idle_s`` while its tenant's
   dispatch queue is empty lost their broker messages: they are published again (a duplicate only
   loses the claim race).
@@ -43,6 +44,8 @@ MAINTENANCE_LOCK_KEY = 7_340_300
 EXPIRE_BATCH = 1000
 RECONCILE_BATCH = 500
 LOOKUP_CONCURRENCY = 16
+# What the reconciler's lookup of one row says when Twilio has no message for it yet.
+LOOK_AGAIN = object()
 # Twilio's clock and ours may differ; a message created this long before the claim still counts.
 CLOCK_SKEW = timedelta(seconds=30)
 
@@ -155,22 +158,31 @@ class Maintenance:
             return
         limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
 
-        async def resolve(row: asyncpg.Record) -> Settlement | None:
+        async def resolve(row: asyncpg.Record) -> Settlement | object | None:
             async with limit:
                 return await self._resolve(row)
 
         resolved = await asyncio.gather(*(resolve(row) for row in rows))
         by_tenant: dict[UUID, list[Settlement]] = defaultdict(list)
-        for row, settlement in zip(rows, resolved, strict=True):
-            if settlement is not None:
-                by_tenant[row["tenant_id"]].append(settlement)
+        look_again: dict[UUID, list[asyncpg.Record]] = defaultdict(list)
+        for row, outcome in zip(rows, resolved, strict=True):
+            if isinstance(outcome, Settlement):
+                by_tenant[row["tenant_id"]].append(outcome)
+            elif outcome is LOOK_AGAIN:
+                look_again[row["tenant_id"]].append(row)
+        for tenant_id, waiting in look_again.items():
+            await self._pool.execute(
+                queries.LOOK_AGAIN, tenant_id, [r["id"] for r in waiting], [r["claimed_at"] for r in waiting]
+            )
+            RECONCILED.labels(str(tenant_id), "not_found_yet").inc(len(waiting))
         for tenant_id, settlements in by_tenant.items():
             settled = await self._recorder.settle(tenant_id, settlements, source="reconciler")
             for item in settled.applied:
                 result = "found" if item.transition.to_state == "sent" else "not_found"
                 RECONCILED.labels(str(tenant_id), result).inc()
 
-    async def _resolve(self, row: asyncpg.Record) -> Settlement | None:
+    async def _resolve(self, row: asyncpg.Record) -> Settlement | object | None:
+        """The row's settlement, ``LOOK_AGAIN`` (not found yet), or None (the lookup failed)."""
         tenant_id: UUID = row["tenant_id"]
         to = f"whatsapp:{row['phone_e164']}"
         not_before = row["claimed_at"] - CLOCK_SKEW
@@ -191,10 +203,13 @@ class Maintenance:
             sid = found.sid if found else None
         transition = after_lookup(
             sid is not None,
+            lookups=row["lookups"],
             attempts=row["attempts"],
             tiers=self._settings.retry_tiers_s,
             max_attempts=self._settings.max_attempts,
         )
+        if transition is None:
+            return LOOK_AGAIN
         return Settlement(
             row["id"],
             row["campaign_id"],

@@ -15,7 +15,7 @@ AUTO_PAUSES = Counter(
 CHUNKS_IN_FLIGHT = Gauge("sender_chunks_in_flight", "Send chunks being processed.", namespace=NAMESPACE)
 RECONCILED = Counter(
     "reconciled",
-    "Unknown sends settled by the reconciler, by result (found, not_found).",
+    "Unknown sends looked up by the reconciler, by result (found, not_found_yet, not_found).",
     ["tenant", "result"],
     namespace=NAMESPACE,
 )

@@ -67,10 +67,21 @@ def after_attempt(outcome: Outcome, *, attempts: int, tiers: list[int], max_atte
     )
 
 
-def after_lookup(found: bool, *, attempts: int, tiers: list[int], max_attempts: int) -> Transition:
-    """An ``unknown`` row after the reconciler looked for its message at Twilio."""
+# Looks for an ``unknown`` row's message that must all come back empty before it is sent again:
+# a create can reach Twilio late (queued on the way while the sender timed out), so one empty
+# answer a reconcile interval after the claim is not proof that it never will.
+LOOKUPS_BEFORE_RESEND = 2
+
+
+def after_lookup(
+    found: bool, *, lookups: int, attempts: int, tiers: list[int], max_attempts: int
+) -> Transition | None:
+    """An ``unknown`` row after the reconciler looked for its message at Twilio (``lookups``
+    earlier looks found nothing); None: look again later."""
     if found:
         return Transition("sent")
+    if lookups + 1 < LOOKUPS_BEFORE_RESEND:
+        return None
     tier = next_tier(attempts, None, tiers, max_attempts=max_attempts)
     if tier is None:
         return Transition("failed", error_message=f"no message at Twilio after {attempts} attempts")

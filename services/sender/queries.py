@@ -72,7 +72,7 @@ WITH candidates AS (
     LIMIT (SELECT CASE WHEN metered THEN available END FROM policy)
 ), claimed AS (
     UPDATE recipients r
-    SET state = 'sending', attempts = r.attempts + 1, claimed_at = now(),
+    SET state = 'sending', attempts = r.attempts + 1, claimed_at = now(), lookups = 0,
         lease_until = now() + make_interval(secs => $4), credit_held = (SELECT metered FROM policy),
         next_attempt_at = NULL, updated_at = now()
     FROM allowed a
@@ -213,11 +213,21 @@ SELECT tenant_id, campaign_id, id, 'sending', 'unknown', 'lease', 'lease expired
 """
 
 UNKNOWN_DUE = """
-SELECT r.id, r.tenant_id, r.campaign_id, r.phone_e164, r.claimed_at, r.attempts
+SELECT r.id, r.tenant_id, r.campaign_id, r.phone_e164, r.claimed_at, r.attempts, r.lookups
 FROM recipients r
 WHERE r.state = 'unknown' AND r.updated_at < now() - make_interval(secs => $1)
 ORDER BY r.id
 LIMIT $2
+"""
+
+# Rows whose message was not found yet: looked up again a reconcile interval later (the claim
+# must still be the same one).
+LOOK_AGAIN = """
+UPDATE recipients r
+SET lookups = r.lookups + 1, updated_at = now()
+FROM unnest($2::bigint[], $3::timestamptz[]) AS l(id, claimed_at)
+WHERE r.id = l.id AND r.tenant_id IS NOT DISTINCT FROM $1 AND (r.state = 'unknown') IS TRUE
+  AND r.claimed_at = l.claimed_at
 """
 
 # A status callback for the message whose sid the sender never learnt, matched by its recipient.

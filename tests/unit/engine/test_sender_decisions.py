@@ -61,12 +61,20 @@ def test_an_auth_error_requeues_without_counting_the_attempt() -> None:
 
 
 def test_a_lookup_that_finds_the_message_settles_it_as_sent() -> None:
-    assert after_lookup(True, attempts=1, tiers=TIERS, max_attempts=4).to_state == "sent"
+    for lookups in (0, 1):
+        found = after_lookup(True, lookups=lookups, attempts=1, tiers=TIERS, max_attempts=4)
+        assert found is not None and found.to_state == "sent"
 
 
-def test_a_lookup_that_finds_nothing_retries_or_fails_at_the_cap() -> None:
-    assert after_lookup(False, attempts=1, tiers=TIERS, max_attempts=4).tier_s == 5
-    assert after_lookup(False, attempts=4, tiers=TIERS, max_attempts=4).to_state == "failed"
+def test_a_first_lookup_that_finds_nothing_looks_again_later() -> None:
+    assert after_lookup(False, lookups=0, attempts=1, tiers=TIERS, max_attempts=4) is None
+
+
+def test_a_second_lookup_that_finds_nothing_retries_or_fails_at_the_cap() -> None:
+    retry = after_lookup(False, lookups=1, attempts=1, tiers=TIERS, max_attempts=4)
+    assert retry is not None and retry.tier_s == 5
+    failed = after_lookup(False, lookups=1, attempts=4, tiers=TIERS, max_attempts=4)
+    assert failed is not None and failed.to_state == "failed"
 
 
 def test_skipped_messages_go_back_uncounted_and_only_late_ones_to_the_dispatcher() -> None:
