@@ -8,8 +8,8 @@ percent-decoded) and the query string.
 from __future__ import annotations
 
 import hmac
-from urllib.parse import parse_qsl, unquote
 
+from shared.forms import form_pairs
 from shared.twilio_signature import compute_signature, validate_signature
 
 FormParams = dict[str, str | list[str]]
@@ -23,25 +23,8 @@ def public_url(public_base_url: str, raw_path: bytes, query_string: bytes) -> st
 
 
 def parse_form(body: bytes) -> FormParams:
-    """Form fields in the shape the signature needs: a repeated name keeps all its values.
-
-    The result is exactly ``parse_qsl(body.decode(errors="replace"), keep_blank_values=True)``
-    grouped by name. Twilio percent-encodes everything outside ASCII, so the fast path handles
-    ASCII bodies; anything else goes through ``parse_qsl`` itself.
-    """
-    if not body.isascii():
-        decoded = body.decode("utf-8", errors="replace")
-        return _grouped(parse_qsl(decoded, keep_blank_values=True, errors="replace"))
-    pairs: list[tuple[str, str]] = []
-    for field in body.decode("ascii").split("&"):
-        if not field:
-            continue
-        name, _, value = field.partition("=")
-        if "%" in name or "+" in name:
-            name = _unquote_plus(name)
-        if "%" in value or "+" in value:
-            value = _unquote_plus(value)
-        pairs.append((name, value))
+    """Form fields in the shape the signature needs: a repeated name keeps all its values."""
+    pairs = form_pairs(body)
     params: FormParams = dict(pairs)
     if len(params) < len(pairs):
         return _grouped(pairs)
@@ -59,25 +42,6 @@ def _grouped(pairs: list[tuple[str, str]]) -> FormParams:
         else:
             params[name] = [existing, value]
     return params
-
-
-def _unquote_plus(text: str) -> str:
-    """``urllib.parse.unquote(text.replace("+", " "))`` for ASCII ``text``, in C calls only.
-
-    Each ``%XX`` becomes ``\\xXX`` for the ``unicode_escape`` codec (backslashes already there
-    are escaped first), which yields the escaped bytes as code points 0-255; those are then read
-    as UTF-8 with replacement, as ``unquote`` does. A ``%`` not followed by two hex digits makes
-    the codec fail, and ``unquote`` (which keeps such a ``%`` as it is) takes over.
-    """
-    text = text.replace("+", " ")
-    if "%" not in text:
-        return text
-    escaped = text.replace("\\", "\\\\").replace("%", "\\x").encode("ascii")
-    try:
-        raw = escaped.decode("unicode_escape")
-    except UnicodeDecodeError:
-        return unquote(text)
-    return raw.encode("latin-1").decode("utf-8", errors="replace")
 
 
 def single_values(params: FormParams) -> dict[str, str]:
