@@ -5,11 +5,15 @@ FROM python:3.11-slim AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
-COPY pyproject.toml README.md ./
+# Dependencies from the lock file (exact versions, hashes checked), then the project without
+# resolving anything again.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
+COPY pyproject.toml README.md LICENSE ./
 COPY shared ./shared
 COPY services ./services
 COPY tools ./tools
-RUN pip install . && useradd --system --uid 10001 wce
+RUN pip install --no-deps . && useradd --system --uid 10001 wce
 USER wce
 
 EXPOSE 8000 8001 8002 8003

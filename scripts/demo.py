@@ -111,7 +111,7 @@ async def wait_for_delivery_reports(
 
 
 def run_cli(*args: str, api_url: str, api_key: str, timeout_s: float = 900) -> None:
-    env = {**os.environ, "WCE_API_URL": api_url, "WCE_API_KEY": api_key}
+    env = {**os.environ, "WCE_TRACKER_URL": api_url, "WCE_API_KEY": api_key}
     try:
         subprocess.run([sys.executable, "-m", "wce_cli", *args], env=env, check=False, timeout=timeout_s)
     except subprocess.TimeoutExpired:
