@@ -19,6 +19,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.apikeys import display_prefix, hash_api_key
+from shared.body_limit import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_BULK_BODY_BYTES,
+    BodyLimit,
+    BodyTooLarge,
+    PathTest,
+    body_too_large,
+)
 from shared.logging import get_logger
 from shared.metrics import AUTH_FAILURES
 from shared.operator_token import OperatorTokenDigest
@@ -152,10 +160,26 @@ async def _input_error(request: Request, exc: Exception) -> JSONResponse:
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
-def install_common(app: FastAPI, readiness: dict[str, ReadinessCheck]) -> None:
-    """Error bodies that name the field, liveness/readiness probes and /metrics."""
+def _not_bulk(path: str) -> bool:
+    return False
+
+
+def install_common(
+    app: FastAPI,
+    readiness: dict[str, ReadinessCheck],
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_bulk_body_bytes: int = DEFAULT_MAX_BULK_BODY_BYTES,
+    is_bulk: PathTest = _not_bulk,
+) -> None:
+    """Error bodies that name the field, a request-body limit (larger on the bulk routes),
+    liveness/readiness probes and /metrics."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(InputError, _input_error)
+    app.add_exception_handler(BodyTooLarge, body_too_large)
+    app.add_middleware(
+        BodyLimit, max_bytes=max_body_bytes, max_bulk_bytes=max_bulk_body_bytes, is_bulk=is_bulk
+    )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     dispatcher_port: int = 8002
     sender_port: int = 8003
     http_host: str = "127.0.0.1"
+    # Request bodies past these sizes are refused with 413 before they are parsed.
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_bulk_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
 
     default_rate_per_second: int = 80
     chunk_size: int = 20
