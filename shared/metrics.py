@@ -120,3 +120,9 @@ BACKGROUND_TASK_UP = Gauge(
     ["service", "task"],
     namespace=NAMESPACE,
 )
+AUTH_FAILURES = Counter(
+    "auth_failures",
+    "Requests refused for a missing or wrong credential, by surface (tenant_api, operator_api, webhook).",
+    ["surface"],
+    namespace=NAMESPACE,
+)
