@@ -6,7 +6,9 @@ only the flows and routes the engine needs."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,6 +20,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 
 from shared import topology
 from shared.settings import Settings
@@ -426,3 +429,36 @@ def test_production_monitors_every_service_and_ships_the_dashboard_to_grafana() 
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(dashboard["data"]["wce-overview.json"])["uid"] == "wce-overview"
     assert named("production", "PrometheusRule", "wce-alerts")["spec"]["groups"]
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_services_accept_the_settings_each_overlay_gives_them(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Production's secrets are created by the operator and the operators; stand-ins of their shape.
+    stand_ins = {
+        "wce-secrets/encryption-keys": Fernet.generate_key().decode(),
+        "wce-secrets/operator-token": "an-operator-token-that-is-long-enough-0123",
+        "wce-postgres-app/password": "pg-password",
+        "wce-rabbitmq-default-user/connection_string": "amqp://user:pass@wce-rabbitmq.wce.svc:5672/",
+    }
+    secrets = {doc["metadata"]["name"]: doc for doc in objects(overlay, "Secret")}
+    for name in ENGINE:
+        [container] = named(overlay, "Deployment", f"wce-{name}")["spec"]["template"]["spec"]["containers"]
+        for key in [key for key in os.environ if key.startswith("WCE_")]:
+            monkeypatch.delenv(key)
+        for key, source in container_environment(overlay, container).items():
+            value = source
+            if source.startswith("configmap "):
+                value = source.removeprefix("configmap ")
+            elif source.startswith("secret "):
+                secret_name, _, secret_key = source.removeprefix("secret ").partition("/")
+                if secret_name in secrets:
+                    value = base64.b64decode(secrets[secret_name]["data"][secret_key]).decode()
+                else:
+                    value = stand_ins[f"{secret_name}/{secret_key}"]
+            monkeypatch.setenv(key, value)
+        settings = Settings(_env_file=None)  # type: ignore[call-arg]
+        assert settings.http_host == "0.0.0.0"
+        assert settings.environment == ("development" if overlay == "dev" else "production")
