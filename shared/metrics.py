@@ -107,3 +107,9 @@ SUPPRESSION_CHANGES = Counter(
     ["action", "source"],
     namespace=NAMESPACE,
 )
+AUTH_FAILURES = Counter(
+    "auth_failures",
+    "Requests refused for a missing or wrong credential, by surface (tenant_api, operator_api, webhook).",
+    ["surface"],
+    namespace=NAMESPACE,
+)

@@ -1,7 +1,8 @@
 """Settings from the environment (prefix ``WCE_``), one object for every service.
 
 Outside development the settings refuse the unsafe defaults that make a local run easy:
-the well-known development encryption key and operator token.
+the well-known development encryption key and operator token. A weak operator token is refused
+in every environment, and validation errors never echo the values they refuse.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.operator_token import OperatorTokenDigest
+
 # A valid Fernet key that is public on purpose: it only ever protects development data.
 DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZC0zMmI="
-DEVELOPMENT_OPERATOR_TOKEN = "dev-operator-token"
+DEVELOPMENT_OPERATOR_TOKEN = "development-operator-token-not-for-production"
 
 
 def _split_csv(value: object) -> object:
@@ -24,7 +27,10 @@ def _split_csv(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="WCE_", env_file=".env", extra="ignore")
+    # Inputs stay out of validation errors: a refused setting may be a secret.
+    model_config = SettingsConfigDict(
+        env_prefix="WCE_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
@@ -54,7 +60,10 @@ class Settings(BaseSettings):
     encryption_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: [DEVELOPMENT_ENCRYPTION_KEY]
     )
-    operator_token: str = DEVELOPMENT_OPERATOR_TOKEN
+    # Only the token's digest is kept; see shared/operator_token.py.
+    operator_token: Annotated[OperatorTokenDigest, NoDecode] = Field(
+        default_factory=lambda: OperatorTokenDigest.of(DEVELOPMENT_OPERATOR_TOKEN)
+    )
 
     twilio_api_base_url: str = "http://127.0.0.1:8010"
     twilio_content_base_url: str = "http://127.0.0.1:8010"
@@ -68,6 +77,9 @@ class Settings(BaseSettings):
     dispatcher_port: int = 8002
     sender_port: int = 8003
     http_host: str = "127.0.0.1"
+    # Request bodies past these sizes are refused with 413 before they are parsed.
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_bulk_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
 
     default_rate_per_second: int = 80
     chunk_size: int = 20
@@ -141,7 +153,7 @@ class Settings(BaseSettings):
         if self.environment == "production":
             if DEVELOPMENT_ENCRYPTION_KEY in self.encryption_keys:
                 raise ValueError("WCE_ENCRYPTION_KEYS must be set outside development")
-            if self.operator_token == DEVELOPMENT_OPERATOR_TOKEN:
+            if self.operator_token == OperatorTokenDigest.of(DEVELOPMENT_OPERATOR_TOKEN):
                 raise ValueError("WCE_OPERATOR_TOKEN must be set outside development")
         if not self.encryption_keys:
             raise ValueError("WCE_ENCRYPTION_KEYS needs at least one key")

@@ -94,8 +94,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app() -> WebhookRoutes:
+    settings = get_settings()
     app = FastAPI(title="WhatsApp campaign engine — tracker", lifespan=lifespan)
-    install_common(app, {"database": pool_check(app), "broker": broker_check(app)})
+    install_common(
+        app,
+        {"database": pool_check(app), "broker": broker_check(app)},
+        max_body_bytes=settings.max_body_bytes,
+    )
     app.include_router(router)
     # Series exist from the start, so rates and alerts see zero rather than nothing.
     for status in ("sent", "delivered", "read", "undelivered", "failed"):
