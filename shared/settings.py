@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     # Lease expiry, reconciliation and the stuck-row sweep run this often (in one sender at a time).
     maintenance_interval_s: float = 1.0
 
+    # Consumers: back-off between deliveries of a message that failed for a passing reason, and
+    # the deliveries any message gets before it is parked.
+    consumer_max_deliveries: int = Field(default=20, ge=1)
+    consumer_retry_base_s: float = Field(default=0.5, gt=0)
+    consumer_retry_max_s: float = Field(default=30.0, gt=0)
+
     @field_validator("encryption_keys", "retry_tiers_s", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
