@@ -72,7 +72,7 @@ class Environment:
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
-            "WCE_ENVIRONMENT": "test",
+            "WCE_ENVIRONMENT": "development",
             "WCE_DATABASE_URL": self.database_url,
             "WCE_AMQP_URL": self.amqp_url,
             "WCE_OPERATOR_TOKEN": OPERATOR_TOKEN,

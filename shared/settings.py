@@ -1,8 +1,11 @@
 """Settings from the environment (prefix ``WCE_``), one object for every service.
 
-Outside development the settings refuse the unsafe defaults that make a local run easy:
-the well-known development encryption key and operator token. A weak operator token is refused
-in every environment, and validation errors never echo the values they refuse.
+Every environment other than ``development`` (``test`` is a staging installation, as strict as
+``production``) refuses the unsafe defaults that make a local run easy: the well-known
+development encryption key and operator token, the simulator or any plain-HTTP or local Twilio
+endpoint, and a public URL Twilio could not reach over HTTPS — the last two unless explicitly
+allowed. A weak operator token is refused in every environment, and validation errors never echo
+the values they refuse.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.operator_token import OperatorTokenDigest
+from shared.url_checks import insecure_url_reason
 
 # A valid Fernet key that is public on purpose: it only ever protects development data.
 DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZC0zMmI="
@@ -71,6 +75,10 @@ class Settings(BaseSettings):
     twilio_max_connections: int = 200
     # Public URL Twilio uses to reach the tracker (status callbacks, inbound messages).
     public_base_url: str = "http://127.0.0.1:8001"
+    # Outside development: allow a plain-HTTP or local Twilio endpoint (the simulator), and a
+    # public URL that is not public HTTPS. Only for closed test installations.
+    allow_insecure_twilio: bool = False
+    allow_insecure_public_url: bool = False
 
     segmenter_port: int = 8000
     tracker_port: int = 8001
@@ -128,6 +136,12 @@ class Settings(BaseSettings):
     # Lease expiry, reconciliation and the stuck-row sweep run this often (in one sender at a time).
     maintenance_interval_s: float = 1.0
 
+    # Consumers: back-off between deliveries of a message that failed for a passing reason, and
+    # the deliveries any message gets before it is parked.
+    consumer_max_deliveries: int = Field(default=20, ge=1)
+    consumer_retry_base_s: float = Field(default=0.5, gt=0)
+    consumer_retry_max_s: float = Field(default=30.0, gt=0)
+
     @field_validator("encryption_keys", "retry_tiers_s", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -150,11 +164,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
-        if self.environment == "production":
-            if DEVELOPMENT_ENCRYPTION_KEY in self.encryption_keys:
-                raise ValueError("WCE_ENCRYPTION_KEYS must be set outside development")
-            if self.operator_token == OperatorTokenDigest.of(DEVELOPMENT_OPERATOR_TOKEN):
-                raise ValueError("WCE_OPERATOR_TOKEN must be set outside development")
+        if self.environment != "development":
+            self._refuse_development_defaults()
         if not self.encryption_keys:
             raise ValueError("WCE_ENCRYPTION_KEYS needs at least one key")
         if self.db_pool_min > self.db_pool_max:
@@ -165,6 +176,27 @@ class Settings(BaseSettings):
         if sorted(self.retry_tiers_s) != self.retry_tiers_s:
             raise ValueError("WCE_RETRY_TIERS_S must be ascending")
         return self
+
+    def _refuse_development_defaults(self) -> None:
+        if DEVELOPMENT_ENCRYPTION_KEY in self.encryption_keys:
+            raise ValueError("WCE_ENCRYPTION_KEYS must be set outside development")
+        if self.operator_token == OperatorTokenDigest.of(DEVELOPMENT_OPERATOR_TOKEN):
+            raise ValueError("WCE_OPERATOR_TOKEN must be set outside development")
+        checks = [("WCE_PUBLIC_BASE_URL", self.public_base_url, self.allow_insecure_public_url, "PUBLIC_URL")]
+        checks += [
+            (name, url, self.allow_insecure_twilio, "TWILIO")
+            for name, url in (
+                ("WCE_TWILIO_API_BASE_URL", self.twilio_api_base_url),
+                ("WCE_TWILIO_CONTENT_BASE_URL", self.twilio_content_base_url),
+            )
+        ]
+        for name, url, allowed, allow_name in checks:
+            reason = insecure_url_reason(url)
+            if reason and not allowed:
+                raise ValueError(
+                    f"{name} {reason}; outside development it must be a public https URL"
+                    f" (WCE_ALLOW_INSECURE_{allow_name}=true allows it on a closed test installation)"
+                )
 
 
 @lru_cache

@@ -58,7 +58,7 @@ class IsolatedEnvironment:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {
-            "WCE_ENVIRONMENT": "test",
+            "WCE_ENVIRONMENT": "development",
             "WCE_DATABASE_URL": self.database_url,
             "WCE_AMQP_URL": self.amqp_url,
             "WCE_OPERATOR_TOKEN": OPERATOR_TOKEN,

@@ -91,7 +91,7 @@ async def operator_api(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
     install_common(app, {})
     app.state.pool = pool
-    app.state.settings = Settings(environment="test", operator_token=STRONG_TOKEN)  # type: ignore[arg-type]
+    app.state.settings = Settings(environment="development", operator_token=STRONG_TOKEN)  # type: ignore[arg-type]
     app.include_router(routes_tenants.router)
     app.include_router(routes_credits.router)
     async with httpx.AsyncClient(

@@ -39,6 +39,9 @@ def test_production_settings_accept_real_secrets() -> None:
         environment="production",
         operator_token=REAL_TOKEN,
         encryption_keys=[Fernet.generate_key().decode()],
+        twilio_api_base_url="https://api.twilio.com",
+        twilio_content_base_url="https://content.twilio.com",
+        public_base_url="https://hooks.example.com",
     )
     assert DEVELOPMENT_ENCRYPTION_KEY not in settings.encryption_keys
 
