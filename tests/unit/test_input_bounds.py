@@ -1,0 +1,145 @@
+"""The shared input types: text PostgreSQL can store, integers and datetimes that fit their
+columns, JSON jsonb accepts, and the request-body limit every service installs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Annotated
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydantic import BaseModel, Field, ValidationError
+
+from shared.body_limit import bulk_paths
+from shared.http import install_common
+from shared.validation import INT4_MAX, INT8_MAX, Int4, Int8, JsonObject, Text, Timestamp
+
+
+class Sample(BaseModel):
+    name: Annotated[Text, Field(max_length=20)] = "x"
+    count: Int4 = 0
+    big: Int8 = 0
+    at: Timestamp | None = None
+    data: JsonObject = Field(default_factory=dict)
+
+
+def refused_field(**values: object) -> str:
+    with pytest.raises(ValidationError) as caught:
+        Sample(**values)  # type: ignore[arg-type]
+    return ".".join(str(part) for part in caught.value.errors()[0]["loc"])
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\x00", "caf\u00e9\x00", "a\ud800b", "\udfff"])
+def test_text_that_postgresql_cannot_store_is_refused(text: str) -> None:
+    assert refused_field(name=text) == "name"
+
+
+@pytest.mark.parametrize("text", ["", "Zoë 👋", "tab\tand\nnewline", "\u2028 line separator"])
+def test_ordinary_unicode_text_is_kept_as_given(text: str) -> None:
+    assert Sample(name=text).name == text
+
+
+def test_text_past_its_maximum_length_is_refused() -> None:
+    assert refused_field(name="x" * 21) == "name"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("count", INT4_MAX + 1), ("count", -(2**31) - 1), ("big", INT8_MAX + 1)]
+)
+def test_integers_past_their_column_type_are_refused(field: str, value: int) -> None:
+    assert refused_field(**{field: value}) == field
+
+
+def test_integers_at_their_column_bounds_are_accepted() -> None:
+    assert Sample(count=INT4_MAX, big=INT8_MAX).big == INT8_MAX
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "0001-01-01T00:00:00+05:00",
+        "0001-01-01T10:00:00Z",
+        "9999-12-31T23:00:00-05:00",
+        "9999-12-31T00:00:00Z",
+    ],
+)
+def test_datetimes_at_the_edge_of_the_calendar_are_refused(moment: str) -> None:
+    assert refused_field(at=moment) == "at"
+
+
+def test_naive_datetimes_are_refused() -> None:
+    assert refused_field(at="2030-01-01T10:00:00") == "at"
+
+
+def test_ordinary_datetimes_are_accepted() -> None:
+    assert Sample(at="2030-01-01T10:00:00+02:00").at == datetime(2030, 1, 1, 8, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"k": "a\x00"},
+        {"a\x00": "k"},
+        {"k": ["ok", {"deep": "\ud800"}]},
+        {"k": float("nan")},
+        {"k": float("inf")},
+        {"k": 2**64},
+        {"k": [[[[[[[[[["too deep"]]]]]]]]]]},
+    ],
+)
+def test_json_objects_jsonb_would_refuse_are_refused(data: dict[str, object]) -> None:
+    assert refused_field(data=data) == "data"
+
+
+def test_ordinary_json_objects_are_accepted() -> None:
+    data = {"k": ["a", 1, 2.5, None, True, {"x": "y"}]}
+    assert Sample(data=data).data == data
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    app = FastAPI()
+    install_common(
+        app, {}, max_body_bytes=200, max_bulk_body_bytes=2000, is_bulk=bulk_paths(suffixes=(":upsert",))
+    )
+
+    @app.post("/things")
+    async def things(body: Sample) -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.post("/things:upsert")
+    async def upsert(body: Sample) -> dict[str, bool]:
+        return {"ok": True}
+
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_a_body_declared_past_the_limit_is_refused_with_413_naming_the_body(client: TestClient) -> None:
+    response = client.post("/things", json={"data": {"k": "x" * 300}})
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["field"] == "body"
+
+
+def test_a_streamed_body_past_the_limit_is_refused_with_413(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"data": {"k": "'
+        for _ in range(10):
+            yield b"x" * 50
+        yield b'"}}'
+
+    response = client.post("/things", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["field"] == "body"
+
+
+def test_bulk_routes_take_the_larger_limit(client: TestClient) -> None:
+    body = {"data": {"k": "x" * 300}}
+    assert client.post("/things:upsert", json=body).status_code == 200
+    assert client.post("/things:upsert", json={"data": {"k": "x" * 3000}}).status_code == 413
+
+
+def test_a_body_within_the_limit_is_served(client: TestClient) -> None:
+    assert client.post("/things", json={"name": "ok"}).json() == {"ok": True}
