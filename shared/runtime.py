@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from shared import connection_budget, topology
 from shared.broker import Publisher, connect
 from shared.db import create_pool
+from shared.http_metrics import RequestMetrics
 from shared.logging import configure_logging, get_logger
 from shared.schema import migrate_dsn, wait_for_schema
 from shared.settings import Settings
@@ -73,7 +74,7 @@ def serve(app: FastAPI, *, service: str, settings: Settings, port: int) -> None:
     configure_logging(service, settings.log_level)
     log.info("starting", port=port)
     config = uvicorn.Config(
-        app,
+        RequestMetrics(app, service),
         host=settings.http_host,
         port=port,
         loop="uvloop",
