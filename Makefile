@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install lock services migrate run demo test test-fast lint bench clean
+.PHONY: install lock services migrate run demo demo-clean test test-fast lint bench clean
 
 # Dependencies come from the lock files (exact versions with their hashes); the project itself is
 # installed on top without resolving anything again.
@@ -27,8 +27,12 @@ migrate: install services
 run: install services migrate
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho start -f Procfile
 
+# KEEP=1 leaves the demo's stack running afterwards.
 demo: install services migrate
-	$(PY) -m scripts.demo
+	$(PY) -m scripts.demo $(if $(KEEP),--keep-running)
+
+demo-clean: install services
+	$(PY) -m scripts.demo --clean
 
 test: install services
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -104,13 +104,17 @@ def progress(
     tracker_url: TrackerUrl = DEFAULT_TRACKER_URL,
     api_key: ApiKey = "",
     poll: Annotated[bool, typer.Option(help="Poll instead of following the event stream.")] = False,
+    show_summary: Annotated[
+        bool, typer.Option("--summary/--no-summary", help="End with a table by state.")
+    ] = True,
 ) -> None:
     """Show a campaign's progress live until it ends or stops, then a summary by state.
 
     Exit code 0: completed; 3: paused (or a draft never started); 4: cancelled or failed.
     """
     final = run(_follow(tracker_url, require_key(api_key), campaign_id, stream=not poll))
-    console.print(summary(final))
+    if show_summary:
+        console.print(summary(final))
     state, reason = final["state"], final.get("pause_reason")
     if state == "completed":
         return
