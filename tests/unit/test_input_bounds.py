@@ -18,7 +18,9 @@ from shared.validation import INT4_MAX, INT8_MAX, Int4, Int8, JsonObject, Text, 
 
 
 class Sample(BaseModel):
-    name: Annotated[Text, Field(max_length=20)] = "x"
+    name: Annotated[str, Text(20)] = "x"
+    note: Annotated[str, Text(5)] | None = None
+    tags: list[Annotated[str, Text(5)]] = Field(default_factory=list)
     count: Int4 = 0
     big: Int8 = 0
     at: Timestamp | None = None
@@ -41,8 +43,17 @@ def test_ordinary_unicode_text_is_kept_as_given(text: str) -> None:
     assert Sample(name=text).name == text
 
 
-def test_text_past_its_maximum_length_is_refused() -> None:
+def test_text_past_its_maximum_length_is_refused_in_characters_also_when_optional_or_listed() -> None:
     assert refused_field(name="x" * 21) == "name"
+    assert refused_field(note="x" * 6) == "note"
+    assert refused_field(tags=["ok", "x" * 6]) == "tags.1"
+    with pytest.raises(ValidationError, match="at most 5 characters"):
+        Sample(note="x" * 6)
+
+
+def test_text_in_optional_and_listed_fields_is_checked_for_characters_too() -> None:
+    assert refused_field(note="a\x00") == "note"
+    assert refused_field(tags=["a\x00"]) == "tags.0"
 
 
 @pytest.mark.parametrize(
