@@ -23,6 +23,7 @@ from services.tracker.periodic import run_every
 from services.tracker.tokens import TokenCache
 from services.tracker.webhooks import WebhookRoutes
 from shared import topology
+from shared.broker import ConsumerPolicy
 from shared.crypto import SecretBox
 from shared.http import broker_check, install_common, pool_check
 from shared.metrics import CALLBACKS
@@ -52,6 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources.publisher,
         batch_size=settings.callback_batch_size,
         flush_s=settings.callback_flush_s,
+        policy=ConsumerPolicy.from_settings(settings),
     )
     inbound_channel = await resources.connection.channel()
     await inbound_channel.set_qos(prefetch_count=INBOUND_PREFETCH)

@@ -268,7 +268,7 @@ async def test_a_malformed_status_message_is_parked_with_its_reason_and_callback
         message = await eventually(parked_message)
         assert message is not None
         assert message.body == b'{"callbacks": "not a list"}'
-        assert "invalid" in str(message.headers[topology.PARK_REASON_HEADER])
+        assert "invalid" in str(message.headers[topology.PARK_ERROR_HEADER])
 
     # And a genuine callback after it is still written
     tenant = await seed_tenant(pool)
