@@ -13,8 +13,9 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME_CODE = ("shared", "services", "tools", "wce_cli", "scripts")
-DEVELOPMENT_CODE = ("tests", "bench")
+RUNTIME_CODE = ("shared", "services", "tools", "wce_cli")
+# scripts/ is not packaged: the demo and maintenance scripts run from a development install.
+DEVELOPMENT_CODE = ("tests", "bench", "scripts")
 FIRST_PARTY = {"shared", "services", "tools", "wce_cli", "scripts", "tests", "bench"}
 # Test helpers imported by sibling test modules by their bare name.
 LOCAL_MODULES = {"audience_data", "booking_api"}
