@@ -169,6 +169,7 @@ async def test_campaigns_are_listed_and_a_paused_one_resumed(
     tenant = await seed_tenant(pool)
     await seed_campaign(pool, tenant.id, state="completed")
     paused = await seed_campaign(pool, tenant.id, state="paused")
+    await seed_recipients(pool, tenant.id, paused, 2, state="pending", with_sid=False, start=4_300_000)
     env = {"WCE_API_URL": tenant_api, "WCE_API_KEY": tenant.api_key}
 
     # When they are listed, and the paused one resumed
