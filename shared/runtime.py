@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from shared import topology
 from shared.broker import Publisher, connect
 from shared.db import create_pool, migrate_dsn
+from shared.http import install_abuse_limits
 from shared.logging import configure_logging, get_logger
 from shared.settings import Settings
 
@@ -49,6 +50,8 @@ async def open_resources(settings: Settings, service: str, *, pool_max: int | No
 def attach(app: FastAPI, resources: Resources, settings: Settings) -> None:
     app.state.settings = settings
     app.state.pool = resources.pool
+    if settings.rate_limits_enabled:
+        install_abuse_limits(app, resources.pool, settings)
     app.state.broker = resources.connection
     app.state.publisher = resources.publisher
 
@@ -64,9 +67,11 @@ def serve(app: FastAPI, *, service: str, settings: Settings, port: int) -> None:
         http="httptools",
         log_level="warning",
         access_log=False,
-        # No service reads the client address, and the server header only advertises a version:
-        # both cost work on every request (the tracker serves thousands a second).
-        proxy_headers=False,
+        # Forwarded headers are read only from configured proxies (the abuse limits count per
+        # client address); parsing them costs work on every request, so it is off without them.
+        # The server header only advertises a version.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
         server_header=False,
         timeout_graceful_shutdown=20,
     )
