@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         concurrency = min(settings.sender_concurrency, settings.twilio_max_connections)
-        resources = await open_resources(settings, "sender", pool_max=max(settings.db_pool_max, 16))
+        resources = await open_resources(settings, "sender")
         attach(app, resources, settings)
         client = TwilioClient(
             api_base_url=settings.twilio_api_base_url,

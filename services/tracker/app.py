@@ -19,6 +19,7 @@ from services.tracker.grouping import CallbackGrouper
 from services.tracker.ingest import Ingest
 from services.tracker.observe import CampaignSampler, QueueSampler
 from services.tracker.periodic import run_every
+from services.tracker.tenant_gate import ActiveTenants
 from services.tracker.tokens import TokenCache
 from services.tracker.webhooks import WebhookRoutes
 from shared import topology
@@ -35,6 +36,8 @@ INBOUND_PREFETCH = 16
 # Status messages carry groups of callbacks (one to hundreds): enough in hand for the next batch
 # to fill while one is written, without holding a large backlog in memory.
 STATUS_PREFETCH = 64
+# A deactivated tenant's webhooks are refused within this time.
+TENANT_RELOAD_S = 5.0
 
 
 @asynccontextmanager
@@ -66,7 +69,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await queues.sample()
         await campaigns.sample()
 
+    tenants = ActiveTenants(pool)
+    await tenants.reload()
     supervisor: Supervisor = app.state.supervisor
+    supervisor.spawn("active_tenants", lambda: run_every("active tenants", TENANT_RELOAD_S, tenants.reload))
     supervisor.spawn(
         "orphan_matching",
         lambda: run_every("orphans", settings.orphan_match_interval_s, lambda: match_orphans(pool)),
@@ -78,6 +84,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await status_consumer.start()
     await start_inbound_consumer(inbound_queue, pool, resources.publisher)
     app.state.ingest = Ingest(
+        tenants=tenants,
         tokens=TokenCache(pool, SecretBox(settings.encryption_keys)),
         publisher=resources.publisher,
         grouper=CallbackGrouper(resources.publisher),

@@ -17,7 +17,7 @@ from tests.integration.tracker.helpers import (
 )
 from tests.support import IsolatedEnvironment
 
-TASKS = {"status_batches", "orphan_matching", "metrics_sampling"}
+TASKS = {"status_batches", "orphan_matching", "metrics_sampling", "active_tenants"}
 
 
 async def _tasks_up(client: httpx.AsyncClient, tracker: RunningTracker) -> dict[str, float]:
