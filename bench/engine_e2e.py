@@ -36,7 +36,7 @@ import httpx
 import psutil
 
 from bench.broker_baseline import measure as broker_baseline
-from shared.db import migrate_dsn
+from shared.schema import migrate_dsn
 from tools.stack import ROOT, Stack
 from tools.twilio_sim.admin_client import SimulatorAdmin
 

@@ -42,6 +42,20 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/wce"
     db_pool_min: int = 2
     db_pool_max: int = 10
+    # Database platform: who migrates, and how connections are made (README "Database roles and
+    # migrations"). Services migrate (and create a missing database) at start only while this is
+    # true; deployments set it false and run ``python -m shared.migrate`` as a one-off job.
+    migrate_at_start: bool = True
+    # The owner role's URL for migrations (defaults to WCE_DATABASE_URL).
+    migration_database_url: str | None = None
+    # asyncpg's prepared-statement cache; 0 behind a transaction-mode PgBouncer older than 1.21.
+    db_statement_cache_size: int = Field(default=100, ge=0)
+    # The connection budget (shared/connection_budget.py): replicas per service ("sender=3,
+    # tracker=2"; 1 when absent), the limit when a pooler stands in front (else read from the
+    # server), and connections kept free for operators and one-off commands.
+    db_replicas: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    db_max_connections: int | None = Field(default=None, ge=1)
+    db_reserved_connections: int = Field(default=5, ge=0)
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     broker_publish_timeout_s: float = 10.0
     startup_retry_s: float = 60.0
@@ -147,12 +161,32 @@ class Settings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("db_replicas", mode="before")
+    @classmethod
+    def _replicas(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        replicas: dict[str, int] = {}
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            service, sep, count = str(part).partition("=")
+            if not sep or not count.strip().isdigit():
+                raise ValueError(f"WCE_DB_REPLICAS: expected service=count, got {part!r}")
+            replicas[service.strip()] = int(count)
+        return replicas
+
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
         if self.environment != "development":
             self._refuse_development_defaults()
         if not self.encryption_keys:
             raise ValueError("WCE_ENCRYPTION_KEYS needs at least one key")
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError("WCE_DB_POOL_MIN must not exceed WCE_DB_POOL_MAX")
+        unknown = set(self.db_replicas) - {"segmenter", "tracker", "dispatcher", "sender"}
+        if unknown:
+            raise ValueError(f"WCE_DB_REPLICAS names unknown services: {', '.join(sorted(unknown))}")
         if sorted(self.retry_tiers_s) != self.retry_tiers_s:
             raise ValueError("WCE_RETRY_TIERS_S must be ascending")
         return self
