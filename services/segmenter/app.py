@@ -15,6 +15,7 @@ from services.segmenter import (
     routes_booking,
     routes_campaigns,
     routes_credits,
+    routes_parked,
     routes_sends,
     routes_suppressions,
     routes_tenants,
@@ -41,6 +42,7 @@ ROUTERS: list[APIRouter] = [
     routes_suppressions.router,
     routes_credits.router,
     routes_sends.router,
+    routes_parked.router,
 ]
 
 MONITOR_INTERVAL_S = 1.0
