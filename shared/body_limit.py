@@ -18,6 +18,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_MAX_BULK_BODY_BYTES = 16 * 1024 * 1024
 
+# A refused body up to this size is read and thrown away (never parsed or kept) before the 413,
+# so the client, still sending, reads the answer instead of a reset connection; a larger one is
+# answered at once and the connection closed.
+DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
+
 PathTest = Callable[[str], bool]
 
 
@@ -81,6 +86,8 @@ class BodyLimit:
                 except ValueError:
                     declared = -1
                 if declared > limit:
+                    if declared <= DRAIN_LIMIT_BYTES:
+                        await _discard_body(receive)
                     await _refuse(send, limit)
                     return
                 break
@@ -113,6 +120,13 @@ async def body_too_large(request: Request, exc: Exception) -> Response:
     """Exception handler: the 413 body for a limit passed while the route read its body."""
     assert isinstance(exc, BodyTooLarge)
     return Response(_too_large_body(exc.limit), status_code=413, media_type="application/json")
+
+
+async def _discard_body(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 async def _refuse(send: Send, limit: int) -> None:

@@ -1,9 +1,11 @@
 """Input types that cannot reach PostgreSQL as an error: text it can store, integers that fit
 their columns, datetimes inside its range, JSON values it accepts.
 
-Every free-text field of a request or a broker event is ``Text`` with a maximum length::
+Every free-text field of a request or a broker event is a ``str`` annotated with ``Text`` and its
+maximum length::
 
-    name: Annotated[Text, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Text(200, min_length=1)]
+    note: Annotated[str, Text(500)] | None = None
 
 so a NUL byte, a lone surrogate (JSON's ``"\\ud800"``, which cannot be encoded as UTF-8), an
 overlong value, an integer past ``integer``/``bigint`` or a year PostgreSQL or Python cannot hold
@@ -15,10 +17,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, Field
+from pydantic import AfterValidator, AwareDatetime, Field, GetCoreSchemaHandler
+from pydantic_core import core_schema
 
 INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1
 INT8_MIN, INT8_MAX = -(2**63), 2**63 - 1
@@ -84,8 +88,27 @@ def storable_json(value: Any, depth: int = 0) -> Any:
     raise ValueError(f"unsupported value of type {type(value).__name__}")
 
 
-Text = Annotated[str, AfterValidator(storable_text)]
-"""Text PostgreSQL can store; give every field its ``max_length`` with ``Field``."""
+@dataclass(frozen=True)
+class Text:
+    """Marks a ``str`` as text PostgreSQL can store, at most ``max_length`` characters.
+
+    The length is checked by the string validator itself (its usual "at most N characters"
+    message), then the characters; it also holds inside ``| None`` and lists, where a length
+    given with ``Field`` beside a validator would be checked as a generic "items" count.
+    """
+
+    max_length: int
+    min_length: int = 0
+    pattern: str | None = None
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        string = core_schema.str_schema(
+            max_length=self.max_length, min_length=self.min_length or None, pattern=self.pattern
+        )
+        return core_schema.no_info_after_validator_function(storable_text, string)
+
 
 Int4 = Annotated[int, Field(ge=INT4_MIN, le=INT4_MAX)]
 """Fits an ``integer`` column."""

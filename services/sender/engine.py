@@ -26,7 +26,7 @@ from services.sender.recording import Recorder, Settlement, with_db_retry
 from shared import credits, metrics
 from shared.events import SendChunk
 from shared.logging import get_logger
-from shared.templating import RecipientData, Template, render
+from shared.templating import BODY_TOO_LONG_CODE, RecipientData, Template, render, rendered_length_errors
 from shared.throttle import is_late
 from shared.twilio_client import TwilioClient, TwilioError
 from shared.twilio_errors import classify
@@ -256,6 +256,18 @@ class SendEngine:
             if reason is not None:
                 return settle(skipped(reason))
             message = render(template, row.data, tenant.style)
+            too_long = rendered_length_errors(message, "body")
+            if too_long:
+                # Twilio would refuse it (21617) after the call: fail it here, without the call.
+                refused = classify(http_status=400, code=BODY_TOO_LONG_CODE, message=too_long[0]["message"])
+                return settle(
+                    after_attempt(
+                        refused,
+                        attempts=row.attempts,
+                        tiers=self._settings.retry_tiers_s,
+                        max_attempts=self._settings.max_attempts,
+                    )
+                )
             started = time.perf_counter()
             try:
                 created = await self._client.create_message(

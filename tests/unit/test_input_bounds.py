@@ -18,7 +18,9 @@ from shared.validation import INT4_MAX, INT8_MAX, Int4, Int8, JsonObject, Text, 
 
 
 class Sample(BaseModel):
-    name: Annotated[Text, Field(max_length=20)] = "x"
+    name: Annotated[str, Text(20)] = "x"
+    note: Annotated[str, Text(5)] | None = None
+    tags: list[Annotated[str, Text(5)]] = Field(default_factory=list)
     count: Int4 = 0
     big: Int8 = 0
     at: Timestamp | None = None
@@ -41,8 +43,17 @@ def test_ordinary_unicode_text_is_kept_as_given(text: str) -> None:
     assert Sample(name=text).name == text
 
 
-def test_text_past_its_maximum_length_is_refused() -> None:
+def test_text_past_its_maximum_length_is_refused_in_characters_also_when_optional_or_listed() -> None:
     assert refused_field(name="x" * 21) == "name"
+    assert refused_field(note="x" * 6) == "note"
+    assert refused_field(tags=["ok", "x" * 6]) == "tags.1"
+    with pytest.raises(ValidationError, match="at most 5 characters"):
+        Sample(note="x" * 6)
+
+
+def test_text_in_optional_and_listed_fields_is_checked_for_characters_too() -> None:
+    assert refused_field(note="a\x00") == "note"
+    assert refused_field(tags=["a\x00"]) == "tags.0"
 
 
 @pytest.mark.parametrize(
@@ -143,3 +154,53 @@ def test_bulk_routes_take_the_larger_limit(client: TestClient) -> None:
 
 def test_a_body_within_the_limit_is_served(client: TestClient) -> None:
     assert client.post("/things", json={"name": "ok"}).json() == {"ok": True}
+
+
+def test_broker_events_are_guarded_by_the_same_types() -> None:
+    from uuid import uuid4
+
+    from shared.events import (
+        BookingAppointmentUpserted,
+        BookingCustomerUpserted,
+        CampaignRequested,
+        RecipientBatch,
+    )
+
+    tenant = uuid4()
+    with pytest.raises(ValidationError, match="first_name"):
+        BookingCustomerUpserted(tenant_id=tenant, external_id="c1", first_name="a\x00")
+    with pytest.raises(ValidationError, match="starts_at"):
+        BookingAppointmentUpserted.model_validate(
+            {
+                "tenant_id": str(tenant),
+                "external_id": "a1",
+                "customer_id": "c1",
+                "starts_at": "0001-01-01T00:00:00+01:00",
+                "created_at": "2030-01-01T00:00:00Z",
+                "status": "approved",
+            }
+        )
+    with pytest.raises(ValidationError, match="template"):
+        CampaignRequested.model_validate_json(
+            b'{"tenant_id": "%s", "idempotency_key": "k", "name": "n", "template": {"body": NaN}}'
+            % str(tenant).encode()
+        )
+    with pytest.raises(ValidationError, match="recipient_ids"):
+        RecipientBatch(tenant_id=tenant, campaign_id=uuid4(), recipient_ids=[2**63])
+
+
+def test_a_body_is_refused_when_its_shortcodes_could_take_it_past_whatsapps_limit() -> None:
+    from shared.templating import body_length_errors, longest_body
+
+    assert longest_body("Hi {customer_first_name}!") == len("Hi !") + 200
+    assert body_length_errors({"body": "x" * 1399 + "{customer_first_name}"}) == []
+    assert body_length_errors({"body": "x" * 1401 + "{customer_first_name}"})[0]["field"] == "template.body"
+    assert body_length_errors({"content_sid": "HX" + "0" * 32}) == []
+
+
+def test_a_rendered_message_past_the_limits_is_named() -> None:
+    from shared.templating import RenderedMessage, rendered_length_errors
+
+    assert rendered_length_errors(RenderedMessage(body="x" * 1600), "f") == []
+    assert rendered_length_errors(RenderedMessage(body="x" * 1601), "f")[0]["field"] == "f"
+    assert rendered_length_errors(RenderedMessage(content_sid="HX", content_variables={"1": "x" * 1025}), "f")
