@@ -21,7 +21,7 @@ import asyncpg
 from services.sender import queries
 from services.sender.directory import Directory, TenantInfo
 from services.sender.gate import CampaignGate
-from services.sender.outcomes import Skip, Transition, after_attempt, skipped
+from services.sender.outcomes import Skip, Transition, after_attempt, refused_locally, skipped
 from services.sender.recording import Recorder, Settlement, with_db_retry
 from shared import credits, metrics
 from shared.events import SendChunk
@@ -34,6 +34,7 @@ from shared.webhooks import status_callback_url
 
 log = get_logger(__name__)
 CREATE_LATENCY = metrics.TWILIO_LATENCY.labels("create")
+SEND_STAGE = "send"
 
 # WhatsApp drops messages that wait in Twilio's queue for more than four hours anyway.
 VALIDITY_PERIOD_S = 14_400
@@ -256,6 +257,9 @@ class SendEngine:
             if reason is not None:
                 return settle(skipped(reason))
             message = render(template, row.data, tenant.style)
+            refusal = refused_locally(message)
+            if refusal is not None:
+                return settle(refusal)
             started = time.perf_counter()
             try:
                 created = await self._client.create_message(
@@ -283,6 +287,8 @@ class SendEngine:
                 sid = created.sid
             finally:
                 CREATE_LATENCY.observe(time.perf_counter() - started)
+        if outcome.code is not None:
+            metrics.TWILIO_ERRORS.labels(str(outcome.code), SEND_STAGE).inc()
         transition = after_attempt(
             outcome,
             attempts=row.attempts,

@@ -8,8 +8,8 @@ connection closes, the lock is released and another sender takes over).
   callbacks the tracker could not match (by the recipient's number, since the sender never learnt
   the sid), then in Twilio's message list (To, From, sent on or after the claim). Found: ``sent``
   with that sid. Not found twice, a reconcile interval apart (a create can reach Twilio late):
-  the attempt failed before Twilio took it, so it goes through the retry tiers like any
-  transient failure. Nothing is re-sent without looking first.
+  the attempt failed before Twilio took it, so it goes through the retry tiers without counting
+  as an attempt, keeping the last Twilio error. Nothing is re-sent without looking first.
 - A running campaign whose waiting rows have not moved for ``sweep_idle_s`` while its tenant's
   dispatch queue is empty lost their broker messages: they are published again (a duplicate only
   loses the claim race).
@@ -69,7 +69,6 @@ class MaintenanceSettings:
     reconcile_after_s: float
     sweep_idle_s: float
     retry_tiers_s: list[int]
-    max_attempts: int
     publish_batch_size: int
 
 
@@ -206,7 +205,8 @@ class Maintenance:
             lookups=row["lookups"],
             attempts=row["attempts"],
             tiers=self._settings.retry_tiers_s,
-            max_attempts=self._settings.max_attempts,
+            last_code=row["error_code"],
+            last_message=row["error_message"],
         )
         if transition is None:
             return LOOK_AGAIN

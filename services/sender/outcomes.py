@@ -9,7 +9,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from shared.templating import MAX_BODY_CHARS, RenderedMessage
 from shared.twilio_errors import Outcome, OutcomeKind, next_tier
+
+# Twilio's codes for the bodies it refuses: no body at all, and a body past 1,600 characters.
+EMPTY_BODY_CODE = 21619
+BODY_TOO_LONG_CODE = 21617
 
 
 class Skip(enum.StrEnum):
@@ -54,6 +59,19 @@ def after_attempt(outcome: Outcome, *, attempts: int, tiers: list[int], max_atte
             "queued", uncount=True, error_code=outcome.code, error_message=outcome.message, auth_failure=True
         )
     if outcome.kind is OutcomeKind.TRANSIENT:
+        if outcome.unprocessed:
+            # Twilio never processed it (a 429, or the request never left): the attempt does not
+            # count, so a rate-limit storm cannot fail recipients; the wait honours Retry-After.
+            tier = next_tier(
+                max(attempts, 1), outcome.retry_after_s, tiers, max_attempts=max(attempts, 1) + 1
+            )
+            return Transition(
+                "retry_wait",
+                uncount=True,
+                tier_s=tier,
+                error_code=outcome.code,
+                error_message=outcome.message,
+            )
         tier = next_tier(attempts, outcome.retry_after_s, tiers, max_attempts=max_attempts)
         if tier is None:
             return Transition(
@@ -74,18 +92,56 @@ LOOKUPS_BEFORE_RESEND = 2
 
 
 def after_lookup(
-    found: bool, *, lookups: int, attempts: int, tiers: list[int], max_attempts: int
+    found: bool,
+    *,
+    lookups: int,
+    attempts: int,
+    tiers: list[int],
+    last_code: int | None = None,
+    last_message: str | None = None,
 ) -> Transition | None:
     """An ``unknown`` row after the reconciler looked for its message at Twilio (``lookups``
-    earlier looks found nothing); None: look again later."""
+    earlier looks found nothing); None: look again later.
+
+    Two empty looks prove Twilio never created the message: like a 429, the attempt does not
+    count (a 5xx storm cannot fail recipients). The row keeps the attempt's last Twilio error."""
     if found:
         return Transition("sent")
     if lookups + 1 < LOOKUPS_BEFORE_RESEND:
         return None
-    tier = next_tier(attempts, None, tiers, max_attempts=max_attempts)
-    if tier is None:
-        return Transition("failed", error_message=f"no message at Twilio after {attempts} attempts")
-    return Transition("retry_wait", tier_s=tier, error_message="no message found at Twilio; retrying")
+    tier = next_tier(max(attempts, 1), None, tiers, max_attempts=max(attempts, 1) + 1)
+    what = f" ({last_message})" if last_message else ""
+    return Transition(
+        "retry_wait",
+        uncount=True,
+        tier_s=tier,
+        error_code=last_code,
+        error_message=f"no message found at Twilio after the last attempt{what}; retrying",
+    )
+
+
+def refused_locally(message: RenderedMessage) -> Transition | None:
+    """A body Twilio would refuse is never sent: the recipient fails here with Twilio's code. The
+    attempt does not count and does not weigh on the campaign's error rate (a shortcode without a
+    value for some customers is the template's matter, not a failing channel)."""
+    if message.content_sid is not None:
+        return None
+    body = message.body or ""
+    if not body.strip():
+        return Transition(
+            "failed",
+            uncount=True,
+            error_code=EMPTY_BODY_CODE,
+            error_message="not sent: the message rendered empty for this recipient",
+        )
+    if len(body) > MAX_BODY_CHARS:
+        return Transition(
+            "failed",
+            uncount=True,
+            error_code=BODY_TOO_LONG_CODE,
+            error_message=f"not sent: the rendered message has {len(body)} characters, over {MAX_BODY_CHARS}",
+        )
+    return None
 
 
 def skipped(reason: Skip) -> Transition:

@@ -213,7 +213,8 @@ SELECT tenant_id, campaign_id, id, 'sending', 'unknown', 'lease', 'lease expired
 """
 
 UNKNOWN_DUE = """
-SELECT r.id, r.tenant_id, r.campaign_id, r.phone_e164, r.claimed_at, r.attempts, r.lookups
+SELECT r.id, r.tenant_id, r.campaign_id, r.phone_e164, r.claimed_at, r.attempts, r.lookups,
+       r.error_code, r.error_message
 FROM recipients r
 WHERE r.state = 'unknown' AND r.updated_at < now() - make_interval(secs => $1)
 ORDER BY r.id
