@@ -118,7 +118,7 @@ SELECT $1, $2, id, from_state, 'cancelled', 'api' FROM cancelled
 
 REQUEUE_FAILED = """
 WITH requeued AS (
-    UPDATE recipients SET state = 'queued', attempts = 0, updated_at = now()
+    UPDATE recipients SET state = 'queued', attempts = 0, deferrals = 0, updated_at = now()
     WHERE tenant_id = $1 AND campaign_id = $2 AND state = 'failed'
     RETURNING id
 )

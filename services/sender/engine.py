@@ -59,6 +59,8 @@ class Claimed:
     # When the claim was made, as the database recorded it: the claim's identity when settling.
     claimed_at: datetime
     attempts: int
+    # Earlier retries that did not count as attempts (Twilio never processed the create).
+    deferrals: int
     phone_e164: str
     data: RecipientData
 
@@ -201,7 +203,14 @@ class SendEngine:
         if summary["suppressed_count"]:
             metrics.MESSAGES.labels(str(chunk.tenant_id), "suppressed").inc(summary["suppressed_count"])
         claimed = [
-            Claimed(row["id"], row["claimed_at"], row["attempts"], row["phone_e164"], recipient_data(row))
+            Claimed(
+                row["id"],
+                row["claimed_at"],
+                row["attempts"],
+                row["deferrals"],
+                row["phone_e164"],
+                recipient_data(row),
+            )
             for row in rows
             if row["id"] is not None
         ]
@@ -292,6 +301,7 @@ class SendEngine:
         transition = after_attempt(
             outcome,
             attempts=row.attempts,
+            deferrals=row.deferrals,
             tiers=self._settings.retry_tiers_s,
             max_attempts=self._settings.max_attempts,
         )

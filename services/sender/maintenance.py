@@ -204,6 +204,7 @@ class Maintenance:
             sid is not None,
             lookups=row["lookups"],
             attempts=row["attempts"],
+            deferrals=row["deferrals"],
             tiers=self._settings.retry_tiers_s,
             last_code=row["error_code"],
             last_message=row["error_message"],

@@ -47,8 +47,11 @@ class Transition:
         return not self.uncount and self.to_state == "failed"
 
 
-def after_attempt(outcome: Outcome, *, attempts: int, tiers: list[int], max_attempts: int) -> Transition:
-    """The row's transition after attempt number ``attempts`` ended with ``outcome``."""
+def after_attempt(
+    outcome: Outcome, *, attempts: int, tiers: list[int], max_attempts: int, deferrals: int = 0
+) -> Transition:
+    """The row's transition after attempt number ``attempts`` ended with ``outcome``; ``deferrals``
+    earlier retries did not count. Every retry moves up the tiers; only counted attempts fail."""
     if outcome.kind is OutcomeKind.ACCEPTED:
         return Transition("sent")
     if outcome.kind is OutcomeKind.AMBIGUOUS:
@@ -62,9 +65,7 @@ def after_attempt(outcome: Outcome, *, attempts: int, tiers: list[int], max_atte
         if outcome.unprocessed:
             # Twilio never processed it (a 429, or the request never left): the attempt does not
             # count, so a rate-limit storm cannot fail recipients; the wait honours Retry-After.
-            tier = next_tier(
-                max(attempts, 1), outcome.retry_after_s, tiers, max_attempts=max(attempts, 1) + 1
-            )
+            tier = _uncapped_tier(attempts + deferrals, outcome.retry_after_s, tiers)
             return Transition(
                 "retry_wait",
                 uncount=True,
@@ -72,7 +73,11 @@ def after_attempt(outcome: Outcome, *, attempts: int, tiers: list[int], max_atte
                 error_code=outcome.code,
                 error_message=outcome.message,
             )
-        tier = next_tier(attempts, outcome.retry_after_s, tiers, max_attempts=max_attempts)
+        tier = (
+            None
+            if attempts >= max_attempts
+            else _uncapped_tier(attempts + deferrals, outcome.retry_after_s, tiers)
+        )
         if tier is None:
             return Transition(
                 "failed",
@@ -83,6 +88,11 @@ def after_attempt(outcome: Outcome, *, attempts: int, tiers: list[int], max_atte
     return Transition(
         "failed", error_code=outcome.code, error_message=outcome.message, suppress=outcome.suppress
     )
+
+
+def _uncapped_tier(tries: int, retry_after_s: float | None, tiers: list[int]) -> int | None:
+    """The tier after ``tries`` claims of the row that ended in a retry (the cap is not asked)."""
+    return next_tier(max(tries, 1), retry_after_s, tiers, max_attempts=max(tries, 1) + 1)
 
 
 # Looks for an ``unknown`` row's message that must all come back empty before it is sent again:
@@ -97,6 +107,7 @@ def after_lookup(
     lookups: int,
     attempts: int,
     tiers: list[int],
+    deferrals: int = 0,
     last_code: int | None = None,
     last_message: str | None = None,
 ) -> Transition | None:
@@ -109,7 +120,7 @@ def after_lookup(
         return Transition("sent")
     if lookups + 1 < LOOKUPS_BEFORE_RESEND:
         return None
-    tier = next_tier(max(attempts, 1), None, tiers, max_attempts=max(attempts, 1) + 1)
+    tier = _uncapped_tier(attempts + deferrals, None, tiers)
     what = f" ({last_message})" if last_message else ""
     return Transition(
         "retry_wait",

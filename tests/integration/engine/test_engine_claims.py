@@ -233,3 +233,30 @@ async def test_cancelling_records_the_state_each_waiting_row_was_really_in(pool:
         (ids[2], "retry_wait", "cancelled"),
     ]
     assert await row_states(pool, ids) == ["cancelled", "cancelled", "cancelled", "sending"]
+
+
+async def test_an_uncounted_retry_gives_the_attempt_back_and_counts_a_deferral(pool: asyncpg.Pool) -> None:
+    # Given a recipient claimed once
+    tenant_id, campaign_id, ids = await tenant_and_campaign(pool, phones=phones(1))
+    claimed = await claim(pool, tenant_id, campaign_id, ids)
+    assert [(r["attempts"], r["deferrals"]) for r in claimed] == [(1, 0)]
+
+    # When its create is answered 429 (retry_wait, not counted)
+    await pool.fetch(
+        queries.SETTLE,
+        tenant_id,
+        ids,
+        [claimed[0]["claimed_at"]],
+        ["retry_wait"],
+        [None],
+        [20429],
+        ["Too Many Requests"],
+        [True],
+        [datetime.now(UTC)],
+        "sender",
+        [False],
+    )
+
+    # Then the attempt is given back, the deferral counted, and the next claim shows both
+    again = await claim(pool, tenant_id, campaign_id, ids)
+    assert [(r["attempts"], r["deferrals"]) for r in again] == [(1, 1)]

@@ -47,6 +47,16 @@ def test_a_429_at_the_attempt_cap_still_retries_and_follows_retry_after() -> Non
     assert (transition.to_state, transition.tier_s, transition.uncount) == ("retry_wait", 120, True)
 
 
+def test_retries_that_did_not_count_still_move_up_the_tiers() -> None:
+    # Given a recipient on its first counted attempt after two uncounted retries
+    first = after_attempt(classify(http_status=429, code=20429), attempts=1, tiers=TIERS, max_attempts=4)
+    third = after_attempt(
+        classify(http_status=429, code=20429), attempts=1, deferrals=2, tiers=TIERS, max_attempts=4
+    )
+    # Then its third 429 in a row waits longer than its first
+    assert (first.tier_s, third.tier_s) == (5, 120)
+
+
 def test_a_request_that_never_left_does_not_count_as_an_attempt() -> None:
     transition = after_attempt(
         classify(http_status=None, reached=False), attempts=4, tiers=TIERS, max_attempts=4
