@@ -20,7 +20,7 @@ services:
 	bash scripts/ensure_services.sh
 
 migrate: install services
-	$(PY) -m shared.migrate
+	$(PY) -m shared.migrate --create-database
 
 run: install services migrate
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho start -f Procfile

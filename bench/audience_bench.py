@@ -203,7 +203,7 @@ async def run() -> dict[str, Any]:
     key = await _api_key(pool)
     port = free_port()
     env = {
-        "WCE_ENVIRONMENT": "test",
+        "WCE_ENVIRONMENT": "development",
         "WCE_DATABASE_URL": BENCH_DSN,
         "WCE_AMQP_URL": AMQP_URL,
         "WCE_SEGMENTER_PORT": str(port),

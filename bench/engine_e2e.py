@@ -36,13 +36,13 @@ import httpx
 import psutil
 
 from bench.broker_baseline import measure as broker_baseline
-from shared.db import migrate_dsn
+from shared.schema import migrate_dsn
 from tools.stack import ROOT, Stack
 from tools.twilio_sim.admin_client import SimulatorAdmin
 
 BASE_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 BASE_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-OPERATOR_TOKEN = "bench-operator-token"
+OPERATOR_TOKEN = "bench-operator-token-of-the-benchmarks-only"
 RESULTS = ROOT / "bench" / "results" / "engine_e2e.json"
 DONE_STATES = ("sent", "delivered", "read")
 
@@ -72,7 +72,7 @@ class Environment:
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
-            "WCE_ENVIRONMENT": "test",
+            "WCE_ENVIRONMENT": "development",
             "WCE_DATABASE_URL": self.database_url,
             "WCE_AMQP_URL": self.amqp_url,
             "WCE_OPERATOR_TOKEN": OPERATOR_TOKEN,

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from shared.db import migrate_dsn
+from shared.schema import migrate_dsn
 
 BENCH_DSN = "postgresql://postgres@127.0.0.1:5432/wce_bench"
 BIG_TENANT = uuid.UUID("00000000-0000-4000-8000-000000000001")

@@ -32,7 +32,8 @@ import asyncpg
 import psutil
 import uvloop
 
-from shared.db import create_pool, migrate_dsn
+from shared.db import create_pool
+from shared.schema import migrate_dsn
 from shared.twilio_signature import compute_signature
 from shared.webhooks import status_callback_url
 from tests.integration.tracker.helpers import seed_campaign, seed_recipients, seed_tenant

@@ -1,15 +1,21 @@
 """Broker connection, confirmed publishing and parking consumers.
 
 Publishing is persistent, confirmed, ``mandatory`` (an unroutable message raises instead of
-vanishing) and bounded by a timeout. Consumers ack manually; a message that cannot be parsed is
-parked in ``<queue>.dlq`` with the reason in its headers and the consumer keeps going.
+vanishing) and bounded by a timeout. Consumers ack manually; a message that cannot be processed
+is parked in ``<queue>.dlq`` with the reason in its headers and the consumer keeps going, one
+that failed for a passing reason is handed back after a back-off (``shared.failures``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
+import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -25,12 +31,23 @@ from pydantic import ValidationError
 
 from shared import topology
 from shared.events import Event
+from shared.failures import TransientFailure, is_transient, retry_delay_s
 from shared.logging import get_logger
+from shared.metrics import PARKED_MESSAGES
+from shared.settings import Settings, get_settings
 
 log = get_logger(__name__)
 
 
-class BrokerUnavailable(RuntimeError):
+# Why a message was parked (the ``x-parked-reason`` header and the metric's label).
+INVALID = "invalid"
+REJECTED = "rejected"
+FAILED = "failed"
+REDELIVERY_LIMIT = "redelivery_limit"
+PARK_REASONS = (INVALID, REJECTED, FAILED, REDELIVERY_LIMIT)
+
+
+class BrokerUnavailable(RuntimeError, TransientFailure):
     """The broker could not take a message (down, unroutable, not confirmed in time)."""
 
 
@@ -129,16 +146,116 @@ class Publisher:
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise BrokerUnavailable(f"{exchange}/{routing_key}: {exc}") from exc
 
-    async def park(self, message: AbstractIncomingMessage, queue: str, reason: str) -> None:
-        headers = dict(message.headers or {})
-        headers[topology.PARK_REASON_HEADER] = reason[:1000]
-        headers[topology.PARK_QUEUE_HEADER] = queue
+    async def park(
+        self,
+        message: AbstractIncomingMessage,
+        queue: str,
+        reason: str,
+        *,
+        error: str = "",
+        delivery_count: int = 1,
+    ) -> None:
+        """Move ``message`` to ``<queue>.dlq`` with why (``reason``, a short code), the error and
+        where it came from; its original exchange and routing key are kept so it can be replayed."""
         await self.publish_raw(
-            topology.PARKED_EXCHANGE, queue, message.body, message.type or "unknown", headers=headers
+            topology.PARKED_EXCHANGE,
+            queue,
+            message.body,
+            message.type or "unknown",
+            headers=parked_headers(message, queue, reason, error=error, delivery_count=delivery_count),
         )
+        PARKED_MESSAGES.labels(queue, reason).inc()
+
+
+def parked_headers(
+    message: AbstractIncomingMessage, queue: str, reason: str, *, error: str, delivery_count: int
+) -> dict[str, Any]:
+    headers = {
+        key: value
+        for key, value in (message.headers or {}).items()
+        # The broker's own count belongs to the delivery, not to the message.
+        if key != topology.DELIVERY_COUNT_HEADER
+    }
+    headers.update(
+        {
+            topology.PARK_REASON_HEADER: reason,
+            topology.PARK_QUEUE_HEADER: queue,
+            topology.PARK_ERROR_HEADER: error[:2000],
+            topology.PARK_DELIVERY_COUNT_HEADER: delivery_count,
+            topology.PARK_ID_HEADER: uuid.uuid4().hex,
+            topology.PARK_AT_HEADER: datetime.now(UTC).isoformat(timespec="seconds"),
+            topology.PARK_EXCHANGE_HEADER: message.exchange or "",
+            topology.PARK_ROUTING_KEY_HEADER: message.routing_key or "",
+        }
+    )
+    return headers
+
+
+def expose_parked_series(queue: str) -> None:
+    """Start the queue's parked counters at zero, so the first parked message is an increase."""
+    for reason in PARK_REASONS:
+        PARKED_MESSAGES.labels(queue, reason)
 
 
 Handler = Callable[[Any, AbstractIncomingMessage], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ConsumerPolicy:
+    """How a consumer retries: back-off between deliveries of a message that failed for a
+    transient reason, and how many deliveries any message gets before it is parked."""
+
+    max_deliveries: int = 20
+    retry_base_s: float = 0.5
+    retry_max_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConsumerPolicy:
+        return cls(
+            max_deliveries=settings.consumer_max_deliveries,
+            retry_base_s=settings.consumer_retry_base_s,
+            retry_max_s=settings.consumer_retry_max_s,
+        )
+
+
+class DeliveryCounter:
+    """How many times each message has been delivered.
+
+    Quorum queues count deliveries themselves (``x-delivery-count``, the deliveries before this
+    one). Classic queues only say ``redelivered``: this process counts the deliveries it handed
+    back, by message id or body, in a bounded map; a redelivered message it never saw (its
+    consumer died) counts as at least its second delivery.
+    """
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._counts: OrderedDict[bytes, int] = OrderedDict()
+
+    @staticmethod
+    def _key(message: AbstractIncomingMessage) -> bytes:
+        identity = message.message_id.encode() if message.message_id else message.body
+        return hashlib.blake2b(identity + (message.routing_key or "").encode(), digest_size=16).digest()
+
+    def delivery(self, message: AbstractIncomingMessage) -> int:
+        """This delivery's number (1 for the first)."""
+        counted = (message.headers or {}).get(topology.DELIVERY_COUNT_HEADER)
+        if isinstance(counted, int) and not isinstance(counted, bool):
+            return counted + 1
+        seen = self._counts.get(self._key(message), 0)
+        if message.redelivered:
+            return max(seen, 1) + 1
+        return seen + 1
+
+    def handed_back(self, message: AbstractIncomingMessage, delivery: int) -> None:
+        key = self._key(message)
+        self._counts[key] = delivery
+        self._counts.move_to_end(key)
+        while len(self._counts) > self._capacity:
+            self._counts.popitem(last=False)
+
+    def done(self, message: AbstractIncomingMessage) -> None:
+        if self._counts:
+            self._counts.pop(self._key(message), None)
 
 
 async def consume(
@@ -147,46 +264,88 @@ async def consume(
     handler: Handler,
     publisher: Publisher,
     *,
-    retry_delay_s: float = 1.0,
+    policy: ConsumerPolicy | None = None,
 ) -> str:
     """Consume ``queue``: decode each body with ``model`` and call ``handler(event, message)``.
 
-    Undecodable bodies and PoisonMessage are parked; other exceptions requeue the message after
-    a short pause (the usual cause is a database or broker hiccup that will pass).
+    A transient failure (``shared.failures``) hands the message back after a back-off that grows
+    with its deliveries. Everything else is parked in ``<queue>.dlq`` with its reason and the
+    consumer goes on: an undecodable body (``invalid``), a PoisonMessage (``rejected``), any
+    other error (``failed``) and a message delivered more than ``max_deliveries`` times
+    (``redelivery_limit``).
     """
+    policy = policy or ConsumerPolicy.from_settings(get_settings())
+    counter = DeliveryCounter()
+    expose_parked_series(queue.name)
+
+    async def park(message: AbstractIncomingMessage, reason: str, error: str, delivery: int) -> None:
+        counter.done(message)
+        await park_and_ack(message, queue.name, reason, publisher, error=error, delivery_count=delivery)
 
     async def on_message(message: AbstractIncomingMessage) -> None:
+        delivery = counter.delivery(message)
+        if delivery > policy.max_deliveries:
+            await park(
+                message,
+                REDELIVERY_LIMIT,
+                f"delivered {delivery} times, more than {policy.max_deliveries}",
+                delivery,
+            )
+            return
         try:
             event = model.model_validate_json(message.body)
         except ValidationError as exc:
-            await _park_and_ack(message, queue.name, f"invalid {model.message_type()}: {exc}", publisher)
+            await park(message, INVALID, f"invalid {model.message_type()}: {exc}", delivery)
             return
         try:
             await handler(event, message)
         except PoisonMessage as exc:
-            await _park_and_ack(message, queue.name, str(exc), publisher)
+            await park(message, REJECTED, str(exc), delivery)
         except Exception as exc:
-            log.warning("handler failed, message requeued", queue=queue.name, error=repr(exc))
-            await asyncio.sleep(retry_delay_s)
+            if not is_transient(exc):
+                log.error("handler failed, message parked", queue=queue.name, error=repr(exc))
+                await park(message, FAILED, f"{type(exc).__name__}: {exc}", delivery)
+                return
+            delay = retry_delay_s(delivery, base_s=policy.retry_base_s, max_s=policy.retry_max_s)
+            log.warning(
+                "handler failed for a passing reason, message handed back",
+                queue=queue.name,
+                error=repr(exc),
+                delivery=delivery,
+                retry_in_s=delay,
+            )
+            await asyncio.sleep(delay)
             if not message.processed:
+                counter.handed_back(message, delivery)
                 await message.nack(requeue=True)
         else:
+            counter.done(message)
             if not message.processed:
                 await message.ack()
 
     return await queue.consume(on_message)
 
 
-async def _park_and_ack(
-    message: AbstractIncomingMessage, queue: str, reason: str, publisher: Publisher
+async def park_and_ack(
+    message: AbstractIncomingMessage,
+    queue: str,
+    reason: str,
+    publisher: Publisher,
+    *,
+    error: str = "",
+    delivery_count: int = 1,
 ) -> None:
-    log.warning("message parked", queue=queue, reason=reason[:300])
+    """Park ``message`` and acknowledge it; if the broker cannot take the parked copy, hand the
+    message back instead (it is never dropped)."""
+    log.warning("message parked", queue=queue, reason=reason, error=error[:300])
     try:
-        await publisher.park(message, queue, reason)
+        await publisher.park(message, queue, reason, error=error, delivery_count=delivery_count)
     except BrokerUnavailable:
-        await message.nack(requeue=True)
+        if not message.processed:
+            await message.nack(requeue=True)
         return
-    await message.ack()
+    if not message.processed:
+        await message.ack()
 
 
 async def queue_depth(channel: AbstractChannel, name: str) -> int:

@@ -1,14 +1,17 @@
-"""asyncpg pool with a start-up retry loop, and the migration runner.
+"""asyncpg connections and pools that wait for the database at start.
 
-Migrations are the numbered ``shared/migrations/*.sql`` files, applied in order once each,
-under an advisory lock so several services starting together don't race.
+Start-up waits up to ``WCE_STARTUP_RETRY_S`` while the server cannot take the connection yet
+(refused, starting up, shutting down, ``too many clients``, a role's connection limit); it fails
+at once on what waiting cannot fix (a wrong password, a role that may not log in). The migration
+runner is ``shared/schema.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from importlib import resources
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
 import orjson
@@ -16,8 +19,22 @@ import orjson
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
-MIGRATION_LOCK_KEY = 7_340_001
+# Errors a server answers while it cannot take the connection *yet*: worth waiting for.
+_TRANSIENT_SQLSTATES = frozenset(
+    {
+        "53300",  # too_many_connections (server full, or the role's CONNECTION LIMIT)
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now (starting up, recovering)
+        "08000",  # connection_exception
+        "08001",  # sqlclient_unable_to_establish_sqlconnection
+        "08003",  # connection_does_not_exist
+        "08006",  # connection_failure
+        "08004",  # sqlserver_rejected_establishment_of_sqlconnection
+    }
+)
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -44,85 +61,77 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     released explicitly, its connection closed if that fails."""
 
 
-async def create_pool(
-    dsn: str, *, min_size: int = 2, max_size: int = 10, retry_s: float = 60.0
-) -> asyncpg.Pool:
-    """Create a pool, retrying while the database is starting; fail after ``retry_s`` seconds."""
+def is_transient_connect_error(exc: BaseException) -> bool:
+    """Whether a failed connection attempt is worth retrying (the server may take it later)."""
+    if isinstance(exc, (OSError, asyncio.TimeoutError, asyncpg.InterfaceError)):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return getattr(exc, "sqlstate", None) in _TRANSIENT_SQLSTATES
+    return False
+
+
+async def _retrying(what: str, attempt: Callable[[], Awaitable[T]], retry_s: float) -> T:
     deadline = time.monotonic() + retry_s
     delay = 0.2
     while True:
         try:
-            pool = await asyncpg.create_pool(
-                dsn,
-                min_size=min_size,
-                max_size=max_size,
-                init=_init_connection,
-                reset=_keep_session,
-                command_timeout=60,
-            )
-            assert pool is not None
-            return pool
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            return await attempt()
+        except Exception as exc:
+            if not is_transient_connect_error(exc):
+                raise
             if time.monotonic() > deadline:
-                raise DatabaseUnavailable(f"database not reachable at start-up: {exc}") from exc
-            log.warning("database not ready, retrying", error=str(exc), delay_s=delay)
+                raise DatabaseUnavailable(
+                    f"database not reachable at start-up after {retry_s:.0f}s: {exc}"
+                ) from exc
+            log.warning(
+                f"{what}: database not ready, retrying", error=str(exc) or type(exc).__name__, delay_s=delay
+            )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
 
-def migration_files() -> list[tuple[str, str]]:
-    folder = resources.files("shared") / "migrations"
-    names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
-    return [(name, (folder / name).read_text(encoding="utf-8")) for name in names]
+async def connect_with_retry(
+    dsn: str, *, retry_s: float = 60.0, statement_cache_size: int = 100
+) -> asyncpg.Connection:
+    """One connection (migrations, one-off commands), waiting while the server cannot take it."""
+
+    async def attempt() -> asyncpg.Connection:
+        return await asyncpg.connect(dsn, statement_cache_size=statement_cache_size, timeout=10)
+
+    return await _retrying("connect", attempt, retry_s)
 
 
-async def migrate(conn: asyncpg.Connection) -> list[str]:
-    """Apply pending migrations; return the names applied now."""
-    applied_now: list[str] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
-    try:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    retry_s: float = 60.0,
+    statement_cache_size: int = 100,
+) -> asyncpg.Pool:
+    """Create a pool, waiting while the database cannot take its connections; fail after ``retry_s``.
+
+    ``statement_cache_size=0`` behind a transaction-mode PgBouncer older than 1.21: asyncpg then
+    prepares every statement unnamed, in the same transaction as its execution."""
+
+    async def attempt() -> asyncpg.Pool:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            reset=_keep_session,
+            command_timeout=60,
+            statement_cache_size=statement_cache_size,
         )
-        done = {row["name"] for row in await conn.fetch("SELECT name FROM schema_migrations")}
-        for name, sql in migration_files():
-            if name in done:
-                continue
-            async with conn.transaction():
-                await conn.execute(sql)
-                await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
-            applied_now.append(name)
-            log.info("migration applied", migration=name)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
-    return applied_now
+        assert pool is not None
+        return pool
 
-
-async def ensure_database(dsn: str) -> None:
-    """Create the configured database when the server has none of that name (local runs, CI)."""
-    from urllib.parse import urlparse, urlunparse
-
-    parsed = urlparse(dsn)
-    name = parsed.path.lstrip("/")
-    admin_dsn = urlunparse(parsed._replace(path="/postgres"))
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-        if not exists:
-            try:
-                await conn.execute(f'CREATE DATABASE "{name}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass
-    finally:
-        await conn.close()
+    return await _retrying("pool", attempt, retry_s)
 
 
 async def migrate_dsn(dsn: str, retry_s: float = 60.0) -> list[str]:
-    await ensure_database(dsn)
-    pool = await create_pool(dsn, min_size=1, max_size=1, retry_s=retry_s)
-    try:
-        async with pool.acquire() as conn:
-            return await migrate(conn)
-    finally:
-        await pool.close()
+    """Apply pending migrations to ``dsn`` (creating the database if missing): tests, benchmarks."""
+    from shared.schema import migrate_dsn as apply
+
+    return await apply(dsn, retry_s=retry_s)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.validation import Int8, JsonObject, Text, Timestamp
 
 
 class Event(BaseModel):
@@ -36,7 +38,7 @@ class RecipientBatch(Event):
     TYPE: ClassVar[str] = "recipients.batch"
     tenant_id: UUID
     campaign_id: UUID
-    recipient_ids: list[int] = Field(min_length=1, max_length=10_000)
+    recipient_ids: list[Int8] = Field(min_length=1, max_length=10_000)
 
 
 class SendChunk(Event):
@@ -48,7 +50,7 @@ class SendChunk(Event):
     TYPE: ClassVar[str] = "send.chunk"
     tenant_id: UUID
     campaign_id: UUID
-    recipient_ids: list[int] = Field(min_length=1, max_length=10_000)
+    recipient_ids: list[Int8] = Field(min_length=1, max_length=10_000)
     first_slot_at: float | None = None
     interval_s: float = Field(default=0.0, ge=0.0)
 
@@ -112,7 +114,7 @@ class CampaignCommand(Event):
     TYPE: ClassVar[str] = "campaign.command"
     tenant_id: UUID
     campaign_id: UUID
-    reason: str | None = None
+    reason: Annotated[str, Text(200)] | None = None
 
 
 def decode(model: type[Event], body: bytes) -> Any:
@@ -140,62 +142,62 @@ class ChunkDone(Event):
 class BookingCustomerUpserted(Event):
     TYPE: ClassVar[str] = "booking.customer.upserted"
     tenant_id: UUID
-    external_id: str = Field(min_length=1, max_length=200)
-    first_name: str = Field(default="", max_length=200)
-    last_name: str = Field(default="", max_length=200)
-    email: str | None = Field(default=None, max_length=320)
+    external_id: Annotated[str, Text(200, min_length=1)]
+    first_name: Annotated[str, Text(200)] = ""
+    last_name: Annotated[str, Text(200)] = ""
+    email: Annotated[str, Text(320)] | None = None
     # Normalised to E.164 with the tenant's default region; an unparseable phone is kept, flagged.
-    phone: str | None = Field(default=None, max_length=64)
+    phone: Annotated[str, Text(64)] | None = None
 
 
 class BookingCustomerDeleted(Event):
     TYPE: ClassVar[str] = "booking.customer.deleted"
     tenant_id: UUID
-    external_id: str = Field(min_length=1, max_length=200)
+    external_id: Annotated[str, Text(200, min_length=1)]
 
 
 class BookingAppointmentUpserted(Event):
     TYPE: ClassVar[str] = "booking.appointment.upserted"
     tenant_id: UUID
-    external_id: str = Field(min_length=1, max_length=200)
-    customer_id: str = Field(min_length=1, max_length=200)
-    service_id: str | None = Field(default=None, max_length=200)
-    location_id: str | None = Field(default=None, max_length=200)
-    staff_id: str | None = Field(default=None, max_length=200)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime | None = None
-    created_at: AwareDatetime
-    status: str = Field(min_length=1, max_length=64)
-    status_changed_at: AwareDatetime | None = None
-    updated_at: AwareDatetime | None = None
+    external_id: Annotated[str, Text(200, min_length=1)]
+    customer_id: Annotated[str, Text(200, min_length=1)]
+    service_id: Annotated[str, Text(200)] | None = None
+    location_id: Annotated[str, Text(200)] | None = None
+    staff_id: Annotated[str, Text(200)] | None = None
+    starts_at: Timestamp
+    ends_at: Timestamp | None = None
+    created_at: Timestamp
+    status: Annotated[str, Text(64, min_length=1)]
+    status_changed_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
 
 
 class BookingAppointmentDeleted(Event):
     TYPE: ClassVar[str] = "booking.appointment.deleted"
     tenant_id: UUID
-    external_id: str = Field(min_length=1, max_length=200)
+    external_id: Annotated[str, Text(200, min_length=1)]
 
 
 class BookingServiceUpserted(Event):
     TYPE: ClassVar[str] = "booking.service.upserted"
     tenant_id: UUID
-    external_id: str = Field(min_length=1, max_length=200)
-    name: str = Field(min_length=1, max_length=200)
+    external_id: Annotated[str, Text(200, min_length=1)]
+    name: Annotated[str, Text(200, min_length=1)]
 
 
 class BookingLocationUpserted(Event):
     TYPE: ClassVar[str] = "booking.location.upserted"
     tenant_id: UUID
-    external_id: str = Field(min_length=1, max_length=200)
-    name: str = Field(min_length=1, max_length=200)
-    address: str | None = Field(default=None, max_length=500)
+    external_id: Annotated[str, Text(200, min_length=1)]
+    name: Annotated[str, Text(200, min_length=1)]
+    address: Annotated[str, Text(500)] | None = None
 
 
 class BookingStaffUpserted(Event):
     TYPE: ClassVar[str] = "booking.staff.upserted"
     tenant_id: UUID
-    external_id: str = Field(min_length=1, max_length=200)
-    name: str = Field(min_length=1, max_length=200)
+    external_id: Annotated[str, Text(200, min_length=1)]
+    name: Annotated[str, Text(200, min_length=1)]
 
 
 BOOKING_EVENTS: tuple[type[Event], ...] = (
@@ -223,11 +225,11 @@ class CampaignRequested(Event):
     TYPE: ClassVar[str] = "campaign.requested"
     ROUTING_KEY: ClassVar[str] = "campaign.requested"
     tenant_id: UUID
-    idempotency_key: str = Field(min_length=1, max_length=200)
-    name: str
-    audience: dict[str, Any] = Field(default_factory=dict)
-    template: dict[str, Any]
-    options: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: Annotated[str, Text(200, min_length=1)]
+    name: Annotated[str, Text(200, min_length=1)]
+    audience: JsonObject = Field(default_factory=dict)
+    template: JsonObject
+    options: JsonObject = Field(default_factory=dict)
 
 
 class CampaignRequestKey(BaseModel):
@@ -236,7 +238,7 @@ class CampaignRequestKey(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     tenant_id: UUID
-    idempotency_key: str = Field(min_length=1, max_length=200)
+    idempotency_key: Annotated[str, Text(200, min_length=1)]
 
 
 class CampaignAccepted(Event):

@@ -6,7 +6,7 @@ anything of another tenant answers 404, never 403, so ids of other tenants leak 
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -18,7 +18,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shared.apikeys import hash_api_key
+from shared.apikeys import display_prefix, hash_api_key
+from shared.body_limit import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_BULK_BODY_BYTES,
+    BodyLimit,
+    BodyTooLarge,
+    PathTest,
+    body_too_large,
+)
+from shared.logging import get_logger
+from shared.metrics import AUTH_FAILURES
+from shared.operator_token import OperatorTokenDigest
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,13 +57,35 @@ def _bearer(authorization: str | None, x_api_key: str | None) -> str | None:
     return None
 
 
+def _authentication_failed(request: Request, surface: str, presented: str | None) -> None:
+    """Counted and logged, never with the secret: an API key's public prefix (the part a tenant sees
+    in its key list) or, for the operator token, a short digest that tells repeated attempts apart
+    without revealing any character of a token that may be a near-miss of the real one."""
+    AUTH_FAILURES.labels(surface=surface).inc()
+    if not presented:
+        shown: dict[str, str | None] = {"credential": None}
+    elif surface == "operator_api":
+        shown = {"token_digest": hashlib.sha256(presented.encode()).hexdigest()[:12]}
+    else:
+        shown = {"key_prefix": display_prefix(presented)}
+    log.warning(
+        "authentication failed",
+        surface=surface,
+        client=request.client.host if request.client else None,
+        route=request.url.path,
+        **shown,
+    )
+
+
 async def current_tenant(
+    request: Request,
     pool: Pool,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> TenantContext:
     key = _bearer(authorization, x_api_key)
     if not key:
+        _authentication_failed(request, "tenant_api", None)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key", {"WWW-Authenticate": "Bearer"})
     row = await pool.fetchrow(
         "SELECT t.id, t.timezone, t.default_region FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
@@ -58,6 +93,7 @@ async def current_tenant(
         hash_api_key(key),
     )
     if row is None:
+        _authentication_failed(request, "tenant_api", key)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key", {"WWW-Authenticate": "Bearer"})
     return TenantContext(tenant_id=row["id"], timezone=row["timezone"], default_region=row["default_region"])
 
@@ -66,10 +102,13 @@ Tenant = Annotated[TenantContext, Depends(current_tenant)]
 
 
 def require_operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-    token = _bearer(authorization, None) or ""
-    expected: str = request.app.state.settings.operator_token
-    if not hmac.compare_digest(token.encode(), expected.encode()):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "operator token required")
+    token = _bearer(authorization, None)
+    expected: OperatorTokenDigest = request.app.state.settings.operator_token
+    if not expected.matches(token):
+        _authentication_failed(request, "operator_api", token)
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "operator token required", {"WWW-Authenticate": "Bearer"}
+        )
 
 
 Operator = Annotated[None, Depends(require_operator)]
@@ -121,10 +160,26 @@ async def _input_error(request: Request, exc: Exception) -> JSONResponse:
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
-def install_common(app: FastAPI, readiness: dict[str, ReadinessCheck]) -> None:
-    """Error bodies that name the field, liveness/readiness probes and /metrics."""
+def _not_bulk(path: str) -> bool:
+    return False
+
+
+def install_common(
+    app: FastAPI,
+    readiness: dict[str, ReadinessCheck],
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_bulk_body_bytes: int = DEFAULT_MAX_BULK_BODY_BYTES,
+    is_bulk: PathTest = _not_bulk,
+) -> None:
+    """Error bodies that name the field, a request-body limit (larger on the bulk routes),
+    liveness/readiness probes and /metrics."""
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(InputError, _input_error)
+    app.add_exception_handler(BodyTooLarge, body_too_large)
+    app.add_middleware(
+        BodyLimit, max_bytes=max_body_bytes, max_bulk_bytes=max_bulk_body_bytes, is_bulk=is_bulk
+    )
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

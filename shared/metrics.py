@@ -108,3 +108,22 @@ SUPPRESSION_CHANGES = Counter(
     ["action", "source"],
     namespace=NAMESPACE,
 )
+PARKED_MESSAGES = Counter(
+    "parked_messages",
+    "Messages a consumer could not process, moved to <queue>.dlq, by source queue and reason"
+    " (invalid, rejected, failed, redelivery_limit).",
+    ["queue", "reason"],
+    namespace=NAMESPACE,
+)
+BACKGROUND_TASK_UP = Gauge(
+    "background_task_up",
+    "1 while a supervised background task of a service runs, 0 after it died (until restarted).",
+    ["service", "task"],
+    namespace=NAMESPACE,
+)
+AUTH_FAILURES = Counter(
+    "auth_failures",
+    "Requests refused for a missing or wrong credential, by surface (tenant_api, operator_api, webhook).",
+    ["surface"],
+    namespace=NAMESPACE,
+)

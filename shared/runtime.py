@@ -1,5 +1,6 @@
-"""Start-up and shutdown shared by the four services: database (migrated), broker (topology
-declared), and serving the service's FastAPI app with uvicorn (which turns SIGTERM into a
+"""Start-up and shutdown shared by the four services: database (migrated here in development,
+else waited for until the migration job has applied every migration this code knows), broker
+(topology declared), and serving the service's FastAPI app with uvicorn (which turns SIGTERM into a
 graceful lifespan shutdown)."""
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import uvicorn
 from aio_pika.abc import AbstractRobustConnection
 from fastapi import FastAPI
 
-from shared import topology
+from shared import connection_budget, topology
 from shared.broker import Publisher, connect
-from shared.db import create_pool, migrate_dsn
+from shared.db import create_pool
 from shared.logging import configure_logging, get_logger
+from shared.schema import migrate_dsn, wait_for_schema
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -31,14 +33,28 @@ class Resources:
         await self.pool.close()
 
 
-async def open_resources(settings: Settings, service: str, *, pool_max: int | None = None) -> Resources:
-    await migrate_dsn(settings.database_url, retry_s=settings.startup_retry_s)
+async def open_resources(settings: Settings, service: str) -> Resources:
+    if settings.migrate_at_start:
+        await migrate_dsn(
+            settings.migration_database_url or settings.database_url,
+            retry_s=settings.startup_retry_s,
+            statement_cache_size=settings.db_statement_cache_size,
+        )
     pool = await create_pool(
         settings.database_url,
         min_size=settings.db_pool_min,
-        max_size=pool_max or settings.db_pool_max,
+        max_size=connection_budget.pool_max(service, settings),
         retry_s=settings.startup_retry_s,
+        statement_cache_size=settings.db_statement_cache_size,
     )
+    try:
+        if not settings.migrate_at_start:
+            await wait_for_schema(pool, retry_s=settings.startup_retry_s)
+        budget = await connection_budget.check(pool, settings, service)
+    except BaseException:
+        await pool.close()
+        raise
+    log.info("connection budget", budget=budget.explain())
     connection = await connect(settings.amqp_url, retry_s=settings.startup_retry_s, name=service)
     publisher = await Publisher.open(connection, timeout_s=settings.broker_publish_timeout_s)
     tenant_ids = [str(row["id"]) for row in await pool.fetch("SELECT id FROM tenants")]

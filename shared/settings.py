@@ -1,7 +1,11 @@
 """Settings from the environment (prefix ``WCE_``), one object for every service.
 
-Outside development the settings refuse the unsafe defaults that make a local run easy:
-the well-known development encryption key and operator token.
+Every environment other than ``development`` (``test`` is a staging installation, as strict as
+``production``) refuses the unsafe defaults that make a local run easy: the well-known
+development encryption key and operator token, the simulator or any plain-HTTP or local Twilio
+endpoint, and a public URL Twilio could not reach over HTTPS — the last two unless explicitly
+allowed. A weak operator token is refused in every environment, and validation errors never echo
+the values they refuse.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.operator_token import OperatorTokenDigest
+from shared.url_checks import insecure_url_reason
+
 # A valid Fernet key that is public on purpose: it only ever protects development data.
 DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZC0zMmI="
-DEVELOPMENT_OPERATOR_TOKEN = "dev-operator-token"
+DEVELOPMENT_OPERATOR_TOKEN = "development-operator-token-not-for-production"
 
 
 def _split_csv(value: object) -> object:
@@ -24,7 +31,10 @@ def _split_csv(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="WCE_", env_file=".env", extra="ignore")
+    # Inputs stay out of validation errors: a refused setting may be a secret.
+    model_config = SettingsConfigDict(
+        env_prefix="WCE_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
@@ -32,6 +42,20 @@ class Settings(BaseSettings):
     database_url: str = "postgresql://postgres@127.0.0.1:5432/wce"
     db_pool_min: int = 2
     db_pool_max: int = 10
+    # Database platform: who migrates, and how connections are made (README "Database roles and
+    # migrations"). Services migrate (and create a missing database) at start only while this is
+    # true; deployments set it false and run ``python -m shared.migrate`` as a one-off job.
+    migrate_at_start: bool = True
+    # The owner role's URL for migrations (defaults to WCE_DATABASE_URL).
+    migration_database_url: str | None = None
+    # asyncpg's prepared-statement cache; 0 behind a transaction-mode PgBouncer older than 1.21.
+    db_statement_cache_size: int = Field(default=100, ge=0)
+    # The connection budget (shared/connection_budget.py): replicas per service ("sender=3,
+    # tracker=2"; 1 when absent), the limit when a pooler stands in front (else read from the
+    # server), and connections kept free for operators and one-off commands.
+    db_replicas: Annotated[dict[str, int], NoDecode] = Field(default_factory=dict)
+    db_max_connections: int | None = Field(default=None, ge=1)
+    db_reserved_connections: int = Field(default=5, ge=0)
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     broker_publish_timeout_s: float = 10.0
     startup_retry_s: float = 60.0
@@ -40,7 +64,10 @@ class Settings(BaseSettings):
     encryption_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: [DEVELOPMENT_ENCRYPTION_KEY]
     )
-    operator_token: str = DEVELOPMENT_OPERATOR_TOKEN
+    # Only the token's digest is kept; see shared/operator_token.py.
+    operator_token: Annotated[OperatorTokenDigest, NoDecode] = Field(
+        default_factory=lambda: OperatorTokenDigest.of(DEVELOPMENT_OPERATOR_TOKEN)
+    )
 
     twilio_api_base_url: str = "http://127.0.0.1:8010"
     twilio_content_base_url: str = "http://127.0.0.1:8010"
@@ -50,12 +77,19 @@ class Settings(BaseSettings):
     twilio_max_idle_s: float = 4.0
     # Public URL Twilio uses to reach the tracker (status callbacks, inbound messages).
     public_base_url: str = "http://127.0.0.1:8001"
+    # Outside development: allow a plain-HTTP or local Twilio endpoint (the simulator), and a
+    # public URL that is not public HTTPS. Only for closed test installations.
+    allow_insecure_twilio: bool = False
+    allow_insecure_public_url: bool = False
 
     segmenter_port: int = 8000
     tracker_port: int = 8001
     dispatcher_port: int = 8002
     sender_port: int = 8003
     http_host: str = "127.0.0.1"
+    # Request bodies past these sizes are refused with 413 before they are parsed.
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_bulk_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
 
     default_rate_per_second: int = 80
     chunk_size: int = 20
@@ -104,23 +138,67 @@ class Settings(BaseSettings):
     # Lease expiry, reconciliation and the stuck-row sweep run this often (in one sender at a time).
     maintenance_interval_s: float = 1.0
 
+    # Consumers: back-off between deliveries of a message that failed for a passing reason, and
+    # the deliveries any message gets before it is parked.
+    consumer_max_deliveries: int = Field(default=20, ge=1)
+    consumer_retry_base_s: float = Field(default=0.5, gt=0)
+    consumer_retry_max_s: float = Field(default=30.0, gt=0)
+
     @field_validator("encryption_keys", "retry_tiers_s", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("db_replicas", mode="before")
+    @classmethod
+    def _replicas(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        replicas: dict[str, int] = {}
+        for part in value.split(","):
+            if not part.strip():
+                continue
+            service, sep, count = str(part).partition("=")
+            if not sep or not count.strip().isdigit():
+                raise ValueError(f"WCE_DB_REPLICAS: expected service=count, got {part!r}")
+            replicas[service.strip()] = int(count)
+        return replicas
+
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
-        if self.environment == "production":
-            if DEVELOPMENT_ENCRYPTION_KEY in self.encryption_keys:
-                raise ValueError("WCE_ENCRYPTION_KEYS must be set outside development")
-            if self.operator_token == DEVELOPMENT_OPERATOR_TOKEN:
-                raise ValueError("WCE_OPERATOR_TOKEN must be set outside development")
+        if self.environment != "development":
+            self._refuse_development_defaults()
         if not self.encryption_keys:
             raise ValueError("WCE_ENCRYPTION_KEYS needs at least one key")
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError("WCE_DB_POOL_MIN must not exceed WCE_DB_POOL_MAX")
+        unknown = set(self.db_replicas) - {"segmenter", "tracker", "dispatcher", "sender"}
+        if unknown:
+            raise ValueError(f"WCE_DB_REPLICAS names unknown services: {', '.join(sorted(unknown))}")
         if sorted(self.retry_tiers_s) != self.retry_tiers_s:
             raise ValueError("WCE_RETRY_TIERS_S must be ascending")
         return self
+
+    def _refuse_development_defaults(self) -> None:
+        if DEVELOPMENT_ENCRYPTION_KEY in self.encryption_keys:
+            raise ValueError("WCE_ENCRYPTION_KEYS must be set outside development")
+        if self.operator_token == OperatorTokenDigest.of(DEVELOPMENT_OPERATOR_TOKEN):
+            raise ValueError("WCE_OPERATOR_TOKEN must be set outside development")
+        checks = [("WCE_PUBLIC_BASE_URL", self.public_base_url, self.allow_insecure_public_url, "PUBLIC_URL")]
+        checks += [
+            (name, url, self.allow_insecure_twilio, "TWILIO")
+            for name, url in (
+                ("WCE_TWILIO_API_BASE_URL", self.twilio_api_base_url),
+                ("WCE_TWILIO_CONTENT_BASE_URL", self.twilio_content_base_url),
+            )
+        ]
+        for name, url, allowed, allow_name in checks:
+            reason = insecure_url_reason(url)
+            if reason and not allowed:
+                raise ValueError(
+                    f"{name} {reason}; outside development it must be a public https URL"
+                    f" (WCE_ALLOW_INSECURE_{allow_name}=true allows it on a closed test installation)"
+                )
 
 
 @lru_cache

@@ -75,6 +75,29 @@ SHORTCODES = CUSTOMER_SHORTCODES | APPOINTMENT_SHORTCODES | BUSINESS_SHORTCODES
 
 NAME_FALLBACK = "there"
 
+# The longest value each shortcode can take: the maximum lengths the booking API and the tenant
+# settings accept (a date or time is at most this long in any supported locale).
+LONGEST_VALUE = {
+    "customer_first_name": 200,
+    "customer_last_name": 200,
+    "customer_full_name": 401,
+    "customer_name": 401,
+    "customer_phone": 16,
+    "customer_email": 320,
+    "appointment_date": 12,
+    "appointment_time": 8,
+    "appointment_datetime": 22,
+    "service_name": 200,
+    "location_name": 200,
+    "location_address": 500,
+    "staff_name": 200,
+    "appointment_status": 64,
+    "business_name": 200,
+}
+# Twilio refuses a body past WhatsApp's 1600 characters with 21617, after the message was sent
+# for: the engine checks before it sends.
+BODY_TOO_LONG_CODE = 21617
+
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _DOTTED = ("de", "pl", "ru", "tr", "cs", "sk", "da", "fi", "nb", "no", "uk", "ro", "hu")
 _SLASHED = ("fr", "es", "it", "pt", "el", "ca")
@@ -194,6 +217,52 @@ def validate_template(template: object, *, appointment_available: bool) -> list[
         else:
             errors.extend(_shortcode_errors(path, value, appointment_available))
     return errors
+
+
+def longest_body(body: str) -> int:
+    """How long the body can get once its shortcodes are replaced by the longest values."""
+    return len(SHORTCODE.sub("", body)) + sum(
+        LONGEST_VALUE.get(name, len(name) + 2) for name in SHORTCODE.findall(body)
+    )
+
+
+def body_length_errors(template: Mapping[str, Any]) -> list[dict[str, str]]:
+    """An error when a body template could render past WhatsApp's limit for some recipient."""
+    body = template.get("body")
+    if not isinstance(body, str):
+        return []
+    longest = longest_body(body)
+    if longest <= MAX_BODY_CHARS:
+        return []
+    return [
+        {
+            "field": "template.body",
+            "message": (
+                f"with the longest values its shortcodes can take the message is {longest} characters,"
+                f" more than WhatsApp's {MAX_BODY_CHARS}; shorten the text or use fewer shortcodes"
+            ),
+        }
+    ]
+
+
+def rendered_length_errors(message: RenderedMessage, field_name: str) -> list[dict[str, str]]:
+    """An error when one recipient's rendered message passes WhatsApp's limits."""
+    if message.body is not None and len(message.body) > MAX_BODY_CHARS:
+        return [
+            {
+                "field": field_name,
+                "message": f"the message renders to {len(message.body)} characters, past {MAX_BODY_CHARS}",
+            }
+        ]
+    for key, value in (message.content_variables or {}).items():
+        if len(value) > MAX_VARIABLE_CHARS:
+            return [
+                {
+                    "field": field_name,
+                    "message": f"variable {key} is {len(value)} characters, past {MAX_VARIABLE_CHARS}",
+                }
+            ]
+    return []
 
 
 def validate_overrides(values: Mapping[str, object], field_name: str) -> list[dict[str, str]]:

@@ -10,7 +10,7 @@ Flow:
     sender, transient failure -> retry.<N>s (fanout) -> retry queue with a fixed TTL, which
         dead-letters back into ``recipients`` with the original key (the tenant id), so retries
         pass the tenant's throttle again
-    any consumer, unparseable message -> parked (direct, key = source queue) -> <queue>.dlq
+    any consumer, message it cannot process -> parked (direct, key = source queue) -> <queue>.dlq
     tracker webhooks -> status / inbound queues -> tracker consumer
     other systems -> commands (campaign.*) and booking (booking.*) -> segmenter
     lifecycle and tenant changes -> events (topic) -> anyone (dispatchers and senders bind
@@ -46,8 +46,18 @@ INBOUND_ROUTING_KEY = "inbound"
 SEND_ROUTING_KEY = "chunk"
 
 ATTEMPT_HEADER = "x-attempt"
-PARK_REASON_HEADER = "x-park-reason"
-PARK_QUEUE_HEADER = "x-park-queue"
+# Headers of a parked message (in ``<queue>.dlq``): why, from where, the error, after how many
+# deliveries; an id to address it, when, and its original exchange and routing key for a replay.
+PARK_REASON_HEADER = "x-parked-reason"
+PARK_QUEUE_HEADER = "x-parked-source-queue"
+PARK_ERROR_HEADER = "x-parked-error"
+PARK_DELIVERY_COUNT_HEADER = "x-parked-delivery-count"
+PARK_ID_HEADER = "x-parked-id"
+PARK_AT_HEADER = "x-parked-at"
+PARK_EXCHANGE_HEADER = "x-parked-exchange"
+PARK_ROUTING_KEY_HEADER = "x-parked-routing-key"
+# Set by quorum queues: how many times the message was delivered before.
+DELIVERY_COUNT_HEADER = "x-delivery-count"
 
 
 def dispatch_queue_name(tenant_id: str) -> str:

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Iterator
 import asyncpg
 import pytest
 
-from shared.db import create_pool, migrate_dsn
+from shared.db import create_pool
+from shared.schema import migrate_dsn
 from tests.support import IsolatedEnvironment, Stack
 
 

@@ -15,7 +15,7 @@ from tools.stack import ManagedProcess, Stack, free_port
 ROOT = Path(__file__).resolve().parent.parent
 BASE_DATABASE_URL = os.environ.get("WCE_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BASE_AMQP_URL = os.environ.get("WCE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-OPERATOR_TOKEN = "test-operator-token"
+OPERATOR_TOKEN = "test-operator-token-of-the-test-suite-only"
 
 
 def with_database(url: str, name: str) -> str:
@@ -58,7 +58,7 @@ class IsolatedEnvironment:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {
-            "WCE_ENVIRONMENT": "test",
+            "WCE_ENVIRONMENT": "development",
             "WCE_DATABASE_URL": self.database_url,
             "WCE_AMQP_URL": self.amqp_url,
             "WCE_OPERATOR_TOKEN": OPERATOR_TOKEN,

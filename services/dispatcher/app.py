@@ -76,5 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="WhatsApp campaign engine — dispatcher", lifespan=lifespan, docs_url=None, redoc_url=None
     )
-    install_common(app, {"database": pool_check(app), "broker": broker_check(app)})
+    install_common(
+        app,
+        {"database": pool_check(app), "broker": broker_check(app)},
+        max_body_bytes=settings.max_body_bytes,
+    )
     return app

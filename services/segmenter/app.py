@@ -26,6 +26,7 @@ from services.segmenter.campaigns import Lifecycle
 from services.segmenter.runner import CampaignRunner, monitor_loop
 from services.segmenter.snapshot import CampaignPublisher
 from shared import topology
+from shared.body_limit import bulk_paths
 from shared.crypto import SecretBox
 from shared.events import CampaignRequested
 from shared.http import broker_check, install_common, pool_check
@@ -43,6 +44,11 @@ ROUTERS: list[APIRouter] = [
 ]
 
 MONITOR_INTERVAL_S = 1.0
+
+# Routes that take up to 10,000 rows (100,000 numbers for a suppression import) in one body.
+BULK_ROUTES = bulk_paths(
+    exact=("/v1/suppressions/import", "/v1/sends/manual"), suffixes=(":upsert", ":delete")
+)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -91,7 +97,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             " Authenticate with `Authorization: Bearer <api key>`."
         ),
     )
-    install_common(app, {"database": pool_check(app), "broker": broker_check(app)})
+    install_common(
+        app,
+        {"database": pool_check(app), "broker": broker_check(app)},
+        max_body_bytes=settings.max_body_bytes,
+        max_bulk_body_bytes=settings.max_bulk_body_bytes,
+        is_bulk=BULK_ROUTES,
+    )
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -22,7 +22,7 @@ from shared.broker import Publisher
 from shared.events import CampaignLifecycle, LifecycleName
 from shared.http import InputError
 from shared.logging import get_logger
-from shared.templating import validate_template
+from shared.templating import body_length_errors, validate_template
 
 log = get_logger(__name__)
 
@@ -52,6 +52,8 @@ async def create_campaign(
     """Validate and store a draft campaign. Raises InputError naming each bad field."""
     template = data.template.model_dump()
     errors = validate_template(template, appointment_available=data.audience.provides_appointment)
+    if not errors:
+        errors = body_length_errors(template)
     if "content_sid" in template and content_is_approved is not None and not errors:
         if not await content_is_approved(tenant_id, template["content_sid"]):
             errors.append(

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.segmenter import credits
 from services.segmenter.deps import PublisherDep, SettingsDep
 from shared.http import Operator, Pool, Tenant, not_found
+from shared.validation import INT8_MAX, Text
 
 router = APIRouter(prefix="/v1", tags=["credits"])
 
@@ -57,7 +58,7 @@ class CreditsChange(BaseModel):
         default=None, ge=0, le=100_000_000, description="From the next month on."
     )
     enabled: bool | None = Field(default=None, description="Whether this tenant's sends use credits at all.")
-    note: str | None = Field(default=None, max_length=500)
+    note: Annotated[str, Text(500)] | None = None
 
     @model_validator(mode="after")
     def _something(self) -> CreditsChange:
@@ -83,7 +84,7 @@ async def show_credits(
     tenant: Tenant,
     pool: Pool,
     settings: SettingsDep,
-    before_id: int | None = None,
+    before_id: Annotated[int | None, Query(ge=1, le=INT8_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> CreditsOut:
     """Balance (plan credits are spent before purchased ones) and the ledger, newest first."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,7 +12,9 @@ from services.segmenter.deps import LifecycleDep, SecretBoxDep, SettingsDep
 from services.segmenter.routes_campaigns import campaign_out
 from services.segmenter.schemas import CampaignOut
 from shared.http import Pool, Tenant
+from shared.templating import MAX_VARIABLE_CHARS
 from shared.twilio_client import TwilioError
+from shared.validation import JsonObject, Text
 
 router = APIRouter(prefix="/v1", tags=["sends"])
 
@@ -22,21 +24,23 @@ class Strict(BaseModel):
 
 
 class TestSend(Strict):
-    template: dict[str, Any] = Field(
+    template: JsonObject = Field(
         description='{"body": "..."} or {"content_sid": "HX...", "variables": {...}}'
     )
-    name: str | None = Field(default=None, max_length=200)
+    name: Annotated[str, Text(200)] | None = None
 
 
 class ManualRecipient(Strict):
-    phone: str = Field(min_length=3, max_length=40)
-    variables: dict[str, Any] = Field(default_factory=dict, description="Shortcode values for this number.")
+    phone: Annotated[str, Text(40, min_length=3)]
+    variables: dict[Annotated[str, Text(64)], Annotated[str, Text(MAX_VARIABLE_CHARS)]] = Field(
+        default_factory=dict, max_length=50, description="Shortcode values for this number (text)."
+    )
 
 
 class ManualSend(Strict):
-    template: dict[str, Any]
+    template: JsonObject
     recipients: list[ManualRecipient] = Field(min_length=1, max_length=sends.MAX_MANUAL_RECIPIENTS)
-    name: str | None = Field(default=None, max_length=200)
+    name: Annotated[str, Text(200)] | None = None
 
 
 class TemplateOut(BaseModel):

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.segmenter import suppressions
 from shared.http import Pool, Tenant, not_found
+from shared.validation import Text
 
 router = APIRouter(prefix="/v1/suppressions", tags=["suppressions"])
 
@@ -19,15 +20,15 @@ class Strict(BaseModel):
 
 
 class SuppressionIn(Strict):
-    phone: str = Field(
-        min_length=3, max_length=40, description="Any format; normalised with the default region."
+    phone: Annotated[str, Text(40, min_length=3)] = Field(
+        description="Any format; normalised with the default region."
     )
-    reason: str | None = Field(default=None, max_length=500)
+    reason: Annotated[str, Text(500)] | None = None
 
 
 class SuppressionImport(Strict):
-    phones: list[str] = Field(min_length=1, max_length=suppressions.MAX_IMPORT)
-    reason: str | None = Field(default=None, max_length=500)
+    phones: list[Annotated[str, Text(40)]] = Field(min_length=1, max_length=suppressions.MAX_IMPORT)
+    reason: Annotated[str, Text(500)] | None = None
 
 
 class SuppressionOut(BaseModel):
@@ -51,7 +52,7 @@ class ImportResult(BaseModel):
 async def list_suppressions(
     tenant: Tenant,
     pool: Pool,
-    after: str | None = None,
+    after: Annotated[Annotated[str, Text(40)] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SuppressionPage:
     """Suppressed numbers in E.164 order, a page at a time."""
@@ -61,7 +62,9 @@ async def list_suppressions(
 
 
 @router.get("/{phone}", response_model=SuppressionOut)
-async def show_suppression(phone: str, tenant: Tenant, pool: Pool) -> SuppressionOut:
+async def show_suppression(
+    phone: Annotated[str, Path(max_length=40)], tenant: Tenant, pool: Pool
+) -> SuppressionOut:
     try:
         row = await suppressions.get_suppression(pool, tenant.tenant_id, phone, tenant.default_region)
     except suppressions.NotSuppressed:
@@ -107,7 +110,12 @@ async def import_suppressions(body: SuppressionImport, tenant: Tenant, pool: Poo
 
 
 @router.delete("/{phone}", status_code=status.HTTP_204_NO_CONTENT)
-async def remove_suppression(phone: str, tenant: Tenant, pool: Pool, reason: str | None = None) -> Response:
+async def remove_suppression(
+    phone: Annotated[str, Path(max_length=40)],
+    tenant: Tenant,
+    pool: Pool,
+    reason: Annotated[Annotated[str, Text(500)] | None, Query()] = None,
+) -> Response:
     """Remove a number from the list (for instance after the person opted in again)."""
     try:
         await suppressions.remove(pool, tenant.tenant_id, phone, region=tenant.default_region, reason=reason)

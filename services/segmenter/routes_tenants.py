@@ -8,7 +8,13 @@ from fastapi import APIRouter, status
 
 from services.segmenter import tenants
 from services.segmenter.deps import PublisherDep, SecretBoxDep, SettingsDep
-from services.segmenter.schemas import TenantCreate, TenantCreated, TenantOut, TenantSettingsUpdate
+from services.segmenter.schemas import (
+    OperatorTenantUpdate,
+    TenantCreate,
+    TenantCreated,
+    TenantOut,
+    TenantSettingsUpdate,
+)
 from shared.http import Operator, Pool, Tenant, not_found
 
 router = APIRouter(prefix="/v1", tags=["tenants"])
@@ -33,7 +39,7 @@ async def create_tenant(
 @router.patch("/operator/tenants/{tenant_id}", response_model=TenantOut)
 async def operator_update_tenant(
     tenant_id: UUID,
-    body: TenantSettingsUpdate,
+    body: OperatorTenantUpdate,
     _: Operator,
     pool: Pool,
     publisher: PublisherDep,
@@ -41,6 +47,7 @@ async def operator_update_tenant(
     settings: SettingsDep,
     active: bool | None = None,
 ) -> TenantOut:
+    """Change any setting of a tenant, its rate included (applies to a running campaign within 2 s)."""
     try:
         row = await tenants.update_tenant(pool, publisher, box, tenant_id, body, active=active)
     except tenants.TenantNotFound:
@@ -71,6 +78,7 @@ async def update_my_tenant(
     box: SecretBoxDep,
     settings: SettingsDep,
 ) -> TenantOut:
-    """Change the tenant's own settings; a new rate applies to a running campaign within 2 s."""
+    """Change the tenant's own settings. The rate is the operator's (``PATCH
+    /v1/operator/tenants/{id}``): naming ``rate_per_second`` or ``unlimited_rate`` here answers 422."""
     row = await tenants.update_tenant(pool, publisher, box, tenant.tenant_id, body)
     return tenants.tenant_out(row, settings.public_base_url)

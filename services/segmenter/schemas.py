@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from services.segmenter.audience.model import Audience
 from shared.phones import InvalidPhone, is_valid_region, to_e164
+from shared.validation import Text
 
 ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
@@ -37,27 +38,32 @@ def _check_e164(value: str) -> str:
         raise ValueError(str(exc)) from exc
 
 
+# Lengths of the free-text fields; every one that reaches the database has a maximum.
+PhoneText = Annotated[str, Text(40)]
+Keyword = Annotated[str, Text(64)]
+LOCALE_PATTERN = r"^[A-Za-z]{2,8}([_-][A-Za-z0-9]{1,8})*$"
+MAX_CREDITS = 100_000_000
+
+
 class CreditsSetup(Strict):
-    plan_monthly: int = Field(default=0, ge=0)
-    purchased: int = Field(default=0, ge=0)
+    plan_monthly: int = Field(default=0, ge=0, le=MAX_CREDITS)
+    purchased: int = Field(default=0, ge=0, le=MAX_CREDITS)
 
 
-class TenantSettingsUpdate(Strict):
-    """What a tenant may change about itself."""
+class TenantProfile(Strict):
+    """Settings of a tenant that the tenant and the operator may both change."""
 
-    rate_per_second: int | None = Field(default=None, gt=0, le=10_000)
-    unlimited_rate: bool | None = None
-    timezone: str | None = None
-    default_region: str | None = None
-    locale: str | None = None
-    business_name: str | None = None
-    whatsapp_from: str | None = None
-    messaging_service_sid: str | None = None
-    twilio_account_sid: str | None = None
-    twilio_auth_token: str | None = Field(default=None, min_length=8)
-    test_numbers: list[str] | None = Field(default=None, max_length=50)
-    opt_out_keywords: list[str] | None = Field(default=None, max_length=100)
-    opt_in_keywords: list[str] | None = Field(default=None, max_length=100)
+    timezone: Annotated[str, Text(64)] | None = None
+    default_region: Annotated[str, Text(2)] | None = None
+    locale: Annotated[str, Text(35, pattern=LOCALE_PATTERN)] | None = None
+    business_name: Annotated[str, Text(200)] | None = None
+    whatsapp_from: PhoneText | None = None
+    messaging_service_sid: Annotated[str, Text(34)] | None = None
+    twilio_account_sid: Annotated[str, Text(34)] | None = None
+    twilio_auth_token: Annotated[str, Text(256, min_length=8)] | None = None
+    test_numbers: list[PhoneText] | None = Field(default=None, max_length=50)
+    opt_out_keywords: list[Keyword] | None = Field(default=None, max_length=100)
+    opt_in_keywords: list[Keyword] | None = Field(default=None, max_length=100)
 
     @field_validator("timezone")
     @classmethod
@@ -101,14 +107,41 @@ class TenantSettingsUpdate(Strict):
         return None if value is None else sorted({v.strip().upper() for v in value if v.strip()})
 
 
-class TenantCreate(TenantSettingsUpdate):
-    name: str = Field(min_length=1, max_length=200)
-    twilio_account_sid: str  # type: ignore[assignment]
-    twilio_auth_token: str = Field(min_length=8)  # type: ignore[assignment]
-    whatsapp_from: str  # type: ignore[assignment]
-    timezone: str = "UTC"  # type: ignore[assignment]
-    default_region: str = "US"  # type: ignore[assignment]
-    locale: str = "en_US"  # type: ignore[assignment]
+OPERATOR_ONLY = (
+    "set by the operator only (it must match the MPS of the tenant's Twilio sender); ask your operator"
+)
+
+
+class TenantSettingsUpdate(TenantProfile):
+    """What a tenant may change about itself. Its rate is the operator's setting: a request that
+    names ``rate_per_second`` or ``unlimited_rate`` is refused, naming the field."""
+
+    rate_per_second: None = Field(default=None, description=OPERATOR_ONLY)
+    unlimited_rate: None = Field(default=None, description=OPERATOR_ONLY)
+
+    @field_validator("rate_per_second", "unlimited_rate", mode="before")
+    @classmethod
+    def _operator_only(cls, value: object) -> None:
+        raise ValueError(OPERATOR_ONLY)
+
+
+class OperatorTenantUpdate(TenantProfile):
+    """What the operator may change about a tenant, its rate included."""
+
+    rate_per_second: int | None = Field(default=None, gt=0, le=10_000)
+    unlimited_rate: bool | None = None
+
+
+class TenantCreate(OperatorTenantUpdate):
+    name: Annotated[str, Text(200, min_length=1)]
+    twilio_account_sid: Annotated[str, Text(34)]  # type: ignore[assignment]
+    twilio_auth_token: Annotated[str, Text(256, min_length=8)]  # type: ignore[assignment]
+    whatsapp_from: PhoneText  # type: ignore[assignment]
+    timezone: Annotated[str, Text(64)] = "UTC"  # type: ignore[assignment]
+    default_region: Annotated[str, Text(2)] = "US"  # type: ignore[assignment]
+    locale: Annotated[str, Text(35, pattern=LOCALE_PATTERN)] = (  # type: ignore[assignment]
+        "en_US"
+    )
     credits: CreditsSetup = Field(default_factory=CreditsSetup)
 
 
@@ -138,12 +171,14 @@ class TenantCreated(BaseModel):
 
 
 class BodyTemplate(Strict):
-    body: str = Field(min_length=1, max_length=1600)
+    body: Annotated[str, Text(1600, min_length=1)]
 
 
 class ContentTemplate(Strict):
-    content_sid: str
-    variables: dict[str, str] = Field(default_factory=dict)
+    content_sid: Annotated[str, Text(34)]
+    variables: dict[Annotated[str, Text(64)], Annotated[str, Text(1024)]] = Field(
+        default_factory=dict, max_length=100
+    )
 
     @field_validator("content_sid")
     @classmethod
@@ -154,7 +189,7 @@ class ContentTemplate(Strict):
 
 
 class CampaignCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[str, Text(200, min_length=1)]
     audience: Audience = Field(default_factory=Audience)
     template: BodyTemplate | ContentTemplate
     start: bool = False
@@ -186,4 +221,4 @@ class CampaignOut(BaseModel):
 
 
 class CampaignAction(Strict):
-    reason: str | None = Field(default=None, max_length=200)
+    reason: Annotated[str, Text(200)] | None = None

@@ -31,6 +31,8 @@ from shared.templating import (
     RecipientData,
     TenantStyle,
     parse_template,
+    render,
+    rendered_length_errors,
     shortcode_values,
     validate_overrides,
     validate_template,
@@ -212,6 +214,12 @@ async def send_test(
     sample_row = await pool.fetchrow(SAMPLE_RECIPIENT, tenant_id)
     sample = SAMPLE if sample_row is None else RecipientData(**dict(sample_row))
     values = shortcode_values(sample, _style(row))
+    rendered = render(
+        parse_template(template), RecipientData(phone_e164=sample.phone_e164, overrides=values), _style(row)
+    )
+    errors = rendered_length_errors(rendered, "template")
+    if errors:
+        raise InputError(errors)
     return await _start_send(
         pool,
         lifecycle,
@@ -238,6 +246,7 @@ async def send_manual(
     errors = validate_template(template, appointment_available=True)
     used_appointment = parse_template(template).shortcodes & APPOINTMENT_SHORTCODES if not errors else set()
     numbered: dict[str, dict[str, str]] = {}
+    first_index: dict[str, int] = {}
     for index, (raw, values) in enumerate(recipients):
         field = f"recipients.{index}"
         try:
@@ -255,6 +264,14 @@ async def send_manual(
                 }
             )
         numbered.setdefault(phone, {key: str(value) for key, value in values.items()})
+        first_index.setdefault(phone, index)
+    if errors:
+        raise InputError(errors)
+    style = _style(await _tenant(pool, tenant_id))
+    parsed = parse_template(template)
+    for phone, values in numbered.items():
+        rendered = render(parsed, RecipientData(phone_e164=phone, overrides=values), style)
+        errors.extend(rendered_length_errors(rendered, f"recipients.{first_index[phone]}.variables"))
     if errors:
         raise InputError(errors)
     await _check_content(template, tenant_id, content_check)

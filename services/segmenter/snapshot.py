@@ -3,9 +3,12 @@
 The audience is inserted in phone-range chunks (INSERT … SELECT inside PostgreSQL, so the
 segmenter holds no more than a chunk's ids) and each chunk is published, by the ids its insert
 returns, as soon as it commits, so the first messages leave while a large snapshot is still being
-written. A chunk commits with the cursor in ``campaigns``, so a restarted segmenter carries on
-where the last one stopped without inserting a range twice, after publishing what the last one
-committed but did not publish; a duplicate broker message only loses the claim race in the sender.
+written. A chunk commits with the cursor in ``campaigns`` (the last one with the snapshot's completion),
+so a restarted segmenter carries on where the last one stopped without inserting a range twice,
+after publishing what the last one committed but did not publish. ``published_upto`` moves past
+each batch the broker confirmed, so a publication resumes after what went out; only a process
+killed between a confirm and that write publishes a batch twice, and a duplicate broker message
+only loses the claim race in the sender.
 """
 
 from __future__ import annotations
@@ -94,9 +97,8 @@ class CampaignPublisher:
             if not rows:
                 return published
             ids = [row["id"] for row in rows]
-            await self._publish_in_batches(tenant_id, campaign_id, ids)
+            await self._publish_and_advance(tenant_id, campaign_id, ids)
             cursor = ids[-1]
-            await self._pool.execute(queries.SET_PUBLISHED_UPTO, tenant_id, campaign_id, cursor)
             published += len(ids)
 
     async def publish_inserted(self, tenant_id: UUID, campaign_id: UUID, ids: list[int]) -> None:
@@ -104,8 +106,40 @@ class CampaignPublisher:
         scan the whole campaign's rows for each batch while its statistics still say it has none."""
         if not ids:
             return
-        await self._publish_in_batches(tenant_id, campaign_id, ids)
-        await self._pool.execute(queries.SET_PUBLISHED_UPTO, tenant_id, campaign_id, max(ids))
+        await self._publish_and_advance(tenant_id, campaign_id, ids)
+
+    async def _publish_and_advance(self, tenant_id: UUID, campaign_id: UUID, ids: list[int]) -> None:
+        """Publish ``ids`` (ascending) in batches and move ``published_upto`` past every batch the
+        broker confirmed before the first one it did not: a publication that fails half-way is
+        resumed after what went out, not from its start."""
+        size = self._batch_size
+        batches = [ids[i : i + size] for i in range(0, len(ids), size)]
+        # Confirms are awaited together: one round trip per group instead of one per batch.
+        tasks = [
+            asyncio.ensure_future(publish_ids(self._publisher, tenant_id, campaign_id, batch))
+            for batch in batches
+        ]
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            # Also when cancelled (the runner stopping): what was confirmed stays published.
+            confirmed: list[int] | None = None
+            failure: BaseException | None = None
+            for batch, task in zip(batches, tasks, strict=True):
+                if not task.done() or task.cancelled():
+                    break
+                if task.exception() is not None:
+                    failure = task.exception()
+                    break
+                confirmed = batch
+            for task in tasks:
+                task.cancel()
+            if confirmed is not None:
+                await asyncio.shield(
+                    self._pool.execute(queries.SET_PUBLISHED_UPTO, tenant_id, campaign_id, confirmed[-1])
+                )
+        if failure is not None:
+            raise failure
 
     async def republish(self, tenant_id: UUID, campaign_id: UUID) -> int:
         """Publish again the rows the broker may no longer hold (after a pause, or a lost message)."""
@@ -126,7 +160,6 @@ class CampaignPublisher:
 
     async def _publish_in_batches(self, tenant_id: UUID, campaign_id: UUID, ids: list[int]) -> None:
         size = self._batch_size
-        # Confirms are awaited together: one round trip per group instead of one per batch.
         await asyncio.gather(
             *(
                 publish_ids(self._publisher, tenant_id, campaign_id, ids[i : i + size])
@@ -165,7 +198,7 @@ async def run_snapshot(
             tz=row["timezone"],
             cursor=row["snapshot_cursor"],
         )
-    if row["snapshot_completed_at"] is None:
+    elif row["snapshot_completed_at"] is None:
         await pool.execute(queries.FINISH_SNAPSHOT, tenant_id, campaign_id)
     await campaign_publisher.publish_pending(tenant_id, campaign_id)
     return int(await pool.fetchval("SELECT total FROM campaigns WHERE id = $1", campaign_id))
@@ -204,7 +237,12 @@ async def _snapshot_audience(
                     phone_after=cursor,
                     phone_upto=upto,
                 )
-                await conn.execute(queries.SET_SNAPSHOT_CURSOR, tenant_id, campaign_id, upto)
+                if upto is None:
+                    # The last chunk finishes the snapshot in its own transaction: a NULL cursor
+                    # would otherwise read as "not started" to a runner resuming after a failure.
+                    await conn.execute(queries.FINISH_SNAPSHOT, tenant_id, campaign_id)
+                else:
+                    await conn.execute(queries.SET_SNAPSHOT_CURSOR, tenant_id, campaign_id, upto)
             log.debug("snapshot chunk", campaign_id=str(campaign_id), inserted=len(ids), upto=upto)
             # One publication at a time keeps the rows going out in id order.
             if publishing is not None:
@@ -216,5 +254,6 @@ async def _snapshot_audience(
         await publishing
     finally:
         if publishing is not None and not publishing.done():
-            publishing.cancel()
+            # Let the chunk in publication finish (it fails on its own if the broker is gone), so
+            # what the broker confirmed is recorded and not published again on resumption.
             await asyncio.gather(publishing, return_exceptions=True)

@@ -9,7 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from services.segmenter import queries
-from services.segmenter.schemas import TenantCreate, TenantOut, TenantSettingsUpdate
+from services.segmenter.schemas import OperatorTenantUpdate, TenantCreate, TenantOut, TenantSettingsUpdate
 from shared import topology
 from shared.apikeys import display_prefix, hash_api_key, new_api_key
 from shared.broker import Publisher
@@ -85,7 +85,7 @@ async def update_tenant(
     publisher: Publisher,
     box: SecretBox,
     tenant_id: UUID,
-    data: TenantSettingsUpdate,
+    data: TenantSettingsUpdate | OperatorTenantUpdate,
     *,
     active: bool | None = None,
 ) -> asyncpg.Record:

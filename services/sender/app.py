@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         concurrency = min(settings.sender_concurrency, settings.twilio_max_connections)
-        resources = await open_resources(settings, "sender", pool_max=max(settings.db_pool_max, 16))
+        resources = await open_resources(settings, "sender")
         attach(app, resources, settings)
         client = TwilioClient(
             api_base_url=settings.twilio_api_base_url,
@@ -117,5 +117,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await resources.close()
 
     app = FastAPI(title="WhatsApp campaign engine — sender", lifespan=lifespan, docs_url=None, redoc_url=None)
-    install_common(app, {"database": pool_check(app), "broker": broker_check(app)})
+    install_common(
+        app,
+        {"database": pool_check(app), "broker": broker_check(app)},
+        max_body_bytes=settings.max_body_bytes,
+    )
     return app

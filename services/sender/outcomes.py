@@ -9,12 +9,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from shared.templating import MAX_BODY_CHARS, RenderedMessage
+from shared.templating import BODY_TOO_LONG_CODE, RenderedMessage, rendered_length_errors
 from shared.twilio_errors import Outcome, OutcomeKind, next_tier
 
-# Twilio's codes for the bodies it refuses: no body at all, and a body past 1,600 characters.
+# Twilio's code for a create with neither a body nor media (the body of a message rendered empty).
 EMPTY_BODY_CODE = 21619
-BODY_TOO_LONG_CODE = 21617
 
 
 class Skip(enum.StrEnum):
@@ -132,25 +131,23 @@ def after_lookup(
 
 
 def refused_locally(message: RenderedMessage) -> Transition | None:
-    """A body Twilio would refuse is never sent: the recipient fails here with Twilio's code. The
-    attempt does not count and does not weigh on the campaign's error rate (a shortcode without a
-    value for some customers is the template's matter, not a failing channel)."""
-    if message.content_sid is not None:
-        return None
-    body = message.body or ""
-    if not body.strip():
+    """A message Twilio would refuse is never sent: the recipient fails here with Twilio's code.
+    The attempt does not count and does not weigh on the campaign's error rate (a shortcode
+    without a value for some customers is the template's matter, not a failing channel)."""
+    if message.content_sid is None and not (message.body or "").strip():
         return Transition(
             "failed",
             uncount=True,
             error_code=EMPTY_BODY_CODE,
             error_message="not sent: the message rendered empty for this recipient",
         )
-    if len(body) > MAX_BODY_CHARS:
+    too_long = rendered_length_errors(message, "body")
+    if too_long:
         return Transition(
             "failed",
             uncount=True,
             error_code=BODY_TOO_LONG_CODE,
-            error_message=f"not sent: the rendered message has {len(body)} characters, over {MAX_BODY_CHARS}",
+            error_message=f"not sent: {too_long[0]['message']}",
         )
     return None
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 
 from services.tracker import reports
@@ -15,16 +15,20 @@ from services.tracker.progress import RECIPIENT_STATES, Progress
 from services.tracker.reports import RecipientFilters
 from shared.http import InputError, Pool, Tenant, TenantContext, not_found
 from shared.phones import InvalidPhone, to_e164
+from shared.validation import INT4_MAX, INT8_MAX, Text
 
 router = APIRouter(prefix="/v1/campaigns", tags=["tracking"])
 
 # Pushing twice a second keeps a client at or above one update per second despite jitter.
 SSE_INTERVAL_S = 0.5
 
-StateFilter = Annotated[str | None, Query(description="state, or states separated by commas")]
-ErrorCodeFilter = Annotated[int | None, Query(ge=0)]
-PhoneFilter = Annotated[str | None, Query(max_length=40)]
-After = Annotated[int, Query(ge=0, description="return rows with an id above this one")]
+StateFilter = Annotated[
+    Annotated[str, Text(300)] | None, Query(description="state, or states separated by commas")
+]
+ErrorCodeFilter = Annotated[int | None, Query(ge=0, le=INT4_MAX)]
+PhoneFilter = Annotated[Annotated[str, Text(40)] | None, Query()]
+After = Annotated[int, Query(ge=0, le=INT8_MAX, description="return rows with an id above this one")]
+RecipientId = Annotated[int, Path(ge=1, le=INT8_MAX)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
@@ -138,7 +142,7 @@ async def list_campaign_events(
 
 @router.get("/{campaign_id}/recipients/{recipient_id}/events")
 async def list_recipient_events(
-    campaign_id: UUID, recipient_id: int, tenant: Tenant, pool: Pool
+    campaign_id: UUID, recipient_id: RecipientId, tenant: Tenant, pool: Pool
 ) -> dict[str, Any]:
     events = await reports.recipient_events(
         pool, tenant_id=tenant.tenant_id, campaign_id=campaign_id, recipient_id=recipient_id

@@ -20,9 +20,11 @@ from services.tracker.grouping import CallbackGrouper
 from services.tracker.ingest import Ingest
 from services.tracker.observe import CampaignSampler, QueueSampler
 from services.tracker.periodic import run_every
+from services.tracker.tenant_gate import ActiveTenants
 from services.tracker.tokens import TokenCache
 from services.tracker.webhooks import WebhookRoutes
 from shared import topology
+from shared.broker import ConsumerPolicy
 from shared.crypto import SecretBox
 from shared.http import broker_check, install_common, pool_check
 from shared.metrics import CALLBACKS
@@ -34,6 +36,8 @@ INBOUND_PREFETCH = 16
 # Status messages carry groups of callbacks (one to hundreds): enough in hand for the next batch
 # to fill while one is written, without holding a large backlog in memory.
 STATUS_PREFETCH = 64
+# A deactivated tenant's webhooks are refused within this time.
+TENANT_RELOAD_S = 5.0
 
 
 @asynccontextmanager
@@ -52,6 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources.publisher,
         batch_size=settings.callback_batch_size,
         flush_s=settings.callback_flush_s,
+        policy=ConsumerPolicy.from_settings(settings),
     )
     inbound_channel = await resources.connection.channel()
     await inbound_channel.set_qos(prefetch_count=INBOUND_PREFETCH)
@@ -64,7 +69,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await queues.sample()
         await campaigns.sample()
 
+    tenants = ActiveTenants(pool)
+    await tenants.reload()
     tasks = [
+        asyncio.create_task(run_every("active tenants", TENANT_RELOAD_S, tenants.reload)),
         asyncio.create_task(
             run_every("orphans", settings.orphan_match_interval_s, lambda: match_orphans(pool))
         ),
@@ -73,6 +81,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await status_consumer.start()
     await start_inbound_consumer(inbound_queue, pool, resources.publisher)
     app.state.ingest = Ingest(
+        tenants=tenants,
         tokens=TokenCache(pool, SecretBox(settings.encryption_keys)),
         publisher=resources.publisher,
         grouper=CallbackGrouper(resources.publisher),
@@ -94,8 +103,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app() -> WebhookRoutes:
+    settings = get_settings()
     app = FastAPI(title="WhatsApp campaign engine — tracker", lifespan=lifespan)
-    install_common(app, {"database": pool_check(app), "broker": broker_check(app)})
+    install_common(
+        app,
+        {"database": pool_check(app), "broker": broker_check(app)},
+        max_body_bytes=settings.max_body_bytes,
+    )
     app.include_router(router)
     # Series exist from the start, so rates and alerts see zero rather than nothing.
     for status in ("sent", "delivered", "read", "undelivered", "failed"):

@@ -49,10 +49,12 @@ async def record_callbacks(pool: asyncpg.Pool, received: Sequence[tuple[str, Cal
             return result
         plan = await _plan(conn, fresh)
         result.suppressed = await _write(conn, plan)
-        await _keep_orphans(conn, plan.orphans)
+        kept = await _keep_orphans(conn, plan.orphans)
     result.statuses.update(callback.status for callback in fresh)
     result.error_codes.update(callback.error_code for callback in fresh if callback.error_code is not None)
-    result.orphans = len(plan.orphans)
+    result.orphans = kept
+    # A replay with a fresh idempotency token passes the receipts but not the orphans' unique key.
+    result.replays += len(plan.orphans) - kept
     result.transitions = len(plan.transitions)
     result.matched = len(plan.matched)
     return result
@@ -142,10 +144,11 @@ async def _write(conn: asyncpg.Connection, plan: Plan) -> int:
     return len(added)
 
 
-async def _keep_orphans(conn: asyncpg.Connection, orphans: Sequence[Callback]) -> None:
+async def _keep_orphans(conn: asyncpg.Connection, orphans: Sequence[Callback]) -> int:
+    """Keep callbacks for later matching, one per (tenant, message SID, status); how many were new."""
     if not orphans:
-        return
-    await conn.execute(
+        return 0
+    status = await conn.execute(
         queries.INSERT_ORPHANS,
         [o.tenant_id for o in orphans],
         [o.message_sid for o in orphans],
@@ -154,3 +157,4 @@ async def _keep_orphans(conn: asyncpg.Connection, orphans: Sequence[Callback]) -
         [dict(o.params) for o in orphans],
         [o.at for o in orphans],
     )
+    return int(status.split()[-1])

@@ -23,8 +23,20 @@ from services.tracker.inbound import InvalidInbound, record_inbound
 from services.tracker.keywords import Action
 from services.tracker.status import Callback, dedupe_key
 from services.tracker.wire import MESSAGE_TYPE, decode_batch
-from shared.broker import BrokerUnavailable, PoisonMessage, Publisher, consume
+from shared.broker import (
+    FAILED,
+    INVALID,
+    REDELIVERY_LIMIT,
+    BrokerUnavailable,
+    ConsumerPolicy,
+    DeliveryCounter,
+    PoisonMessage,
+    Publisher,
+    consume,
+    expose_parked_series,
+)
 from shared.events import InboundMessage
+from shared.failures import is_transient
 from shared.logging import get_logger
 from shared.metrics import (
     CALLBACK_LAG,
@@ -38,17 +50,6 @@ from shared.metrics import (
 
 log = get_logger(__name__)
 
-# Failures that pass: the database restarting, a dropped connection, a lock conflict.
-TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.TransactionRollbackError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-)
 
 
 @dataclass(slots=True)
@@ -62,16 +63,22 @@ class _Item:
 class _Delivery:
     message: AbstractIncomingMessage
     items: list[_Item] = field(default_factory=list)
-    # Why the message is parked instead of written, if it is.
+    # Why the message is parked instead of written (a reason code and the error), if it is.
     reason: str | None = None
+    error: str = ""
+    delivery_count: int = 1
 
 
-def _decode(message: AbstractIncomingMessage) -> _Delivery:
-    delivery = _Delivery(message)
+def _decode(message: AbstractIncomingMessage, counter: DeliveryCounter, max_deliveries: int) -> _Delivery:
+    delivery = _Delivery(message, delivery_count=counter.delivery(message))
+    if delivery.delivery_count > max_deliveries:
+        delivery.reason = REDELIVERY_LIMIT
+        delivery.error = f"delivered {delivery.delivery_count} times, more than {max_deliveries}"
+        return delivery
     try:
         received = decode_batch(message.body)
     except ValidationError as exc:
-        delivery.reason = f"invalid {MESSAGE_TYPE}: {exc}"
+        delivery.reason, delivery.error = INVALID, f"invalid {MESSAGE_TYPE}: {exc}"
         return delivery
     for tenant_id, params, idempotency_token, received_at in received:
         callback = Callback.from_params(tenant_id, params, received_at)
@@ -94,6 +101,7 @@ class StatusConsumer:
         batch_size: int,
         flush_s: float,
         retry_delay_s: float = 1.0,
+        policy: ConsumerPolicy | None = None,
     ) -> None:
         self._queue = queue
         self._pool = pool
@@ -101,6 +109,8 @@ class StatusConsumer:
         self._batch_size = batch_size
         self._flush_s = flush_s
         self._retry_delay_s = retry_delay_s
+        self._policy = policy or ConsumerPolicy()
+        self._counter = DeliveryCounter()
         self._buffer: list[_Delivery] = []
         self._buffered = 0
         self._waiting = asyncio.Event()
@@ -109,6 +119,7 @@ class StatusConsumer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        expose_parked_series(self._queue.name)
         self._task = asyncio.create_task(self._run(), name="status-batches")
         self._tag = await self._queue.consume(self._on_message)
 
@@ -124,7 +135,7 @@ class StatusConsumer:
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # Nothing is awaited here, so the buffer keeps the delivery order the batch's single
         # multiple-ack relies on.
-        delivery = _decode(message)
+        delivery = _decode(message, self._counter, self._policy.max_deliveries)
         self._buffer.append(delivery)
         self._buffered += len(delivery.items)
         self._waiting.set()
@@ -161,16 +172,33 @@ class StatusConsumer:
         try:
             for delivery in deliveries:
                 if delivery.reason is not None:
-                    await self._park(delivery, delivery.reason)
+                    await self._park(delivery)
             await self._write([item for delivery in deliveries for item in delivery.items])
             await deliveries[-1].message.ack(multiple=True)
         except (aiormq.exceptions.AMQPError, BrokerUnavailable, ConnectionError, RuntimeError) as exc:
             # The channel went away: these deliveries come again and their receipts dedupe them.
             log.warning("status batch not acknowledged, broker will redeliver", error=repr(exc))
+        except Exception:
+            # Unforeseen: hand the batch back (counted, so a message that always breaks it is
+            # parked in the end) rather than hold it unacknowledged or stop consuming.
+            log.exception("status batch failed, handed back")
+            for delivery in deliveries:
+                self._counter.handed_back(delivery.message, delivery.delivery_count)
+            try:
+                await deliveries[-1].message.nack(multiple=True, requeue=True)
+            except Exception as exc:
+                log.warning("status batch not handed back, broker will redeliver", error=repr(exc))
 
-    async def _park(self, delivery: _Delivery, reason: str) -> None:
-        log.warning("status callbacks parked", reason=reason[:300])
-        await self._publisher.park(delivery.message, self._queue.name, reason)
+    async def _park(self, delivery: _Delivery) -> None:
+        assert delivery.reason is not None
+        log.warning("status callbacks parked", reason=delivery.reason, error=delivery.error[:300])
+        await self._publisher.park(
+            delivery.message,
+            self._queue.name,
+            delivery.reason,
+            error=delivery.error,
+            delivery_count=delivery.delivery_count,
+        )
 
     async def _write(self, items: Sequence[_Item]) -> None:
         if not items:
@@ -178,16 +206,17 @@ class StatusConsumer:
         while True:
             try:
                 result = await record_callbacks(self._pool, [(item.key, item.callback) for item in items])
-            except TRANSIENT_DB_ERRORS as exc:
-                log.warning("status batch not written, retrying", error=repr(exc), size=len(items))
-                await asyncio.sleep(self._retry_delay_s)
-                continue
-            except asyncpg.PostgresError as exc:
+            except Exception as exc:
+                if is_transient(exc):
+                    # Kept in hand (unacknowledged) until the database takes it.
+                    log.warning("status batch not written, retrying", error=repr(exc), size=len(items))
+                    await asyncio.sleep(self._retry_delay_s)
+                    continue
                 if len(items) == 1:
                     delivery = items[0].delivery
                     if delivery.reason is None:
-                        delivery.reason = f"refused by the database: {exc!r}"
-                        await self._park(delivery, delivery.reason)
+                        delivery.reason, delivery.error = FAILED, f"refused by the database: {exc!r}"
+                        await self._park(delivery)
                     return
                 # Find the callback the database refuses; the others go through on their own.
                 for item in items:

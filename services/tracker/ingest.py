@@ -1,6 +1,7 @@
 """Accepting a Twilio webhook: check its signature with the tenant's token, hand it to the broker.
 
-Nothing is written anywhere before the signature holds; a request that fails is rejected with a
+Nothing is written anywhere before the signature holds, and a webhook naming a tenant that is
+not active is refused without a database query; a request that fails is rejected with a
 reason from a fixed vocabulary (it labels a metric). The broker's confirm is awaited before the
 webhook is answered, so a 200 means the callback is durable.
 """
@@ -15,6 +16,7 @@ from typing import NamedTuple
 from services.tracker.grouping import CallbackGrouper
 from services.tracker.signing import FormParams, signature_holds, single_values
 from services.tracker.status import names_a_message
+from services.tracker.tenant_gate import ActiveTenants
 from services.tracker.tokens import TokenCache
 from services.tracker.wire import canonical_uuid, encode_callback
 from shared import topology
@@ -59,7 +61,10 @@ class Webhook(NamedTuple):
 
 
 class Ingest:
-    def __init__(self, *, tokens: TokenCache, publisher: Publisher, grouper: CallbackGrouper) -> None:
+    def __init__(
+        self, *, tenants: ActiveTenants, tokens: TokenCache, publisher: Publisher, grouper: CallbackGrouper
+    ) -> None:
+        self._tenants = tenants
         self._tokens = tokens
         self._publisher = publisher
         self._grouper = grouper
@@ -69,7 +74,8 @@ class Ingest:
         if not webhook.signature:
             raise Rejected(RejectReason.MISSING_SIGNATURE)
         tenant_id = canonical_uuid(webhook.tenant)
-        if tenant_id is None:
+        if tenant_id is None or not await self._tenants.admits(tenant_id):
+            # Unknown and deactivated tenants alike: the answer must not tell them apart.
             raise Rejected(RejectReason.UNKNOWN_TENANT)
         await self._verify(tenant_id, webhook)
         params = single_values(webhook.params)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 # Webhooks ----------------------------------------------------------------------------------------
 
-TENANT_AUTH_TOKEN = "SELECT twilio_auth_token_enc FROM tenants WHERE id = $1"
+TENANT_AUTH_TOKEN = "SELECT twilio_auth_token_enc FROM tenants WHERE id = $1 AND active"
+ACTIVE_TENANT_IDS = "SELECT id FROM tenants WHERE active"
+TENANT_IS_ACTIVE = "SELECT active FROM tenants WHERE id = $1"
 
 # Status callbacks --------------------------------------------------------------------------------
 
@@ -65,6 +67,7 @@ INSERT INTO orphan_callbacks (tenant_id, message_sid, status, error_code, payloa
 SELECT o.tenant_id, o.message_sid, o.status, o.error_code, o.payload, to_timestamp(o.at)
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::jsonb[], $6::float8[])
      AS o(tenant_id, message_sid, status, error_code, payload, at)
+ON CONFLICT (tenant_id, message_sid, status) DO NOTHING
 """
 
 # An existing suppression (of any source) stands as it is; only a new one is an event.
@@ -205,6 +208,11 @@ DELETE_RECEIPTS_BEFORE = """
 DELETE FROM callback_receipts c
 USING (SELECT tenant_id, dedupe_key FROM callback_receipts WHERE received_at < $1 LIMIT $2) d
 WHERE c.tenant_id = d.tenant_id AND c.dedupe_key = d.dedupe_key
+"""
+
+DELETE_INBOUND_BEFORE = """
+DELETE FROM inbound_messages
+WHERE id IN (SELECT id FROM inbound_messages WHERE received_at < $1 ORDER BY id LIMIT $2)
 """
 
 DELETE_ORPHANS_BEFORE = """

@@ -1,4 +1,5 @@
-"""Retention: delete message events, callback receipts and kept callbacks older than an age.
+"""Retention: delete message events, callback receipts, kept callbacks and inbound messages (the
+people's phone numbers and words) older than an age.
 
     python -m services.tracker.retention --older-than-days 90
 
@@ -31,6 +32,7 @@ class Deleted:
     events: int
     receipts: int
     orphans: int
+    inbound: int
 
 
 def cutoff(now: datetime, older_than_days: int) -> datetime:
@@ -54,6 +56,7 @@ async def purge(pool: asyncpg.Pool, *, before: datetime) -> Deleted:
         events=await _delete_in_slices(pool, queries.DELETE_EVENTS_BEFORE, before),
         receipts=await _delete_in_slices(pool, queries.DELETE_RECEIPTS_BEFORE, before),
         orphans=await _delete_in_slices(pool, queries.DELETE_ORPHANS_BEFORE, before),
+        inbound=await _delete_in_slices(pool, queries.DELETE_INBOUND_BEFORE, before),
     )
 
 
@@ -85,9 +88,11 @@ def main(
         events=deleted.events,
         receipts=deleted.receipts,
         orphans=deleted.orphans,
+        inbound=deleted.inbound,
     )
     typer.echo(
-        f"deleted {deleted.events} events, {deleted.receipts} receipts, {deleted.orphans} kept callbacks"
+        f"deleted {deleted.events} events, {deleted.receipts} receipts, {deleted.orphans} kept callbacks,"
+        f" {deleted.inbound} inbound messages"
     )
 
 

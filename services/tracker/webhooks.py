@@ -15,7 +15,7 @@ from services.tracker.ingest import Ingest, Kind, Malformed, Rejected, Webhook
 from services.tracker.signing import parse_form, public_url
 from shared.broker import BrokerUnavailable
 from shared.logging import get_logger
-from shared.metrics import WEBHOOK_REJECTIONS
+from shared.metrics import AUTH_FAILURES, WEBHOOK_REJECTIONS
 
 log = get_logger(__name__)
 
@@ -90,6 +90,7 @@ class WebhookRoutes:
             await ingest.accept(webhook)
         except Rejected as exc:
             WEBHOOK_REJECTIONS.labels(exc.reason.value).inc()
+            AUTH_FAILURES.labels("webhook").inc()
             log.debug("webhook rejected", kind=kind.value, tenant=tenant, reason=exc.reason.value)
             await _respond(send, 403, b"forbidden")
             return

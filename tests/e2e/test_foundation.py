@@ -229,7 +229,7 @@ async def test_a_malformed_message_on_the_send_queue_is_parked_with_its_reason_a
             await asyncio.sleep(0.2)
         assert message is not None
         assert message.body == b"{not json"
-        assert message.headers[topology.PARK_REASON_HEADER]
+        assert message.headers[topology.PARK_ERROR_HEADER]
 
     # And a campaign still goes through
     tenant = await new_tenant(stack, rate=None)

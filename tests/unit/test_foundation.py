@@ -15,6 +15,8 @@ from shared.events import RecipientBatch, SendChunk
 from shared.phones import InvalidPhone, mask, to_e164, to_e164_or_none
 from shared.settings import DEVELOPMENT_ENCRYPTION_KEY, Settings
 
+REAL_TOKEN = "a-real-operator-token-0123456789abcdef"
+
 
 @pytest.fixture(autouse=True)
 def _no_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,7 +26,7 @@ def _no_secrets_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_production_settings_refuse_the_development_encryption_key() -> None:
     with pytest.raises(ValidationError, match="WCE_ENCRYPTION_KEYS"):
-        Settings(environment="production", operator_token="a-real-token")
+        Settings(environment="production", operator_token=REAL_TOKEN)
 
 
 def test_production_settings_refuse_the_development_operator_token() -> None:
@@ -35,8 +37,11 @@ def test_production_settings_refuse_the_development_operator_token() -> None:
 def test_production_settings_accept_real_secrets() -> None:
     settings = Settings(
         environment="production",
-        operator_token="a-real-token",
+        operator_token=REAL_TOKEN,
         encryption_keys=[Fernet.generate_key().decode()],
+        twilio_api_base_url="https://api.twilio.com",
+        twilio_content_base_url="https://content.twilio.com",
+        public_base_url="https://hooks.example.com",
     )
     assert DEVELOPMENT_ENCRYPTION_KEY not in settings.encryption_keys
 

@@ -7,9 +7,11 @@ does not take is refused rather than ignored, so a typo never silently widens an
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from shared.validation import Text
 
 SegmentName = Literal[
     "recent_bookers",
@@ -27,6 +29,9 @@ DEFAULT_DAYS: dict[str, int] = {"recent_bookers": 30, "upcoming": 7, "lapsed": 9
 MAX_DAYS = 3650
 DEFAULT_REPEAT_MIN = 3
 MAX_IDS = 1000
+
+ExternalIdText = Annotated[str, Text(200)]
+StatusText = Annotated[str, Text(64)]
 
 BUILTIN_STATUSES = ("approved", "pending", "canceled", "rejected")
 BUILTIN_CANCELLED = ("canceled", "rejected")
@@ -67,17 +72,17 @@ class Audience(BaseModel):
         le=10_000,
         description="repeat only: the least number of appointments (default 3).",
     )
-    service_ids: list[str] = Field(
+    service_ids: list[ExternalIdText] = Field(
         default_factory=list,
         max_length=MAX_IDS,
         description="Only appointments of these services (external ids).",
     )
-    location_ids: list[str] = Field(
+    location_ids: list[ExternalIdText] = Field(
         default_factory=list,
         max_length=MAX_IDS,
         description="Only appointments at these locations (external ids).",
     )
-    statuses: list[str] = Field(
+    statuses: list[StatusText] = Field(
         default_factory=list,
         max_length=100,
         description="Only appointments with these statuses (built-in or the tenant's custom statuses).",

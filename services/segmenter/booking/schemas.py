@@ -6,34 +6,34 @@ is the client's own external id; internal ids never leave the database.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.validation import Text, Timestamp
 
 MAX_BATCH = 10_000
 
-ExternalId = str
+ExternalId = Annotated[str, Text(200, min_length=1)]
 
 
 class Row(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    external_id: ExternalId = Field(min_length=1, max_length=200)
+    external_id: ExternalId
 
 
 class CustomerRow(Row):
-    first_name: str = Field(default="", max_length=200)
-    last_name: str = Field(default="", max_length=200)
-    email: str | None = Field(default=None, max_length=320)
-    phone: str | None = Field(
-        default=None,
-        max_length=64,
-        description="Any common format; normalised to E.164 with the tenant's default region.",
+    first_name: Annotated[str, Text(200)] = ""
+    last_name: Annotated[str, Text(200)] = ""
+    email: Annotated[str, Text(320)] | None = None
+    phone: Annotated[str, Text(64)] | None = Field(
+        default=None, description="Any common format; normalised to E.164 with the tenant's default region."
     )
 
 
 class NamedRow(Row):
-    name: str = Field(min_length=1, max_length=200)
+    name: Annotated[str, Text(200, min_length=1)]
 
 
 class ServiceRow(NamedRow):
@@ -45,28 +45,28 @@ class StaffRow(NamedRow):
 
 
 class LocationRow(NamedRow):
-    address: str | None = Field(default=None, max_length=500)
+    address: Annotated[str, Text(500)] | None = None
 
 
 class AppointmentRow(Row):
-    customer_id: ExternalId = Field(min_length=1, max_length=200)
-    service_id: ExternalId | None = Field(default=None, max_length=200)
-    location_id: ExternalId | None = Field(default=None, max_length=200)
-    staff_id: ExternalId | None = Field(default=None, max_length=200)
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime | None = None
-    created_at: AwareDatetime = Field(description="When the appointment was booked.")
-    status: str = Field(
-        min_length=1, max_length=64, description="Built-in or one of the tenant's custom statuses."
+    customer_id: ExternalId
+    service_id: ExternalId | None = None
+    location_id: ExternalId | None = None
+    staff_id: ExternalId | None = None
+    starts_at: Timestamp
+    ends_at: Timestamp | None = None
+    created_at: Timestamp = Field(description="When the appointment was booked.")
+    status: Annotated[str, Text(64, min_length=1)] = Field(
+        description="Built-in or one of the tenant's custom statuses."
     )
-    status_changed_at: AwareDatetime | None = Field(
+    status_changed_at: Timestamp | None = Field(
         default=None,
         description=(
             "When the appointment got its current status. When absent: kept from before if the status is "
             "unchanged, else `updated_at`, else the time of the write."
         ),
     )
-    updated_at: AwareDatetime | None = None
+    updated_at: Timestamp | None = None
 
     @field_validator("service_id", "location_id", "staff_id", mode="before")
     @classmethod
@@ -77,7 +77,7 @@ class AppointmentRow(Row):
 class StatusRow(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_\-]+$")
+    name: Annotated[str, Text(64, min_length=1, pattern=r"^[a-z0-9_\-]+$")]
     counts_as_cancelled: bool
 
 

@@ -227,7 +227,7 @@ async def test_a_poison_message_on_the_send_queue_is_parked_and_sending_goes_on(
             if message is None:
                 await asyncio.sleep(0.1)
                 continue
-            reasons.append(str(message.headers[topology.PARK_REASON_HEADER]))
+            reasons.append(str(message.headers[topology.PARK_ERROR_HEADER]))
             await message.ack()
             if len(reasons) == 2:
                 break

@@ -148,7 +148,7 @@ async def test_malformed_booking_events_are_parked_and_the_consumer_keeps_going(
 
     # Then the three bad ones are parked with a reason, and the good one is applied
     parked = await read_parked(broker, 3)
-    reasons = [str((m.headers or {}).get(topology.PARK_REASON_HEADER)) for m in parked]
+    reasons = [str((m.headers or {}).get(topology.PARK_ERROR_HEADER)) for m in parked]
     assert len(parked) == 3
     assert any("nickname" in reason for reason in reasons)
     assert any("unknown customer" in reason for reason in reasons)

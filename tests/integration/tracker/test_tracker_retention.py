@@ -13,10 +13,10 @@ from tests.integration.tracker.helpers import seed_campaign, seed_recipients, se
 from tests.support import ROOT, IsolatedEnvironment
 
 
-async def test_retention_deletes_events_receipts_and_orphans_older_than_the_age(
+async def test_retention_deletes_events_receipts_orphans_and_inbound_messages_older_than_the_age(
     isolated_env: IsolatedEnvironment, pool: asyncpg.Pool
 ) -> None:
-    # Given events, receipts and kept callbacks of 100 days ago and of today
+    # Given events, receipts, kept callbacks and inbound messages of 100 days ago and of today
     tenant = await seed_tenant(pool)
     campaign_id = await seed_campaign(pool, tenant.id)
     [recipient] = await seed_recipients(pool, tenant.id, campaign_id, 1, start=3_000_000)
@@ -42,7 +42,14 @@ async def test_retention_deletes_events_receipts_and_orphans_older_than_the_age(
             "INSERT INTO orphan_callbacks (tenant_id, message_sid, status, payload, received_at)"
             " VALUES ($1, $2, 'sent', '{}', now() - $3::interval)",
             tenant.id,
-            f"SM{marker}",
+            f"SM{marker}-{age.days}",
+            age,
+        )
+        await pool.execute(
+            "INSERT INTO inbound_messages (tenant_id, message_sid, phone_e164, body, received_at)"
+            " VALUES ($1, $2, '+14155550100', 'STOP', now() - $3::interval)",
+            tenant.id,
+            f"SM{marker}-{age.days}",
             age,
         )
 
@@ -71,8 +78,10 @@ async def test_retention_deletes_events_receipts_and_orphans_older_than_the_age(
         )
         == 1
     )
-    assert (
-        await pool.fetchval("SELECT count(*) FROM orphan_callbacks WHERE message_sid = $1", f"SM{marker}")
-        == 1
-    )
+    for table in ("orphan_callbacks", "inbound_messages"):
+        remaining = await pool.fetchval(
+            f"SELECT count(*) FROM {table} WHERE message_sid LIKE $1",
+            f"SM{marker}-%",
+        )
+        assert remaining == 1, table
     assert b"deleted" in output

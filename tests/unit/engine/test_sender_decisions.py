@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from services.sender.gate import CampaignGate, ErrorWindow
 from services.sender.maintenance import pick_message
 from services.sender.outcomes import (
-    BODY_TOO_LONG_CODE,
     EMPTY_BODY_CODE,
     Skip,
     after_attempt,
@@ -17,7 +16,7 @@ from services.sender.outcomes import (
     refused_locally,
     skipped,
 )
-from shared.templating import MAX_BODY_CHARS, RenderedMessage
+from shared.templating import BODY_TOO_LONG_CODE, MAX_BODY_CHARS, RenderedMessage
 from shared.twilio_client import ListedMessage
 from shared.twilio_errors import classify
 
