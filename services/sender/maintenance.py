@@ -192,7 +192,9 @@ class Maintenance:
                 messages = await self._client.list_messages(
                     tenant.credentials, to=to, from_=tenant.from_address, sent_after=not_before
                 )
-            except (TwilioError, TenantNotFound) as exc:
+            except (TwilioError, TenantNotFound, ValueError) as exc:
+                # ValueError: the tenant's Twilio secret cannot be decrypted (a key was rotated
+                # away); the row waits, and other tenants' rows are still reconciled.
                 log.warning("lookup failed; the row stays unknown", recipient_id=row["id"], error=str(exc))
                 return None
             taken = {
