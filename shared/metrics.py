@@ -127,3 +127,9 @@ AUTH_FAILURES = Counter(
     ["surface"],
     namespace=NAMESPACE,
 )
+RATE_LIMITED = Counter(
+    "rate_limited",
+    "Requests answered 429 by the abuse limits (rate limits and lockouts), by surface.",
+    ["surface"],
+    namespace=NAMESPACE,
+)
