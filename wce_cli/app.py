@@ -7,18 +7,16 @@ Every command takes ``--api-key`` (or ``WCE_API_KEY``); campaign commands talk t
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from wce_cli.client import FINAL_STATES, ApiError, TenantApiClient, TrackerClient
+from wce_cli.client import FINAL_STATES, TenantApiClient, TrackerClient
+from wce_cli.common import console, require_key, run
+from wce_cli.parked import parked_app
 from wce_cli.rate import RecentRate, eta_seconds
 from wce_cli.reference import CAMPAIGN_STATES, RECIPIENT_STATES, shortcode_rows
 from wce_cli.render import campaign_table, describe, log_table, progress_bar, summary
@@ -38,9 +36,7 @@ app = typer.Typer(
 )
 campaigns_app = typer.Typer(help="List, show and steer campaigns (tenant API).", no_args_is_help=True)
 app.add_typer(campaigns_app, name="campaigns")
-
-console = Console()
-errors = Console(stderr=True)
+app.add_typer(parked_app, name="parked")
 
 ApiUrl = Annotated[str, typer.Option(envvar="WCE_API_URL", help="Tenant API base URL.")]
 TrackerUrl = Annotated[str, typer.Option(envvar="WCE_TRACKER_URL", help="Tracker base URL.")]
@@ -49,37 +45,6 @@ State = Annotated[str | None, typer.Option(help="Only these states, comma-separa
 ErrorCode = Annotated[int | None, typer.Option(help="Only this Twilio error code.")]
 Phone = Annotated[str | None, typer.Option(help="Only this phone number.")]
 CampaignId = Annotated[str, typer.Argument(help="The campaign's id (see `wce campaigns list`).")]
-
-T = TypeVar("T")
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    errors.print(f"error: {message}", soft_wrap=True, highlight=False, markup=False)
-    raise typer.Exit(code)
-
-
-def require_key(api_key: str) -> str:
-    if not api_key.strip():
-        fail("no API key: pass --api-key KEY or set WCE_API_KEY", code=2)
-    return api_key.strip()
-
-
-def run(work: Coroutine[Any, Any, T]) -> T:
-    """Run one command's requests; whatever goes wrong becomes one line and exit code 1."""
-    try:
-        return asyncio.run(work)
-    except ApiError as exc:
-        fail(str(exc))
-    except httpx.TransportError as exc:
-        try:
-            where = f" {exc.request.url.scheme}://{exc.request.url.netloc.decode()}"
-        except RuntimeError:
-            where = ""
-        fail(f"cannot reach{where}: {exc or type(exc).__name__} (is the stack running? `make run`)")
-    except httpx.InvalidURL as exc:
-        fail(f"invalid URL: {exc}")
-    except OSError as exc:
-        fail(str(exc))
 
 
 async def _follow(tracker_url: str, api_key: str, campaign_id: str, stream: bool) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def error_detail(response: httpx.Response) -> str:
     return str(body.get("detail", body))
 
 
-def _raise_for(response: httpx.Response) -> None:
+def raise_for(response: httpx.Response) -> None:
     if not response.is_success:
         raise ApiError(response.status_code, error_detail(response))
 
@@ -73,12 +73,12 @@ class ApiClient:
     async def get_json(self, path: str, **params: Any) -> Any:
         query = {name: value for name, value in params.items() if value is not None}
         response = await self._http.get(path, params=query)
-        _raise_for(response)
+        raise_for(response)
         return response.json()
 
     async def post_json(self, path: str, body: dict[str, Any] | None = None) -> Any:
         response = await self._http.post(path, json=body or {})
-        _raise_for(response)
+        raise_for(response)
         return response.json()
 
 
@@ -129,7 +129,7 @@ class TrackerClient(ApiClient):
         async with self._http.stream("GET", url, headers=headers, timeout=STREAM_TIMEOUT) as response:
             if not response.is_success:
                 await response.aread()
-                _raise_for(response)
+                raise_for(response)
             parser = EventParser()
             async for line in response.aiter_lines():
                 event = parser.feed(line)
@@ -150,7 +150,7 @@ class TrackerClient(ApiClient):
         async with self._http.stream("GET", url, params=params, timeout=STREAM_TIMEOUT) as response:
             if not response.is_success:
                 await response.aread()
-                _raise_for(response)
+                raise_for(response)
             with target.open("wb") as out:
                 async for chunk in response.aiter_bytes():
                     out.write(chunk)
