@@ -103,7 +103,7 @@ async def test_a_senders_event_queue_binds_the_lifecycle_keys_and_not_the_campai
     queue = await consume_events(channel, gate, NoDirectory())  # type: ignore[arg-type]
 
     # Then it is bound to each lifecycle key and tenant.changed, and to nothing broader
-    listed = await asyncio.to_thread(
+    listing = await asyncio.to_thread(
         subprocess.run,
         [
             "rabbitmqctl",
@@ -119,7 +119,8 @@ async def test_a_senders_event_queue_binds_the_lifecycle_keys_and_not_the_campai
         text=True,
         check=True,
         timeout=60,
-    ).stdout
+    )
+    listed = listing.stdout
     keys = {
         line.split("\t")[2]
         for line in listed.splitlines()
