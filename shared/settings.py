@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.operator_token import OperatorTokenDigest
+from shared.topology import DELIVERY_LIMIT
 from shared.url_checks import insecure_url_reason
 
 # A valid Fernet key that is public on purpose: it only ever protects development data.
@@ -138,7 +139,8 @@ class Settings(BaseSettings):
 
     # Consumers: back-off between deliveries of a message that failed for a passing reason, and
     # the deliveries any message gets before it is parked.
-    consumer_max_deliveries: int = Field(default=20, ge=1)
+    # Below the quorum queues' own delivery limit, so a consumer parks with its reasons first.
+    consumer_max_deliveries: int = Field(default=20, ge=1, lt=DELIVERY_LIMIT)
     consumer_retry_base_s: float = Field(default=0.5, gt=0)
     consumer_retry_max_s: float = Field(default=30.0, gt=0)
 
