@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     dispatcher_port: int = 8002
     sender_port: int = 8003
     http_host: str = "127.0.0.1"
+    # /docs, /redoc and /openapi.json on the services' ports (off: only the routes themselves).
+    api_docs_enabled: bool = True
+    # When set, /metrics leaves the service's port for that port plus this offset, so the
+    # public ports (the tracker's faces the internet) expose no metrics.
+    internal_port_offset: int = Field(default=0, ge=0, le=50000)
     # Request bodies past these sizes are refused with 413 before they are parsed.
     # Abuse limits of the tenant and operator APIs (shared by all replicas, in PostgreSQL):
     # requests per fixed window, and a lockout doubling from 1 s after repeated failed logins.
