@@ -18,8 +18,11 @@ Failures say how far the request got, which is what the sender's duplicate prote
   ``max_response_bytes`` (headers and body); the connection is dropped rather than read on.
 
 A keep-alive socket the server closed just as it was reused fails with ``ResponseLost`` too:
-the server most likely never read the request, but that cannot be proven. Callers for whom a
-repeat is harmless (a webhook delivery) can ask for one retry on a fresh socket instead.
+the server most likely never read the request, but that cannot be proven. So sockets are kept
+fresh instead: one idle for ``max_idle_s`` (set it below the server's keep-alive timeout; real
+edges and common servers close idle connections after 5 s or more) is closed by this side and
+never reused, and a socket is checked to be open before each reuse. Callers for whom a repeat is
+harmless (a webhook delivery) can also ask for one retry on a fresh socket.
 """
 
 from __future__ import annotations
@@ -125,6 +128,8 @@ class _Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._headers_done = False
         self.deadline = 0.0
+        # When it last went back to the pool (loop time).
+        self.idle_since = 0.0
         self.reusable = False
         self.got_response_bytes = False
 
@@ -214,7 +219,9 @@ class KeepAliveClient:
     ``timeout_s`` bounds the wait for a complete response once the request is written;
     ``connect_timeout_s`` the wait for a connection (a free one from the pool, or a new one).
     ``max_connections`` caps the connections open at once (None: the callers bound concurrency).
-    ``default_headers`` go on every request; ``max_response_bytes`` caps an answer's size.
+    ``default_headers`` go on every request. ``max_idle_s`` (None: no limit) is how long a
+    connection may sit idle in the pool before it is closed rather than reused.
+    ``max_response_bytes`` caps an answer's size.
     """
 
     def __init__(
@@ -225,6 +232,7 @@ class KeepAliveClient:
         max_connections: int | None = None,
         default_headers: Iterable[tuple[str, str]] = (),
         retry_stale: bool = False,
+        max_idle_s: float | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._timeout_s = timeout_s
@@ -233,6 +241,7 @@ class KeepAliveClient:
         self._slots = asyncio.Semaphore(max_connections) if max_connections else None
         self._default_headers = "".join(f"{name}: {value}\r\n" for name, value in default_headers)
         self._retry_stale = retry_stale
+        self._max_idle_s = max_idle_s
         self._idle: dict[Origin, list[_Connection]] = {}
         self._prefixes: dict[tuple[str, str], tuple[Origin, bytes]] = {}
         self._ssl: ssl.SSLContext | None = None
@@ -319,11 +328,32 @@ class KeepAliveClient:
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
+        period = min(self._timeout_s / 4, 0.5)
+        if self._max_idle_s is not None:
+            period = min(period, self._max_idle_s / 4)
         while True:
-            await asyncio.sleep(min(self._timeout_s / 4, 0.5))
+            await asyncio.sleep(period)
             now = loop.time()
             for connection in [c for c in self._in_flight if c.busy and c.deadline < now]:
                 connection.fail(TimeoutError(f"no response within {self._timeout_s:g} s"))
+            self._drop_idle(now)
+
+    def _drop_idle(self, now: float) -> None:
+        """Close pooled connections idle too long, before the server closes them under a request."""
+        if self._max_idle_s is None:
+            return
+        for origin, connections in self._idle.items():
+            fresh = [c for c in connections if c.open and now - c.idle_since < self._max_idle_s]
+            if len(fresh) != len(connections):
+                for connection in connections:
+                    if connection not in fresh:
+                        connection.close()
+                self._idle[origin] = fresh
+
+    def _reusable(self, connection: _Connection, now: float) -> bool:
+        if not connection.open:
+            return False
+        return self._max_idle_s is None or now - connection.idle_since < self._max_idle_s
 
     async def close(self) -> None:
         if self._sweeper is not None:
@@ -336,13 +366,14 @@ class KeepAliveClient:
 
     async def _acquire(self, origin: Origin, fresh: bool = False) -> tuple[_Connection, bool]:
         idle = self._idle.get(origin)
+        loop = asyncio.get_running_loop()
         while idle and not fresh:
             connection = idle.pop()
-            if connection.open:
+            if self._reusable(connection, loop.time()):
                 return connection, True
+            connection.close()
         scheme, host, port = origin
         ssl_context = self._ssl_context() if scheme == "https" else None
-        loop = asyncio.get_running_loop()
         try:
             _, connection = await asyncio.wait_for(
                 loop.create_connection(
@@ -360,6 +391,7 @@ class KeepAliveClient:
 
     def _release(self, origin: Origin, connection: _Connection) -> None:
         if connection.reusable and connection.open:
+            connection.idle_since = asyncio.get_running_loop().time()
             self._idle.setdefault(origin, []).append(connection)
         else:
             connection.close()

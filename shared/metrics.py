@@ -51,8 +51,9 @@ WEBHOOK_REJECTIONS = Counter(
 )
 TWILIO_ERRORS = Counter(
     "twilio_errors",
-    "Twilio error codes seen, from send responses and from status callbacks (a bounded vocabulary).",
-    ["code"],
+    "Twilio error codes seen, by code and stage: send (the create's answer) or callback (a status"
+    " callback) — a bounded vocabulary.",
+    ["code", "stage"],
     namespace=NAMESPACE,
 )
 QUEUE_DEPTH = Gauge(

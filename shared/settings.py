@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     twilio_content_base_url: str = "http://127.0.0.1:8010"
     twilio_timeout_s: float = 10.0
     twilio_max_connections: int = 200
+    # Idle keep-alive connections to Twilio are closed after this, before a server closes them.
+    twilio_max_idle_s: float = 4.0
     # Public URL Twilio uses to reach the tracker (status callbacks, inbound messages).
     public_base_url: str = "http://127.0.0.1:8001"
     # Outside development: allow a plain-HTTP or local Twilio endpoint (the simulator), and a
