@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     internal_port_offset: int = Field(default=0, ge=0, le=50000)
     # Request bodies past these sizes are refused with 413 before they are parsed.
     # Abuse limits of the tenant and operator APIs (shared by all replicas, in PostgreSQL):
-    # requests per fixed window, and a lockout doubling from 1 s after repeated failed logins.
+    # requests per fixed window, and a lockout doubling from its base after repeated failed logins.
     rate_limits_enabled: bool = True
     rate_limit_window_s: int = Field(default=10, gt=0)
     tenant_api_requests_per_key: int = Field(default=2000, gt=0)
@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     operator_api_requests_per_address: int = Field(default=300, gt=0)
     tenant_api_failures_allowed: int = Field(default=20, ge=0)
     operator_api_failures_allowed: int = Field(default=5, ge=0)
+    auth_lockout_base_s: float = Field(default=1.0, gt=0)
     auth_lockout_max_s: float = Field(default=900.0, gt=0)
     auth_failure_memory_s: float = Field(default=900.0, gt=0)
     # Proxies whose X-Forwarded-For names the client (comma-separated addresses); without them
