@@ -66,6 +66,10 @@ class IsolatedEnvironment:
             "WCE_AMQP_URL": self.amqp_url,
             "WCE_OPERATOR_TOKEN": OPERATOR_TOKEN,
             "WCE_LOG_LEVEL": "WARNING",
+            # Every test of a session reaches the services from 127.0.0.1, including those that
+            # present wrong keys on purpose: the lockout must not leak from one test into another.
+            "WCE_TENANT_API_FAILURES_ALLOWED": "100000",
+            "WCE_OPERATOR_API_FAILURES_ALLOWED": "100000",
         }
         env.update(extra)
         return env
