@@ -37,6 +37,9 @@ class Transition:
     redispatch: bool = False
     auth_failure: bool = False
     skip: Skip | None = None
+    # A request reached Twilio's API for this outcome (not skipped, not refused here).
+    requested: bool = True
+    retry_after_s: float | None = None
 
     @property
     def is_error(self) -> bool:
@@ -71,6 +74,8 @@ def after_attempt(
                 tier_s=tier,
                 error_code=outcome.code,
                 error_message=outcome.message,
+                requested=outcome.code is not None,
+                retry_after_s=outcome.retry_after_s,
             )
         tier = (
             None
@@ -140,6 +145,7 @@ def refused_locally(message: RenderedMessage) -> Transition | None:
             uncount=True,
             error_code=EMPTY_BODY_CODE,
             error_message="not sent: the message rendered empty for this recipient",
+            requested=False,
         )
     too_long = rendered_length_errors(message, "body")
     if too_long:
@@ -148,6 +154,7 @@ def refused_locally(message: RenderedMessage) -> Transition | None:
             uncount=True,
             error_code=BODY_TOO_LONG_CODE,
             error_message=f"not sent: {too_long[0]['message']}",
+            requested=False,
         )
     return None
 
@@ -159,4 +166,5 @@ def skipped(reason: Skip) -> Transition:
         redispatch=reason is Skip.LATE,
         error_message=f"not sent: {reason}",
         skip=reason,
+        requested=False,
     )
