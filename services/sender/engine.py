@@ -321,5 +321,6 @@ class SendEngine:
             deferrals=row.deferrals,
             tiers=self._settings.retry_tiers_s,
             max_attempts=self._settings.max_attempts,
+            paced=chunk.first_slot_at is not None,
         )
         return settle(transition, sid)
