@@ -87,6 +87,7 @@ def install_abuse_limits(app: FastAPI, pool: asyncpg.Pool, settings: Settings) -
     """Rate limits and lockouts of the tenant and operator APIs, shared through the database."""
     common = {
         "window_s": settings.rate_limit_window_s,
+        "lockout_base_s": settings.auth_lockout_base_s,
         "lockout_max_s": settings.auth_lockout_max_s,
         "failure_memory_s": settings.auth_failure_memory_s,
     }

@@ -14,6 +14,8 @@ Failures say how far the request got, which is what the sender's duplicate prote
   in time); the request was never written.
 - ``ResponseLost``: the request was written, but the connection broke before a complete answer.
 - ``TimeoutError``: written, and no complete answer within the timeout.
+- ``ResponseTooLarge`` (a ``ResponseLost``): written, and the answer grew past the client's
+  ``max_response_bytes`` (headers and body); the connection is dropped rather than read on.
 
 A keep-alive socket the server closed just as it was reused fails with ``ResponseLost`` too:
 the server most likely never read the request, but that cannot be proven. So sockets are kept
@@ -38,6 +40,9 @@ import httptools
 Origin = tuple[str, str, int]
 # Request prefixes kept per (method, URL): a few per tenant in practice.
 PREFIX_CACHE_SIZE = 4096
+# No answer of the services this client talks to comes near this; a server that keeps sending
+# must not grow a sender's memory without end.
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 class Headers(Mapping[str, str]):
@@ -81,6 +86,10 @@ class ResponseLost(ConnectionError):
     """The request was written (or may have been) but no complete response came back."""
 
 
+class ResponseTooLarge(ResponseLost):
+    """The request was written and the answer grew past the size cap."""
+
+
 class _Target(NamedTuple):
     origin: Origin
     host_header: str
@@ -109,8 +118,10 @@ def _target(url: str) -> _Target:
 class _Connection(asyncio.Protocol):
     """One socket; at most one request in flight."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         self._parser = httptools.HttpResponseParser(self)
+        self._max_response_bytes = max_response_bytes
+        self._received = 0
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[HttpResponse] | None = None
         self._chunks: list[bytes] = []
@@ -130,6 +141,12 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_response_bytes = True
+        self._received += len(data)
+        if self._received > self._max_response_bytes:
+            self.reusable = False
+            self.fail(ResponseTooLarge(f"response larger than {self._max_response_bytes} bytes"))
+            self.close()
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -175,6 +192,7 @@ class _Connection(asyncio.Protocol):
         assert self._transport is not None
         self.reusable = False
         self.got_response_bytes = False
+        self._received = 0
         self.deadline = deadline
         self._waiter = asyncio.get_running_loop().create_future()
         self._transport.write(payload)
@@ -203,6 +221,7 @@ class KeepAliveClient:
     ``max_connections`` caps the connections open at once (None: the callers bound concurrency).
     ``default_headers`` go on every request. ``max_idle_s`` (None: no limit) is how long a
     connection may sit idle in the pool before it is closed rather than reused.
+    ``max_response_bytes`` caps an answer's size.
     """
 
     def __init__(
@@ -214,8 +233,10 @@ class KeepAliveClient:
         default_headers: Iterable[tuple[str, str]] = (),
         retry_stale: bool = False,
         max_idle_s: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._timeout_s = timeout_s
+        self._max_response_bytes = max_response_bytes
         self._connect_timeout_s = connect_timeout_s if connect_timeout_s is not None else timeout_s
         self._slots = asyncio.Semaphore(max_connections) if max_connections else None
         self._default_headers = "".join(f"{name}: {value}\r\n" for name, value in default_headers)
@@ -356,7 +377,11 @@ class KeepAliveClient:
         try:
             _, connection = await asyncio.wait_for(
                 loop.create_connection(
-                    _Connection, host, port, ssl=ssl_context, server_hostname=host if ssl_context else None
+                    lambda: _Connection(self._max_response_bytes),
+                    host,
+                    port,
+                    ssl=ssl_context,
+                    server_hostname=host if ssl_context else None,
                 ),
                 self._connect_timeout_s,
             )
