@@ -41,6 +41,9 @@ class TenantContext:
     tenant_id: UUID
     timezone: str
     default_region: str
+    # The key the request authenticated with (audit entries name it by its prefix).
+    api_key_id: int | None = None
+    api_key_prefix: str | None = None
 
 
 def get_pool(request: Request) -> asyncpg.Pool:
@@ -77,6 +80,22 @@ def _authentication_failed(request: Request, surface: str, presented: str | None
         route=request.url.path,
         **shown,
     )
+
+
+# A key is valid until revoked or expired, and only for an active tenant. Its last use is
+# written at most once a minute, so a busy key costs no write per request.
+AUTHENTICATE = """
+WITH k AS (
+    SELECT k.id AS key_id, k.prefix, t.id, t.timezone, t.default_region
+    FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+    WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+      AND t.active
+), used AS (
+    UPDATE api_keys SET last_used_at = now()
+    WHERE id = (SELECT key_id FROM k) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+)
+SELECT * FROM k
+"""
 
 
 def _client_address(request: Request) -> str:
@@ -146,23 +165,26 @@ async def current_tenant(
     if not key:
         _authentication_failed(request, "tenant_api", None)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key", {"WWW-Authenticate": "Bearer"})
-    row = await pool.fetchrow(
-        "SELECT t.id, t.timezone, t.default_region FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
-        " WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND t.active",
-        hash_api_key(key),
-    )
+    row = await pool.fetchrow(AUTHENTICATE, hash_api_key(key))
     if row is None:
         _authentication_failed(request, "tenant_api", key)
         if limits is not None:
             await limits.failed(_client_address(request))
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key", {"WWW-Authenticate": "Bearer"})
-    return TenantContext(tenant_id=row["id"], timezone=row["timezone"], default_region=row["default_region"])
+    return TenantContext(
+        tenant_id=row["id"],
+        timezone=row["timezone"],
+        default_region=row["default_region"],
+        api_key_id=row["key_id"],
+        api_key_prefix=row["prefix"],
+    )
 
 
 Tenant = Annotated[TenantContext, Depends(current_tenant)]
 
 
-async def require_operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The operator's identity for the audit log: one credential, told apart by client address."""
     token = _bearer(authorization, None)
     limits = _limits(request, "operator_api")
     # A locked-out address is refused before its token is even compared.
@@ -177,9 +199,10 @@ async def require_operator(request: Request, authorization: Annotated[str | None
         )
     if limits is not None:
         await limits.succeeded(_client_address(request))
+    return f"operator@{_client_address(request)}"
 
 
-Operator = Annotated[None, Depends(require_operator)]
+Operator = Annotated[str, Depends(require_operator)]
 
 
 def not_found(what: str = "not found") -> HTTPException:
