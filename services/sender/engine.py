@@ -30,7 +30,7 @@ from shared.templating import BODY_TOO_LONG_CODE, RecipientData, Template, rende
 from shared.throttle import is_late
 from shared.twilio_client import TwilioClient, TwilioError
 from shared.twilio_errors import classify
-from shared.webhooks import status_callback_url
+from shared.webhooks import status_callback_request_url
 
 log = get_logger(__name__)
 CREATE_LATENCY = metrics.TWILIO_LATENCY.labels("create")
@@ -278,7 +278,9 @@ class SendEngine:
                     body=message.body,
                     content_sid=message.content_sid,
                     content_variables=message.content_variables,
-                    status_callback=status_callback_url(self._settings.public_base_url, chunk.tenant_id),
+                    status_callback=status_callback_request_url(
+                        self._settings.public_base_url, chunk.tenant_id
+                    ),
                     validity_period=VALIDITY_PERIOD_S,
                 )
             except TwilioError as exc:
