@@ -221,9 +221,12 @@ class SendEngine:
         if is_late(slot_at, time.time(), self._settings.late_tolerance_s):
             return Skip.LATE
         # Never start a call that could outlive the lease: the row would be reconciled mid-call.
-        if time.monotonic() - claimed_mono > self._settings.lease_s - self._settings.twilio_timeout_s - 1.0:
+        if time.monotonic() > self._write_by(claimed_mono):
             return Skip.LATE
         return None
+
+    def _write_by(self, claimed_mono: float) -> float:
+        return claimed_mono + self._settings.lease_s - self._settings.twilio_timeout_s - 1.0
 
     async def _send(
         self,
@@ -282,6 +285,10 @@ class SendEngine:
                         self._settings.public_base_url, chunk.tenant_id
                     ),
                     validity_period=VALIDITY_PERIOD_S,
+                    # Checked again as the request is written: a sender frozen (SIGSTOP) between
+                    # the check above and the write must not send once its lease has run out and
+                    # the row may have been reconciled and sent by another sender.
+                    write_by=self._write_by(claimed_mono),
                 )
             except TwilioError as exc:
                 outcome = classify(

@@ -259,3 +259,19 @@ WHERE campaign_id = $1 AND id > $4 AND (
 ORDER BY id
 LIMIT $5
 """
+
+# Take the lease when it is free or expired, or renew it when this holder has it: a row back means
+# this holder leads until expires_at. The database's clock is the only one that counts.
+ACQUIRE_LEASE = """
+INSERT INTO leader_leases (name, holder, expires_at)
+VALUES ($1, $2, now() + make_interval(secs => $3))
+ON CONFLICT (name) DO UPDATE
+SET holder = EXCLUDED.holder,
+    expires_at = EXCLUDED.expires_at,
+    acquired_at = CASE WHEN leader_leases.holder = EXCLUDED.holder
+                       THEN leader_leases.acquired_at ELSE now() END
+WHERE leader_leases.holder = EXCLUDED.holder OR leader_leases.expires_at < now()
+RETURNING holder
+"""
+
+RELEASE_LEASE = "DELETE FROM leader_leases WHERE name = $1 AND holder = $2"
