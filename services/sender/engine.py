@@ -160,12 +160,20 @@ class SendEngine:
     async def _process(self, chunk: SendChunk, tenant: TenantInfo, template: Template) -> bool:
         if self.stopping:
             return False
-        claim = await with_db_retry("claim", lambda: self._claim(chunk))
+        # The time a claim's lease runs from is taken before the claim is sent: a process frozen
+        # between the claim's commit and reading the clock must not count from after it thawed.
+        claim_sent: list[float] = []
+
+        def claim_rows() -> Awaitable[Claim]:
+            claim_sent.append(time.monotonic())
+            return self._claim(chunk)
+
+        claim = await with_db_retry("claim", claim_rows)
         if claim.short_of_credits:
             await self._auto_pause(chunk.tenant_id, chunk.campaign_id, "insufficient_credits")
         if not claim.rows:
             return True
-        claimed_mono = time.monotonic()
+        claimed_mono = claim_sent[-1]
         slots = {recipient_id: chunk.slot_at(i) for i, recipient_id in enumerate(chunk.recipient_ids)}
         settlements = await asyncio.gather(
             *(

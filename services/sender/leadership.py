@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 
 import asyncpg
@@ -27,6 +28,9 @@ class Lease:
         self.name = name
         self.duration_s = duration_s
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # Until when (time.monotonic()) this holder surely still has the lease: counted from
+        # before its last successful renewal was sent, less a margin for statements in flight.
+        self._held_until = 0.0
 
     @property
     def heartbeat_s(self) -> float:
@@ -34,10 +38,30 @@ class Lease:
 
     async def acquire(self) -> bool:
         """Take the lease if it is free or expired, or renew it if held: True while this holder leads."""
-        holder = await self._pool.fetchval(
-            queries.ACQUIRE_LEASE, self.name, self.holder, self.duration_s, timeout=self.heartbeat_s
-        )
-        return holder == self.holder
+        sent_at = time.monotonic()
+        try:
+            holder = await self._pool.fetchval(
+                queries.ACQUIRE_LEASE, self.name, self.holder, self.duration_s, timeout=self.heartbeat_s
+            )
+        except BaseException:
+            self._held_until = 0.0
+            raise
+        if holder != self.holder:
+            self._held_until = 0.0
+            return False
+        self._held_until = sent_at + self.duration_s - min(1.0, self.duration_s / 4)
+        return True
+
+    def held(self) -> bool:
+        return time.monotonic() < self._held_until
+
+    def ensure_held(self) -> None:
+        """Raise LeadershipLost unless the lease is surely still this holder's: work of the
+        leader (a renewal that came late, a process thawed after a freeze) stops before another
+        holder may have started."""
+        if not self.held():
+            raise LeadershipLost(self.holder)
 
     async def release(self) -> None:
+        self._held_until = 0.0
         await self._pool.execute(queries.RELEASE_LEASE, self.name, self.holder, timeout=self.heartbeat_s)

@@ -146,6 +146,7 @@ class Maintenance:
             await asyncio.sleep(self._settings.interval_s)
 
     async def pass_once(self) -> None:
+        self.lease.ensure_held()
         await self.expire_leases()
         await self.reconcile()
         now = time.monotonic()
@@ -170,6 +171,8 @@ class Maintenance:
                 return await self._resolve(row)
 
         resolved = await asyncio.gather(*(resolve(row) for row in rows))
+        # Lookups take time: act on them only while still the leader.
+        self.lease.ensure_held()
         by_tenant: dict[UUID, list[Settlement]] = defaultdict(list)
         look_again: dict[UUID, list[asyncpg.Record]] = defaultdict(list)
         for row, outcome in zip(rows, resolved, strict=True):
@@ -179,7 +182,11 @@ class Maintenance:
                 look_again[row["tenant_id"]].append(row)
         for tenant_id, waiting in look_again.items():
             await self._pool.execute(
-                queries.LOOK_AGAIN, tenant_id, [r["id"] for r in waiting], [r["claimed_at"] for r in waiting]
+                queries.LOOK_AGAIN,
+                tenant_id,
+                [r["id"] for r in waiting],
+                [r["claimed_at"] for r in waiting],
+                [r["lookups"] for r in waiting],
             )
             RECONCILED.labels(str(tenant_id), "not_found_yet").inc(len(waiting))
         for tenant_id, settlements in by_tenant.items():
@@ -249,6 +256,7 @@ class Maintenance:
                 continue
             if await self._dispatch_backlog(campaign["tenant_id"]):
                 continue
+            self.lease.ensure_held()
             published = await self._republish(
                 campaign["tenant_id"], campaign_id, campaign["published_upto"], grace
             )

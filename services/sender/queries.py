@@ -221,13 +221,14 @@ LIMIT $2
 """
 
 # Rows whose message was not found yet: looked up again a reconcile interval later (the claim
-# must still be the same one).
+# must still be the same one, and no other lookup counted meanwhile: two lookups at once, from
+# a leader and one that replaced it, count once).
 LOOK_AGAIN = """
 UPDATE recipients r
 SET lookups = r.lookups + 1, updated_at = now()
-FROM unnest($2::bigint[], $3::timestamptz[]) AS l(id, claimed_at)
+FROM unnest($2::bigint[], $3::timestamptz[], $4::int[]) AS l(id, claimed_at, lookups)
 WHERE r.id = l.id AND r.tenant_id IS NOT DISTINCT FROM $1 AND (r.state = 'unknown') IS TRUE
-  AND r.claimed_at = l.claimed_at
+  AND r.claimed_at = l.claimed_at AND r.lookups = l.lookups
 """
 
 # A status callback for the message whose sid the sender never learnt, matched by its recipient.

@@ -7,8 +7,9 @@ import asyncio
 import uuid
 
 import asyncpg
+import pytest
 
-from services.sender.leadership import Lease
+from services.sender.leadership import LeadershipLost, Lease
 
 
 async def test_one_holder_at_a_time_and_a_frozen_holder_is_replaced_when_its_lease_expires(
@@ -43,3 +44,19 @@ async def test_one_holder_at_a_time_and_a_frozen_holder_is_replaced_when_its_lea
     await second.release()
     assert await first.acquire()
     await first.release()
+
+
+async def test_a_holder_whose_renewal_came_too_late_knows_it_may_no_longer_lead(pool: asyncpg.Pool) -> None:
+    # Given a holder of a 1-second lease
+    lease = Lease(pool, f"test.{uuid.uuid4().hex[:8]}", duration_s=1.0)
+    assert await lease.acquire()
+    lease.ensure_held()
+
+    # When it does not renew in time (frozen, starved), even before anyone takes the lease over
+    await asyncio.sleep(0.8)
+
+    # Then its work stops: another holder may start once the lease expires
+    assert not lease.held()
+    with pytest.raises(LeadershipLost):
+        lease.ensure_held()
+    await lease.release()
