@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.abuse_limits import AbuseLimits, LimitExceeded, Limits
 from shared.apikeys import display_prefix, hash_api_key
 from shared.body_limit import (
     DEFAULT_MAX_BODY_BYTES,
@@ -28,8 +29,9 @@ from shared.body_limit import (
     body_too_large,
 )
 from shared.logging import get_logger
-from shared.metrics import AUTH_FAILURES
+from shared.metrics import AUTH_FAILURES, RATE_LIMITED
 from shared.operator_token import OperatorTokenDigest
+from shared.settings import Settings
 
 log = get_logger(__name__)
 
@@ -39,6 +41,9 @@ class TenantContext:
     tenant_id: UUID
     timezone: str
     default_region: str
+    # The key the request authenticated with (audit entries name it by its prefix).
+    api_key_id: int | None = None
+    api_key_prefix: str | None = None
 
 
 def get_pool(request: Request) -> asyncpg.Pool:
@@ -71,10 +76,81 @@ def _authentication_failed(request: Request, surface: str, presented: str | None
     log.warning(
         "authentication failed",
         surface=surface,
-        client=request.client.host if request.client else None,
+        client=_client_address(request),
         route=request.url.path,
         **shown,
     )
+
+
+# A key is valid until revoked or expired, and only for an active tenant. Its last use is
+# written at most once a minute, so a busy key costs no write per request.
+AUTHENTICATE = """
+WITH k AS (
+    SELECT k.id AS key_id, k.prefix, t.id, t.timezone, t.default_region
+    FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+    WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+      AND t.active
+), used AS (
+    UPDATE api_keys SET last_used_at = now()
+    WHERE id = (SELECT key_id FROM k) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+)
+SELECT * FROM k
+"""
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def install_abuse_limits(app: FastAPI, pool: asyncpg.Pool, settings: Settings) -> None:
+    """Rate limits and lockouts of the tenant and operator APIs, shared through the database."""
+    common = {
+        "window_s": settings.rate_limit_window_s,
+        "lockout_base_s": settings.auth_lockout_base_s,
+        "lockout_max_s": settings.auth_lockout_max_s,
+        "failure_memory_s": settings.auth_failure_memory_s,
+    }
+    app.state.abuse_limits = {
+        "tenant_api": AbuseLimits(
+            pool,
+            "tenant_api",
+            Limits(
+                per_key=settings.tenant_api_requests_per_key,
+                per_address=settings.tenant_api_requests_per_address,
+                failures_allowed=settings.tenant_api_failures_allowed,
+                **common,  # type: ignore[arg-type]
+            ),
+        ),
+        "operator_api": AbuseLimits(
+            pool,
+            "operator_api",
+            Limits(
+                per_key=settings.operator_api_requests_per_address,
+                per_address=settings.operator_api_requests_per_address,
+                failures_allowed=settings.operator_api_failures_allowed,
+                **common,  # type: ignore[arg-type]
+            ),
+        ),
+    }
+
+
+def _limits(request: Request, surface: str) -> AbuseLimits | None:
+    installed: dict[str, AbuseLimits] | None = getattr(request.app.state, "abuse_limits", None)
+    return installed[surface] if installed else None
+
+
+async def _within_limits(request: Request, limits: AbuseLimits | None, key: str | None) -> None:
+    if limits is None:
+        return
+    try:
+        await limits.check(_client_address(request), key)
+    except LimitExceeded as exc:
+        RATE_LIMITED.labels(surface=limits.surface).inc()
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many failed attempts; retry later" if exc.reason == "locked_out" else "rate limit exceeded",
+            {"Retry-After": str(exc.retry_after_s)},
+        ) from None
 
 
 async def current_tenant(
@@ -84,34 +160,49 @@ async def current_tenant(
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> TenantContext:
     key = _bearer(authorization, x_api_key)
+    limits = _limits(request, "tenant_api")
+    await _within_limits(request, limits, key)
     if not key:
         _authentication_failed(request, "tenant_api", None)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key", {"WWW-Authenticate": "Bearer"})
-    row = await pool.fetchrow(
-        "SELECT t.id, t.timezone, t.default_region FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
-        " WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND t.active",
-        hash_api_key(key),
-    )
+    row = await pool.fetchrow(AUTHENTICATE, hash_api_key(key))
     if row is None:
         _authentication_failed(request, "tenant_api", key)
+        if limits is not None:
+            await limits.failed(_client_address(request))
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key", {"WWW-Authenticate": "Bearer"})
-    return TenantContext(tenant_id=row["id"], timezone=row["timezone"], default_region=row["default_region"])
+    return TenantContext(
+        tenant_id=row["id"],
+        timezone=row["timezone"],
+        default_region=row["default_region"],
+        api_key_id=row["key_id"],
+        api_key_prefix=row["prefix"],
+    )
 
 
 Tenant = Annotated[TenantContext, Depends(current_tenant)]
 
 
-def require_operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The operator's identity for the audit log: one credential, told apart by client address."""
     token = _bearer(authorization, None)
+    limits = _limits(request, "operator_api")
+    # A locked-out address is refused before its token is even compared.
+    await _within_limits(request, limits, None)
     expected: OperatorTokenDigest = request.app.state.settings.operator_token
     if not expected.matches(token):
         _authentication_failed(request, "operator_api", token)
+        if limits is not None:
+            await limits.failed(_client_address(request))
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "operator token required", {"WWW-Authenticate": "Bearer"}
         )
+    if limits is not None:
+        await limits.succeeded(_client_address(request))
+    return f"operator@{_client_address(request)}"
 
 
-Operator = Annotated[None, Depends(require_operator)]
+Operator = Annotated[str, Depends(require_operator)]
 
 
 def not_found(what: str = "not found") -> HTTPException:

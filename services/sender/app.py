@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             content_base_url=settings.twilio_content_base_url,
             timeout_s=settings.twilio_timeout_s,
             max_connections=settings.twilio_max_connections,
+            max_idle_s=settings.twilio_max_idle_s,
         )
         directory = Directory(resources.pool, SecretBox(settings.encryption_keys))
         gate = CampaignGate(
@@ -87,7 +88,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 reconcile_after_s=settings.reconcile_after_s,
                 sweep_idle_s=settings.sweep_idle_s,
                 retry_tiers_s=settings.retry_tiers_s,
-                max_attempts=settings.max_attempts,
                 publish_batch_size=settings.publish_batch_size,
             ),
         )

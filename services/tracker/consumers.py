@@ -227,7 +227,7 @@ def _observe(result: BatchResult, items: Sequence[_Item]) -> None:
     for status, count in result.statuses.items():
         CALLBACKS.labels(status).inc(count)
     for code, count in result.error_codes.items():
-        TWILIO_ERRORS.labels(str(code)).inc(count)
+        TWILIO_ERRORS.labels(str(code), "callback").inc(count)
     if result.replays:
         CALLBACK_REPLAYS.inc(result.replays)
     if result.orphans:
