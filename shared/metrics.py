@@ -56,6 +56,13 @@ TWILIO_ERRORS = Counter(
     ["code", "stage"],
     namespace=NAMESPACE,
 )
+EFFECTIVE_RATE = Gauge(
+    "effective_rate_per_second",
+    "A rate-limited tenant's effective send rate: its configured rate, backed off after Twilio"
+    " refused for rate and recovering since.",
+    ["tenant"],
+    namespace=NAMESPACE,
+)
 QUEUE_DEPTH = Gauge(
     "queue_depth",
     "Messages ready in a broker queue (sampled periodically).",

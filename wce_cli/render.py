@@ -48,9 +48,17 @@ def describe(update: dict[str, Any], *, rate: float | None = None, eta_s: Any = 
         "description": label,
         "total": max(update["total"], 1),
         "completed": update["done"],
-        "rate": f"{shown_rate:.1f}/s",
+        "rate": f"{shown_rate:.1f}/s" + _paced(update),
         "eta": f"ETA {_duration(eta)}" if eta is not None else "",
     }
+
+
+def _paced(update: dict[str, Any]) -> str:
+    """Shown while Twilio's refusals hold the tenant under its configured rate."""
+    configured, effective = update.get("configured_rate_per_s"), update.get("effective_rate_per_s")
+    if configured and effective is not None and effective < configured:
+        return f" (paced to {effective:.0f} of {configured:g}/s)"
+    return ""
 
 
 def _duration(seconds: float) -> str:
