@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     db_max_connections: int | None = Field(default=None, ge=1)
     db_reserved_connections: int = Field(default=5, ge=0)
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # Accept booking events and campaign commands only from broker users allowed for the tenant
+    # they name (see shared/publishers.py); the engine's own user may act for every tenant.
+    publisher_check_enabled: bool = False
     broker_publish_timeout_s: float = 10.0
     startup_retry_s: float = 60.0
 
