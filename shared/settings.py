@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     sender_gate_poll_s: float = 0.5
     # Lease expiry, reconciliation and the stuck-row sweep run this often (in one sender at a time).
     maintenance_interval_s: float = 1.0
+    # Maintenance leadership is a lease renewed every third of this: a sender that dies or
+    # freezes holding it is replaced within this long.
+    maintenance_lease_s: float = Field(default=5.0, gt=0)
 
     # Consumers: back-off between deliveries of a message that failed for a passing reason, and
     # the deliveries any message gets before it is parked.
