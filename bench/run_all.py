@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
         ["--duration", "5"],
     ),
     "engine_e2e": (["-m", "bench.engine_e2e"], ["--quick"]),
+    "sender_scaling": (["-m", "bench.sender_scaling"], ["--quick"]),
     "webhook_ingest": (["-m", "bench.webhook_ingest"], ["--runs", "1", "--count", "10000"]),
     "audience": (["-m", "bench.audience_bench"], []),
 }
@@ -43,6 +44,7 @@ OUTPUTS = {
     "broker_baseline": "broker_baseline.json",
     "sim_capacity": "sim_capacity.json",
     "engine_e2e": "engine_e2e.json",
+    "sender_scaling": "sender_scaling.json",
     "webhook_ingest": "webhook_ingest.json",
     "audience": "audience.json",
 }
