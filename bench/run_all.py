@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "sender_scaling": (["-m", "bench.sender_scaling"], ["--quick"]),
     "webhook_ingest": (["-m", "bench.webhook_ingest"], ["--runs", "1", "--count", "10000"]),
     "audience": (["-m", "bench.audience_bench"], []),
+    "pacing": (["-m", "bench.pacing_bench"], ["--quick"]),
 }
 PREPARE: dict[str, list[str]] = {"audience": ["-m", "bench.generate_bookings"]}
 OUTPUTS = {
@@ -47,6 +48,7 @@ OUTPUTS = {
     "sender_scaling": "sender_scaling.json",
     "webhook_ingest": "webhook_ingest.json",
     "audience": "audience.json",
+    "pacing": "pacing.json",
 }
 
 
