@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     # Maintenance leadership is a lease renewed every third of this: a sender that dies or
     # freezes holding it is replaced within this long.
     maintenance_lease_s: float = Field(default=5.0, gt=0)
+    # Rows left at sent/delivered this long (their status callbacks may be lost) are re-checked
+    # with Twilio's Message fetch, at most this many per tenant per maintenance pass, each row at
+    # most status_recheck_max times (the interval doubling every time).
+    status_recheck_after_s: float = Field(default=900.0, gt=0)
+    status_recheck_per_tenant: int = Field(default=50, ge=1)
+    status_recheck_max: int = Field(default=4, ge=0, le=30)
 
     # Consumers: back-off between deliveries of a message that failed for a passing reason, and
     # the deliveries any message gets before it is parked.

@@ -1,4 +1,4 @@
-"""Twilio REST client: create a message, list messages, list Content templates.
+"""Twilio REST client: create, fetch and list messages, list Content templates.
 
 One ``TwilioClient`` per process: a single keep-alive pool of at most ``twilio_max_connections``,
 every call under a timeout, Basic auth per tenant. Failures raise ``TwilioError`` carrying the
@@ -123,6 +123,14 @@ class ListedMessage:
     status: str | None
     date_created: datetime | None
     date_sent: datetime | None
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    sid: str
+    status: str | None
+    error_code: int | None
+    error_message: str | None
 
 
 @dataclass(frozen=True)
@@ -356,6 +364,23 @@ class TwilioClient:
             return CreatedMessage(sid=str(payload["sid"]), status=payload.get("status"))
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             # Accepted but unreadable: the message exists, only its sid is unknown.
+            raise TwilioError(f"unreadable 2xx response: {exc}", http_status=None, reached=True) from exc
+
+    async def fetch_message(self, credentials: TwilioCredentials, sid: str) -> FetchedMessage:
+        """One message by its SID (``GET .../Messages/{Sid}.json``); a message Twilio does not
+        have raises TwilioError with ``http_status`` 404."""
+        url = f"{self._messages_url(credentials.account_sid).removesuffix('.json')}/{quote_plus(sid)}.json"
+        response = await self._request("GET", url, credentials)
+        try:
+            payload = orjson.loads(response.content)
+            raw_code = payload.get("error_code")
+            return FetchedMessage(
+                sid=str(payload["sid"]),
+                status=payload.get("status"),
+                error_code=int(raw_code) if raw_code not in (None, "") else None,
+                error_message=payload.get("error_message"),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise TwilioError(f"unreadable 2xx response: {exc}", http_status=None, reached=True) from exc
 
     def _same_host(self, base: str, next_url: str) -> str:

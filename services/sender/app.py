@@ -91,6 +91,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 sweep_idle_s=settings.sweep_idle_s,
                 retry_tiers_s=settings.retry_tiers_s,
                 publish_batch_size=settings.publish_batch_size,
+                status_recheck_after_s=settings.status_recheck_after_s,
+                status_recheck_per_tenant=settings.status_recheck_per_tenant,
+                status_recheck_max=settings.status_recheck_max,
             ),
         )
         events_channel = await resources.connection.channel()

@@ -11,6 +11,12 @@ renewed by a heartbeat; when its holder dies or freezes, another sender takes ov
   with that sid. Not found twice, a reconcile interval apart (a create can reach Twilio late):
   the attempt failed before Twilio took it, so it goes through the retry tiers without counting
   as an attempt, keeping the last Twilio error. Nothing is re-sent without looking first.
+- A row left at ``sent`` or ``delivered`` for ``status_recheck_after_s`` (its status callbacks
+  may have been lost: tracker down, Twilio gave up) is fetched from Twilio, at most
+  ``status_recheck_per_tenant`` per tenant per pass; a newer status is published to the tracker
+  as a status callback, so it goes through exactly the rules every callback goes through
+  (monotonic, replays ignored). A row is re-checked at most ``status_recheck_max`` times, the
+  interval doubling each time.
 - A running campaign whose waiting rows have not moved for ``sweep_idle_s`` while its tenant's
   dispatch queue is empty lost their broker messages: they are published again (a duplicate only
   loses the claim race).
@@ -32,14 +38,14 @@ from aio_pika.abc import AbstractRobustConnection
 from services.sender import queries
 from services.sender.directory import Directory, TenantNotFound
 from services.sender.leadership import LeadershipLost, Lease
-from services.sender.metrics import RECONCILED
+from services.sender.metrics import RECONCILED, STATUS_RECHECKS
 from services.sender.outcomes import after_lookup
 from services.sender.recording import DB_ERRORS, Recorder, Settlement
 from shared import topology
 from shared.broker import BrokerUnavailable, Publisher, queue_depth
-from shared.events import RecipientBatch
+from shared.events import RecipientBatch, StatusCallback, StatusCallbackBatch
 from shared.logging import get_logger
-from shared.twilio_client import ListedMessage, TwilioClient, TwilioError
+from shared.twilio_client import FetchedMessage, ListedMessage, TwilioClient, TwilioError
 
 log = get_logger(__name__)
 
@@ -51,6 +57,11 @@ LOOKUP_CONCURRENCY = 16
 LOOK_AGAIN = object()
 # Twilio's clock and ours may differ; a message created this long before the claim still counts.
 CLOCK_SKEW = timedelta(seconds=30)
+# The Twilio statuses that move a row on from its state (the tracker decides whether they do).
+NEWER_STATUSES = {
+    "sent": frozenset({"delivered", "read", "undelivered", "failed"}),
+    "delivered": frozenset({"read"}),
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,9 @@ class MaintenanceSettings:
     retry_tiers_s: list[int]
     publish_batch_size: int
     lease_s: float = 5.0
+    status_recheck_after_s: float = 900.0
+    status_recheck_per_tenant: int = 50
+    status_recheck_max: int = 4
 
 
 def pick_message(
@@ -148,6 +162,7 @@ class Maintenance:
         self.lease.ensure_held()
         await self.expire_leases()
         await self.reconcile()
+        await self.recheck_statuses()
         now = time.monotonic()
         if now - self._last_sweep >= min(self._settings.sweep_idle_s / 4, 5.0):
             self._last_sweep = now
@@ -236,6 +251,82 @@ class Maintenance:
             transition,
             sid,
         )
+
+    async def recheck_statuses(self) -> int:
+        """Fetch rows left at sent/delivered from Twilio and publish the newer statuses found as
+        status callbacks; how many were published."""
+        if self._settings.status_recheck_max <= 0:
+            return 0
+        rows = await self._pool.fetch(
+            queries.STATUS_RECHECK_DUE,
+            self._settings.status_recheck_after_s,
+            self._settings.status_recheck_per_tenant,
+            self._settings.status_recheck_max,
+        )
+        if not rows:
+            return 0
+        limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
+
+        async def fetch(row: asyncpg.Record) -> FetchedMessage | str:
+            async with limit:
+                return await self._fetch(row)
+
+        fetched = await asyncio.gather(*(fetch(row) for row in rows))
+        self.lease.ensure_held()
+        callbacks: list[StatusCallback] = []
+        checked: list[int] = []
+        postponed: list[int] = []
+        for row, found in zip(rows, fetched, strict=True):
+            if isinstance(found, str):
+                (postponed if found == "error" else checked).append(row["id"])
+                STATUS_RECHECKS.labels(found).inc()
+                continue
+            checked.append(row["id"])
+            status = (found.status or "").lower()
+            if status not in NEWER_STATUSES.get(row["state"], frozenset()):
+                STATUS_RECHECKS.labels("unchanged").inc()
+                continue
+            callbacks.append(self._callback(row, found, status))
+        # Published before the rows are marked: a publish that fails leaves them due.
+        for start in range(0, len(callbacks), 1000):
+            await self._publisher.publish(
+                topology.STATUS_EXCHANGE,
+                topology.STATUS_ROUTING_KEY,
+                StatusCallbackBatch(callbacks=callbacks[start : start + 1000]),
+            )
+        STATUS_RECHECKS.labels("changed").inc(len(callbacks))
+        if checked:
+            await self._pool.execute(queries.STATUS_RECHECKED, checked, 1)
+        if postponed:
+            await self._pool.execute(queries.STATUS_RECHECKED, postponed, 0)
+        if callbacks:
+            log.info("statuses repaired from Twilio", count=len(callbacks))
+        return len(callbacks)
+
+    async def _fetch(self, row: asyncpg.Record) -> FetchedMessage | str:
+        """The message as Twilio has it, or the outcome ``not_found`` or ``error``."""
+        try:
+            tenant = await self._directory.tenant(row["tenant_id"])
+            return await self._client.fetch_message(tenant.credentials, row["twilio_sid"])
+        except TwilioError as exc:
+            if exc.http_status == 404:
+                return "not_found"
+            log.warning("status re-check failed", recipient_id=row["id"], error=str(exc))
+            return "error"
+        except (TenantNotFound, ValueError) as exc:
+            log.warning("status re-check failed", recipient_id=row["id"], error=repr(exc))
+            return "error"
+
+    @staticmethod
+    def _callback(row: asyncpg.Record, found: FetchedMessage, status: str) -> StatusCallback:
+        params = {"MessageSid": found.sid, "MessageStatus": status}
+        if found.error_code is not None:
+            params["ErrorCode"] = str(found.error_code)
+        if found.error_message:
+            params["ErrorMessage"] = found.error_message
+        # No idempotency token: the callback is known by SID and status, so fetching the same
+        # status again (the tracker has not applied it yet) is a replay.
+        return StatusCallback(tenant_id=row["tenant_id"], params=params)
 
     async def sweep(self) -> None:
         grace = self._settings.sweep_idle_s

@@ -19,3 +19,10 @@ RECONCILED = Counter(
     ["tenant", "result"],
     namespace=NAMESPACE,
 )
+STATUS_RECHECKS = Counter(
+    "status_rechecks",
+    "Rows left at sent/delivered re-checked with Twilio's Message fetch, by outcome"
+    " (changed, unchanged, not_found, error).",
+    ["outcome"],
+    namespace=NAMESPACE,
+)

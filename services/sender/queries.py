@@ -301,3 +301,30 @@ RETURNING holder
 """
 
 RELEASE_LEASE = "DELETE FROM leader_leases WHERE name = $1 AND holder = $2"
+
+# Rows left at sent/delivered whose last change (or last re-check) is older than the re-check
+# age, doubled for every earlier re-check: at most $2 per tenant, oldest first.
+STATUS_RECHECK_DUE = """
+SELECT r.id, r.tenant_id, r.twilio_sid, r.state
+FROM tenants t
+CROSS JOIN LATERAL (
+    SELECT r.id, r.tenant_id, r.twilio_sid, r.state
+    FROM recipients r
+    WHERE r.tenant_id = t.id
+      AND r.state IN ('sent', 'delivered')
+      AND r.twilio_sid IS NOT NULL
+      AND r.status_rechecks < $3
+      AND GREATEST(r.updated_at, r.status_checked_at)
+          < now() - make_interval(secs => $1 * power(2, r.status_rechecks))
+    ORDER BY r.updated_at
+    LIMIT $2
+) r
+WHERE t.active
+"""
+
+# A re-check done: counted ($2) or, when Twilio could not be asked, only postponed.
+STATUS_RECHECKED = """
+UPDATE recipients
+SET status_checked_at = now(), status_rechecks = status_rechecks + $2
+WHERE id = ANY($1::bigint[])
+"""
