@@ -61,7 +61,8 @@ async def consume_chunks(
     async def on_chunk(chunk: SendChunk, message: AbstractIncomingMessage) -> None:
         with in_flight:
             try:
-                done = await engine.handle(chunk)
+                reply_to = (message.headers or {}).get(ChunkDone.REPLY_HEADER)
+                done = await engine.handle(chunk, reply_to if isinstance(reply_to, str) else None)
             except TenantNotFound as exc:
                 raise PoisonMessage(f"unknown tenant {exc}") from exc
         if not done:

@@ -85,6 +85,7 @@ async def settle(
         [None] * len(rows),
         "sender",
         [False] * len(rows),
+        [None] * len(rows),
     )
 
 
