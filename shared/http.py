@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.abuse_limits import AbuseLimits, LimitExceeded, Limits
 from shared.apikeys import display_prefix, hash_api_key
 from shared.body_limit import (
     DEFAULT_MAX_BODY_BYTES,
@@ -28,8 +29,9 @@ from shared.body_limit import (
     body_too_large,
 )
 from shared.logging import get_logger
-from shared.metrics import AUTH_FAILURES
+from shared.metrics import AUTH_FAILURES, RATE_LIMITED
 from shared.operator_token import OperatorTokenDigest
+from shared.settings import Settings
 
 log = get_logger(__name__)
 
@@ -71,10 +73,65 @@ def _authentication_failed(request: Request, surface: str, presented: str | None
     log.warning(
         "authentication failed",
         surface=surface,
-        client=request.client.host if request.client else None,
+        client=_client_address(request),
         route=request.url.path,
         **shown,
     )
+
+
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def install_abuse_limits(app: FastAPI, pool: asyncpg.Pool, settings: Settings) -> None:
+    """Rate limits and lockouts of the tenant and operator APIs, shared through the database."""
+    common = {
+        "window_s": settings.rate_limit_window_s,
+        "lockout_base_s": settings.auth_lockout_base_s,
+        "lockout_max_s": settings.auth_lockout_max_s,
+        "failure_memory_s": settings.auth_failure_memory_s,
+    }
+    app.state.abuse_limits = {
+        "tenant_api": AbuseLimits(
+            pool,
+            "tenant_api",
+            Limits(
+                per_key=settings.tenant_api_requests_per_key,
+                per_address=settings.tenant_api_requests_per_address,
+                failures_allowed=settings.tenant_api_failures_allowed,
+                **common,  # type: ignore[arg-type]
+            ),
+        ),
+        "operator_api": AbuseLimits(
+            pool,
+            "operator_api",
+            Limits(
+                per_key=settings.operator_api_requests_per_address,
+                per_address=settings.operator_api_requests_per_address,
+                failures_allowed=settings.operator_api_failures_allowed,
+                **common,  # type: ignore[arg-type]
+            ),
+        ),
+    }
+
+
+def _limits(request: Request, surface: str) -> AbuseLimits | None:
+    installed: dict[str, AbuseLimits] | None = getattr(request.app.state, "abuse_limits", None)
+    return installed[surface] if installed else None
+
+
+async def _within_limits(request: Request, limits: AbuseLimits | None, key: str | None) -> None:
+    if limits is None:
+        return
+    try:
+        await limits.check(_client_address(request), key)
+    except LimitExceeded as exc:
+        RATE_LIMITED.labels(surface=limits.surface).inc()
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many failed attempts; retry later" if exc.reason == "locked_out" else "rate limit exceeded",
+            {"Retry-After": str(exc.retry_after_s)},
+        ) from None
 
 
 async def current_tenant(
@@ -84,6 +141,8 @@ async def current_tenant(
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> TenantContext:
     key = _bearer(authorization, x_api_key)
+    limits = _limits(request, "tenant_api")
+    await _within_limits(request, limits, key)
     if not key:
         _authentication_failed(request, "tenant_api", None)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key", {"WWW-Authenticate": "Bearer"})
@@ -94,6 +153,8 @@ async def current_tenant(
     )
     if row is None:
         _authentication_failed(request, "tenant_api", key)
+        if limits is not None:
+            await limits.failed(_client_address(request))
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key", {"WWW-Authenticate": "Bearer"})
     return TenantContext(tenant_id=row["id"], timezone=row["timezone"], default_region=row["default_region"])
 
@@ -101,14 +162,21 @@ async def current_tenant(
 Tenant = Annotated[TenantContext, Depends(current_tenant)]
 
 
-def require_operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
     token = _bearer(authorization, None)
+    limits = _limits(request, "operator_api")
+    # A locked-out address is refused before its token is even compared.
+    await _within_limits(request, limits, None)
     expected: OperatorTokenDigest = request.app.state.settings.operator_token
     if not expected.matches(token):
         _authentication_failed(request, "operator_api", token)
+        if limits is not None:
+            await limits.failed(_client_address(request))
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "operator token required", {"WWW-Authenticate": "Bearer"}
         )
+    if limits is not None:
+        await limits.succeeded(_client_address(request))
 
 
 Operator = Annotated[None, Depends(require_operator)]

@@ -14,10 +14,15 @@ Failures say how far the request got, which is what the sender's duplicate prote
   in time); the request was never written.
 - ``ResponseLost``: the request was written, but the connection broke before a complete answer.
 - ``TimeoutError``: written, and no complete answer within the timeout.
+- ``ResponseTooLarge`` (a ``ResponseLost``): written, and the answer grew past the client's
+  ``max_response_bytes`` (headers and body); the connection is dropped rather than read on.
 
 A keep-alive socket the server closed just as it was reused fails with ``ResponseLost`` too:
-the server most likely never read the request, but that cannot be proven. Callers for whom a
-repeat is harmless (a webhook delivery) can ask for one retry on a fresh socket instead.
+the server most likely never read the request, but that cannot be proven. So sockets are kept
+fresh instead: one idle for ``max_idle_s`` (set it below the server's keep-alive timeout; real
+edges and common servers close idle connections after 5 s or more) is closed by this side and
+never reused, and a socket is checked to be open before each reuse. Callers for whom a repeat is
+harmless (a webhook delivery) can also ask for one retry on a fresh socket.
 """
 
 from __future__ import annotations
@@ -35,6 +40,9 @@ import httptools
 Origin = tuple[str, str, int]
 # Request prefixes kept per (method, URL): a few per tenant in practice.
 PREFIX_CACHE_SIZE = 4096
+# No answer of the services this client talks to comes near this; a server that keeps sending
+# must not grow a sender's memory without end.
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 class Headers(Mapping[str, str]):
@@ -78,6 +86,10 @@ class ResponseLost(ConnectionError):
     """The request was written (or may have been) but no complete response came back."""
 
 
+class ResponseTooLarge(ResponseLost):
+    """The request was written and the answer grew past the size cap."""
+
+
 class _Target(NamedTuple):
     origin: Origin
     host_header: str
@@ -106,14 +118,18 @@ def _target(url: str) -> _Target:
 class _Connection(asyncio.Protocol):
     """One socket; at most one request in flight."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         self._parser = httptools.HttpResponseParser(self)
+        self._max_response_bytes = max_response_bytes
+        self._received = 0
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[HttpResponse] | None = None
         self._chunks: list[bytes] = []
         self._headers: list[tuple[bytes, bytes]] = []
         self._headers_done = False
         self.deadline = 0.0
+        # When it last went back to the pool (loop time).
+        self.idle_since = 0.0
         self.reusable = False
         self.got_response_bytes = False
 
@@ -125,6 +141,12 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_response_bytes = True
+        self._received += len(data)
+        if self._received > self._max_response_bytes:
+            self.reusable = False
+            self.fail(ResponseTooLarge(f"response larger than {self._max_response_bytes} bytes"))
+            self.close()
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -170,6 +192,7 @@ class _Connection(asyncio.Protocol):
         assert self._transport is not None
         self.reusable = False
         self.got_response_bytes = False
+        self._received = 0
         self.deadline = deadline
         self._waiter = asyncio.get_running_loop().create_future()
         self._transport.write(payload)
@@ -196,7 +219,9 @@ class KeepAliveClient:
     ``timeout_s`` bounds the wait for a complete response once the request is written;
     ``connect_timeout_s`` the wait for a connection (a free one from the pool, or a new one).
     ``max_connections`` caps the connections open at once (None: the callers bound concurrency).
-    ``default_headers`` go on every request.
+    ``default_headers`` go on every request. ``max_idle_s`` (None: no limit) is how long a
+    connection may sit idle in the pool before it is closed rather than reused.
+    ``max_response_bytes`` caps an answer's size.
     """
 
     def __init__(
@@ -207,12 +232,16 @@ class KeepAliveClient:
         max_connections: int | None = None,
         default_headers: Iterable[tuple[str, str]] = (),
         retry_stale: bool = False,
+        max_idle_s: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._timeout_s = timeout_s
+        self._max_response_bytes = max_response_bytes
         self._connect_timeout_s = connect_timeout_s if connect_timeout_s is not None else timeout_s
         self._slots = asyncio.Semaphore(max_connections) if max_connections else None
         self._default_headers = "".join(f"{name}: {value}\r\n" for name, value in default_headers)
         self._retry_stale = retry_stale
+        self._max_idle_s = max_idle_s
         self._idle: dict[Origin, list[_Connection]] = {}
         self._prefixes: dict[tuple[str, str], tuple[Origin, bytes]] = {}
         self._ssl: ssl.SSLContext | None = None
@@ -299,11 +328,32 @@ class KeepAliveClient:
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
+        period = min(self._timeout_s / 4, 0.5)
+        if self._max_idle_s is not None:
+            period = min(period, self._max_idle_s / 4)
         while True:
-            await asyncio.sleep(min(self._timeout_s / 4, 0.5))
+            await asyncio.sleep(period)
             now = loop.time()
             for connection in [c for c in self._in_flight if c.busy and c.deadline < now]:
                 connection.fail(TimeoutError(f"no response within {self._timeout_s:g} s"))
+            self._drop_idle(now)
+
+    def _drop_idle(self, now: float) -> None:
+        """Close pooled connections idle too long, before the server closes them under a request."""
+        if self._max_idle_s is None:
+            return
+        for origin, connections in self._idle.items():
+            fresh = [c for c in connections if c.open and now - c.idle_since < self._max_idle_s]
+            if len(fresh) != len(connections):
+                for connection in connections:
+                    if connection not in fresh:
+                        connection.close()
+                self._idle[origin] = fresh
+
+    def _reusable(self, connection: _Connection, now: float) -> bool:
+        if not connection.open:
+            return False
+        return self._max_idle_s is None or now - connection.idle_since < self._max_idle_s
 
     async def close(self) -> None:
         if self._sweeper is not None:
@@ -316,17 +366,22 @@ class KeepAliveClient:
 
     async def _acquire(self, origin: Origin, fresh: bool = False) -> tuple[_Connection, bool]:
         idle = self._idle.get(origin)
+        loop = asyncio.get_running_loop()
         while idle and not fresh:
             connection = idle.pop()
-            if connection.open:
+            if self._reusable(connection, loop.time()):
                 return connection, True
+            connection.close()
         scheme, host, port = origin
         ssl_context = self._ssl_context() if scheme == "https" else None
-        loop = asyncio.get_running_loop()
         try:
             _, connection = await asyncio.wait_for(
                 loop.create_connection(
-                    _Connection, host, port, ssl=ssl_context, server_hostname=host if ssl_context else None
+                    lambda: _Connection(self._max_response_bytes),
+                    host,
+                    port,
+                    ssl=ssl_context,
+                    server_hostname=host if ssl_context else None,
                 ),
                 self._connect_timeout_s,
             )
@@ -336,6 +391,7 @@ class KeepAliveClient:
 
     def _release(self, origin: Origin, connection: _Connection) -> None:
         if connection.reusable and connection.open:
+            connection.idle_since = asyncio.get_running_loop().time()
             self._idle.setdefault(origin, []).append(connection)
         else:
             connection.close()

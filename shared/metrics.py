@@ -51,8 +51,9 @@ WEBHOOK_REJECTIONS = Counter(
 )
 TWILIO_ERRORS = Counter(
     "twilio_errors",
-    "Twilio error codes seen, from send responses and from status callbacks (a bounded vocabulary).",
-    ["code"],
+    "Twilio error codes seen, by code and stage: send (the create's answer) or callback (a status"
+    " callback) — a bounded vocabulary.",
+    ["code", "stage"],
     namespace=NAMESPACE,
 )
 QUEUE_DEPTH = Gauge(
@@ -123,6 +124,12 @@ BACKGROUND_TASK_UP = Gauge(
 AUTH_FAILURES = Counter(
     "auth_failures",
     "Requests refused for a missing or wrong credential, by surface (tenant_api, operator_api, webhook).",
+    ["surface"],
+    namespace=NAMESPACE,
+)
+RATE_LIMITED = Counter(
+    "rate_limited",
+    "Requests answered 429 by the abuse limits (rate limits and lockouts), by surface.",
     ["surface"],
     namespace=NAMESPACE,
 )

@@ -15,9 +15,11 @@ from fastapi import FastAPI
 from shared import connection_budget, topology
 from shared.broker import Publisher, connect
 from shared.db import create_pool
+from shared.http import install_abuse_limits
 from shared.logging import configure_logging, get_logger
 from shared.schema import migrate_dsn, wait_for_schema
 from shared.settings import Settings
+from shared.surfaces import restrict_public_surface
 
 log = get_logger(__name__)
 
@@ -65,6 +67,8 @@ async def open_resources(settings: Settings, service: str) -> Resources:
 def attach(app: FastAPI, resources: Resources, settings: Settings) -> None:
     app.state.settings = settings
     app.state.pool = resources.pool
+    if settings.rate_limits_enabled:
+        install_abuse_limits(app, resources.pool, settings)
     app.state.broker = resources.connection
     app.state.publisher = resources.publisher
 
@@ -72,6 +76,8 @@ def attach(app: FastAPI, resources: Resources, settings: Settings) -> None:
 def serve(app: FastAPI, *, service: str, settings: Settings, port: int) -> None:
     configure_logging(service, settings.log_level)
     log.info("starting", port=port)
+    # The tracker serves a thin ASGI wrapper around its FastAPI app.
+    restrict_public_surface(app if isinstance(app, FastAPI) else app.app, settings, port)
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -80,9 +86,11 @@ def serve(app: FastAPI, *, service: str, settings: Settings, port: int) -> None:
         http="httptools",
         log_level="warning",
         access_log=False,
-        # No service reads the client address, and the server header only advertises a version:
-        # both cost work on every request (the tracker serves thousands a second).
-        proxy_headers=False,
+        # Forwarded headers are read only from configured proxies (the abuse limits count per
+        # client address); parsing them costs work on every request, so it is off without them.
+        # The server header only advertises a version.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
         server_header=False,
         timeout_graceful_shutdown=20,
     )

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.operator_token import OperatorTokenDigest
+from shared.topology import DELIVERY_LIMIT
 from shared.url_checks import insecure_url_reason
 
 # A valid Fernet key that is public on purpose: it only ever protects development data.
@@ -73,6 +74,8 @@ class Settings(BaseSettings):
     twilio_content_base_url: str = "http://127.0.0.1:8010"
     twilio_timeout_s: float = 10.0
     twilio_max_connections: int = 200
+    # Idle keep-alive connections to Twilio are closed after this, before a server closes them.
+    twilio_max_idle_s: float = 4.0
     # Public URL Twilio uses to reach the tracker (status callbacks, inbound messages).
     public_base_url: str = "http://127.0.0.1:8001"
     # Outside development: allow a plain-HTTP or local Twilio endpoint (the simulator), and a
@@ -85,7 +88,27 @@ class Settings(BaseSettings):
     dispatcher_port: int = 8002
     sender_port: int = 8003
     http_host: str = "127.0.0.1"
+    # /docs, /redoc and /openapi.json on the services' ports (off: only the routes themselves).
+    api_docs_enabled: bool = True
+    # When set, /metrics leaves the service's port for that port plus this offset, so the
+    # public ports (the tracker's faces the internet) expose no metrics.
+    internal_port_offset: int = Field(default=0, ge=0, le=50000)
     # Request bodies past these sizes are refused with 413 before they are parsed.
+    # Abuse limits of the tenant and operator APIs (shared by all replicas, in PostgreSQL):
+    # requests per fixed window, and a lockout doubling from its base after repeated failed logins.
+    rate_limits_enabled: bool = True
+    rate_limit_window_s: int = Field(default=10, gt=0)
+    tenant_api_requests_per_key: int = Field(default=2000, gt=0)
+    tenant_api_requests_per_address: int = Field(default=3000, gt=0)
+    operator_api_requests_per_address: int = Field(default=300, gt=0)
+    tenant_api_failures_allowed: int = Field(default=20, ge=0)
+    operator_api_failures_allowed: int = Field(default=5, ge=0)
+    auth_lockout_base_s: float = Field(default=1.0, gt=0)
+    auth_lockout_max_s: float = Field(default=900.0, gt=0)
+    auth_failure_memory_s: float = Field(default=900.0, gt=0)
+    # Proxies whose X-Forwarded-For names the client (comma-separated addresses); without them
+    # the client address is the connection's peer.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_bulk_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
 
@@ -138,11 +161,12 @@ class Settings(BaseSettings):
 
     # Consumers: back-off between deliveries of a message that failed for a passing reason, and
     # the deliveries any message gets before it is parked.
-    consumer_max_deliveries: int = Field(default=20, ge=1)
+    # Below the quorum queues' own delivery limit, so a consumer parks with its reasons first.
+    consumer_max_deliveries: int = Field(default=20, ge=1, lt=DELIVERY_LIMIT)
     consumer_retry_base_s: float = Field(default=0.5, gt=0)
     consumer_retry_max_s: float = Field(default=30.0, gt=0)
 
-    @field_validator("encryption_keys", "retry_tiers_s", mode="before")
+    @field_validator("encryption_keys", "retry_tiers_s", "trusted_proxies", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)

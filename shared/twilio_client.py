@@ -200,6 +200,7 @@ class TwilioClient:
         content_base_url: str,
         timeout_s: float,
         max_connections: int,
+        max_idle_s: float | None = 4.0,
     ) -> None:
         self._api_base = api_base_url.rstrip("/")
         self._content_base = content_base_url.rstrip("/")
@@ -207,6 +208,9 @@ class TwilioClient:
         # times out there was never written. ``timeout_s`` bounds the wait for the answer.
         self._timeout_s = timeout_s
         self._max_connections = max_connections
+        # Below the idle timeout of the servers in front of Twilio: a socket the server closes
+        # just as a create is written on it makes that create's fate unknown.
+        self._max_idle_s = max_idle_s
         self._http: KeepAliveClient | None = None
 
     def _client(self) -> KeepAliveClient:
@@ -216,6 +220,7 @@ class TwilioClient:
                 self._timeout_s,
                 connect_timeout_s=self._timeout_s,
                 max_connections=self._max_connections,
+                max_idle_s=self._max_idle_s,
                 default_headers=(
                     ("Accept", "application/json"),
                     ("Accept-Charset", "utf-8"),

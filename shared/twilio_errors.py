@@ -32,6 +32,8 @@ class Outcome:
     # The recipient opted out or blocked the sender: add the number to the tenant's suppressions.
     suppress: bool = False
     retry_after_s: float | None = None
+    # Proven never processed by Twilio (a 429, or a request that never left): not an attempt.
+    unprocessed: bool = False
 
 
 AUTH_CODES = frozenset({20003})
@@ -116,14 +118,24 @@ def classify(
         if reached:
             return Outcome(OutcomeKind.AMBIGUOUS, code, message or "no response after the request was sent")
         return Outcome(
-            OutcomeKind.TRANSIENT, code, message or "connection failed before the request was sent"
+            OutcomeKind.TRANSIENT,
+            code,
+            message or "connection failed before the request was sent",
+            unprocessed=True,
         )
     if 200 <= http_status < 300:
         return Outcome(OutcomeKind.ACCEPTED)
     if http_status == 401 or code in AUTH_CODES:
         return Outcome(OutcomeKind.AUTH, code or 20003, message)
     if code in TRANSIENT_CODES or http_status == 429:
-        return Outcome(OutcomeKind.TRANSIENT, code or 20429, message, retry_after_s=retry_after_s)
+        # A 429 is answered before Twilio processes the create (whatever code its body carries).
+        return Outcome(
+            OutcomeKind.TRANSIENT,
+            code or 20429,
+            message,
+            retry_after_s=retry_after_s,
+            unprocessed=http_status == 429,
+        )
     if code in PERMANENT_CODES:
         return Outcome(OutcomeKind.PERMANENT, code, message, suppress=code in SUPPRESS_CODES)
     if http_status >= 500 or code in SERVER_ERROR_CODES:

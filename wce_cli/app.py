@@ -10,11 +10,13 @@ import typer
 from rich.console import Console
 
 from wce_cli.client import ApiError, TrackerClient
+from wce_cli.parked import parked_app
 from wce_cli.render import describe, log_table, progress_bar, summary
 
 app = typer.Typer(
     help="WhatsApp campaign engine: campaign progress, logs and CSV exports.", no_args_is_help=True
 )
+app.add_typer(parked_app, name="parked")
 console = Console()
 
 ApiUrl = Annotated[str, typer.Option(envvar="WCE_API_URL", help="Tracker base URL.")]

@@ -26,7 +26,7 @@ class ApiError(RuntimeError):
         self.status = status
 
 
-def _raise_for(response: httpx.Response) -> None:
+def raise_for(response: httpx.Response) -> None:
     if response.is_success:
         return
     try:
@@ -52,7 +52,7 @@ class TrackerClient:
 
     async def progress(self, campaign_id: str) -> dict[str, Any]:
         response = await self._http.get(f"/v1/campaigns/{campaign_id}/progress")
-        _raise_for(response)
+        raise_for(response)
         result: dict[str, Any] = response.json()
         return result
 
@@ -79,7 +79,7 @@ class TrackerClient:
         async with self._http.stream("GET", url, headers=headers, timeout=STREAM_TIMEOUT) as response:
             if not response.is_success:
                 await response.aread()
-                _raise_for(response)
+                raise_for(response)
             parser = EventParser()
             async for line in response.aiter_lines():
                 event = parser.feed(line)
@@ -89,7 +89,7 @@ class TrackerClient:
     async def recipients(self, campaign_id: str, **filters: Any) -> dict[str, Any]:
         params = {name: value for name, value in filters.items() if value is not None}
         response = await self._http.get(f"/v1/campaigns/{campaign_id}/recipients", params=params)
-        _raise_for(response)
+        raise_for(response)
         result: dict[str, Any] = response.json()
         return result
 
@@ -103,7 +103,7 @@ class TrackerClient:
         async with self._http.stream("GET", url, params=params, timeout=STREAM_TIMEOUT) as response:
             if not response.is_success:
                 await response.aread()
-                _raise_for(response)
+                raise_for(response)
             with target.open("wb") as out:
                 async for chunk in response.aiter_bytes():
                     out.write(chunk)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from shared import topology
 from shared.http import broker_check, install_common, pool_check
 from shared.runtime import attach, open_resources
 from shared.settings import Settings, get_settings
+from shared.supervision import Supervisor
 
 # Batches of a tenant taken ahead: the next is ready the moment the current one is published.
 TENANT_PREFETCH = 2
@@ -28,6 +28,8 @@ TENANT_PREFETCH = 2
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+
+    supervisor = Supervisor("dispatcher")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,14 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             campaigns,
         )
         await consumers.refresh(resources.pool)
-        refresher = asyncio.create_task(
-            refresh_loop(resources.pool, consumers, campaigns, settings.dispatcher_refresh_s)
+        supervisor.spawn(
+            "refresh",
+            lambda: refresh_loop(resources.pool, consumers, campaigns, settings.dispatcher_refresh_s),
         )
         try:
             yield
         finally:
-            refresher.cancel()
-            await asyncio.gather(refresher, return_exceptions=True)
+            await supervisor.stop()
             await resources.close()
 
     app = FastAPI(
@@ -78,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_common(
         app,
-        {"database": pool_check(app), "broker": broker_check(app)},
+        {"database": pool_check(app), "broker": broker_check(app), "background_tasks": supervisor.check},
         max_body_bytes=settings.max_body_bytes,
     )
     return app

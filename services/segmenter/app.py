@@ -3,7 +3,6 @@ consumers, and the background campaign runner and monitor."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,6 +15,7 @@ from services.segmenter import (
     routes_booking,
     routes_campaigns,
     routes_credits,
+    routes_parked,
     routes_sends,
     routes_suppressions,
     routes_tenants,
@@ -32,6 +32,7 @@ from shared.events import CampaignRequested
 from shared.http import broker_check, install_common, pool_check
 from shared.runtime import attach, open_resources
 from shared.settings import Settings, get_settings
+from shared.supervision import Supervisor
 
 ROUTERS: list[APIRouter] = [
     routes_tenants.router,
@@ -41,6 +42,7 @@ ROUTERS: list[APIRouter] = [
     routes_suppressions.router,
     routes_credits.router,
     routes_sends.router,
+    routes_parked.router,
 ]
 
 MONITOR_INTERVAL_S = 1.0
@@ -53,6 +55,8 @@ BULK_ROUTES = bulk_paths(
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+
+    supervisor = Supervisor("segmenter")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -80,11 +84,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await channel.get_queue(topology.COMMANDS_QUEUE), resources.publisher, handlers
         )
         await consume_booking(resources.connection, resources.publisher, resources.pool)
-        monitor = asyncio.create_task(monitor_loop(resources.pool, runner, lifecycle, MONITOR_INTERVAL_S))
+        supervisor.spawn(
+            "campaign_monitor", lambda: monitor_loop(resources.pool, runner, lifecycle, MONITOR_INTERVAL_S)
+        )
         try:
             yield
         finally:
-            monitor.cancel()
+            await supervisor.stop()
             await runner.stop()
             await resources.close()
 
@@ -99,7 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_common(
         app,
-        {"database": pool_check(app), "broker": broker_check(app)},
+        {"database": pool_check(app), "broker": broker_check(app), "background_tasks": supervisor.check},
         max_body_bytes=settings.max_body_bytes,
         max_bulk_body_bytes=settings.max_bulk_body_bytes,
         is_bulk=BULK_ROUTES,

@@ -1,4 +1,4 @@
-"""Consumer of ``wce.segmenter.commands``: campaign commands from other systems and from senders
+"""Consumer of ``wce.segmenter.commands.v2``: campaign commands from other systems and from senders
 (auto-pause). Each routing key has a handler; an unknown key or a bad payload is parked."""
 
 from __future__ import annotations

@@ -99,19 +99,26 @@ WHERE tenant_id = $1 AND id = $2 AND state = 'completed'
 RETURNING *
 """
 
+# The history records the state each row was really in (an UPDATE's RETURNING only sees the new
+# one); rows are locked first, so one a sender claims meanwhile is no longer waiting and is skipped.
 CANCEL_LEFT_RECIPIENTS = """
-WITH cancelled AS (
-    UPDATE recipients SET state = 'cancelled', updated_at = now()
+WITH waiting AS (
+    SELECT id, state FROM recipients
     WHERE tenant_id = $1 AND campaign_id = $2 AND state IN ('pending', 'queued', 'retry_wait')
-    RETURNING id, state
+    FOR UPDATE
+), cancelled AS (
+    UPDATE recipients r SET state = 'cancelled', updated_at = now()
+    FROM waiting w
+    WHERE r.id = w.id
+    RETURNING r.id, w.state AS from_state
 )
 INSERT INTO message_events (tenant_id, campaign_id, recipient_id, from_state, to_state, source)
-SELECT $1, $2, id, 'pending', 'cancelled', 'api' FROM cancelled
+SELECT $1, $2, id, from_state, 'cancelled', 'api' FROM cancelled
 """
 
 REQUEUE_FAILED = """
 WITH requeued AS (
-    UPDATE recipients SET state = 'queued', attempts = 0, updated_at = now()
+    UPDATE recipients SET state = 'queued', attempts = 0, deferrals = 0, updated_at = now()
     WHERE tenant_id = $1 AND campaign_id = $2 AND state = 'failed'
     RETURNING id
 )

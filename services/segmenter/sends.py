@@ -97,6 +97,7 @@ def twilio_client(settings: Settings) -> TwilioClient:
         content_base_url=settings.twilio_content_base_url,
         timeout_s=settings.twilio_timeout_s,
         max_connections=4,
+        max_idle_s=settings.twilio_max_idle_s,
     )
 
 

@@ -8,7 +8,6 @@ chunks requeued for another sender.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from shared.http import broker_check, install_common, pool_check
 from shared.logging import get_logger
 from shared.runtime import attach, open_resources
 from shared.settings import Settings, get_settings
+from shared.supervision import Supervisor
 from shared.twilio_client import TwilioClient
 
 log = get_logger(__name__)
@@ -35,6 +35,8 @@ log = get_logger(__name__)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+
+    supervisor = Supervisor("sender")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             content_base_url=settings.twilio_content_base_url,
             timeout_s=settings.twilio_timeout_s,
             max_connections=settings.twilio_max_connections,
+            max_idle_s=settings.twilio_max_idle_s,
         )
         directory = Directory(resources.pool, SecretBox(settings.encryption_keys))
         gate = CampaignGate(
@@ -84,7 +87,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 reconcile_after_s=settings.reconcile_after_s,
                 sweep_idle_s=settings.sweep_idle_s,
                 retry_tiers_s=settings.retry_tiers_s,
-                max_attempts=settings.max_attempts,
                 publish_batch_size=settings.publish_batch_size,
             ),
         )
@@ -95,10 +97,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         send_queue = await send_channel.get_queue(topology.SEND_QUEUE)
         in_flight = InFlight()
         consumer_tag = await consume_chunks(send_queue, engine, resources.publisher, in_flight)
-        background = [
-            asyncio.create_task(poll_gate(resources.pool, engine, gate, settings.sender_gate_poll_s)),
-            asyncio.create_task(maintenance.run()),
-        ]
+        supervisor.spawn(
+            "gate_poll", lambda: poll_gate(resources.pool, engine, gate, settings.sender_gate_poll_s)
+        )
+        supervisor.spawn("maintenance", maintenance.run)
         # Objects made at start-up live as long as the process: keep them out of every collection,
         # so a full collection never stalls a send past its slot.
         gc.freeze()
@@ -110,16 +112,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await send_queue.cancel(consumer_tag)
             if not await in_flight.wait_idle(settings.twilio_timeout_s + 5.0):
                 log.warning("stopping with chunks still in flight", chunks=in_flight.count)
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await supervisor.stop()
             await client.aclose()
             await resources.close()
 
     app = FastAPI(title="WhatsApp campaign engine — sender", lifespan=lifespan, docs_url=None, redoc_url=None)
     install_common(
         app,
-        {"database": pool_check(app), "broker": broker_check(app)},
+        {"database": pool_check(app), "broker": broker_check(app), "background_tasks": supervisor.check},
         max_body_bytes=settings.max_body_bytes,
     )
     return app

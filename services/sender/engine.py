@@ -22,19 +22,20 @@ import asyncpg
 from services.sender import queries
 from services.sender.directory import Directory, TenantInfo
 from services.sender.gate import CampaignGate
-from services.sender.outcomes import Skip, Transition, after_attempt, skipped
+from services.sender.outcomes import Skip, Transition, after_attempt, refused_locally, skipped
 from services.sender.recording import Recorder, Settlement, with_db_retry
 from services.sender.sharing import CallSlots, SlotBook
 from shared import credits, metrics
 from shared.events import SendChunk
 from shared.logging import get_logger
-from shared.templating import BODY_TOO_LONG_CODE, RecipientData, Template, render, rendered_length_errors
+from shared.templating import RecipientData, Template, render
 from shared.twilio_client import TwilioClient, TwilioError
 from shared.twilio_errors import classify
 from shared.webhooks import status_callback_url
 
 log = get_logger(__name__)
 CREATE_LATENCY = metrics.TWILIO_LATENCY.labels("create")
+SEND_STAGE = "send"
 
 # WhatsApp drops messages that wait in Twilio's queue for more than four hours anyway.
 VALIDITY_PERIOD_S = 14_400
@@ -59,6 +60,8 @@ class Claimed:
     # When the claim was made, as the database recorded it: the claim's identity when settling.
     claimed_at: datetime
     attempts: int
+    # Earlier retries that did not count as attempts (Twilio never processed the create).
+    deferrals: int
     phone_e164: str
     data: RecipientData
 
@@ -212,7 +215,14 @@ class SendEngine:
         if summary["suppressed_count"]:
             metrics.MESSAGES.labels(str(chunk.tenant_id), "suppressed").inc(summary["suppressed_count"])
         claimed = [
-            Claimed(row["id"], row["claimed_at"], row["attempts"], row["phone_e164"], recipient_data(row))
+            Claimed(
+                row["id"],
+                row["claimed_at"],
+                row["attempts"],
+                row["deferrals"],
+                row["phone_e164"],
+                recipient_data(row),
+            )
             for row in rows
             if row["id"] is not None
         ]
@@ -289,18 +299,9 @@ class SendEngine:
             if reason is not None:
                 return settle(skipped(reason))
             message = render(template, row.data, tenant.style)
-            too_long = rendered_length_errors(message, "body")
-            if too_long:
-                # Twilio would refuse it (21617) after the call: fail it here, without the call.
-                refused = classify(http_status=400, code=BODY_TOO_LONG_CODE, message=too_long[0]["message"])
-                return settle(
-                    after_attempt(
-                        refused,
-                        attempts=row.attempts,
-                        tiers=self._settings.retry_tiers_s,
-                        max_attempts=self._settings.max_attempts,
-                    )
-                )
+            refusal = refused_locally(message)
+            if refusal is not None:
+                return settle(refusal)
             started = time.perf_counter()
             try:
                 created = await self._client.create_message(
@@ -332,9 +333,12 @@ class SendEngine:
                 CREATE_LATENCY.observe(time.perf_counter() - started)
         finally:
             self._calls.release(chunk.tenant_id)
+        if outcome.code is not None:
+            metrics.TWILIO_ERRORS.labels(str(outcome.code), SEND_STAGE).inc()
         transition = after_attempt(
             outcome,
             attempts=row.attempts,
+            deferrals=row.deferrals,
             tiers=self._settings.retry_tiers_s,
             max_attempts=self._settings.max_attempts,
         )

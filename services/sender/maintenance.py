@@ -8,8 +8,8 @@ connection closes, the lock is released and another sender takes over).
   callbacks the tracker could not match (by the recipient's number, since the sender never learnt
   the sid), then in Twilio's message list (To, From, sent on or after the claim). Found: ``sent``
   with that sid. Not found twice, a reconcile interval apart (a create can reach Twilio late):
-  the attempt failed before Twilio took it, so it goes through the retry tiers like any
-  transient failure. Nothing is re-sent without looking first.
+  the attempt failed before Twilio took it, so it goes through the retry tiers without counting
+  as an attempt, keeping the last Twilio error. Nothing is re-sent without looking first.
 - A running campaign whose waiting rows have not moved for ``sweep_idle_s`` while its tenant's
   dispatch queue is empty lost their broker messages: they are published again (a duplicate only
   loses the claim race).
@@ -69,7 +69,6 @@ class MaintenanceSettings:
     reconcile_after_s: float
     sweep_idle_s: float
     retry_tiers_s: list[int]
-    max_attempts: int
     publish_batch_size: int
 
 
@@ -193,7 +192,9 @@ class Maintenance:
                 messages = await self._client.list_messages(
                     tenant.credentials, to=to, from_=tenant.from_address, sent_after=not_before
                 )
-            except (TwilioError, TenantNotFound) as exc:
+            except (TwilioError, TenantNotFound, ValueError) as exc:
+                # ValueError: the tenant's Twilio secret cannot be decrypted (a key was rotated
+                # away); the row waits, and other tenants' rows are still reconciled.
                 log.warning("lookup failed; the row stays unknown", recipient_id=row["id"], error=str(exc))
                 return None
             taken = {
@@ -205,8 +206,10 @@ class Maintenance:
             sid is not None,
             lookups=row["lookups"],
             attempts=row["attempts"],
+            deferrals=row["deferrals"],
             tiers=self._settings.retry_tiers_s,
-            max_attempts=self._settings.max_attempts,
+            last_code=row["error_code"],
+            last_message=row["error_message"],
         )
         if transition is None:
             return LOOK_AGAIN

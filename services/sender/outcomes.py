@@ -9,7 +9,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from shared.templating import BODY_TOO_LONG_CODE, RenderedMessage, rendered_length_errors
 from shared.twilio_errors import Outcome, OutcomeKind, next_tier
+
+# Twilio's code for a create with neither a body nor media (the body of a message rendered empty).
+EMPTY_BODY_CODE = 21619
 
 
 class Skip(enum.StrEnum):
@@ -42,8 +46,11 @@ class Transition:
         return not self.uncount and self.to_state == "failed"
 
 
-def after_attempt(outcome: Outcome, *, attempts: int, tiers: list[int], max_attempts: int) -> Transition:
-    """The row's transition after attempt number ``attempts`` ended with ``outcome``."""
+def after_attempt(
+    outcome: Outcome, *, attempts: int, tiers: list[int], max_attempts: int, deferrals: int = 0
+) -> Transition:
+    """The row's transition after attempt number ``attempts`` ended with ``outcome``; ``deferrals``
+    earlier retries did not count. Every retry moves up the tiers; only counted attempts fail."""
     if outcome.kind is OutcomeKind.ACCEPTED:
         return Transition("sent")
     if outcome.kind is OutcomeKind.AMBIGUOUS:
@@ -54,7 +61,22 @@ def after_attempt(outcome: Outcome, *, attempts: int, tiers: list[int], max_atte
             "queued", uncount=True, error_code=outcome.code, error_message=outcome.message, auth_failure=True
         )
     if outcome.kind is OutcomeKind.TRANSIENT:
-        tier = next_tier(attempts, outcome.retry_after_s, tiers, max_attempts=max_attempts)
+        if outcome.unprocessed:
+            # Twilio never processed it (a 429, or the request never left): the attempt does not
+            # count, so a rate-limit storm cannot fail recipients; the wait honours Retry-After.
+            tier = _uncapped_tier(attempts + deferrals, outcome.retry_after_s, tiers)
+            return Transition(
+                "retry_wait",
+                uncount=True,
+                tier_s=tier,
+                error_code=outcome.code,
+                error_message=outcome.message,
+            )
+        tier = (
+            None
+            if attempts >= max_attempts
+            else _uncapped_tier(attempts + deferrals, outcome.retry_after_s, tiers)
+        )
         if tier is None:
             return Transition(
                 "failed",
@@ -67,6 +89,11 @@ def after_attempt(outcome: Outcome, *, attempts: int, tiers: list[int], max_atte
     )
 
 
+def _uncapped_tier(tries: int, retry_after_s: float | None, tiers: list[int]) -> int | None:
+    """The tier after ``tries`` claims of the row that ended in a retry (the cap is not asked)."""
+    return next_tier(max(tries, 1), retry_after_s, tiers, max_attempts=max(tries, 1) + 1)
+
+
 # Looks for an ``unknown`` row's message that must all come back empty before it is sent again:
 # a create can reach Twilio late (queued on the way while the sender timed out), so one empty
 # answer a reconcile interval after the claim is not proof that it never will.
@@ -74,18 +101,55 @@ LOOKUPS_BEFORE_RESEND = 2
 
 
 def after_lookup(
-    found: bool, *, lookups: int, attempts: int, tiers: list[int], max_attempts: int
+    found: bool,
+    *,
+    lookups: int,
+    attempts: int,
+    tiers: list[int],
+    deferrals: int = 0,
+    last_code: int | None = None,
+    last_message: str | None = None,
 ) -> Transition | None:
     """An ``unknown`` row after the reconciler looked for its message at Twilio (``lookups``
-    earlier looks found nothing); None: look again later."""
+    earlier looks found nothing); None: look again later.
+
+    Two empty looks prove Twilio never created the message: like a 429, the attempt does not
+    count (a 5xx storm cannot fail recipients). The row keeps the attempt's last Twilio error."""
     if found:
         return Transition("sent")
     if lookups + 1 < LOOKUPS_BEFORE_RESEND:
         return None
-    tier = next_tier(attempts, None, tiers, max_attempts=max_attempts)
-    if tier is None:
-        return Transition("failed", error_message=f"no message at Twilio after {attempts} attempts")
-    return Transition("retry_wait", tier_s=tier, error_message="no message found at Twilio; retrying")
+    tier = _uncapped_tier(attempts + deferrals, None, tiers)
+    what = f" ({last_message})" if last_message else ""
+    return Transition(
+        "retry_wait",
+        uncount=True,
+        tier_s=tier,
+        error_code=last_code,
+        error_message=f"no message found at Twilio after the last attempt{what}; retrying",
+    )
+
+
+def refused_locally(message: RenderedMessage) -> Transition | None:
+    """A message Twilio would refuse is never sent: the recipient fails here with Twilio's code.
+    The attempt does not count and does not weigh on the campaign's error rate (a shortcode
+    without a value for some customers is the template's matter, not a failing channel)."""
+    if message.content_sid is None and not (message.body or "").strip():
+        return Transition(
+            "failed",
+            uncount=True,
+            error_code=EMPTY_BODY_CODE,
+            error_message="not sent: the message rendered empty for this recipient",
+        )
+    too_long = rendered_length_errors(message, "body")
+    if too_long:
+        return Transition(
+            "failed",
+            uncount=True,
+            error_code=BODY_TOO_LONG_CODE,
+            error_message=f"not sent: {too_long[0]['message']}",
+        )
+    return None
 
 
 def skipped(reason: Skip) -> Transition:

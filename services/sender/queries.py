@@ -77,7 +77,7 @@ WITH candidates AS (
         next_attempt_at = NULL, updated_at = now()
     FROM allowed a
     WHERE r.id = a.id
-    RETURNING r.id, r.attempts, r.claimed_at
+    RETURNING r.id, r.attempts, r.deferrals, r.claimed_at
 ), suppressed AS (
     UPDATE recipients r SET state = 'suppressed', updated_at = now()
     FROM candidates c
@@ -94,8 +94,9 @@ WITH candidates AS (
     FROM candidates c WHERE c.suppressed
 )
 SELECT summary.short_of_credits, summary.suppressed_count,
-       cl.id, cl.attempts, cl.claimed_at, c.phone_e164, c.vars, c.first_name, c.last_name, c.email,
-       c.starts_at, c.appointment_status, c.service_name, c.location_name, c.location_address, c.staff_name
+       cl.id, cl.attempts, cl.deferrals, cl.claimed_at, c.phone_e164, c.vars, c.first_name, c.last_name,
+       c.email, c.starts_at, c.appointment_status, c.service_name, c.location_name, c.location_address,
+       c.staff_name
 FROM (
     SELECT (SELECT count(*) FROM candidates WHERE NOT suppressed) > (SELECT count(*) FROM allowed)
                AS short_of_credits,
@@ -139,6 +140,8 @@ WITH outcome AS (
         error_code = o.error_code,
         error_message = o.error_message,
         attempts = CASE WHEN o.uncount THEN greatest(r.attempts - 1, 0) ELSE r.attempts END,
+        deferrals = CASE WHEN o.uncount AND o.to_state = 'retry_wait' THEN r.deferrals + 1
+                         ELSE r.deferrals END,
         -- When Twilio accepted this message (its answer arrived), never after a delivery or read
         -- its callbacks already reported.
         sent_at = CASE WHEN o.to_state <> 'sent' THEN r.sent_at
@@ -218,7 +221,8 @@ SELECT tenant_id, campaign_id, id, 'sending', 'unknown', 'lease', 'lease expired
 """
 
 UNKNOWN_DUE = """
-SELECT r.id, r.tenant_id, r.campaign_id, r.phone_e164, r.claimed_at, r.attempts, r.lookups
+SELECT r.id, r.tenant_id, r.campaign_id, r.phone_e164, r.claimed_at, r.attempts, r.deferrals,
+       r.lookups, r.error_code, r.error_message
 FROM recipients r
 WHERE r.state = 'unknown' AND r.updated_at < now() - make_interval(secs => $1)
 ORDER BY r.id

@@ -84,6 +84,26 @@ def _as_recorded(settlement: Settlement, state: str) -> Settlement:
     return replace(settlement, transition=Transition(state, error_message="campaign cancelled"))
 
 
+def _log_retries(tenant_id: UUID, applied: list[Settlement], source: str) -> None:
+    """One INFO line per campaign, Twilio code and tier among the retries scheduled: operators see
+    a storm as it happens, never a phone number."""
+    retries = Counter(
+        (item.campaign_id, item.transition.error_code, item.transition.tier_s)
+        for item in applied
+        if item.transition.to_state == "retry_wait"
+    )
+    for (campaign_id, code, tier), count in retries.items():
+        log.info(
+            "retry scheduled",
+            tenant_id=str(tenant_id),
+            campaign_id=str(campaign_id),
+            code=code,
+            tier=f"{tier}s" if tier else None,
+            recipients=count,
+            source=source,
+        )
+
+
 class Recorder:
     def __init__(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
         self._pool = pool
@@ -107,6 +127,7 @@ class Recorder:
             log.error("outcomes not recorded; leases will expire and be reconciled", error=repr(exc))
             return Settled()
         await self._follow_up(tenant_id, settled.applied, reply_to)
+        _log_retries(tenant_id, settled.applied, source)
         tenant = str(tenant_id)
         for state, count in Counter(item.transition.to_state for item in settled.applied).items():
             metrics.MESSAGES.labels(tenant, state).inc(count)

@@ -6,7 +6,6 @@ the lifespan.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +29,7 @@ from shared.http import broker_check, install_common, pool_check
 from shared.metrics import CALLBACKS
 from shared.runtime import attach, open_resources, serve
 from shared.settings import get_settings
+from shared.supervision import Supervisor
 
 SERVICE = "tracker"
 INBOUND_PREFETCH = 16
@@ -71,13 +71,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     tenants = ActiveTenants(pool)
     await tenants.reload()
-    tasks = [
-        asyncio.create_task(run_every("active tenants", TENANT_RELOAD_S, tenants.reload)),
-        asyncio.create_task(
-            run_every("orphans", settings.orphan_match_interval_s, lambda: match_orphans(pool))
-        ),
-        asyncio.create_task(run_every("metrics", settings.metrics_sample_interval_s, sample)),
-    ]
+    supervisor: Supervisor = app.state.supervisor
+    supervisor.spawn("active_tenants", lambda: run_every("active tenants", TENANT_RELOAD_S, tenants.reload))
+    supervisor.spawn(
+        "orphan_matching",
+        lambda: run_every("orphans", settings.orphan_match_interval_s, lambda: match_orphans(pool)),
+    )
+    supervisor.spawn(
+        "metrics_sampling", lambda: run_every("metrics", settings.metrics_sample_interval_s, sample)
+    )
+    supervisor.spawn("status_batches", status_consumer.run_batches)
     await status_consumer.start()
     await start_inbound_consumer(inbound_queue, pool, resources.publisher)
     app.state.ingest = Ingest(
@@ -95,9 +98,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.ingest = None
         await status_consumer.stop()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await supervisor.stop()
         await queues.close()
         await resources.close()
 
@@ -105,9 +106,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app() -> WebhookRoutes:
     settings = get_settings()
     app = FastAPI(title="WhatsApp campaign engine — tracker", lifespan=lifespan)
+    supervisor = app.state.supervisor = Supervisor(SERVICE)
     install_common(
         app,
-        {"database": pool_check(app), "broker": broker_check(app)},
+        {"database": pool_check(app), "broker": broker_check(app), "background_tasks": supervisor.check},
         max_body_bytes=settings.max_body_bytes,
     )
     app.include_router(router)

@@ -51,7 +51,6 @@ from shared.metrics import (
 log = get_logger(__name__)
 
 
-
 @dataclass(slots=True)
 class _Item:
     key: str
@@ -116,11 +115,10 @@ class StatusConsumer:
         self._waiting = asyncio.Event()
         self._full = asyncio.Event()
         self._tag: str | None = None
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        """Take deliveries; ``run_batches`` (a supervised task) writes them."""
         expose_parked_series(self._queue.name)
-        self._task = asyncio.create_task(self._run(), name="status-batches")
         self._tag = await self._queue.consume(self._on_message)
 
     async def stop(self) -> None:
@@ -128,9 +126,6 @@ class StatusConsumer:
         if self._tag is not None:
             await self._queue.cancel(self._tag)
             self._tag = None
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # Nothing is awaited here, so the buffer keeps the delivery order the batch's single
@@ -142,7 +137,8 @@ class StatusConsumer:
         if self._buffered >= self._batch_size:
             self._full.set()
 
-    async def _run(self) -> None:
+    async def run_batches(self) -> None:
+        """Forever: take the next batch when it is full or ``flush_s`` old, and write it."""
         while True:
             await self._waiting.wait()
             if self._buffered < self._batch_size:
@@ -230,7 +226,7 @@ def _observe(result: BatchResult, items: Sequence[_Item]) -> None:
     for status, count in result.statuses.items():
         CALLBACKS.labels(status).inc(count)
     for code, count in result.error_codes.items():
-        TWILIO_ERRORS.labels(str(code)).inc(count)
+        TWILIO_ERRORS.labels(str(code), "callback").inc(count)
     if result.replays:
         CALLBACK_REPLAYS.inc(result.replays)
     if result.orphans:

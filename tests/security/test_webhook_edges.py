@@ -3,6 +3,7 @@ callback replayed with fresh idempotency tokens is kept once."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 import secrets
 import time
@@ -146,3 +147,22 @@ def test_the_lookup_budget_refills_at_its_rate() -> None:
     assert not budget.take(start)
     assert budget.take(start + 0.21)
     assert not budget.take(start + 0.21)
+
+
+class SlowPool(CountingPool):
+    async def fetchval(self, query: str, tenant_id: str, **_: Any) -> bool | None:
+        await asyncio.sleep(0.05)
+        return await super().fetchval(query, tenant_id)
+
+
+async def test_a_new_tenants_first_burst_of_callbacks_shares_one_lookup() -> None:
+    # Given a tenant created after the gate's last reload, and a lookup budget of 2
+    pool = SlowPool(str(uuid.uuid4()))
+    gate = ActiveTenants(pool, lookups_per_s=1, lookup_burst=2)  # type: ignore[arg-type]
+
+    # When its first campaign's callbacks arrive all at once
+    admitted = await asyncio.gather(*(gate.admits(pool.active) for _ in range(500)))
+
+    # Then every one is admitted after one lookup
+    assert all(admitted)
+    assert pool.queries == 1

@@ -101,6 +101,7 @@ def test_the_services_start_after_the_database_the_broker_and_the_migrations() -
         assert depends["postgres"]["condition"] == "service_healthy"
         assert depends["rabbitmq"]["condition"] == "service_healthy"
         assert depends["migrate"]["condition"] == "service_completed_successfully"
+        assert services[name]["environment"]["WCE_MIGRATE_AT_START"] == "false"
     assert services["migrate"]["command"] == ["python", "-m", "shared.migrate"]
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import pytest
 
+from shared.http1 import KeepAliveClient, ResponseLost
 from tools.twilio_sim.app import Request, SimulatorApp
 from tools.twilio_sim.server import SimulatorServer
 from tools.twilio_sim.simulator import Reply
@@ -165,3 +167,69 @@ async def test_stopping_waits_for_a_reply_in_progress_then_closes(server: Any) -
     assert status == "HTTP/1.1 201 Created"
     assert headers["connection"] == "close"
     assert not srv.connections
+
+
+@asynccontextmanager
+async def _short_keep_alive(
+    keep_alive_s: float, sweep_s: float
+) -> AsyncIterator[tuple[SimulatorServer, str]]:
+    port = _free_port()
+    server = SimulatorServer(
+        cast(SimulatorApp, _Routes()), asyncio.get_running_loop(), keep_alive_s, sweep_s=sweep_s
+    )
+    await server.start("127.0.0.1", port)
+    try:
+        yield server, f"http://127.0.0.1:{port}"
+    finally:
+        await server.stop(0.5)
+
+
+async def test_idle_connections_are_closed_after_the_keep_alive_timeout() -> None:
+    # Given a server that keeps idle connections for 0.2 s, swept every 0.1 s
+    async with _short_keep_alive(0.2, 0.1) as (server, url):
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        writer.write(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        await reader.readuntil(b'{"path":"/a"}')
+
+        # When the connection stays idle past the timeout
+        async with asyncio.timeout(2):
+            rest = await reader.read()
+
+        # Then the server closed it
+        assert rest == b""
+        assert server.events["closed_idle"] == 1
+        writer.close()
+
+
+async def test_a_request_on_a_connection_past_its_timeout_is_never_answered() -> None:
+    # Given a server whose idle timer (0.2 s) fires before its sweep gets to the connection
+    async with _short_keep_alive(0.2, 60) as (server, url):
+        client = KeepAliveClient(2.0)
+        await client.request("GET", f"{url}/first")
+
+        # When a client without an idle limit reuses the connection after the timeout
+        await asyncio.sleep(0.3)
+        with pytest.raises(ResponseLost):
+            await client.request("GET", f"{url}/second")
+        await client.close()
+
+    # Then the request crossed the close and was lost, as with a real server
+    assert server.events["closed_under_request"] == 1
+
+
+async def test_a_client_with_an_idle_limit_below_the_timeout_never_reuses_a_closing_socket() -> None:
+    # Given the same server and a client that drops sockets idle for 0.15 s
+    async with _short_keep_alive(0.2, 60) as (server, url):
+        client = KeepAliveClient(2.0, max_idle_s=0.15)
+        outcomes = []
+
+        # When requests come in bursts separated by gaps around the server's timeout
+        for gap in (0.05, 0.1, 0.16, 0.25, 0.4):
+            replies = await asyncio.gather(*(client.request("GET", f"{url}/{gap}") for _ in range(5)))
+            outcomes.extend(reply.status for reply in replies)
+            await asyncio.sleep(gap)
+        await client.close()
+
+    # Then every request was answered and none was sent on a socket past the timeout
+    assert outcomes == [200] * 25
+    assert server.events["closed_under_request"] == 0

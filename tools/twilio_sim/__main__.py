@@ -51,7 +51,9 @@ async def serve(settings: SimSettings) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     await app.simulator.start()
-    server = SimulatorServer(app, loop)
+    server = SimulatorServer(
+        app, loop, settings.keep_alive_s, app.simulator.connection_events, sweep_s=settings.idle_sweep_s
+    )
     freezer = loop.create_task(freeze_survivors())
     try:
         await server.start(settings.host, settings.port)

@@ -151,6 +151,7 @@ class SimulatorApp:
                 to_in=set(to_in.split(",")) if to_in else None,
                 body_contains=query.get("body_contains", [None])[0],
             )
+            snapshot["connections"] = dict(sim.connection_events)
             return _json_reply(snapshot)
         if path == "/admin/reset" and method == "POST":
             sim.reset(accounts=bool(payload.get("accounts")), faults=bool(payload.get("faults")))

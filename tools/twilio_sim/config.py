@@ -7,7 +7,7 @@ Config file shape (every key optional)::
      "accounts": [{"account_sid": "AC...", "auth_token": "...", "rate_limit_mps": null,
                    "inbound_url": null, "faults": {...}, "templates": [...]}]}
 
-Environment: SIM_HOST, SIM_PORT, SIM_CONFIG (file path), SIM_SEED,
+Environment: SIM_HOST, SIM_PORT, SIM_CONFIG (file path), SIM_SEED, SIM_KEEP_ALIVE_S,
 SIM_FAULTS (JSON object of global knobs), SIM_ACCOUNTS ("AC...:token,AC...:token"),
 SIM_CALLBACKS ("0" disables status callbacks).
 """
@@ -34,6 +34,11 @@ class SimSettings:
     # larger share or their backlog grows without bound.
     callback_workers: int = 256
     callback_timeout_s: float = 10.0
+    # Idle keep-alive connections are closed after this, as real servers do.
+    keep_alive_s: float = 5.0
+    # How often idle connections are looked for (None: every keep_alive_s). Until then, one past
+    # its timeout is closed only when a request arrives on it — the race a client must avoid.
+    idle_sweep_s: float | None = None
     faults: dict[str, Any] = field(default_factory=dict)
     accounts: list[dict[str, Any]] = field(default_factory=list)
 
@@ -45,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="JSON file with initial accounts, faults and settings")
     parser.add_argument("--seed", type=int, help="seed for every random fault and delay")
     parser.add_argument("--callback-workers", type=int, help="concurrent status-callback deliveries")
+    parser.add_argument("--keep-alive-s", type=float, help="idle keep-alive timeout of client connections")
+    parser.add_argument("--idle-sweep-s", type=float, help="how often idle connections are closed")
     parser.add_argument("--no-callbacks", action="store_true", help="simulate statuses without calling back")
     return parser
 
@@ -78,6 +85,13 @@ def load_settings(argv: Sequence[str] | None, env: Mapping[str, str]) -> SimSett
             args.callback_workers or file.get("callback_workers") or SimSettings.callback_workers
         ),
         callback_timeout_s=float(file.get("callback_timeout_s") or SimSettings.callback_timeout_s),
+        keep_alive_s=float(
+            args.keep_alive_s
+            or env.get("SIM_KEEP_ALIVE_S")
+            or file.get("keep_alive_s")
+            or SimSettings.keep_alive_s
+        ),
+        idle_sweep_s=args.idle_sweep_s or file.get("idle_sweep_s"),
         faults=faults,
         accounts=accounts,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable
 from email.utils import formatdate
 from http import HTTPStatus
@@ -32,9 +32,8 @@ _CLOSE = b"connection: close\r\n"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _INVALID = "Invalid HTTP request received."
 _INTERNAL_ERROR = "Internal Server Error"
-# Seconds an idle keep-alive connection is kept; senders reuse theirs between bursts.
-KEEP_ALIVE_S = 75.0
-_SWEEP_S = 5.0
+# Seconds an idle keep-alive connection is kept, like a real edge (uvicorn's default is 5 s).
+KEEP_ALIVE_S = 5.0
 
 
 class _DateHeader:
@@ -119,7 +118,15 @@ class HttpProtocol(asyncio.Protocol):
             self._timer = None
 
     def data_received(self, data: bytes) -> None:
-        self.idle_since = self._loop.time()
+        now = self._loop.time()
+        if self.idle and not self._url and now - self.idle_since >= self._server.keep_alive_s:
+            # The idle timer has fired: a real server closes the socket at that instant, and a
+            # request crossing the close on the wire is never read. The sweep below closes most
+            # such connections before a client reuses them; this closes the rest the same way.
+            self._server.events["closed_under_request"] += 1
+            self._close()
+            return
+        self.idle_since = now
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -264,9 +271,22 @@ class HttpProtocol(asyncio.Protocol):
 
 
 class SimulatorServer:
-    def __init__(self, app: SimulatorApp, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        app: SimulatorApp,
+        loop: asyncio.AbstractEventLoop,
+        keep_alive_s: float = KEEP_ALIVE_S,
+        events: Counter[str] | None = None,
+        *,
+        sweep_s: float | None = None,
+    ) -> None:
         self.app = app
         self.loop = loop
+        self.keep_alive_s = keep_alive_s
+        self._sweep_s = sweep_s if sweep_s is not None else keep_alive_s
+        # Connections closed by the keep-alive timeout: "closed_idle" by the sweep,
+        # "closed_under_request" when a request arrived after the timeout.
+        self.events: Counter[str] = events if events is not None else Counter()
         self.connections: set[HttpProtocol] = set()
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -303,9 +323,11 @@ class SimulatorServer:
             await self._server.wait_closed()
 
     async def _sweep(self) -> None:
-        # One periodic pass instead of a keep-alive timer re-armed on every response.
+        # One periodic pass instead of a keep-alive timer re-armed on every response: idle
+        # connections close between one and two keep-alive periods after their last request.
         while True:
-            await asyncio.sleep(_SWEEP_S)
-            stale = self.loop.time() - KEEP_ALIVE_S
+            await asyncio.sleep(self._sweep_s)
+            stale = self.loop.time() - self.keep_alive_s
             for connection in [c for c in self.connections if c.idle and c.idle_since < stale]:
+                self.events["closed_idle"] += 1
                 connection.shutdown()

@@ -7,6 +7,7 @@ import gc
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -63,6 +64,8 @@ class Simulator:
         # Per account: [epoch second, creates accepted in it] for rate_limit_mps.
         self._windows: dict[str, list[int]] = {}
         self._timers: TimerQueue | None = None
+        # Keep-alive connections the server closed: idle, or as a request arrived after the timeout.
+        self.connection_events: Counter[str] = Counter()
 
     async def start(self) -> None:
         self._timers = TimerQueue(asyncio.get_running_loop())
@@ -138,6 +141,7 @@ class Simulator:
         gc.unfreeze()
         self.store.clear()
         self.stats.clear()
+        self.connection_events.clear()
         self._windows.clear()
         self._dispatcher.discard_queued()
         if self._timers is not None:

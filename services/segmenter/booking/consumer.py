@@ -1,4 +1,4 @@
-"""Consumer of ``wce.segmenter.booking``: booking events other systems publish on ``wce.booking``.
+"""Consumer of ``wce.segmenter.booking.v2``: booking events other systems publish on ``wce.booking``.
 
 The routing key names the event; its body is validated with that event's model. An event that
 can never apply (invalid body, unknown tenant, an appointment of an unknown customer, an unknown

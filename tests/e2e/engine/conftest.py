@@ -32,7 +32,7 @@ def engine_stack(
     isolated_env: IsolatedEnvironment,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    env = isolated_env.env(**FAST_ENV, **getattr(request.module, "STACK_ENV", {}))
+    env = isolated_env.env(**{**FAST_ENV, **getattr(request.module, "STACK_ENV", {})})
     stack = Stack(
         env=env,
         log_dir=tmp_path_factory.mktemp("engine"),

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
+from services.segmenter import queries as segmenter_queries
 from services.sender import queries
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -211,3 +212,52 @@ async def test_the_monthly_plan_rolls_once(pool: asyncpg.Pool) -> None:
         "SELECT kind, amount FROM credit_ledger WHERE tenant_id = $1 ORDER BY id", tenant_id
     )
     assert [(r["kind"], r["amount"]) for r in ledger] == [("plan_expiry", -7), ("plan_grant", 50)]
+
+
+async def test_cancelling_records_the_state_each_waiting_row_was_really_in(pool: asyncpg.Pool) -> None:
+    # Given a campaign with rows pending, queued, waiting for a retry, and one being sent
+    tenant_id, campaign_id, ids = await tenant_and_campaign(pool, phones=phones(4))
+    for recipient_id, state in zip(ids, ("pending", "queued", "retry_wait", "sending"), strict=True):
+        await pool.execute("UPDATE recipients SET state = $2 WHERE id = $1", recipient_id, state)
+
+    # When the campaign is cancelled
+    await pool.execute(segmenter_queries.CANCEL_LEFT_RECIPIENTS, tenant_id, campaign_id)
+
+    # Then the waiting rows are cancelled and their history says where each came from
+    events = await pool.fetch(
+        "SELECT recipient_id, from_state, to_state FROM message_events WHERE campaign_id = $1 ORDER BY id",
+        campaign_id,
+    )
+    assert [(e["recipient_id"], e["from_state"], e["to_state"]) for e in events] == [
+        (ids[0], "pending", "cancelled"),
+        (ids[1], "queued", "cancelled"),
+        (ids[2], "retry_wait", "cancelled"),
+    ]
+    assert await row_states(pool, ids) == ["cancelled", "cancelled", "cancelled", "sending"]
+
+
+async def test_an_uncounted_retry_gives_the_attempt_back_and_counts_a_deferral(pool: asyncpg.Pool) -> None:
+    # Given a recipient claimed once
+    tenant_id, campaign_id, ids = await tenant_and_campaign(pool, phones=phones(1))
+    claimed = await claim(pool, tenant_id, campaign_id, ids)
+    assert [(r["attempts"], r["deferrals"]) for r in claimed] == [(1, 0)]
+
+    # When its create is answered 429 (retry_wait, not counted)
+    await pool.fetch(
+        queries.SETTLE,
+        tenant_id,
+        ids,
+        [claimed[0]["claimed_at"]],
+        ["retry_wait"],
+        [None],
+        [20429],
+        ["Too Many Requests"],
+        [True],
+        [datetime.now(UTC)],
+        "sender",
+        [False],
+    )
+
+    # Then the attempt is given back, the deferral counted, and the next claim shows both
+    again = await claim(pool, tenant_id, campaign_id, ids)
+    assert [(r["attempts"], r["deferrals"]) for r in again] == [(1, 1)]

@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 
 from services.sender.gate import CampaignGate, ErrorWindow
 from services.sender.maintenance import pick_message
-from services.sender.outcomes import Skip, after_attempt, after_lookup, skipped
+from services.sender.outcomes import (
+    EMPTY_BODY_CODE,
+    Skip,
+    after_attempt,
+    after_lookup,
+    refused_locally,
+    skipped,
+)
+from shared.templating import BODY_TOO_LONG_CODE, MAX_BODY_CHARS, RenderedMessage
 from shared.twilio_client import ListedMessage
 from shared.twilio_errors import classify
 
@@ -21,21 +29,52 @@ def test_an_accepted_attempt_is_sent() -> None:
     )
 
 
-def test_a_transient_error_waits_in_the_tier_of_its_attempt() -> None:
+def test_a_429_waits_without_counting_the_attempt() -> None:
     # Given a 429 on the second attempt
     transition = after_attempt(classify(http_status=429, code=20429), attempts=2, tiers=TIERS, max_attempts=4)
-    # Then the row waits 30 s and keeps the error
+    # Then the row waits 30 s, keeps the error, and the attempt does not count
     assert (transition.to_state, transition.tier_s, transition.error_code) == ("retry_wait", 30, 20429)
-    assert not transition.is_error
+    assert transition.uncount and not transition.is_error
 
 
-def test_a_transient_error_at_the_cap_fails_with_its_last_error() -> None:
+def test_a_429_at_the_attempt_cap_still_retries_and_follows_retry_after() -> None:
+    # Given a 429 asking to wait 100 s on the last allowed attempt
     transition = after_attempt(
-        classify(http_status=429, code=20429, message="slow down"), attempts=4, tiers=TIERS, max_attempts=4
+        classify(http_status=429, code=63018, retry_after_s=100), attempts=4, tiers=TIERS, max_attempts=4
     )
+    # Then Twilio never processed it: the row waits in the first tier at least that long
+    assert (transition.to_state, transition.tier_s, transition.uncount) == ("retry_wait", 120, True)
+
+
+def test_retries_that_did_not_count_still_move_up_the_tiers() -> None:
+    # Given a recipient on its first counted attempt after two uncounted retries
+    first = after_attempt(classify(http_status=429, code=20429), attempts=1, tiers=TIERS, max_attempts=4)
+    third = after_attempt(
+        classify(http_status=429, code=20429), attempts=1, deferrals=2, tiers=TIERS, max_attempts=4
+    )
+    # Then its third 429 in a row waits longer than its first
+    assert (first.tier_s, third.tier_s) == (5, 120)
+
+
+def test_a_request_that_never_left_does_not_count_as_an_attempt() -> None:
+    transition = after_attempt(
+        classify(http_status=None, reached=False), attempts=4, tiers=TIERS, max_attempts=4
+    )
+    assert (transition.to_state, transition.uncount) == ("retry_wait", True)
+
+
+def test_a_counted_transient_error_at_the_cap_fails_with_its_last_error() -> None:
+    # Given a queue overflow (Twilio processed the create) on the last allowed attempt
+    transition = after_attempt(
+        classify(http_status=400, code=30001, message="queue overflow"),
+        attempts=4,
+        tiers=TIERS,
+        max_attempts=4,
+    )
+    # Then the recipient fails and keeps Twilio's code and message
     assert transition.to_state == "failed" and transition.is_error
-    assert transition.error_code == 20429
-    assert "slow down" in (transition.error_message or "")
+    assert transition.error_code == 30001
+    assert "queue overflow" in (transition.error_message or "")
 
 
 def test_a_permanent_error_fails_at_once_and_an_opt_out_suppresses() -> None:
@@ -62,19 +101,33 @@ def test_an_auth_error_requeues_without_counting_the_attempt() -> None:
 
 def test_a_lookup_that_finds_the_message_settles_it_as_sent() -> None:
     for lookups in (0, 1):
-        found = after_lookup(True, lookups=lookups, attempts=1, tiers=TIERS, max_attempts=4)
+        found = after_lookup(True, lookups=lookups, attempts=1, tiers=TIERS)
         assert found is not None and found.to_state == "sent"
 
 
 def test_a_first_lookup_that_finds_nothing_looks_again_later() -> None:
-    assert after_lookup(False, lookups=0, attempts=1, tiers=TIERS, max_attempts=4) is None
+    assert after_lookup(False, lookups=0, attempts=1, tiers=TIERS) is None
 
 
-def test_a_second_lookup_that_finds_nothing_retries_or_fails_at_the_cap() -> None:
-    retry = after_lookup(False, lookups=1, attempts=1, tiers=TIERS, max_attempts=4)
-    assert retry is not None and retry.tier_s == 5
-    failed = after_lookup(False, lookups=1, attempts=4, tiers=TIERS, max_attempts=4)
-    assert failed is not None and failed.to_state == "failed"
+def test_a_second_empty_lookup_retries_uncounted_and_keeps_the_last_twilio_error() -> None:
+    # Given an attempt answered 20500 whose message two lookups did not find, at the attempt cap
+    retry = after_lookup(
+        False, lookups=1, attempts=4, tiers=TIERS, last_code=20500, last_message="Internal Server Error"
+    )
+    # Then Twilio never created it: the row retries, the attempt does not count, the code stays
+    assert retry is not None
+    assert (retry.to_state, retry.tier_s, retry.uncount, retry.error_code) == ("retry_wait", 120, True, 20500)
+    assert "Internal Server Error" in (retry.error_message or "")
+
+
+def test_a_body_twilio_would_refuse_fails_locally_without_weighing_on_the_error_rate() -> None:
+    empty = refused_locally(RenderedMessage(body="  "))
+    long = refused_locally(RenderedMessage(body="x" * (MAX_BODY_CHARS + 1)))
+    assert empty is not None and (empty.to_state, empty.error_code) == ("failed", EMPTY_BODY_CODE)
+    assert long is not None and (long.to_state, long.error_code) == ("failed", BODY_TOO_LONG_CODE)
+    assert not empty.is_error and not long.is_error
+    assert refused_locally(RenderedMessage(body="Hi Ann")) is None
+    assert refused_locally(RenderedMessage(content_sid="HX" + "0" * 32, content_variables={})) is None
 
 
 def test_skipped_messages_go_back_uncounted_and_only_late_ones_to_the_dispatcher() -> None:

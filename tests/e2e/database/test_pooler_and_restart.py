@@ -1,0 +1,162 @@
+"""The engine through a transaction-mode PgBouncer of its own, and across a restart of a
+PostgreSQL cluster of its own mid-campaign: every recipient sent once, every status final."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from shared.schema import migrate_dsn
+from tests.e2e.database.servers import OwnPgBouncer, OwnPostgres
+from tests.e2e.engine.conftest import FAST_ENV
+from tests.e2e.engine.engine_helpers import seed_customers, simulator_stats, wait_sent, wait_settled
+from tests.e2e.helpers import create_campaign, new_tenant, wait_for_state
+from tests.support import IsolatedEnvironment, Stack
+from tools.twilio_sim.admin_client import SimulatorAdmin
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest.fixture
+def own_vhost() -> Iterator[IsolatedEnvironment]:
+    """A broker vhost of this test's own (its database lives on the test's own server)."""
+    environment = IsolatedEnvironment()
+    environment.create()
+    try:
+        yield environment
+    finally:
+        environment.destroy()
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    server = OwnPostgres().init()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+async def own_database(own_postgres: OwnPostgres) -> AsyncIterator[str]:
+    name = "wce_own"
+    admin = await asyncpg.connect(own_postgres.url("postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield name
+
+
+async def test_a_campaign_runs_through_a_transaction_mode_pgbouncer(
+    own_vhost: IsolatedEnvironment, own_postgres: OwnPostgres, own_database: str, tmp_path: Path
+) -> None:
+    # Given a PgBouncer in transaction mode (server connections shared between transactions) with
+    # fewer server connections than the services' pools, and the migrations applied through it
+    bouncer = OwnPgBouncer(server_port=own_postgres.port, pool_size=12).start()
+    through_bouncer = bouncer.url(own_database)
+    try:
+        await migrate_dsn(through_bouncer, create_database=False, statement_cache_size=0)
+        env = own_vhost.env(
+            **FAST_ENV,
+            WCE_DATABASE_URL=through_bouncer,
+            WCE_DB_STATEMENT_CACHE_SIZE="0",
+            WCE_MIGRATE_AT_START="false",
+            WCE_DB_MAX_CONNECTIONS=str(bouncer.max_client_conn),
+        )
+        stack = Stack(env=env, log_dir=tmp_path / "stack", senders=2)
+        pool = await asyncpg.create_pool(own_postgres.url(own_database), min_size=1, max_size=2)
+        try:
+            stack.start()
+            tenant = await new_tenant(stack, rate=150)
+            await seed_customers(pool, tenant, 1500)
+            # When a campaign to 1,500 runs through it at 150/s
+            started = time.monotonic()
+            campaign = await create_campaign(stack, tenant)
+            counts = await wait_settled(pool, campaign["id"], 1500, timeout_s=240, stack=stack)
+            await wait_for_state(stack, tenant, campaign["id"], {"completed"}, timeout_s=60)
+            elapsed = time.monotonic() - started
+            # Then everyone was sent exactly once and every status callback was recorded
+            stats = await simulator_stats(stack, tenant.account_sid)
+            assert stats["accepted_total"] == 1500 and not stats["duplicates"], stats
+            assert set(counts) <= {"sent", "delivered", "read"}, counts
+            stats = await simulator_stats(stack, tenant.account_sid)
+            await _wait_for_callbacks(pool, campaign["id"], 1500, stack)
+            # And the services really shared the pooler's few server connections
+            servers = await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = $1 AND backend_type = 'client backend'",
+                own_database,
+            )
+            assert servers <= 12 + 2, servers
+            print(f"pgbouncer campaign: 1500 recipients in {elapsed:.1f}s, {counts}")
+        finally:
+            stack.stop()
+            await pool.close()
+    finally:
+        bouncer.destroy()
+
+
+async def _wait_for_callbacks(
+    pool: asyncpg.Pool, campaign_id: str, total: int, stack: Stack, timeout_s: float = 90
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        final = await pool.fetchval(
+            "SELECT count(*) FROM recipients WHERE campaign_id = $1 AND state IN ('delivered', 'read')",
+            uuid.UUID(campaign_id),
+        )
+        if final == total:
+            return
+        if time.monotonic() > deadline:
+            orphans = await pool.fetchval("SELECT count(*) FROM orphan_callbacks WHERE matched_at IS NULL")
+            async with SimulatorAdmin(stack.simulator_url) as sim:
+                stats = {k: v for k, v in (await sim.stats()).items() if k.startswith("callbacks")}
+            raise AssertionError(
+                f"{final} of {total} delivered or read after {timeout_s}s, {orphans} orphan callbacks,"
+                f" simulator {stats}"
+                f"\n{stack.logs()}"
+            )
+        await asyncio.sleep(0.5)
+
+
+async def test_a_database_restart_mid_campaign_loses_nothing_and_sends_nothing_twice(
+    own_vhost: IsolatedEnvironment, own_postgres: OwnPostgres, own_database: str, tmp_path: Path
+) -> None:
+    # Given the engine on a PostgreSQL cluster of its own, sending a campaign at 150/s
+    env = own_vhost.env(**FAST_ENV, WCE_DATABASE_URL=own_postgres.url(own_database), WCE_STARTUP_RETRY_S="90")
+    stack = Stack(env=env, log_dir=tmp_path / "stack", senders=2)
+    pool = await asyncpg.create_pool(own_postgres.url(own_database), min_size=0, max_size=2)
+    try:
+        stack.start()
+        tenant = await new_tenant(stack, rate=150)
+        await seed_customers(pool, tenant, 2000)
+        started = time.monotonic()
+        campaign = await create_campaign(stack, tenant)
+        await wait_sent(pool, campaign["id"], 400, timeout_s=120)
+        # When the cluster is shut down (every connection cut), down for 4 s, and started again
+        await pool.expire_connections()
+        own_postgres.stop("fast")
+        await asyncio.sleep(4)
+        own_postgres.start()
+        # Then the campaign completes: every recipient final, each number accepted once
+        counts = await wait_settled(pool, campaign["id"], 2000, timeout_s=300, stack=stack)
+        await wait_for_state(stack, tenant, campaign["id"], {"completed"}, timeout_s=120)
+        elapsed = time.monotonic() - started
+        stats = await simulator_stats(stack, tenant.account_sid)
+        assert not stats["duplicates"], stats
+        assert stats["accepted_total"] == 2000, stats
+        assert set(counts) <= {"sent", "delivered", "read"}, counts
+        # And every service is still running
+        assert all(process.alive() for process in stack.processes.values()), stack.logs()
+        print(f"restart campaign: 2000 recipients in {elapsed:.1f}s, {counts}")
+    finally:
+        stack.stop()
+        await pool.close()
