@@ -16,6 +16,7 @@ from shared import connection_budget, topology
 from shared.broker import Publisher, connect
 from shared.db import create_pool
 from shared.http import install_abuse_limits
+from shared.http_metrics import RequestMetrics
 from shared.logging import configure_logging, get_logger
 from shared.schema import migrate_dsn, wait_for_schema
 from shared.settings import Settings
@@ -79,7 +80,7 @@ def serve(app: FastAPI, *, service: str, settings: Settings, port: int) -> None:
     # The tracker serves a thin ASGI wrapper around its FastAPI app.
     restrict_public_surface(app if isinstance(app, FastAPI) else app.app, settings, port)
     config = uvicorn.Config(
-        app,
+        RequestMetrics(app, service),
         host=settings.http_host,
         port=port,
         loop="uvloop",

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     throttle_margin: float = 0.015
     dispatch_lead_s: float = 0.25
     late_tolerance_s: float = 0.008
+    # After Twilio refuses for rate, a tenant's effective rate regains this fraction of its
+    # configured rate per second (shared/pacing.py).
+    pacing_recovery_per_s: float = 0.02
     publish_batch_size: int = 500
 
     sender_concurrency: int = 256

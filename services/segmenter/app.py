@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from services.segmenter import (
     campaign_requests,
     commands,
+    routes_api_keys,
     routes_audience,
     routes_booking,
     routes_campaigns,
@@ -36,6 +37,7 @@ from shared.supervision import Supervisor
 
 ROUTERS: list[APIRouter] = [
     routes_tenants.router,
+    routes_api_keys.router,
     routes_campaigns.router,
     routes_audience.router,
     routes_booking.router,

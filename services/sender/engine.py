@@ -23,11 +23,13 @@ from services.sender import queries
 from services.sender.directory import Directory, TenantInfo
 from services.sender.gate import CampaignGate
 from services.sender.outcomes import Skip, Transition, after_attempt, refused_locally, skipped
+from services.sender.pacer import Pacer
 from services.sender.recording import Recorder, Settlement, with_db_retry
 from services.sender.sharing import CallSlots, SlotBook
 from shared import credits, metrics
 from shared.events import SendChunk
 from shared.logging import get_logger
+from shared.pacing import RATE_LIMIT_CODES
 from shared.templating import RecipientData, Template, render
 from shared.twilio_client import TwilioClient, TwilioError
 from shared.twilio_errors import classify
@@ -123,6 +125,7 @@ class SendEngine:
         settings: EngineSettings,
         concurrency: int,
         auto_pause: AutoPause,
+        pacer: Pacer,
     ) -> None:
         self._pool = pool
         self._client = client
@@ -135,6 +138,7 @@ class SendEngine:
         self._budget = MessageBudget(2 * concurrency)
         self._concurrency = concurrency
         self._auto_pause = auto_pause
+        self._pacer = pacer
         self._rolled: dict[UUID, date] = {}
         self.stopping = False
         # Campaigns this sender is working on, with when it last saw a chunk of theirs.
@@ -193,12 +197,25 @@ class SendEngine:
         return not any(s.transition.skip is Skip.SHUTDOWN for s in settlements)
 
     async def _after_chunk(self, chunk: SendChunk, settlements: list[Settlement]) -> None:
+        if chunk.first_slot_at is not None:
+            await self._pace(chunk, settlements)
         if any(s.transition.auth_failure for s in settlements):
             await self._auto_pause(chunk.tenant_id, chunk.campaign_id, "twilio_auth_error")
             return
         attempts = [s.transition.is_error for s in settlements if not s.transition.uncount]
         if attempts and self._gate.record(chunk.campaign_id, attempts):
             await self._auto_pause(chunk.tenant_id, chunk.campaign_id, "error_rate")
+
+    async def _pace(self, chunk: SendChunk, settlements: list[Settlement]) -> None:
+        """Tell the tenant's pacing how many creates went out and how many Twilio refused for rate."""
+        requested = [s.transition for s in settlements if s.transition.requested]
+        if not requested:
+            return
+        refused = [t for t in requested if t.error_code in RATE_LIMIT_CODES]
+        retry_after = max((t.retry_after_s for t in refused if t.retry_after_s is not None), default=None)
+        await self._pacer.observe(
+            chunk.tenant_id, attempted=len(requested), refused=len(refused), retry_after_s=retry_after
+        )
 
     async def _claim(self, chunk: SendChunk) -> Claim:
         if self._settings.credits_enabled:
@@ -341,5 +358,6 @@ class SendEngine:
             deferrals=row.deferrals,
             tiers=self._settings.retry_tiers_s,
             max_attempts=self._settings.max_attempts,
+            paced=chunk.first_slot_at is not None,
         )
         return settle(transition, sid, accepted_at)

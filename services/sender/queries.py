@@ -203,6 +203,27 @@ WITH outcome AS (
 SELECT s.id, s.to_state, (SELECT debit FROM counts) AS debited FROM settled s
 """
 
+# Pacing --------------------------------------------------------------------------------------
+
+# A back-off of the tenant's shared effective rate (shared/pacing.py): the factor in force now
+# (the last one, recovered since at $4 per second, at most 1) times $2, not below $5; a
+# Retry-After ($3 seconds) holds the tenant. At most one back-off per $6 seconds: refusals right
+# after one were caused by the rate it already corrected. Returns the new factor, or nothing
+# when a back-off was too recent.
+BACK_OFF = """
+INSERT INTO tenant_pacing AS p (tenant_id, factor, changed_at, hold_until)
+VALUES ($1, greatest($5::float8, $2::float8), now(), now() + make_interval(secs => $3::float8))
+ON CONFLICT (tenant_id) DO UPDATE
+SET factor = greatest($5::float8,
+                      least(1.0, p.factor + $4::float8 * extract(epoch FROM now() - p.changed_at)::float8)
+                      * $2::float8),
+    changed_at = now(),
+    hold_until = greatest(p.hold_until, EXCLUDED.hold_until),
+    backoffs = p.backoffs + 1
+WHERE p.changed_at < now() - make_interval(secs => $6::float8)
+RETURNING factor
+"""
+
 # Maintenance (one sender at a time) --------------------------------------------------------------
 
 # A row still ``sending`` past its lease lost its sender mid-call: whether Twilio got the request

@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.segmenter import routes_credits, routes_tenants
+from services.segmenter import routes_api_keys, routes_credits, routes_tenants
 from shared.abuse_limits import lockout_s
 from shared.apikeys import new_api_key
 from shared.db import create_pool
@@ -46,6 +46,7 @@ def replica(pool: asyncpg.Pool, **limits: Any) -> FastAPI:
     install_abuse_limits(app, pool, settings)
     app.include_router(routes_tenants.router)
     app.include_router(routes_credits.router)
+    app.include_router(routes_api_keys.router)
     return app
 
 
