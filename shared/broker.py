@@ -128,15 +128,20 @@ async def connect(url: str, *, retry_s: float = 60.0, name: str = "wce") -> Abst
 class Publisher:
     """A confirm-mode channel with the exchanges it publishes to."""
 
-    def __init__(self, channel: AbstractChannel, timeout_s: float) -> None:
+    def __init__(self, channel: AbstractChannel, timeout_s: float, user_id: str | None = None) -> None:
         self._channel = channel
         self._timeout_s = timeout_s
         self._exchanges: dict[str, AbstractExchange] = {}
+        # Stamped on every message: the broker vouches that it is this connection's user, which
+        # is how consumers tell the engine's own commands from other publishers'.
+        self._user_id = user_id
 
     @classmethod
     async def open(cls, connection: AbstractRobustConnection, *, timeout_s: float = 10.0) -> Publisher:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        return cls(channel, timeout_s)
+        # aio-pika's connections carry the URL they were opened with; the interface does not say so.
+        url = getattr(connection, "url", None)
+        return cls(channel, timeout_s, url.user if url is not None else None)
 
     @property
     def channel(self) -> AbstractChannel:
@@ -184,6 +189,7 @@ class Publisher:
         """Publish and wait for the broker's confirm. ``mandatory=False`` only for events that may
         legitimately have no subscriber (lifecycle notifications)."""
         message = topology.persistent_message(body, message_type=message_type, headers=headers)
+        message.user_id = self._user_id
         try:
             target = await self._exchange(exchange)
             await target.publish(

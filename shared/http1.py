@@ -5,8 +5,8 @@ Twilio simulator's status callbacks. General-purpose clients spend several times
 request than that: measured on a 2-core machine against the simulator, aiohttp's client cost
 the sender about 0.23 ms of CPU per create, half of everything the sender did per message.
 This client only does what those paths need — a small request, the status, headers and body of
-the answer (``Content-Length``, chunked or close-delimited), socket reuse, TLS — and nothing
-else: no redirects, cookies, proxies, compression or streaming.
+the answer (``Content-Length``, chunked or close-delimited; interim 1xx answers skipped), socket
+reuse, TLS — and nothing else: no redirects, cookies, proxies, compression or streaming.
 
 Failures say how far the request got, which is what the sender's duplicate protection rests on:
 
@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import NamedTuple, cast
@@ -172,6 +173,13 @@ class _Connection(asyncio.Protocol):
         self._chunks.append(body)
 
     def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # An interim answer (100 Continue, 103 Early Hints): the final one follows on the wire.
+            self._chunks = []
+            self._headers = []
+            self._headers_done = False
+            return
         self.reusable = self._parser.should_keep_alive()
         response = HttpResponse(
             self._parser.get_status_code(), Headers(self._headers), b"".join(self._chunks)
@@ -254,8 +262,17 @@ class KeepAliveClient:
         return await self.request("POST", url, headers=headers, body=body)
 
     async def request(
-        self, method: str, url: str, *, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        write_by: float | None = None,
     ) -> HttpResponse:
+        """``write_by`` (``time.monotonic()``): raise NotSent rather than write the request later
+        than this — checked as the bytes are handed to the socket, with nothing awaited between,
+        so a process frozen or starved past it never sends a request its caller gave up on."""
         origin, prefix = self._prefix(method, url)
         head = [prefix]
         if body or method == "POST":
@@ -267,7 +284,7 @@ class KeepAliveClient:
         payload = b"".join(head)
         await self._take_slot()
         try:
-            return await self._send(origin, payload)
+            return await self._send(origin, payload, write_by)
         finally:
             if self._slots is not None:
                 self._slots.release()
@@ -299,20 +316,25 @@ class KeepAliveClient:
         except TimeoutError as exc:
             raise NotSent("no connection became free in time") from exc
 
-    async def _send(self, origin: Origin, payload: bytes) -> HttpResponse:
+    async def _send(self, origin: Origin, payload: bytes, write_by: float | None = None) -> HttpResponse:
         connection, reused = await self._acquire(origin)
         try:
-            response = await self._exchange(connection, payload)
+            response = await self._exchange(connection, payload, write_by)
         except ResponseLost:
             if not (self._retry_stale and reused) or connection.got_response_bytes:
                 raise
             # The server closed an idle keep-alive socket just as it was reused.
             connection, _ = await self._acquire(origin, fresh=True)
-            response = await self._exchange(connection, payload)
+            response = await self._exchange(connection, payload, write_by)
         self._release(origin, connection)
         return response
 
-    async def _exchange(self, connection: _Connection, payload: bytes) -> HttpResponse:
+    async def _exchange(
+        self, connection: _Connection, payload: bytes, write_by: float | None = None
+    ) -> HttpResponse:
+        if write_by is not None and time.monotonic() > write_by:
+            connection.close()
+            raise NotSent("the request was not written before its deadline")
         loop = asyncio.get_running_loop()
         if self._sweeper is None:
             self._sweeper = loop.create_task(self._sweep())

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     db_max_connections: int | None = Field(default=None, ge=1)
     db_reserved_connections: int = Field(default=5, ge=0)
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # Accept booking events and campaign commands only from broker users allowed for the tenant
+    # they name (see shared/publishers.py); the engine's own user may act for every tenant.
+    publisher_check_enabled: bool = False
     broker_publish_timeout_s: float = 10.0
     startup_retry_s: float = 60.0
 
@@ -161,6 +164,9 @@ class Settings(BaseSettings):
     sender_gate_poll_s: float = 0.5
     # Lease expiry, reconciliation and the stuck-row sweep run this often (in one sender at a time).
     maintenance_interval_s: float = 1.0
+    # Maintenance leadership is a lease renewed every third of this: a sender that dies or
+    # freezes holding it is replaced within this long.
+    maintenance_lease_s: float = Field(default=5.0, gt=0)
 
     # Consumers: back-off between deliveries of a message that failed for a passing reason, and
     # the deliveries any message gets before it is parked.

@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             recorder=recorder,
             settings=MaintenanceSettings(
                 interval_s=settings.maintenance_interval_s,
+                lease_s=settings.maintenance_lease_s,
                 reconcile_after_s=settings.reconcile_after_s,
                 sweep_idle_s=settings.sweep_idle_s,
                 retry_tiers_s=settings.retry_tiers_s,

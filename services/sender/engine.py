@@ -33,7 +33,7 @@ from shared.pacing import RATE_LIMIT_CODES
 from shared.templating import RecipientData, Template, render
 from shared.twilio_client import TwilioClient, TwilioError
 from shared.twilio_errors import classify
-from shared.webhooks import status_callback_url
+from shared.webhooks import status_callback_request_url
 
 log = get_logger(__name__)
 CREATE_LATENCY = metrics.TWILIO_LATENCY.labels("create")
@@ -171,12 +171,20 @@ class SendEngine:
     ) -> bool:
         if self.stopping:
             return False
-        claim = await with_db_retry("claim", lambda: self._claim(chunk))
+        # The time a claim's lease runs from is taken before the claim is sent: a process frozen
+        # between the claim's commit and reading the clock must not count from after it thawed.
+        claim_sent: list[float] = []
+
+        def claim_rows() -> Awaitable[Claim]:
+            claim_sent.append(time.monotonic())
+            return self._claim(chunk)
+
+        claim = await with_db_retry("claim", claim_rows)
         if claim.short_of_credits:
             await self._auto_pause(chunk.tenant_id, chunk.campaign_id, "insufficient_credits")
         if not claim.rows:
             return True
-        claimed_mono = time.monotonic()
+        claimed_mono = claim_sent[-1]
         slots = {recipient_id: chunk.slot_at(i) for i, recipient_id in enumerate(chunk.recipient_ids)}
         book = None
         if chunk.first_slot_at is not None:
@@ -258,7 +266,7 @@ class SendEngine:
         if self._gate.blocked(chunk.campaign_id):
             return Skip.PAUSED
         # Never start a call that could outlive the lease: the row would be reconciled mid-call.
-        if time.monotonic() - claimed_mono > self._settings.lease_s - self._settings.twilio_timeout_s - 1.0:
+        if time.monotonic() > self._write_by(claimed_mono):
             return Skip.LATE
         return None
 
@@ -279,6 +287,9 @@ class SendEngine:
                 return True
             # The slot passed while waiting for a call: take the next one.
             self._calls.release(tenant_id)
+
+    def _write_by(self, claimed_mono: float) -> float:
+        return claimed_mono + self._settings.lease_s - self._settings.twilio_timeout_s - 1.0
 
     async def _send(
         self,
@@ -329,8 +340,14 @@ class SendEngine:
                     body=message.body,
                     content_sid=message.content_sid,
                     content_variables=message.content_variables,
-                    status_callback=status_callback_url(self._settings.public_base_url, chunk.tenant_id),
+                    status_callback=status_callback_request_url(
+                        self._settings.public_base_url, chunk.tenant_id
+                    ),
                     validity_period=VALIDITY_PERIOD_S,
+                    # Checked again as the request is written: a sender frozen (SIGSTOP) between
+                    # the check above and the write must not send once its lease has run out and
+                    # the row may have been reconciled and sent by another sender.
+                    write_by=self._write_by(claimed_mono),
                 )
             except TwilioError as exc:
                 outcome = classify(

@@ -251,13 +251,14 @@ LIMIT $2
 """
 
 # Rows whose message was not found yet: looked up again a reconcile interval later (the claim
-# must still be the same one).
+# must still be the same one, and no other lookup counted meanwhile: two lookups at once, from
+# a leader and one that replaced it, count once).
 LOOK_AGAIN = """
 UPDATE recipients r
 SET lookups = r.lookups + 1, updated_at = now()
-FROM unnest($2::bigint[], $3::timestamptz[]) AS l(id, claimed_at)
+FROM unnest($2::bigint[], $3::timestamptz[], $4::int[]) AS l(id, claimed_at, lookups)
 WHERE r.id = l.id AND r.tenant_id IS NOT DISTINCT FROM $1 AND (r.state = 'unknown') IS TRUE
-  AND r.claimed_at = l.claimed_at
+  AND r.claimed_at = l.claimed_at AND r.lookups = l.lookups
 """
 
 # A status callback for the message whose sid the sender never learnt, matched by its recipient.
@@ -289,3 +290,19 @@ WHERE campaign_id = $1 AND id > $4 AND (
 ORDER BY id
 LIMIT $5
 """
+
+# Take the lease when it is free or expired, or renew it when this holder has it: a row back means
+# this holder leads until expires_at. The database's clock is the only one that counts.
+ACQUIRE_LEASE = """
+INSERT INTO leader_leases (name, holder, expires_at)
+VALUES ($1, $2, now() + make_interval(secs => $3))
+ON CONFLICT (name) DO UPDATE
+SET holder = EXCLUDED.holder,
+    expires_at = EXCLUDED.expires_at,
+    acquired_at = CASE WHEN leader_leases.holder = EXCLUDED.holder
+                       THEN leader_leases.acquired_at ELSE now() END
+WHERE leader_leases.holder = EXCLUDED.holder OR leader_leases.expires_at < now()
+RETURNING holder
+"""
+
+RELEASE_LEASE = "DELETE FROM leader_leases WHERE name = $1 AND holder = $2"
