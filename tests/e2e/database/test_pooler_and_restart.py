@@ -18,6 +18,7 @@ from tests.e2e.engine.conftest import FAST_ENV
 from tests.e2e.engine.engine_helpers import seed_customers, simulator_stats, wait_sent, wait_settled
 from tests.e2e.helpers import create_campaign, new_tenant, wait_for_state
 from tests.support import IsolatedEnvironment, Stack
+from tools.stack import SERVICE_ROLES
 from tools.twilio_sim.admin_client import SimulatorAdmin
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -60,7 +61,10 @@ async def test_a_campaign_runs_through_a_transaction_mode_pgbouncer(
 ) -> None:
     # Given a PgBouncer in transaction mode (server connections shared between transactions) with
     # fewer server connections than the services' pools, and the migrations applied through it
-    bouncer = OwnPgBouncer(server_port=own_postgres.port, pool_size=12).start()
+    # (trust authentication: PgBouncer still admits only the users in its list)
+    logins = f"wce_login_{uuid.uuid4().hex[:10]}"
+    users = ("postgres", *(f"{logins}_{service}" for service in SERVICE_ROLES))
+    bouncer = OwnPgBouncer(server_port=own_postgres.port, pool_size=12, users=users).start()
     through_bouncer = bouncer.url(own_database)
     try:
         await migrate_dsn(through_bouncer, create_database=False, statement_cache_size=0)
@@ -71,7 +75,7 @@ async def test_a_campaign_runs_through_a_transaction_mode_pgbouncer(
             WCE_MIGRATE_AT_START="false",
             WCE_DB_MAX_CONNECTIONS=str(bouncer.max_client_conn),
         )
-        stack = Stack(env=env, log_dir=tmp_path / "stack", senders=2)
+        stack = Stack(env=env, log_dir=tmp_path / "stack", senders=2, login_prefix=logins)
         pool = await asyncpg.create_pool(own_postgres.url(own_database), min_size=1, max_size=2)
         try:
             stack.start()
