@@ -1,7 +1,8 @@
 """Lease expiry, reconciliation of unknown sends, and the sweep of rows the broker lost.
 
-One sender at a time does this (the holder of a session advisory lock; when it dies, its
-connection closes, the lock is released and another sender takes over).
+One sender at a time does this (the holder of a transaction-scoped advisory lock in a transaction
+it keeps open; when it dies, its connection closes, the lock is released and another sender
+takes over).
 
 - A row ``sending`` past its lease lost its sender mid-call: it becomes ``unknown``.
 - An ``unknown`` row older than ``reconcile_after_s`` is looked up: first among the status
@@ -48,19 +49,6 @@ LOOKUP_CONCURRENCY = 16
 LOOK_AGAIN = object()
 # Twilio's clock and ours may differ; a message created this long before the claim still counts.
 CLOCK_SKEW = timedelta(seconds=30)
-
-
-async def _unlock(lock_conn: asyncpg.Connection) -> None:
-    """Release the leadership lock. Pool connections are not reset on release, so a connection
-    whose unlock failed is closed: it must never go back to the pool holding the lock (a
-    connection that broke took the lock with it anyway)."""
-    try:
-        await lock_conn.execute("SELECT pg_advisory_unlock($1)", MAINTENANCE_LOCK_KEY)
-    except DB_ERRORS:
-        lock_conn.terminate()
-    except BaseException:
-        lock_conn.terminate()
-        raise
 
 
 @dataclass(frozen=True)
@@ -118,12 +106,12 @@ class Maintenance:
         """Forever: become the leader when no other sender is, then do a pass every interval."""
         while True:
             try:
-                async with self._pool.acquire() as lock_conn:
-                    if await lock_conn.fetchval("SELECT pg_try_advisory_lock($1)", MAINTENANCE_LOCK_KEY):
-                        try:
-                            await self._lead(lock_conn)
-                        finally:
-                            await _unlock(lock_conn)
+                # Transaction-scoped: released with the transaction (or the connection), and kept
+                # on one server connection by a transaction-mode pooler, where a session lock's
+                # unlock could reach another server connection and leave the lock held by nobody.
+                async with self._pool.acquire() as lock_conn, lock_conn.transaction():
+                    if await lock_conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", MAINTENANCE_LOCK_KEY):
+                        await self._lead(lock_conn)
             except asyncio.CancelledError:
                 raise
             except (*DB_ERRORS, BrokerUnavailable) as exc:
