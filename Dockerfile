@@ -9,17 +9,21 @@
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
-# --- build: a virtualenv with the project and its pinned dependencies --------------------------
+# --- build: a virtualenv with the project and its locked dependencies --------------------------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m venv /opt/wce
-COPY pyproject.toml README.md ./
+# Dependencies from the lock file (exact versions, hashes checked), then the project on top
+# without resolving anything again.
+COPY requirements.lock ./
+RUN /opt/wce/bin/pip install --require-hashes -r requirements.lock
+COPY pyproject.toml README.md LICENSE ./
 COPY shared ./shared
 COPY services ./services
 COPY tools ./tools
 COPY wce_cli ./wce_cli
-RUN /opt/wce/bin/pip install . \
+RUN /opt/wce/bin/pip install --no-deps . \
  && site=/opt/wce/lib/python3.11/site-packages \
  && mkdir -p /opt/sim \
  && mv "$site/tools" /opt/sim/tools \

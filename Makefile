@@ -5,13 +5,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install services migrate run demo test test-fast lint bench clean
+.PHONY: install lock services migrate run demo demo-clean test test-fast lint bench clean
 
-$(STAMP): pyproject.toml
+# Dependencies come from the lock files (exact versions with their hashes); the project itself is
+# installed on top without resolving anything again.
+$(STAMP): pyproject.toml requirements-dev.lock
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -25,8 +27,12 @@ migrate: install services
 run: install services migrate
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho start -f Procfile
 
+# KEEP=1 leaves the demo's stack running afterwards.
 demo: install services migrate
-	$(PY) -m scripts.demo
+	$(PY) -m scripts.demo $(if $(KEEP),--keep-running)
+
+demo-clean: install services
+	$(PY) -m scripts.demo --clean
 
 test: install services
 	$(PY) -m pytest -q -p no:cacheprovider
@@ -41,5 +47,13 @@ lint: install
 bench: install services
 	$(PY) -m bench.run_all
 
+# After changing a dependency in pyproject.toml: pin it and everything it pulls in, with hashes.
+LOCK_TOOL := .venv-lock/bin/uv
+LOCK_ARGS := --universal --python-version 3.11 --generate-hashes --no-header --quiet
+lock:
+	test -x $(LOCK_TOOL) || { $(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet uv==0.13.9; }
+	$(LOCK_TOOL) pip compile pyproject.toml $(LOCK_ARGS) -o requirements.lock
+	$(LOCK_TOOL) pip compile pyproject.toml --extra dev $(LOCK_ARGS) -o requirements-dev.lock
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lock .pytest_cache .mypy_cache .ruff_cache

@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "engine_e2e": (["-m", "bench.engine_e2e"], ["--quick"]),
     "webhook_ingest": (["-m", "bench.webhook_ingest"], ["--runs", "1", "--count", "10000"]),
     "audience": (["-m", "bench.audience_bench"], []),
+    "pacing": (["-m", "bench.pacing_bench"], ["--quick"]),
 }
 PREPARE: dict[str, list[str]] = {"audience": ["-m", "bench.generate_bookings"]}
 OUTPUTS = {
@@ -45,6 +46,7 @@ OUTPUTS = {
     "engine_e2e": "engine_e2e.json",
     "webhook_ingest": "webhook_ingest.json",
     "audience": "audience.json",
+    "pacing": "pacing.json",
 }
 
 

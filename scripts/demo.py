@@ -1,34 +1,44 @@
 """``make demo``: a real campaign through the whole stack, on this machine.
 
-Starts the Twilio simulator and the four services against the local RabbitMQ and PostgreSQL,
-creates a demo tenant (a salon with ~5,000 customers and their booking history), previews the
-audience, runs a campaign while showing its live progress, and prints a summary with where the
-per-recipient log and CSV are.
+Starts the Twilio simulator (with the development accounts of ``examples/simulator.json``) and
+the four services against the local RabbitMQ and PostgreSQL, creates a demo tenant (a salon with
+~5,000 customers and their booking history), previews the audience, runs a campaign while showing
+its live progress, and prints a summary, the tenant's API key, where the per-recipient CSV and
+the service logs of this run are, and how to go on exploring. ``--keep-running`` (``make demo
+KEEP=1``) leaves the stack running; ``--clean`` (``make demo-clean``) removes what demos left:
+their tenants (with their data), their broker queues and ``var/demo``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
-import secrets
+import shutil
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aio_pika
+import asyncpg
 import httpx
 from rich.console import Console
 from rich.table import Table
 
 from scripts.demo_data import generate
+from shared import topology
 from shared.settings import DEVELOPMENT_OPERATOR_TOKEN, get_settings
 from tools.stack import ROOT, Stack
 from tools.twilio_sim.admin_client import SimulatorAdmin
 
 console = Console()
 OUT_DIR = ROOT / "var" / "demo"
+SIMULATOR_CONFIG = ROOT / "examples" / "simulator.json"
+DEMO_TENANT_NAME = "Bloom & Co. Salons (demo)"
 TEMPLATE = (
     "Hi {customer_first_name}! Spring is here at {business_name} — book your next visit this month "
     "and get 15% off any treatment. Reply STOP to opt out."
@@ -44,17 +54,21 @@ async def post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> di
     return result
 
 
+def development_account() -> tuple[str, str]:
+    """The simulator's first development account (the one `make run` knows too)."""
+    account = json.loads(SIMULATOR_CONFIG.read_text())["accounts"][0]
+    return account["account_sid"], account["auth_token"]
+
+
 async def create_tenant(stack: Stack, operator_token: str, rate: int) -> tuple[str, str, str]:
-    account_sid, auth_token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
-    async with SimulatorAdmin(stack.simulator_url) as sim:
-        await sim.register_account(account_sid, auth_token)
+    account_sid, auth_token = development_account()
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as client:
         client.headers["Authorization"] = f"Bearer {operator_token}"
         created = await post(
             client,
             "/v1/operator/tenants",
             {
-                "name": "Bloom & Co. Salons (demo)",
+                "name": DEMO_TENANT_NAME,
                 "business_name": "Bloom & Co.",
                 "twilio_account_sid": account_sid,
                 "twilio_auth_token": auth_token,
@@ -111,7 +125,7 @@ async def wait_for_delivery_reports(
 
 
 def run_cli(*args: str, api_url: str, api_key: str, timeout_s: float = 900) -> None:
-    env = {**os.environ, "WCE_API_URL": api_url, "WCE_API_KEY": api_key}
+    env = {**os.environ, "WCE_TRACKER_URL": api_url, "WCE_API_KEY": api_key}
     try:
         subprocess.run([sys.executable, "-m", "wce_cli", *args], env=env, check=False, timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -122,20 +136,24 @@ async def demo(args: argparse.Namespace) -> None:
     settings = get_settings()
     # The settings keep only the token's digest; the demo's own requests need the token itself.
     operator_token = os.environ.get("WCE_OPERATOR_TOKEN", DEVELOPMENT_OPERATOR_TOKEN)
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    run_dir = OUT_DIR / "runs" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
     env = {
         "WCE_DATABASE_URL": settings.database_url,
         "WCE_AMQP_URL": settings.amqp_url,
         "WCE_OPERATOR_TOKEN": operator_token,
-        "WCE_LOG_LEVEL": "WARNING",
+        "WCE_LOG_LEVEL": "INFO",
     }
-    stack = Stack(env=env, log_dir=OUT_DIR / "logs", senders=2)
+    stack = Stack(
+        env=env, log_dir=run_dir / "logs", senders=2, simulator_args=["--config", str(SIMULATOR_CONFIG)]
+    )
     console.rule("WhatsApp campaign engine — demo")
     console.print("Starting the Twilio simulator and the four services …")
     stack.start()
     try:
         tenant_id, api_key, account_sid = await create_tenant(stack, operator_token, args.rate)
         console.print(f"Tenant [bold]{tenant_id}[/] created (rate {args.rate} messages/s)")
+        console.print(f"Its API key (shown once): {api_key}", soft_wrap=True, highlight=False, markup=False)
         async with httpx.AsyncClient(base_url=stack.api_url, timeout=120) as client:
             client.headers["Authorization"] = f"Bearer {api_key}"
             counts = await import_bookings(client)
@@ -147,9 +165,9 @@ async def demo(args: argparse.Namespace) -> None:
                 {"name": "Spring offer", "template": {"body": TEMPLATE}, "start": True},
             )
         console.print(f"Campaign [bold]{campaign['id']}[/] started; live progress:")
-        run_cli("progress", campaign["id"], api_url=stack.tracker_url, api_key=api_key)
+        run_cli("progress", campaign["id"], "--no-summary", api_url=stack.tracker_url, api_key=api_key)
         progress = await wait_for_delivery_reports(stack, api_key, campaign["id"])
-        csv_path = OUT_DIR / f"campaign-{campaign['id']}.csv"
+        csv_path = run_dir / f"campaign-{campaign['id']}.csv"
         run_cli(
             "export-csv",
             campaign["id"],
@@ -161,25 +179,18 @@ async def demo(args: argparse.Namespace) -> None:
         )
         async with SimulatorAdmin(stack.simulator_url) as sim:
             stats = await sim.stats(account_sid)
-        summarize(progress, stats, csv_path, stack, campaign["id"])
+        summarize(progress, stats, csv_path, run_dir)
+        explain_next_steps(stack, api_key, campaign["id"], keep_running=args.keep_running)
         if progress["state"] != "completed":
             raise SystemExit(f"the campaign ended {progress['state']}, not completed")
-    finally:
         if args.keep_running:
-            console.print(
-                f"Stack left running (API {stack.api_url}, tracker {stack.tracker_url}); Ctrl-C stops it."
-            )
-            try:
-                await asyncio.Event().wait()  # until Ctrl-C
-            finally:
-                stack.stop()
-        else:
-            stack.stop()
+            console.print("The stack keeps running; Ctrl-C stops it.")
+            await asyncio.Event().wait()  # until Ctrl-C
+    finally:
+        stack.stop()
 
 
-def summarize(
-    progress: dict[str, Any], stats: dict[str, Any], csv_path: Path, stack: Stack, campaign_id: str
-) -> None:
+def summarize(progress: dict[str, Any], stats: dict[str, Any], csv_path: Path, run_dir: Path) -> None:
     table = Table("state", "recipients", title="Campaign result")
     for state, count in sorted(progress["counts"].items(), key=lambda item: -item[1]):
         if count:
@@ -192,12 +203,67 @@ def summarize(
     )
     # Paths are printed unwrapped so they can be copied (and found by scripts).
     console.print(f"Per-recipient CSV: {csv_path}", soft_wrap=True, highlight=False)
+    console.print(f"Service logs of this run: {run_dir / 'logs'}", soft_wrap=True, highlight=False)
+
+
+def explain_next_steps(stack: Stack, api_key: str, campaign_id: str, *, keep_running: bool) -> None:
+    """The commands to go on from here, with this demo's tenant."""
+    lines = ["", "To keep exploring with the demo tenant:"]
+    if keep_running:
+        lines += [
+            f"  export WCE_API_URL={stack.api_url} WCE_TRACKER_URL={stack.tracker_url} WCE_API_KEY={api_key}",
+            f"  (per-recipient log API: {stack.tracker_url}/v1/campaigns/{campaign_id}/recipients)",
+        ]
+    else:
+        lines += [
+            "  make run                       # in another terminal: the stack on ports 8000/8001",
+            f"  export WCE_API_KEY={api_key}",
+        ]
+    lines += [
+        "  .venv/bin/wce campaigns list",
+        f"  .venv/bin/wce logs {campaign_id} --state read",
+        "  .venv/bin/wce shortcodes       # what a template may say",
+    ]
+    if not keep_running:
+        lines.append("Or `make demo KEEP=1` to leave the demo's stack running.")
+    lines.append("`make demo-clean` removes the demo tenants, their queues and var/demo.")
+    console.print("\n".join(lines), soft_wrap=True, highlight=False, markup=False)
+
+
+async def clean() -> None:
+    """Remove what demos left: their tenants (the rows of everything they own go with them), the
+    tenants' broker queues, and the output folder."""
+    settings = get_settings()
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        tenant_ids = [
+            str(row["id"])
+            for row in await connection.fetch(
+                "DELETE FROM tenants WHERE name = $1 RETURNING id", DEMO_TENANT_NAME
+            )
+        ]
+    except asyncpg.UndefinedTableError:
+        tenant_ids = []  # never migrated: no demo ran against this database
+    finally:
+        await connection.close()
+    queues = [
+        name
+        for tenant_id in tenant_ids
+        for name in (
+            topology.dispatch_queue_name(tenant_id),
+            topology.parked_queue_name(topology.dispatch_queue_name(tenant_id)),
+        )
+    ]
+    if queues:
+        broker = await aio_pika.connect(settings.amqp_url)
+        async with broker:
+            channel = await broker.channel()
+            for name in queues:
+                await channel.queue_delete(name)
+    shutil.rmtree(OUT_DIR, ignore_errors=True)
     console.print(
-        f"Per-recipient log API: {stack.tracker_url}/v1/campaigns/{campaign_id}/recipients",
-        soft_wrap=True,
-        highlight=False,
+        f"Removed {len(tenant_ids)} demo tenant(s), {len(queues)} queue(s) and {OUT_DIR.relative_to(ROOT)}"
     )
-    console.print(f"Service logs: {OUT_DIR / 'logs'}", soft_wrap=True, highlight=False)
 
 
 def main() -> None:
@@ -206,7 +272,12 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=int, default=250, help="the demo tenant's messages per second")
     parser.add_argument("--keep-running", action="store_true", help="leave the stack running afterwards")
-    asyncio.run(demo(parser.parse_args()))
+    parser.add_argument("--clean", action="store_true", help="remove what demos left, then exit")
+    args = parser.parse_args()
+    try:
+        asyncio.run(clean() if args.clean else demo(args))
+    except KeyboardInterrupt:
+        console.print("stopped")
 
 
 if __name__ == "__main__":

@@ -62,12 +62,12 @@ WHERE last_failure_at < now() - make_interval(secs => $1) AND (locked_until IS N
 PRUNE_EVERY_S = 60.0
 
 
-def lockout_s(failures: int, allowed: int, max_s: float) -> float:
+def lockout_s(failures: int, allowed: int, max_s: float, base_s: float = 1.0) -> float:
     """Seconds an address is locked out after its ``failures``-th consecutive failure: none up to
-    ``allowed``, then 1 s doubling with each further failure, capped at ``max_s``."""
+    ``allowed``, then ``base_s`` doubling with each further failure, capped at ``max_s``."""
     if failures <= allowed:
         return 0.0
-    return float(min(max_s, 2.0 ** min(failures - allowed - 1, 30)))
+    return float(min(max_s, base_s * 2.0 ** min(failures - allowed - 1, 30)))
 
 
 def key_subject(api_key: str) -> str:
@@ -81,6 +81,7 @@ class Limits:
     per_key: int
     per_address: int
     failures_allowed: int
+    lockout_base_s: float
     lockout_max_s: float
     failure_memory_s: float
 
@@ -122,7 +123,8 @@ class AbuseLimits:
         """Remember a failed authentication from ``address``; past the allowance, lock it out."""
         subject = self._address_subject(address)
         failures = await self._pool.fetchval(RECORD_FAILURE, subject, self._limits.failure_memory_s)
-        locked_for = lockout_s(failures, self._limits.failures_allowed, self._limits.lockout_max_s)
+        limits = self._limits
+        locked_for = lockout_s(failures, limits.failures_allowed, limits.lockout_max_s, limits.lockout_base_s)
         if locked_for:
             await self._pool.execute(LOCK, subject, locked_for)
             log.warning(

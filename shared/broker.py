@@ -28,6 +28,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from pydantic import ValidationError
+from yarl import URL
 
 from shared import topology
 from shared.events import Event
@@ -55,15 +56,68 @@ class PoisonMessage(ValueError):
     """A message that can never be processed; it is parked rather than retried."""
 
 
+def broker_addresses(url: str) -> list[str]:
+    """The broker URLs of ``WCE_AMQP_URL``: one, or several separated by commas (the nodes of a
+    cluster, each a full URL with its credentials and vhost)."""
+    addresses = [part.strip() for part in url.split(",") if part.strip()]
+    if not addresses:
+        raise ValueError("WCE_AMQP_URL names no broker")
+    return addresses
+
+
+class FailoverConnection(aio_pika.RobustConnection):
+    """A robust connection over several broker nodes: every (re)connect tries the node it was
+    last connected to, then each other node in turn, so losing a node moves the connection, its
+    channels and its consumers to a live one. Quorum queues keep their messages on the others."""
+
+    def __init__(self, addresses: list[str], **kwargs: Any) -> None:
+        super().__init__(URL(addresses[0]), **kwargs)
+        self._addresses = [URL(address) for address in addresses]
+        self._current = 0
+
+    @property
+    def address(self) -> str:
+        """The node connected to (or tried last), without its credentials."""
+        url = self._addresses[self._current]
+        return f"{url.host}:{url.port}"
+
+    # aio-pika's RobustConnection calls this (a name-mangled private method) for the first
+    # connect and for every reconnect; here it walks the node list.
+    async def _RobustConnection__connect_transport(self) -> None:
+        failure: BaseException | None = None
+        for step in range(len(self._addresses)):
+            index = (self._current + step) % len(self._addresses)
+            self.url = self._addresses[index]
+            try:
+                await super()._RobustConnection__connect_transport()  # type: ignore[misc]
+            except (OSError, aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
+                failure = exc
+                log.warning("broker node unreachable, trying the next", node=self.address, error=str(exc))
+                continue
+            if index != self._current:
+                log.warning("connected to another broker node", node=f"{self.url.host}:{self.url.port}")
+            self._current = index
+            return
+        assert failure is not None
+        raise failure
+
+
 async def connect(url: str, *, retry_s: float = 60.0, name: str = "wce") -> AbstractRobustConnection:
-    """``connect_robust`` (which restores channels, QoS and consumers after a drop) behind a
-    start-up retry loop, because the first connect of a robust connection is not retried."""
+    """A robust connection (channels, QoS and consumers restored after a drop) to the broker, or
+    to the first reachable node of a comma-separated list, behind a start-up retry loop, because
+    the first connect of a robust connection is not retried."""
+    addresses = broker_addresses(url)
     deadline = time.monotonic() + retry_s
     delay = 0.2
     while True:
+        connection = FailoverConnection(
+            addresses, client_properties={"connection_name": name}, reconnect_interval=1.0
+        )
         try:
-            return await aio_pika.connect_robust(url, client_properties={"connection_name": name})
-        except (OSError, aiormq.exceptions.AMQPError, ConnectionError) as exc:
+            await connection.connect(timeout=10)
+            return connection
+        except (OSError, aiormq.exceptions.AMQPError, ConnectionError, TimeoutError) as exc:
+            await connection.close()
             if time.monotonic() > deadline:
                 raise BrokerUnavailable(f"broker not reachable at start-up: {exc}") from exc
             log.warning("broker not ready, retrying", error=str(exc), delay_s=delay)
@@ -74,15 +128,20 @@ async def connect(url: str, *, retry_s: float = 60.0, name: str = "wce") -> Abst
 class Publisher:
     """A confirm-mode channel with the exchanges it publishes to."""
 
-    def __init__(self, channel: AbstractChannel, timeout_s: float) -> None:
+    def __init__(self, channel: AbstractChannel, timeout_s: float, user_id: str | None = None) -> None:
         self._channel = channel
         self._timeout_s = timeout_s
         self._exchanges: dict[str, AbstractExchange] = {}
+        # Stamped on every message: the broker vouches that it is this connection's user, which
+        # is how consumers tell the engine's own commands from other publishers'.
+        self._user_id = user_id
 
     @classmethod
     async def open(cls, connection: AbstractRobustConnection, *, timeout_s: float = 10.0) -> Publisher:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        return cls(channel, timeout_s)
+        # aio-pika's connections carry the URL they were opened with; the interface does not say so.
+        url = getattr(connection, "url", None)
+        return cls(channel, timeout_s, url.user if url is not None else None)
 
     @property
     def channel(self) -> AbstractChannel:
@@ -130,6 +189,7 @@ class Publisher:
         """Publish and wait for the broker's confirm. ``mandatory=False`` only for events that may
         legitimately have no subscriber (lifecycle notifications)."""
         message = topology.persistent_message(body, message_type=message_type, headers=headers)
+        message.user_id = self._user_id
         try:
             target = await self._exchange(exchange)
             await target.publish(

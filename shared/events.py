@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 from uuid import UUID
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.validation import Int8, JsonObject, Text, Timestamp
 
@@ -22,11 +22,22 @@ class Event(BaseModel):
 
     TYPE: ClassVar[str] = "event"
     VERSION: ClassVar[int] = 1
-    v: int = 1
+    v: int = Field(default=1, strict=True)
 
     @classmethod
     def message_type(cls) -> str:
         return f"{cls.TYPE}.v{cls.VERSION}"
+
+    @field_validator("v")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        # A body of another version is refused (and so parked with this reason), never read as
+        # this one: its fields may mean something else.
+        if value != cls.VERSION:
+            raise ValueError(
+                f"unsupported version {value}: this engine reads {cls.TYPE} version {cls.VERSION}"
+            )
+        return value
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))
@@ -92,6 +103,10 @@ class CampaignLifecycle(Event):
     state: str
     reason: str | None = None
     at: datetime
+
+    # The keys lifecycle events are published on: followers bind these, not campaign.*, which
+    # also carries the answers to campaign requests (campaign.accepted, campaign.rejected).
+    ROUTING_KEYS: ClassVar[tuple[str, ...]] = tuple(f"campaign.{name}" for name in get_args(LifecycleName))
 
     def routing_key(self) -> str:
         return f"campaign.{self.event}"

@@ -7,7 +7,8 @@ anything of another tenant answers 404, never 403, so ids of other tenants leak 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
@@ -30,6 +31,7 @@ from shared.body_limit import (
 )
 from shared.logging import get_logger
 from shared.metrics import AUTH_FAILURES, RATE_LIMITED
+from shared.openapi import install_openapi
 from shared.operator_token import OperatorTokenDigest
 from shared.settings import Settings
 
@@ -41,6 +43,9 @@ class TenantContext:
     tenant_id: UUID
     timezone: str
     default_region: str
+    # The key the request authenticated with (audit entries name it by its prefix).
+    api_key_id: int | None = None
+    api_key_prefix: str | None = None
 
 
 def get_pool(request: Request) -> asyncpg.Pool:
@@ -79,6 +84,22 @@ def _authentication_failed(request: Request, surface: str, presented: str | None
     )
 
 
+# A key is valid until revoked or expired, and only for an active tenant. Its last use is
+# written at most once a minute, so a busy key costs no write per request.
+AUTHENTICATE = """
+WITH k AS (
+    SELECT k.id AS key_id, k.prefix, t.id, t.timezone, t.default_region
+    FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+    WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+      AND t.active
+), used AS (
+    UPDATE api_keys SET last_used_at = now()
+    WHERE id = (SELECT key_id FROM k) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+)
+SELECT * FROM k
+"""
+
+
 def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -87,6 +108,7 @@ def install_abuse_limits(app: FastAPI, pool: asyncpg.Pool, settings: Settings) -
     """Rate limits and lockouts of the tenant and operator APIs, shared through the database."""
     common = {
         "window_s": settings.rate_limit_window_s,
+        "lockout_base_s": settings.auth_lockout_base_s,
         "lockout_max_s": settings.auth_lockout_max_s,
         "failure_memory_s": settings.auth_failure_memory_s,
     }
@@ -145,23 +167,26 @@ async def current_tenant(
     if not key:
         _authentication_failed(request, "tenant_api", None)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key", {"WWW-Authenticate": "Bearer"})
-    row = await pool.fetchrow(
-        "SELECT t.id, t.timezone, t.default_region FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
-        " WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND t.active",
-        hash_api_key(key),
-    )
+    row = await pool.fetchrow(AUTHENTICATE, hash_api_key(key))
     if row is None:
         _authentication_failed(request, "tenant_api", key)
         if limits is not None:
             await limits.failed(_client_address(request))
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid API key", {"WWW-Authenticate": "Bearer"})
-    return TenantContext(tenant_id=row["id"], timezone=row["timezone"], default_region=row["default_region"])
+    return TenantContext(
+        tenant_id=row["id"],
+        timezone=row["timezone"],
+        default_region=row["default_region"],
+        api_key_id=row["key_id"],
+        api_key_prefix=row["prefix"],
+    )
 
 
 Tenant = Annotated[TenantContext, Depends(current_tenant)]
 
 
-async def require_operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_operator(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The operator's identity for the audit log: one credential, told apart by client address."""
     token = _bearer(authorization, None)
     limits = _limits(request, "operator_api")
     # A locked-out address is refused before its token is even compared.
@@ -176,35 +201,77 @@ async def require_operator(request: Request, authorization: Annotated[str | None
         )
     if limits is not None:
         await limits.succeeded(_client_address(request))
+    return f"operator@{_client_address(request)}"
 
 
-Operator = Annotated[None, Depends(require_operator)]
+Operator = Annotated[str, Depends(require_operator)]
 
 
 def not_found(what: str = "not found") -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, what)
 
 
+def _is_union_tag(part: Any) -> bool:
+    """A union of models adds the member's class name ("BodyTemplate") or a validator's tag
+    ("function-after[...]") to an error's location: neither is a name of the API."""
+    return isinstance(part, str) and (part[:1].isupper() or "[" in part)
+
+
 def _field_path(loc: tuple[Any, ...]) -> str:
     # The first element says where the field came from (body, query, path); the rest is its path,
     # which may itself contain a field called "body" (a template's body).
-    parts = [str(part) for part in loc]
+    parts = [str(part) for part in loc if not _is_union_tag(part)]
     if parts and parts[0] in ("body", "query", "path", "header"):
         parts = parts[1:]
     return ".".join(parts) or "body"
 
 
+def _closest_union_members(errors: Sequence[Any]) -> list[Any]:
+    """Of the errors each member of a union reported, those of the member that came closest (the
+    fewest errors): a body with a bad ``body`` is not also told it lacks a ``content_sid``."""
+    members: dict[tuple[Any, ...], Counter[str]] = defaultdict(Counter)
+    for err in errors:
+        loc = tuple(err.get("loc", ()))
+        for index, part in enumerate(loc):
+            if _is_union_tag(part):
+                members[loc[:index]][part] += 1
+                break
+    closest = {prefix: min(counts, key=lambda tag: counts[tag]) for prefix, counts in members.items()}
+    kept = []
+    for err in errors:
+        loc = tuple(err.get("loc", ()))
+        tag_index = next((i for i, part in enumerate(loc) if _is_union_tag(part)), None)
+        if tag_index is None or closest[loc[:tag_index]] == loc[tag_index]:
+            kept.append(err)
+    return kept
+
+
+def field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """The API's error items (field, message, type) for pydantic's errors of a request."""
+    items = []
+    for err in _closest_union_members(errors):
+        if err.get("type") == "json_invalid":
+            # The location is a character offset into the body, not a field.
+            reason = (err.get("ctx") or {}).get("error", "invalid JSON")
+            position = err.get("loc", ("body", None))[-1]
+            where = f" at character {position}" if isinstance(position, int) else ""
+            items.append(
+                {"field": "body", "message": f"not valid JSON{where}: {reason}", "type": "json_invalid"}
+            )
+            continue
+        items.append(
+            {
+                "field": _field_path(tuple(err.get("loc", ()))),
+                "message": err.get("msg", ""),
+                "type": err.get("type"),
+            }
+        )
+    return items
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {
-            "field": _field_path(tuple(err.get("loc", ()))),
-            "message": err.get("msg", ""),
-            "type": err.get("type"),
-        }
-        for err in exc.errors()
-    ]
-    return JSONResponse({"detail": "invalid request", "errors": errors}, status_code=422)
+    return JSONResponse({"detail": "invalid request", "errors": field_errors(exc.errors())}, status_code=422)
 
 
 class InputError(ValueError):
@@ -241,6 +308,7 @@ def install_common(
 ) -> None:
     """Error bodies that name the field, a request-body limit (larger on the bulk routes),
     liveness/readiness probes and /metrics."""
+    install_openapi(app, tenant_auth=current_tenant, operator_auth=require_operator)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(InputError, _input_error)
     app.add_exception_handler(BodyTooLarge, body_too_large)

@@ -14,6 +14,8 @@ Failures say how far the request got, which is what the sender's duplicate prote
   in time); the request was never written.
 - ``ResponseLost``: the request was written, but the connection broke before a complete answer.
 - ``TimeoutError``: written, and no complete answer within the timeout.
+- ``ResponseTooLarge`` (a ``ResponseLost``): written, and the answer grew past the client's
+  ``max_response_bytes`` (headers and body); the connection is dropped rather than read on.
 
 A keep-alive socket the server closed just as it was reused fails with ``ResponseLost`` too:
 the server most likely never read the request, but that cannot be proven. So sockets are kept
@@ -28,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from functools import lru_cache
 from typing import NamedTuple, cast
@@ -38,6 +41,9 @@ import httptools
 Origin = tuple[str, str, int]
 # Request prefixes kept per (method, URL): a few per tenant in practice.
 PREFIX_CACHE_SIZE = 4096
+# No answer of the services this client talks to comes near this; a server that keeps sending
+# must not grow a sender's memory without end.
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 class Headers(Mapping[str, str]):
@@ -81,6 +87,10 @@ class ResponseLost(ConnectionError):
     """The request was written (or may have been) but no complete response came back."""
 
 
+class ResponseTooLarge(ResponseLost):
+    """The request was written and the answer grew past the size cap."""
+
+
 class _Target(NamedTuple):
     origin: Origin
     host_header: str
@@ -109,8 +119,10 @@ def _target(url: str) -> _Target:
 class _Connection(asyncio.Protocol):
     """One socket; at most one request in flight."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         self._parser = httptools.HttpResponseParser(self)
+        self._max_response_bytes = max_response_bytes
+        self._received = 0
         self._transport: asyncio.Transport | None = None
         self._waiter: asyncio.Future[HttpResponse] | None = None
         self._chunks: list[bytes] = []
@@ -130,6 +142,12 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_response_bytes = True
+        self._received += len(data)
+        if self._received > self._max_response_bytes:
+            self.reusable = False
+            self.fail(ResponseTooLarge(f"response larger than {self._max_response_bytes} bytes"))
+            self.close()
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -175,6 +193,7 @@ class _Connection(asyncio.Protocol):
         assert self._transport is not None
         self.reusable = False
         self.got_response_bytes = False
+        self._received = 0
         self.deadline = deadline
         self._waiter = asyncio.get_running_loop().create_future()
         self._transport.write(payload)
@@ -203,6 +222,7 @@ class KeepAliveClient:
     ``max_connections`` caps the connections open at once (None: the callers bound concurrency).
     ``default_headers`` go on every request. ``max_idle_s`` (None: no limit) is how long a
     connection may sit idle in the pool before it is closed rather than reused.
+    ``max_response_bytes`` caps an answer's size.
     """
 
     def __init__(
@@ -214,8 +234,10 @@ class KeepAliveClient:
         default_headers: Iterable[tuple[str, str]] = (),
         retry_stale: bool = False,
         max_idle_s: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._timeout_s = timeout_s
+        self._max_response_bytes = max_response_bytes
         self._connect_timeout_s = connect_timeout_s if connect_timeout_s is not None else timeout_s
         self._slots = asyncio.Semaphore(max_connections) if max_connections else None
         self._default_headers = "".join(f"{name}: {value}\r\n" for name, value in default_headers)
@@ -233,8 +255,17 @@ class KeepAliveClient:
         return await self.request("POST", url, headers=headers, body=body)
 
     async def request(
-        self, method: str, url: str, *, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        write_by: float | None = None,
     ) -> HttpResponse:
+        """``write_by`` (``time.monotonic()``): raise NotSent rather than write the request later
+        than this — checked as the bytes are handed to the socket, with nothing awaited between,
+        so a process frozen or starved past it never sends a request its caller gave up on."""
         origin, prefix = self._prefix(method, url)
         head = [prefix]
         if body or method == "POST":
@@ -246,7 +277,7 @@ class KeepAliveClient:
         payload = b"".join(head)
         await self._take_slot()
         try:
-            return await self._send(origin, payload)
+            return await self._send(origin, payload, write_by)
         finally:
             if self._slots is not None:
                 self._slots.release()
@@ -278,20 +309,25 @@ class KeepAliveClient:
         except TimeoutError as exc:
             raise NotSent("no connection became free in time") from exc
 
-    async def _send(self, origin: Origin, payload: bytes) -> HttpResponse:
+    async def _send(self, origin: Origin, payload: bytes, write_by: float | None = None) -> HttpResponse:
         connection, reused = await self._acquire(origin)
         try:
-            response = await self._exchange(connection, payload)
+            response = await self._exchange(connection, payload, write_by)
         except ResponseLost:
             if not (self._retry_stale and reused) or connection.got_response_bytes:
                 raise
             # The server closed an idle keep-alive socket just as it was reused.
             connection, _ = await self._acquire(origin, fresh=True)
-            response = await self._exchange(connection, payload)
+            response = await self._exchange(connection, payload, write_by)
         self._release(origin, connection)
         return response
 
-    async def _exchange(self, connection: _Connection, payload: bytes) -> HttpResponse:
+    async def _exchange(
+        self, connection: _Connection, payload: bytes, write_by: float | None = None
+    ) -> HttpResponse:
+        if write_by is not None and time.monotonic() > write_by:
+            connection.close()
+            raise NotSent("the request was not written before its deadline")
         loop = asyncio.get_running_loop()
         if self._sweeper is None:
             self._sweeper = loop.create_task(self._sweep())
@@ -356,7 +392,11 @@ class KeepAliveClient:
         try:
             _, connection = await asyncio.wait_for(
                 loop.create_connection(
-                    _Connection, host, port, ssl=ssl_context, server_hostname=host if ssl_context else None
+                    lambda: _Connection(self._max_response_bytes),
+                    host,
+                    port,
+                    ssl=ssl_context,
+                    server_hostname=host if ssl_context else None,
                 ),
                 self._connect_timeout_s,
             )

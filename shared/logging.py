@@ -7,9 +7,15 @@ import sys
 
 import structlog
 
+# At DEBUG the AMQP client logs whole frames: phone numbers, message bodies, callback parameters.
+# Its loggers stay at WARNING whatever the service's level.
+QUIET_LOGGERS = ("aio_pika", "aiormq", "pamqp")
+
 
 def configure_logging(service: str, level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

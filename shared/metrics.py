@@ -56,6 +56,13 @@ TWILIO_ERRORS = Counter(
     ["code", "stage"],
     namespace=NAMESPACE,
 )
+EFFECTIVE_RATE = Gauge(
+    "effective_rate_per_second",
+    "A rate-limited tenant's effective send rate: its configured rate, backed off after Twilio"
+    " refused for rate and recovering since.",
+    ["tenant"],
+    namespace=NAMESPACE,
+)
 QUEUE_DEPTH = Gauge(
     "queue_depth",
     "Messages ready in a broker queue (sampled periodically).",
@@ -132,4 +139,13 @@ RATE_LIMITED = Counter(
     "Requests answered 429 by the abuse limits (rate limits and lockouts), by surface.",
     ["surface"],
     namespace=NAMESPACE,
+)
+
+# HTTP requests of every service (API, webhooks, probes), by route template; see shared/http_metrics.py.
+HTTP_REQUEST_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time from a request's arrival to the end of its response, by route template, method and status.",
+    ["service", "route", "method", "status"],
+    namespace=NAMESPACE,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )

@@ -31,6 +31,8 @@ _PARKED_HEADERS = frozenset(
         topology.PARK_AT_HEADER,
         topology.PARK_EXCHANGE_HEADER,
         topology.PARK_ROUTING_KEY_HEADER,
+        # The parked queue's own count of deliveries (inspections), not the message's.
+        topology.DELIVERY_COUNT_HEADER,
     }
 )
 

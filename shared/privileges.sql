@@ -4,10 +4,12 @@
 --
 -- Reads: every runtime role reads every table (reads are what the services are for; isolation
 -- between tenants is each query's tenant predicate). Writes: only what the service owns.
---   segmenter  tenants, API keys, booking data, campaigns, the recipient snapshot, credits
+--   segmenter  tenants, API keys, booking data, campaigns, the recipient snapshot, credits,
+--              broker publishers, the audit log (append only)
 --   tracker    delivery status (recipients), message events, callbacks, inbound messages,
---              opt-outs; never tenants, API keys or campaigns
---   sender     recipient send state, message events, credit debits, opt-outs from error codes
+--              opt-outs, an API key's last use; never tenants, campaigns or anything else of a key
+--   sender     recipient send state, message events, credit debits, opt-outs from error codes,
+--              its maintenance lease and the tenants' pacing
 --   dispatcher nothing
 -- The migration bookkeeping (schema_migrations, schema_migrations_lock) belongs to the owner.
 
@@ -22,19 +24,21 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO wce_segmenter, wce_sender, wce_
 GRANT INSERT, UPDATE, DELETE ON
     tenants, api_keys, customers, appointments, services, locations, staff, appointment_statuses,
     campaigns, recipients, suppressions, suppression_events, credit_accounts, credit_ledger,
-    rate_limit_hits, auth_lockouts
+    rate_limit_hits, auth_lockouts, broker_publishers
 TO wce_segmenter;
-GRANT INSERT ON message_events TO wce_segmenter;
+GRANT INSERT ON message_events, audit_log TO wce_segmenter;
 
 -- tracker
 GRANT UPDATE ON recipients TO wce_tracker;
 GRANT INSERT, DELETE ON message_events, callback_receipts, inbound_messages, suppressions TO wce_tracker;
 GRANT INSERT, UPDATE, DELETE ON orphan_callbacks, rate_limit_hits, auth_lockouts TO wce_tracker;
 GRANT INSERT ON suppression_events TO wce_tracker;
+GRANT UPDATE (last_used_at) ON api_keys TO wce_tracker;
 
 -- sender
 GRANT UPDATE ON recipients, credit_accounts TO wce_sender;
 GRANT INSERT ON message_events, credit_ledger, suppressions, suppression_events TO wce_sender;
+GRANT INSERT, UPDATE, DELETE ON leader_leases, tenant_pacing TO wce_sender;
 
 -- Tables not listed above (the audit of what reads and writes each table is in this file):
 --   schema_migrations, schema_migrations_lock (owner only)

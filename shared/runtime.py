@@ -16,9 +16,11 @@ from shared import connection_budget, topology
 from shared.broker import Publisher, connect
 from shared.db import create_pool
 from shared.http import install_abuse_limits
+from shared.http_metrics import RequestMetrics
 from shared.logging import configure_logging, get_logger
 from shared.schema import migrate_dsn, wait_for_schema
 from shared.settings import Settings
+from shared.surfaces import restrict_public_surface
 
 log = get_logger(__name__)
 
@@ -75,8 +77,10 @@ def attach(app: FastAPI, resources: Resources, settings: Settings) -> None:
 def serve(app: FastAPI, *, service: str, settings: Settings, port: int) -> None:
     configure_logging(service, settings.log_level)
     log.info("starting", port=port)
+    # The tracker serves a thin ASGI wrapper around its FastAPI app.
+    restrict_public_surface(app if isinstance(app, FastAPI) else app.app, settings, port)
     config = uvicorn.Config(
-        app,
+        RequestMetrics(app, service),
         host=settings.http_host,
         port=port,
         loop="uvloop",

@@ -17,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.operator_token import OperatorTokenDigest
+from shared.topology import DELIVERY_LIMIT
 from shared.url_checks import insecure_url_reason
 
 # A valid Fernet key that is public on purpose: it only ever protects development data.
@@ -57,6 +58,9 @@ class Settings(BaseSettings):
     db_max_connections: int | None = Field(default=None, ge=1)
     db_reserved_connections: int = Field(default=5, ge=0)
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    # Accept booking events and campaign commands only from broker users allowed for the tenant
+    # they name (see shared/publishers.py); the engine's own user may act for every tenant.
+    publisher_check_enabled: bool = False
     broker_publish_timeout_s: float = 10.0
     startup_retry_s: float = 60.0
 
@@ -87,9 +91,14 @@ class Settings(BaseSettings):
     dispatcher_port: int = 8002
     sender_port: int = 8003
     http_host: str = "127.0.0.1"
+    # /docs, /redoc and /openapi.json on the services' ports (off: only the routes themselves).
+    api_docs_enabled: bool = True
+    # When set, /metrics leaves the service's port for that port plus this offset, so the
+    # public ports (the tracker's faces the internet) expose no metrics.
+    internal_port_offset: int = Field(default=0, ge=0, le=50000)
     # Request bodies past these sizes are refused with 413 before they are parsed.
     # Abuse limits of the tenant and operator APIs (shared by all replicas, in PostgreSQL):
-    # requests per fixed window, and a lockout doubling from 1 s after repeated failed logins.
+    # requests per fixed window, and a lockout doubling from its base after repeated failed logins.
     rate_limits_enabled: bool = True
     rate_limit_window_s: int = Field(default=10, gt=0)
     tenant_api_requests_per_key: int = Field(default=2000, gt=0)
@@ -97,6 +106,7 @@ class Settings(BaseSettings):
     operator_api_requests_per_address: int = Field(default=300, gt=0)
     tenant_api_failures_allowed: int = Field(default=20, ge=0)
     operator_api_failures_allowed: int = Field(default=5, ge=0)
+    auth_lockout_base_s: float = Field(default=1.0, gt=0)
     auth_lockout_max_s: float = Field(default=900.0, gt=0)
     auth_failure_memory_s: float = Field(default=900.0, gt=0)
     # Proxies whose X-Forwarded-For names the client (comma-separated addresses); without them
@@ -111,6 +121,9 @@ class Settings(BaseSettings):
     throttle_margin: float = 0.015
     dispatch_lead_s: float = 0.25
     late_tolerance_s: float = 0.008
+    # After Twilio refuses for rate, a tenant's effective rate regains this fraction of its
+    # configured rate per second (shared/pacing.py).
+    pacing_recovery_per_s: float = 0.02
     publish_batch_size: int = 500
 
     sender_concurrency: int = 256
@@ -151,10 +164,14 @@ class Settings(BaseSettings):
     sender_gate_poll_s: float = 0.5
     # Lease expiry, reconciliation and the stuck-row sweep run this often (in one sender at a time).
     maintenance_interval_s: float = 1.0
+    # Maintenance leadership is a lease renewed every third of this: a sender that dies or
+    # freezes holding it is replaced within this long.
+    maintenance_lease_s: float = Field(default=5.0, gt=0)
 
     # Consumers: back-off between deliveries of a message that failed for a passing reason, and
     # the deliveries any message gets before it is parked.
-    consumer_max_deliveries: int = Field(default=20, ge=1)
+    # Below the quorum queues' own delivery limit, so a consumer parks with its reasons first.
+    consumer_max_deliveries: int = Field(default=20, ge=1, lt=DELIVERY_LIMIT)
     consumer_retry_base_s: float = Field(default=0.5, gt=0)
     consumer_retry_max_s: float = Field(default=30.0, gt=0)
 

@@ -15,6 +15,28 @@ Flow:
     other systems -> commands (campaign.*) and booking (booking.*) -> segmenter
     lifecycle and tenant changes -> events (topic) -> anyone (dispatchers and senders bind
         private auto-delete queues)
+
+Quorum queues. Every durable queue (work, dispatch, retry and parked queues) is a quorum queue:
+replicated on a majority of the broker cluster's nodes, so losing one node loses no message. A
+work or dispatch queue dead-letters a message delivered more than ``DELIVERY_LIMIT`` times into
+the parked exchange under its own name (so it lands in ``<queue>.dlq``): a message that crashes
+every consumer it reaches cannot hold the queue, and the tenant behind it, forever. Consumers
+park a failing message themselves sooner (``WCE_CONSUMER_MAX_DELIVERIES``, below this limit,
+with the ``x-parked-*`` headers); the broker's limit is the backstop for a message whose consumer
+dies before it can (``x-death`` header with reason ``delivery_limit``). Retry queues dead-letter
+expired messages back into the recipients exchange at least once (``x-dead-letter-strategy``).
+Private queues of one process stay classic (exclusive, auto-deleted).
+
+Queue names carry a generation (``QUEUE_GENERATION``): queues of the classic generation were
+named without one (``wce.send``, ``wce.dispatch.<tenant>``, ``wce.retry.5s``, …). RabbitMQ cannot
+turn a classic queue into a quorum queue, so the quorum queues are new queues beside the old.
+Migrating a running installation (the operations guide, deploy/k8s/README.md, has the commands):
+deploy the new release — it declares and consumes only the new queues, and the exchanges and
+routing keys are unchanged, so new messages flow to both generations' bound queues until the old
+ones are unbound — then move what is left in each old queue into the exchange it came from
+(a shovel per queue, or re-publish), and delete the old queues once empty. Nothing is lost on
+the way: PostgreSQL holds every recipient, and the senders' sweeper re-publishes rows whose
+broker message did not arrive.
 """
 
 from __future__ import annotations
@@ -35,11 +57,18 @@ EVENTS_EXCHANGE = f"{PREFIX}.events"
 COMMANDS_EXCHANGE = f"{PREFIX}.commands"
 BOOKING_EXCHANGE = f"{PREFIX}.booking"
 
-SEND_QUEUE = f"{PREFIX}.send"
-STATUS_QUEUE = f"{PREFIX}.status.callbacks"
-INBOUND_QUEUE = f"{PREFIX}.status.inbound"
-COMMANDS_QUEUE = f"{PREFIX}.segmenter.commands"
-BOOKING_QUEUE = f"{PREFIX}.segmenter.booking"
+# Part of every durable queue's name; a change of any queue's arguments means a new generation.
+# "v2": quorum queues with a delivery limit (the first generation, classic queues, had no suffix).
+QUEUE_GENERATION = "v2"
+# Deliveries a quorum work queue allows before it dead-letters the message into its parked queue.
+# Above WCE_CONSUMER_MAX_DELIVERIES (whose bound it is), so consumers park first, with reasons.
+DELIVERY_LIMIT = 50
+
+SEND_QUEUE = f"{PREFIX}.send.{QUEUE_GENERATION}"
+STATUS_QUEUE = f"{PREFIX}.status.callbacks.{QUEUE_GENERATION}"
+INBOUND_QUEUE = f"{PREFIX}.status.inbound.{QUEUE_GENERATION}"
+COMMANDS_QUEUE = f"{PREFIX}.segmenter.commands.{QUEUE_GENERATION}"
+BOOKING_QUEUE = f"{PREFIX}.segmenter.booking.{QUEUE_GENERATION}"
 
 STATUS_ROUTING_KEY = "callback"
 INBOUND_ROUTING_KEY = "inbound"
@@ -61,7 +90,7 @@ DELIVERY_COUNT_HEADER = "x-delivery-count"
 
 
 def dispatch_queue_name(tenant_id: str) -> str:
-    return f"{PREFIX}.dispatch.{tenant_id}"
+    return f"{PREFIX}.dispatch.{QUEUE_GENERATION}.{tenant_id}"
 
 
 def retry_exchange_name(delay_s: int) -> str:
@@ -69,7 +98,7 @@ def retry_exchange_name(delay_s: int) -> str:
 
 
 def retry_queue_name(delay_s: int) -> str:
-    return f"{PREFIX}.retry.{delay_s}s"
+    return f"{PREFIX}.retry.{delay_s}s.{QUEUE_GENERATION}"
 
 
 def parked_queue_name(queue: str) -> str:
@@ -103,38 +132,68 @@ EXCHANGES: tuple[ExchangeSpec, ...] = (
 )
 
 
+QUORUM: tuple[tuple[str, Any], ...] = (("x-queue-type", "quorum"),)
+# Dead-lettering that waits for the target queue's confirm (needs reject-publish overflow).
+AT_LEAST_ONCE: tuple[tuple[str, Any], ...] = (
+    ("x-dead-letter-strategy", "at-least-once"),
+    ("x-overflow", "reject-publish"),
+)
+
+
+def work_queue_arguments(name: str) -> tuple[tuple[str, Any], ...]:
+    """A quorum queue whose messages delivered more than DELIVERY_LIMIT times go to its parked
+    queue (``<name>.dlq``), the way consumers park them."""
+    return (
+        *QUORUM,
+        ("x-delivery-limit", DELIVERY_LIMIT),
+        ("x-dead-letter-exchange", PARKED_EXCHANGE),
+        ("x-dead-letter-routing-key", name),
+        *AT_LEAST_ONCE,
+    )
+
+
+def work_queue(name: str, *bindings: tuple[str, str]) -> QueueSpec:
+    return QueueSpec(name, arguments=work_queue_arguments(name), bindings=bindings)
+
+
 def dispatch_queue(tenant_id: str) -> QueueSpec:
     # Single active consumer: however many dispatcher replicas run, one holds a tenant's
     # throttle at a time, so replicas never multiply the tenant's rate.
+    name = dispatch_queue_name(tenant_id)
     return QueueSpec(
-        dispatch_queue_name(tenant_id),
-        arguments=(("x-single-active-consumer", True),),
+        name,
+        arguments=(*work_queue_arguments(name), ("x-single-active-consumer", True)),
         bindings=((RECIPIENTS_EXCHANGE, tenant_id),),
     )
 
 
 def retry_queue(delay_s: int) -> QueueSpec:
     # A queue-level TTL, never per-message expiration: with one fixed TTL per queue every
-    # message at the head is the next to expire, so none waits behind a longer one.
+    # message at the head is the next to expire, so none waits behind a longer one. Nothing
+    # consumes a retry queue: expiry dead-letters each message back into the recipients exchange
+    # with its routing key (the tenant), at least once.
     return QueueSpec(
         retry_queue_name(delay_s),
         arguments=(
+            *QUORUM,
             ("x-message-ttl", delay_s * 1000),
             ("x-dead-letter-exchange", RECIPIENTS_EXCHANGE),
+            *AT_LEAST_ONCE,
         ),
         bindings=((retry_exchange_name(delay_s), ""),),
     )
 
 
 def parked_queue(queue: str) -> QueueSpec:
-    return QueueSpec(parked_queue_name(queue), bindings=((PARKED_EXCHANGE, queue),))
+    # Replicated like the work it holds; no delivery limit, so inspecting it never loses it.
+    return QueueSpec(parked_queue_name(queue), arguments=QUORUM, bindings=((PARKED_EXCHANGE, queue),))
 
 
-SEND = QueueSpec(SEND_QUEUE, bindings=((SEND_EXCHANGE, SEND_ROUTING_KEY),))
-STATUS = QueueSpec(STATUS_QUEUE, bindings=((STATUS_EXCHANGE, STATUS_ROUTING_KEY),))
-INBOUND = QueueSpec(INBOUND_QUEUE, bindings=((STATUS_EXCHANGE, INBOUND_ROUTING_KEY),))
-COMMANDS = QueueSpec(COMMANDS_QUEUE, bindings=((COMMANDS_EXCHANGE, "campaign.#"),))
-BOOKING = QueueSpec(BOOKING_QUEUE, bindings=((BOOKING_EXCHANGE, "booking.#"),))
+SEND = work_queue(SEND_QUEUE, (SEND_EXCHANGE, SEND_ROUTING_KEY))
+STATUS = work_queue(STATUS_QUEUE, (STATUS_EXCHANGE, STATUS_ROUTING_KEY))
+INBOUND = work_queue(INBOUND_QUEUE, (STATUS_EXCHANGE, INBOUND_ROUTING_KEY))
+COMMANDS = work_queue(COMMANDS_QUEUE, (COMMANDS_EXCHANGE, "campaign.#"))
+BOOKING = work_queue(BOOKING_QUEUE, (BOOKING_EXCHANGE, "booking.#"))
 
 WORK_QUEUES: tuple[QueueSpec, ...] = (SEND, STATUS, INBOUND, COMMANDS, BOOKING)
 

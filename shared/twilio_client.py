@@ -242,6 +242,7 @@ class TwilioClient:
         *,
         data: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
+        write_by: float | None = None,
     ) -> Response:
         headers = [("Authorization", _basic_auth(credentials.account_sid, credentials.auth_token))]
         body = b""
@@ -251,7 +252,9 @@ class TwilioClient:
         if params:
             url = f"{url}?{urlencode({key: str(value) for key, value in params.items()})}"
         try:
-            response = await self._client().request(method, url, headers=headers, body=body)
+            response = await self._client().request(
+                method, url, headers=headers, body=body, write_by=write_by
+            )
         except (NotSent, ResponseLost, OSError, TimeoutError) as exc:
             raise _transport_error(exc) from exc
         if response.status >= 300:
@@ -273,7 +276,11 @@ class TwilioClient:
         content_variables: Mapping[str, str] | None = None,
         status_callback: str | None = None,
         validity_period: int | None = None,
+        write_by: float | None = None,
     ) -> CreatedMessage:
+        """Create a message. ``write_by`` (``time.monotonic()``): if the request cannot be written
+        by then (the process was frozen or starved), it is not sent at all (TwilioError, not
+        reached)."""
         form = _drop_none(
             {
                 "To": to,
@@ -289,7 +296,7 @@ class TwilioClient:
             }
         )
         response = await self._request(
-            "POST", self._messages_url(credentials.account_sid), credentials, data=form
+            "POST", self._messages_url(credentials.account_sid), credentials, data=form, write_by=write_by
         )
         try:
             payload = orjson.loads(response.content)

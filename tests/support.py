@@ -3,12 +3,15 @@ services and the Twilio simulator run as real processes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlparse, urlunparse
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from tools.stack import ManagedProcess, Stack, free_port
 
@@ -73,3 +76,22 @@ class IsolatedEnvironment:
 
 
 __all__ = ["ROOT", "IsolatedEnvironment", "ManagedProcess", "Stack", "free_port"]
+
+
+async def drain_queue(
+    channel: AbstractChannel, name: str, *, idle_s: float = 0.3
+) -> list[AbstractIncomingMessage]:
+    """Take every message ready in ``name`` (acknowledged), by consuming until it stays idle:
+    ``basic.get`` is refused by quorum queues with a single active consumer (dispatch queues)."""
+    queue = await channel.get_queue(name, ensure=False)
+    taken: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+    tag = await queue.consume(taken.put, no_ack=True)
+    messages: list[AbstractIncomingMessage] = []
+    try:
+        while True:
+            try:
+                messages.append(await asyncio.wait_for(taken.get(), idle_s))
+            except TimeoutError:
+                return messages
+    finally:
+        await queue.cancel(tag)

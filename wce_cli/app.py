@@ -1,70 +1,108 @@
-"""``python -m wce_cli``: follow a campaign, read its recipient logs, export them as CSV."""
+"""``wce``: list and steer campaigns, follow one live, read its recipient logs, export them as CSV.
+
+Every command takes ``--api-key`` (or ``WCE_API_KEY``); campaign commands talk to the tenant API
+(``--api-url`` or ``WCE_API_URL``), progress, logs and exports to the tracker (``--tracker-url`` or
+``WCE_TRACKER_URL``). A mistake prints one line on stderr and exits non-zero.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.table import Table
 
-from wce_cli.client import ApiError, TrackerClient
+from wce_cli.client import FINAL_STATES, TenantApiClient, TrackerClient
+from wce_cli.common import console, require_key, run
 from wce_cli.parked import parked_app
-from wce_cli.render import describe, log_table, progress_bar, summary
+from wce_cli.rate import RecentRate, eta_seconds
+from wce_cli.reference import CAMPAIGN_STATES, RECIPIENT_STATES, shortcode_rows
+from wce_cli.render import campaign_table, describe, log_table, progress_bar, summary
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+DEFAULT_TRACKER_URL = "http://127.0.0.1:8001"
+
+# Exit codes of `wce progress` besides 0 (completed) and 1 (an error).
+EXIT_STOPPED = 3  # paused, or a draft never started: it will not move on its own
+EXIT_ENDED_UNFINISHED = 4  # cancelled or failed
 
 app = typer.Typer(
-    help="WhatsApp campaign engine: campaign progress, logs and CSV exports.", no_args_is_help=True
+    help=__doc__,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,
 )
+campaigns_app = typer.Typer(help="List, show and steer campaigns (tenant API).", no_args_is_help=True)
+app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(parked_app, name="parked")
-console = Console()
 
-ApiUrl = Annotated[str, typer.Option(envvar="WCE_API_URL", help="Tracker base URL.")]
-ApiKey = Annotated[str, typer.Option(envvar="WCE_API_KEY", help="Tenant API key.")]
-State = Annotated[str | None, typer.Option(help="Only these states (comma-separated).")]
+ApiUrl = Annotated[str, typer.Option(envvar="WCE_API_URL", help="Tenant API base URL.")]
+TrackerUrl = Annotated[str, typer.Option(envvar="WCE_TRACKER_URL", help="Tracker base URL.")]
+ApiKey = Annotated[str, typer.Option(envvar="WCE_API_KEY", help="Tenant API key.", show_default=False)]
+State = Annotated[str | None, typer.Option(help="Only these states, comma-separated (see `wce statuses`).")]
 ErrorCode = Annotated[int | None, typer.Option(help="Only this Twilio error code.")]
 Phone = Annotated[str | None, typer.Option(help="Only this phone number.")]
-
-DEFAULT_API_URL = "http://127.0.0.1:8001"
-
-
-def _fail(exc: ApiError) -> typer.Exit:
-    console.print(f"[red]{exc}[/]")
-    return typer.Exit(1)
+CampaignId = Annotated[str, typer.Argument(help="The campaign's id (see `wce campaigns list`).")]
 
 
-async def _follow(api_url: str, api_key: str, campaign_id: str, stream: bool) -> dict[str, Any]:
+async def _follow(tracker_url: str, api_key: str, campaign_id: str, stream: bool) -> dict[str, Any]:
     last: dict[str, Any] = {}
-    async with TrackerClient(api_url, api_key) as client:
-        with progress_bar() as bar:
+    rate = RecentRate()
+    async with TrackerClient(tracker_url, api_key) as client:
+        with progress_bar(console) as bar:
             task = bar.add_task("starting", total=1, rate="", eta="")
             async for update in client.follow(campaign_id, stream=stream):
-                bar.update(task, **describe(update))
+                rate.observe(time.monotonic(), update["done"])
+                recent = rate.per_second()
+                shown = recent if recent is not None else float(update.get("rate_per_s") or 0.0)
+                eta = eta_seconds(update["remaining"], shown) if update["state"] == "running" else None
+                bar.update(task, **describe(update, rate=shown, eta_s=eta))
                 last = update
     return last
 
 
 @app.command()
 def progress(
-    campaign_id: str,
-    api_url: ApiUrl = DEFAULT_API_URL,
+    campaign_id: CampaignId,
+    tracker_url: TrackerUrl = DEFAULT_TRACKER_URL,
     api_key: ApiKey = "",
     poll: Annotated[bool, typer.Option(help="Poll instead of following the event stream.")] = False,
+    show_summary: Annotated[
+        bool, typer.Option("--summary/--no-summary", help="End with a table by state.")
+    ] = True,
 ) -> None:
-    """Show a campaign's progress live until it ends, then a summary by state."""
-    try:
-        final = asyncio.run(_follow(api_url, api_key, campaign_id, stream=not poll))
-    except ApiError as exc:
-        raise _fail(exc) from exc
-    console.print(summary(final))
-    if final["state"] != "completed":
-        raise typer.Exit(2)
+    """Show a campaign's progress live until it ends or stops, then a summary by state.
+
+    Exit code 0: completed; 3: paused (or a draft never started); 4: cancelled or failed.
+    """
+    final = run(_follow(tracker_url, require_key(api_key), campaign_id, stream=not poll))
+    if show_summary:
+        console.print(summary(final))
+    state, reason = final["state"], final.get("pause_reason")
+    if state == "completed":
+        return
+    if state == "paused":
+        console.print(
+            f"Campaign paused ({reason or 'no reason given'}): nothing more is sent until it is resumed"
+            f" — wce campaigns resume {campaign_id}",
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
+        raise typer.Exit(EXIT_STOPPED)
+    if state == "draft":
+        console.print(f"Campaign is a draft — start it with: wce campaigns start {campaign_id}", markup=False)
+        raise typer.Exit(EXIT_STOPPED)
+    console.print(f"Campaign {state}" + (f" ({reason})" if reason else ""), markup=False)
+    raise typer.Exit(EXIT_ENDED_UNFINISHED if state in FINAL_STATES else 1)
 
 
 @app.command()
 def logs(
-    campaign_id: str,
-    api_url: ApiUrl = DEFAULT_API_URL,
+    campaign_id: CampaignId,
+    tracker_url: TrackerUrl = DEFAULT_TRACKER_URL,
     api_key: ApiKey = "",
     state: State = None,
     error_code: ErrorCode = None,
@@ -73,17 +111,15 @@ def logs(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
 ) -> None:
     """List a campaign's recipients with their state, error and times."""
+    key = require_key(api_key)
 
     async def fetch() -> dict[str, Any]:
-        async with TrackerClient(api_url, api_key) as client:
+        async with TrackerClient(tracker_url, key) as client:
             return await client.recipients(
                 campaign_id, state=state, error_code=error_code, phone=phone, after=after, limit=limit
             )
 
-    try:
-        page = asyncio.run(fetch())
-    except ApiError as exc:
-        raise _fail(exc) from exc
+    page = run(fetch())
     console.print(log_table(page["items"]))
     if page["next_after"] is not None:
         console.print(f"more: --after {page['next_after']}")
@@ -91,9 +127,9 @@ def logs(
 
 @app.command("export-csv")
 def export_csv(
-    campaign_id: str,
+    campaign_id: CampaignId,
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
-    api_url: ApiUrl = DEFAULT_API_URL,
+    tracker_url: TrackerUrl = DEFAULT_TRACKER_URL,
     api_key: ApiKey = "",
     state: State = None,
     error_code: ErrorCode = None,
@@ -101,15 +137,109 @@ def export_csv(
     bom: Annotated[bool, typer.Option(help="Start with a UTF-8 byte order mark (for Excel).")] = False,
 ) -> None:
     """Download a campaign's recipient log as CSV."""
+    key = require_key(api_key)
 
     async def download() -> int:
-        async with TrackerClient(api_url, api_key) as client:
+        async with TrackerClient(tracker_url, key) as client:
             return await client.export_csv(
                 campaign_id, output, bom=bom, state=state, error_code=error_code, phone=phone
             )
 
-    try:
-        written = asyncio.run(download())
-    except ApiError as exc:
-        raise _fail(exc) from exc
-    console.print(f"wrote {written:,} bytes to {output}")
+    written = run(download())
+    console.print(f"wrote {written:,} bytes to {output}", soft_wrap=True, highlight=False, markup=False)
+
+
+@campaigns_app.command("list")
+def campaigns_list(
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = "",
+    limit: Annotated[int, typer.Option(min=1, max=200, help="How many, newest first.")] = 50,
+) -> None:
+    """The tenant's campaigns, newest first."""
+    key = require_key(api_key)
+
+    async def fetch() -> list[dict[str, Any]]:
+        async with TenantApiClient(api_url, key) as client:
+            return await client.campaigns(limit=limit)
+
+    console.print(campaign_table(run(fetch())))
+
+
+@campaigns_app.command("show")
+def campaigns_show(campaign_id: CampaignId, api_url: ApiUrl = DEFAULT_API_URL, api_key: ApiKey = "") -> None:
+    """One campaign: state, pause reason, audience and template."""
+    key = require_key(api_key)
+
+    async def fetch() -> dict[str, Any]:
+        async with TenantApiClient(api_url, key) as client:
+            return await client.campaign(campaign_id)
+
+    campaign = run(fetch())
+    console.print(campaign_table([campaign]))
+    console.print_json(data={"audience": campaign["audience"], "template": campaign["template"]})
+
+
+def _act(action: str, campaign_id: str, api_url: str, api_key: str, reason: str | None = None) -> None:
+    key = require_key(api_key)
+
+    async def act() -> dict[str, Any]:
+        async with TenantApiClient(api_url, key) as client:
+            return await client.act(campaign_id, action, reason)
+
+    campaign = run(act())
+    console.print(f"campaign {campaign['id']}: {campaign['state']}", highlight=False, markup=False)
+
+
+@campaigns_app.command("start")
+def campaigns_start(campaign_id: CampaignId, api_url: ApiUrl = DEFAULT_API_URL, api_key: ApiKey = "") -> None:
+    """Start a draft campaign."""
+    _act("start", campaign_id, api_url, api_key)
+
+
+@campaigns_app.command("pause")
+def campaigns_pause(
+    campaign_id: CampaignId,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = "",
+    reason: Annotated[str | None, typer.Option(help="Why (shown with the campaign).")] = None,
+) -> None:
+    """Pause a running campaign (sending stops within a second)."""
+    _act("pause", campaign_id, api_url, api_key, reason)
+
+
+@campaigns_app.command("resume")
+def campaigns_resume(
+    campaign_id: CampaignId, api_url: ApiUrl = DEFAULT_API_URL, api_key: ApiKey = ""
+) -> None:
+    """Resume a paused campaign."""
+    _act("resume", campaign_id, api_url, api_key)
+
+
+@campaigns_app.command("cancel")
+def campaigns_cancel(
+    campaign_id: CampaignId, api_url: ApiUrl = DEFAULT_API_URL, api_key: ApiKey = ""
+) -> None:
+    """Cancel a campaign for good (recipients not yet sent are never sent)."""
+    _act("cancel", campaign_id, api_url, api_key)
+
+
+@app.command()
+def shortcodes() -> None:
+    """The {shortcodes} a template may use, and what each becomes when its value is missing."""
+    table = Table("shortcode", "kind", "becomes", "when missing", title="Template shortcodes")
+    for row in shortcode_rows():
+        table.add_row(*row)
+    console.print(table)
+
+
+@app.command()
+def statuses() -> None:
+    """What each recipient state (the --state filter of logs and export-csv) and campaign state means."""
+    recipients = Table("state", "meaning", title="Recipient states")
+    for name, meaning in RECIPIENT_STATES.items():
+        recipients.add_row(name, meaning)
+    console.print(recipients)
+    campaigns = Table("state", "meaning", title="Campaign states")
+    for name, meaning in CAMPAIGN_STATES.items():
+        campaigns.add_row(name, meaning)
+    console.print(campaigns)

@@ -4,21 +4,25 @@ Talks to the segmenter's operator API (``/v1/operator/parked``) with the operato
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from wce_cli.client import ApiError, raise_for
+from wce_cli.client import raise_for
+from wce_cli.common import console, fail, require_token, run
 
-parked_app = typer.Typer(help="Messages a consumer could not process: list, show, replay, purge.")
-console = Console()
+parked_app = typer.Typer(
+    help="Messages a consumer could not process: list, show, replay, purge (operator token).",
+    no_args_is_help=True,
+)
 
 OperatorUrl = Annotated[
-    str, typer.Option("--api-url", envvar="WCE_OPERATOR_API_URL", help="Segmenter (tenant API) base URL.")
+    str,
+    typer.Option(
+        "--api-url", envvar=["WCE_API_URL", "WCE_OPERATOR_API_URL"], help="Segmenter (tenant API) base URL."
+    ),
 ]
 OperatorToken = Annotated[str, typer.Option("--token", envvar="WCE_OPERATOR_TOKEN", help="Operator token.")]
 Ids = Annotated[list[str] | None, typer.Option("--id", help="A parked message's id (repeatable).")]
@@ -39,20 +43,12 @@ async def _call(api_url: str, token: str, method: str, path: str, **kwargs: Any)
 
 
 def _run(api_url: str, token: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    try:
-        return asyncio.run(_call(api_url, token, method, path, **kwargs))
-    except ApiError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from exc
-    except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach {api_url}: {exc}[/]")
-        raise typer.Exit(1) from exc
+    return run(_call(api_url, require_token(token), method, path, **kwargs))
 
 
 def _selection(ids: list[str] | None, everything: bool, limit: int) -> dict[str, Any]:
     if bool(ids) == everything:
-        console.print("[red]give either --id (one or more) or --all[/]")
-        raise typer.Exit(2)
+        fail("give either --id (one or more) or --all", code=2)
     return {"ids": ids, "limit": limit} if ids else {"all": True, "limit": limit}
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 STATE_STYLES = {
     "completed": "green",
@@ -17,7 +19,7 @@ STATE_STYLES = {
 }
 
 
-def progress_bar() -> Progress:
+def progress_bar(console: Console | None = None) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -25,24 +27,38 @@ def progress_bar() -> Progress:
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),
         TextColumn("{task.fields[eta]}"),
+        console=console,
     )
 
 
-def describe(update: dict[str, Any]) -> dict[str, Any]:
-    """The bar's fields for one progress update."""
+_SERVER = object()
+
+
+def describe(update: dict[str, Any], *, rate: float | None = None, eta_s: Any = _SERVER) -> dict[str, Any]:
+    """The bar's fields for one progress update; ``rate`` and ``eta_s`` replace the server's figures
+    (the CLI measures them over the last seconds)."""
     state = update["state"]
     style = STATE_STYLES.get(state, "white")
     label = f"[{style}]{state}[/]"
     if update.get("pause_reason"):
         label += f" ({update['pause_reason']})"
-    eta = update.get("eta_s")
+    eta = update.get("eta_s") if eta_s is _SERVER else eta_s
+    shown_rate = update["rate_per_s"] if rate is None else rate
     return {
         "description": label,
         "total": max(update["total"], 1),
         "completed": update["done"],
-        "rate": f"{update['rate_per_s']:.1f}/s",
+        "rate": f"{shown_rate:.1f}/s" + _paced(update),
         "eta": f"ETA {_duration(eta)}" if eta is not None else "",
     }
+
+
+def _paced(update: dict[str, Any]) -> str:
+    """Shown while Twilio's refusals hold the tenant under its configured rate."""
+    configured, effective = update.get("configured_rate_per_s"), update.get("effective_rate_per_s")
+    if configured and effective is not None and effective < configured:
+        return f" (paced to {effective:.0f} of {configured:g}/s)"
+    return ""
 
 
 def _duration(seconds: float) -> str:
@@ -85,3 +101,29 @@ def log_table(items: Sequence[dict[str, Any]]) -> Table:
     for item in items:
         table.add_row(*("" if item.get(key) is None else str(item[key]) for key, _ in LOG_COLUMNS))
     return table
+
+
+def campaign_table(campaigns: Sequence[dict[str, Any]]) -> Table:
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    table.add_column("name", overflow="fold")
+    for title in ("kind", "state", "recipients", "created", "started"):
+        table.add_column(title, justify="right" if title == "recipients" else "left")
+    for campaign in campaigns:
+        state = Text(campaign["state"], style=STATE_STYLES.get(campaign["state"], "white"))
+        if campaign.get("pause_reason"):
+            state.append(f" ({campaign['pause_reason']})")
+        table.add_row(
+            str(campaign["id"]),
+            Text(campaign["name"]),
+            campaign["kind"],
+            state,
+            f"{campaign['total']:,}",
+            _when(campaign.get("created_at")),
+            _when(campaign.get("started_at")),
+        )
+    return table
+
+
+def _when(value: str | None) -> str:
+    return "" if not value else value.replace("T", " ")[:19]

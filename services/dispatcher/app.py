@@ -15,7 +15,7 @@ from services.dispatcher.handlers import (
     consume_events,
     refresh_loop,
 )
-from services.dispatcher.scheduler import CampaignStates, Dispatcher, DispatchSettings
+from services.dispatcher.scheduler import CampaignStates, Dispatcher, DispatchSettings, PacingRecords
 from shared import topology
 from shared.http import broker_check, install_common, pool_check
 from shared.runtime import attach, open_resources
@@ -47,9 +47,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 unlimited_inflight_chunks=settings.unlimited_inflight_chunks,
                 feedback_timeout_s=settings.chunk_feedback_timeout_s,
                 reply_queue=reply_queue,
+                pacing_recovery_per_s=settings.pacing_recovery_per_s,
             ),
             campaigns,
             chunk_publisher(resources.publisher),
+            PacingRecords(resources.pool),
         )
         resources.connection.reconnect_callbacks.add(lambda *_: dispatcher.restart_clocks())
         private = await resources.connection.channel()

@@ -72,7 +72,8 @@ async def consume_events(
     """Lifecycle events stop a paused campaign's batches at once; tenant events apply a new rate
     (or a new tenant) without waiting for the periodic re-read."""
     queue = await topology.declare_private_queue(channel, name)
-    await queue.bind(topology.EVENTS_EXCHANGE, routing_key="campaign.*")
+    for routing_key in CampaignLifecycle.ROUTING_KEYS:
+        await queue.bind(topology.EVENTS_EXCHANGE, routing_key=routing_key)
     await queue.bind(topology.EVENTS_EXCHANGE, routing_key=TenantChanged.ROUTING_KEY)
 
     async def on_event(message: AbstractIncomingMessage) -> None:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -29,6 +30,8 @@ from services.dispatcher.metrics import (
     TENANT_RATE,
 )
 from shared.events import ChunkDone, RecipientBatch, SendChunk
+from shared.metrics import EFFECTIVE_RATE
+from shared.pacing import Pacing, effective_rate
 from shared.throttle import MAX_CHUNK_SPAN_S, SlotClock, chunk_length, slot_interval
 
 Publish = Callable[[SendChunk, dict[str, Any] | None], Awaitable[None]]
@@ -36,6 +39,8 @@ Publish = Callable[[SendChunk, dict[str, Any] | None], Awaitable[None]]
 SENDABLE = "running"
 # Campaign states not asked about for this long are forgotten (re-read on the next batch).
 CAMPAIGN_TTL_S = 300.0
+# A tenant's back-off record is re-read at most this often (a chunk spans up to 0.25 s).
+PACING_TTL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,8 @@ class DispatchSettings:
     unlimited_inflight_chunks: int
     feedback_timeout_s: float
     reply_queue: str
+    # Fraction of the configured rate a backed-off tenant regains per second.
+    pacing_recovery_per_s: float = 0.02
 
 
 class Lane:
@@ -118,6 +125,33 @@ class CampaignStates:
                 self._states[row["id"]] = row["state"]
 
 
+class PacingView(Protocol):
+    async def current(self, tenant_id: UUID) -> Pacing | None: ...
+
+
+class PacingRecords:
+    """Tenants' back-off records from the database, each re-read at most every ``PACING_TTL_S``."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._cached: dict[UUID, tuple[float, Pacing | None]] = {}
+
+    async def current(self, tenant_id: UUID) -> Pacing | None:
+        now = time.monotonic()
+        cached = self._cached.get(tenant_id)
+        if cached is not None and now - cached[0] < PACING_TTL_S:
+            return cached[1]
+        row = await self._pool.fetchrow(queries.PACING, tenant_id)
+        pacing = Pacing(row["factor"], row["changed_at"], row["hold_until"]) if row else None
+        self._cached[tenant_id] = (now, pacing)
+        return pacing
+
+
+class NoPacing:
+    async def current(self, tenant_id: UUID) -> Pacing | None:
+        return None
+
+
 class CampaignView(Protocol):
     async def running(self, campaign_id: UUID) -> bool: ...
 
@@ -125,10 +159,17 @@ class CampaignView(Protocol):
 
 
 class Dispatcher:
-    def __init__(self, settings: DispatchSettings, campaigns: CampaignView, publish: Publish) -> None:
+    def __init__(
+        self,
+        settings: DispatchSettings,
+        campaigns: CampaignView,
+        publish: Publish,
+        pacing: PacingView | None = None,
+    ) -> None:
         self._settings = settings
         self._campaigns = campaigns
         self._publish = publish
+        self._pacing: PacingView = pacing or NoPacing()
         self._lanes: dict[UUID, Lane] = {}
 
     def lane(self, tenant_id: UUID) -> Lane:
@@ -189,7 +230,8 @@ class Dispatcher:
         if wait > 0:
             await asyncio.sleep(wait)
         # Read the rate after the wait: a change made meanwhile applies to this chunk already.
-        interval = slot_interval(lane.rate or 1, self._settings.margin)
+        rate = await self._effective_rate(lane)
+        interval = slot_interval(rate, self._settings.margin)
         ids = remaining[: chunk_length(interval, self._settings.chunk_size)]
         first = lane.clock.allocate(len(ids), interval, time.time())
         chunk = SendChunk(
@@ -201,6 +243,19 @@ class Dispatcher:
         )
         await self._publish(chunk, None)
         return len(ids)
+
+    async def _effective_rate(self, lane: Lane) -> float:
+        """The tenant's configured rate as backed off after Twilio's refusals; a Retry-After hold
+        is waited out here, and slots resume from its end."""
+        pacing = await self._pacing.current(lane.tenant_id)
+        if pacing is not None and pacing.hold_until is not None:
+            hold_s = (pacing.hold_until - datetime.now(UTC)).total_seconds()
+            if hold_s > 0:
+                await asyncio.sleep(hold_s)
+                lane.clock.next_slot_at = max(lane.clock.next_slot_at, time.time())
+        rate = effective_rate(lane.rate or 1, pacing, datetime.now(UTC), self._settings.pacing_recovery_per_s)
+        EFFECTIVE_RATE.labels(str(lane.tenant_id)).set(rate)
+        return rate
 
     async def _unlimited_chunk(self, lane: Lane, batch: RecipientBatch, ids: list[int]) -> int:
         await lane.wait_for_room(self._settings.unlimited_inflight_chunks)

@@ -11,11 +11,13 @@ from fastapi import APIRouter, FastAPI
 from services.segmenter import (
     campaign_requests,
     commands,
+    routes_api_keys,
     routes_audience,
     routes_booking,
     routes_campaigns,
     routes_credits,
     routes_parked,
+    routes_publishers,
     routes_sends,
     routes_suppressions,
     routes_tenants,
@@ -30,12 +32,15 @@ from shared.body_limit import bulk_paths
 from shared.crypto import SecretBox
 from shared.events import CampaignRequested
 from shared.http import broker_check, install_common, pool_check
+from shared.publishers import PublisherCheck, engine_user
 from shared.runtime import attach, open_resources
 from shared.settings import Settings, get_settings
 from shared.supervision import Supervisor
 
 ROUTERS: list[APIRouter] = [
     routes_tenants.router,
+    routes_api_keys.router,
+    routes_publishers.router,
     routes_campaigns.router,
     routes_audience.router,
     routes_booking.router,
@@ -80,10 +85,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             resources.pool, resources.publisher, lifecycle, app.state.content_is_approved
         )
         app.state.command_handlers = handlers
-        await commands.consume_commands(
-            await channel.get_queue(topology.COMMANDS_QUEUE), resources.publisher, handlers
+        publishers = PublisherCheck(
+            resources.pool,
+            engine_user=engine_user(settings.amqp_url),
+            enabled=settings.publisher_check_enabled,
         )
-        await consume_booking(resources.connection, resources.publisher, resources.pool)
+        await commands.consume_commands(
+            await channel.get_queue(topology.COMMANDS_QUEUE), resources.publisher, handlers, publishers
+        )
+        await consume_booking(resources.connection, resources.publisher, resources.pool, publishers)
         supervisor.spawn(
             "campaign_monitor", lambda: monitor_loop(resources.pool, runner, lifecycle, MONITOR_INTERVAL_S)
         )

@@ -1,10 +1,10 @@
-"""Consumer of ``wce.segmenter.commands``: campaign commands from other systems and from senders
+"""Consumer of ``wce.segmenter.commands.v2``: campaign commands from other systems and from senders
 (auto-pause). Each routing key has a handler; an unknown key or a bad payload is parked."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from uuid import UUID
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
@@ -13,6 +13,7 @@ from services.segmenter.campaigns import CampaignNotFound, InvalidTransition, Li
 from shared.broker import PoisonMessage, Publisher, consume
 from shared.events import CampaignCommand, Event
 from shared.logging import get_logger
+from shared.publishers import PublisherCheck
 
 log = get_logger(__name__)
 
@@ -42,12 +43,22 @@ def lifecycle_handlers(lifecycle: Lifecycle) -> dict[str, CommandHandler]:
 
 
 async def consume_commands(
-    queue: AbstractQueue, publisher: Publisher, handlers: dict[str, CommandHandler]
+    queue: AbstractQueue,
+    publisher: Publisher,
+    handlers: dict[str, CommandHandler],
+    publishers: PublisherCheck | None = None,
 ) -> str:
-    async def on_command(_: Any, message: AbstractIncomingMessage) -> None:
+    async def on_command(command: RawCommand, message: AbstractIncomingMessage) -> None:
         handler = handlers.get(message.routing_key or "")
         if handler is None:
             raise PoisonMessage(f"no handler for routing key {message.routing_key!r}")
+        if publishers is not None and publishers.enabled:
+            # Every command names its tenant; the publisher must be allowed to act for it.
+            try:
+                tenant_id = UUID(str((command.model_extra or {})["tenant_id"]))
+            except (KeyError, ValueError) as exc:
+                raise PoisonMessage(f"invalid {message.routing_key}: no valid tenant_id") from exc
+            await publishers.require(message.user_id, tenant_id)
         try:
             await handler(message.body)
         except ValidationError as exc:

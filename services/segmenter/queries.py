@@ -10,7 +10,35 @@ RETURNING *
 
 INSERT_API_KEY = "INSERT INTO api_keys (tenant_id, key_hash, prefix) VALUES ($1, $2, $3)"
 
-REVOKE_API_KEYS = "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND revoked_at IS NULL"
+API_KEY_COLUMNS = "id, name, prefix, created_at, last_used_at, expires_at, revoked_at"
+
+INSERT_NAMED_API_KEY = f"""
+INSERT INTO api_keys (tenant_id, key_hash, prefix, name, expires_at) VALUES ($1, $2, $3, $4, $5)
+RETURNING {API_KEY_COLUMNS}
+"""
+
+# Keys still usable: not revoked and not expired.
+SELECT_API_KEYS = f"""
+SELECT {API_KEY_COLUMNS} FROM api_keys
+WHERE tenant_id = $1 AND ($2 OR (revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())))
+ORDER BY id
+"""
+
+REVOKE_API_KEY = f"""
+UPDATE api_keys SET revoked_at = now()
+WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
+RETURNING {API_KEY_COLUMNS}
+"""
+
+# Rotation: the replaced keys stay valid for the overlap (never longer than they already would),
+# so integrations can switch over without an outage.
+EXPIRE_API_KEYS = f"""
+UPDATE api_keys
+SET expires_at = LEAST(coalesce(expires_at, 'infinity'), now() + make_interval(secs => $3))
+WHERE tenant_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+  AND ($2::bigint IS NULL OR id = $2)
+RETURNING {API_KEY_COLUMNS}
+"""
 
 INSERT_CREDIT_ACCOUNT = """
 INSERT INTO credit_accounts (tenant_id, plan_monthly, plan_balance, purchased_balance)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.segmenter import credits
 from services.segmenter.deps import PublisherDep, SettingsDep
+from shared import audit
 from shared.http import Operator, Pool, Tenant, not_found
 from shared.validation import INT8_MAX, Text
 
@@ -104,7 +105,7 @@ async def show_credits(
 async def change_credits(
     tenant_id: UUID,
     body: CreditsChange,
-    _: Operator,
+    operator: Operator,
     pool: Pool,
     publisher: PublisherDep,
     settings: SettingsDep,
@@ -122,4 +123,11 @@ async def change_credits(
         )
     except credits.AccountNotFound:
         raise not_found("tenant not found") from None
+    await audit.record(
+        pool,
+        actor=operator,
+        action="credits.changed",
+        tenant_id=tenant_id,
+        detail=body.model_dump(exclude_none=True),
+    )
     return balance_out(balance, settings.credits_enabled)

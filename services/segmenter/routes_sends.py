@@ -12,6 +12,7 @@ from services.segmenter.deps import LifecycleDep, SecretBoxDep, SettingsDep
 from services.segmenter.routes_campaigns import campaign_out
 from services.segmenter.schemas import CampaignOut
 from shared.http import Pool, Tenant
+from shared.openapi import ErrorDetail
 from shared.templating import MAX_VARIABLE_CHARS
 from shared.twilio_client import TwilioError
 from shared.validation import JsonObject, Text
@@ -98,7 +99,13 @@ async def manual_send(
     return campaign_out(row)
 
 
-@router.get("/templates", response_model=list[TemplateOut])
+@router.get(
+    "/templates",
+    response_model=list[TemplateOut],
+    responses={
+        502: {"description": "Twilio's Content API failed or could not be reached.", "model": ErrorDetail}
+    },
+)
 async def list_templates(
     tenant: Tenant, pool: Pool, box: SecretBoxDep, settings: SettingsDep
 ) -> list[TemplateOut]:

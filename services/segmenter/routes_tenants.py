@@ -1,4 +1,4 @@
-"""Tenants: operator endpoints (create, change, rotate key) and a tenant's own settings."""
+"""Tenants: operator endpoints (create, change) and a tenant's own settings."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from services.segmenter.schemas import (
     TenantOut,
     TenantSettingsUpdate,
 )
+from shared import audit
 from shared.http import Operator, Pool, Tenant, not_found
 
 router = APIRouter(prefix="/v1", tags=["tenants"])
@@ -23,7 +24,7 @@ router = APIRouter(prefix="/v1", tags=["tenants"])
 @router.post("/operator/tenants", status_code=status.HTTP_201_CREATED, response_model=TenantCreated)
 async def create_tenant(
     body: TenantCreate,
-    _: Operator,
+    operator: Operator,
     pool: Pool,
     publisher: PublisherDep,
     box: SecretBoxDep,
@@ -33,6 +34,9 @@ async def create_tenant(
     row, api_key = await tenants.create_tenant(
         pool, publisher, box, body, default_rate=settings.default_rate_per_second
     )
+    await audit.record(
+        pool, actor=operator, action="tenant.created", tenant_id=row["id"], detail={"name": body.name}
+    )
     return TenantCreated(tenant=tenants.tenant_out(row, settings.public_base_url), api_key=api_key)
 
 
@@ -40,7 +44,7 @@ async def create_tenant(
 async def operator_update_tenant(
     tenant_id: UUID,
     body: OperatorTenantUpdate,
-    _: Operator,
+    operator: Operator,
     pool: Pool,
     publisher: PublisherDep,
     box: SecretBoxDep,
@@ -52,16 +56,16 @@ async def operator_update_tenant(
         row = await tenants.update_tenant(pool, publisher, box, tenant_id, body, active=active)
     except tenants.TenantNotFound:
         raise not_found("tenant not found") from None
+    # Which settings changed, never their values (a Twilio auth token may be among them).
+    changed = sorted(body.model_dump(exclude_unset=True)) + (["active"] if active is not None else [])
+    await audit.record(
+        pool,
+        actor=operator,
+        action="tenant.updated",
+        tenant_id=tenant_id,
+        detail={"changed": changed, **({"active": active} if active is not None else {})},
+    )
     return tenants.tenant_out(row, settings.public_base_url)
-
-
-@router.post("/operator/tenants/{tenant_id}/api-keys", status_code=status.HTTP_201_CREATED)
-async def rotate_api_key(tenant_id: UUID, _: Operator, pool: Pool) -> dict[str, str]:
-    """Issue a new API key and revoke the old ones."""
-    try:
-        return {"api_key": await tenants.rotate_api_key(pool, tenant_id)}
-    except tenants.TenantNotFound:
-        raise not_found("tenant not found") from None
 
 
 @router.get("/tenant", response_model=TenantOut)

@@ -46,8 +46,8 @@ MAX_CREDITS = 100_000_000
 
 
 class CreditsSetup(Strict):
-    plan_monthly: int = Field(default=0, ge=0, le=MAX_CREDITS)
-    purchased: int = Field(default=0, ge=0, le=MAX_CREDITS)
+    plan_monthly: int = Field(default=0, ge=0, le=MAX_CREDITS, strict=True)
+    purchased: int = Field(default=0, ge=0, le=MAX_CREDITS, strict=True)
 
 
 class TenantProfile(Strict):
@@ -128,8 +128,8 @@ class TenantSettingsUpdate(TenantProfile):
 class OperatorTenantUpdate(TenantProfile):
     """What the operator may change about a tenant, its rate included."""
 
-    rate_per_second: int | None = Field(default=None, gt=0, le=10_000)
-    unlimited_rate: bool | None = None
+    rate_per_second: int | None = Field(default=None, gt=0, le=10_000, strict=True)
+    unlimited_rate: bool | None = Field(default=None, strict=True)
 
 
 class TenantCreate(OperatorTenantUpdate):
@@ -192,7 +192,7 @@ class CampaignCreate(Strict):
     name: Annotated[str, Text(200, min_length=1)]
     audience: Audience = Field(default_factory=Audience)
     template: BodyTemplate | ContentTemplate
-    start: bool = False
+    start: bool = Field(default=False, strict=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -115,16 +115,6 @@ async def update_tenant(
     return row
 
 
-async def rotate_api_key(pool: asyncpg.Pool, tenant_id: UUID) -> str:
-    api_key = new_api_key()
-    async with pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval("SELECT 1 FROM tenants WHERE id = $1", tenant_id) is None:
-            raise TenantNotFound(tenant_id)
-        await conn.execute(queries.REVOKE_API_KEYS, tenant_id)
-        await conn.execute(queries.INSERT_API_KEY, tenant_id, hash_api_key(api_key), display_prefix(api_key))
-    return api_key
-
-
 async def _announce(publisher: Publisher, row: asyncpg.Record) -> None:
     event = TenantChanged(tenant_id=row["id"], rate_per_second=row["rate_per_second"], active=row["active"])
     await publisher.publish(topology.EVENTS_EXCHANGE, TenantChanged.ROUTING_KEY, event, mandatory=False)

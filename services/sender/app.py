@@ -20,6 +20,7 @@ from services.sender.engine import EngineSettings, SendEngine
 from services.sender.gate import CampaignGate
 from services.sender.handlers import AutoPauser, InFlight, consume_chunks, consume_events, poll_gate
 from services.sender.maintenance import Maintenance, MaintenanceSettings
+from services.sender.pacer import Pacer
 from services.sender.recording import Recorder
 from shared import topology
 from shared.crypto import SecretBox
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 public_base_url=settings.public_base_url,
             ),
             concurrency=concurrency,
+            pacer=Pacer(resources.pool, settings.pacing_recovery_per_s),
             auto_pause=AutoPauser(gate, resources.publisher),
         )
         maintenance = Maintenance(
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             recorder=recorder,
             settings=MaintenanceSettings(
                 interval_s=settings.maintenance_interval_s,
+                lease_s=settings.maintenance_lease_s,
                 reconcile_after_s=settings.reconcile_after_s,
                 sweep_idle_s=settings.sweep_idle_s,
                 retry_tiers_s=settings.retry_tiers_s,

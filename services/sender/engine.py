@@ -22,15 +22,17 @@ from services.sender import queries
 from services.sender.directory import Directory, TenantInfo
 from services.sender.gate import CampaignGate
 from services.sender.outcomes import Skip, Transition, after_attempt, refused_locally, skipped
+from services.sender.pacer import Pacer
 from services.sender.recording import Recorder, Settlement, with_db_retry
 from shared import credits, metrics
 from shared.events import SendChunk
 from shared.logging import get_logger
+from shared.pacing import RATE_LIMIT_CODES
 from shared.templating import RecipientData, Template, render
 from shared.throttle import is_late
 from shared.twilio_client import TwilioClient, TwilioError
 from shared.twilio_errors import classify
-from shared.webhooks import status_callback_url
+from shared.webhooks import status_callback_request_url
 
 log = get_logger(__name__)
 CREATE_LATENCY = metrics.TWILIO_LATENCY.labels("create")
@@ -122,6 +124,7 @@ class SendEngine:
         settings: EngineSettings,
         concurrency: int,
         auto_pause: AutoPause,
+        pacer: Pacer,
     ) -> None:
         self._pool = pool
         self._client = client
@@ -134,6 +137,7 @@ class SendEngine:
         self._budget = MessageBudget(2 * concurrency)
         self._concurrency = concurrency
         self._auto_pause = auto_pause
+        self._pacer = pacer
         self._rolled: dict[UUID, date] = {}
         self.stopping = False
         # Campaigns this sender is working on, with when it last saw a chunk of theirs.
@@ -163,12 +167,20 @@ class SendEngine:
     async def _process(self, chunk: SendChunk, tenant: TenantInfo, template: Template) -> bool:
         if self.stopping:
             return False
-        claim = await with_db_retry("claim", lambda: self._claim(chunk))
+        # The time a claim's lease runs from is taken before the claim is sent: a process frozen
+        # between the claim's commit and reading the clock must not count from after it thawed.
+        claim_sent: list[float] = []
+
+        def claim_rows() -> Awaitable[Claim]:
+            claim_sent.append(time.monotonic())
+            return self._claim(chunk)
+
+        claim = await with_db_retry("claim", claim_rows)
         if claim.short_of_credits:
             await self._auto_pause(chunk.tenant_id, chunk.campaign_id, "insufficient_credits")
         if not claim.rows:
             return True
-        claimed_mono = time.monotonic()
+        claimed_mono = claim_sent[-1]
         slots = {recipient_id: chunk.slot_at(i) for i, recipient_id in enumerate(chunk.recipient_ids)}
         settlements = await asyncio.gather(
             *(
@@ -181,12 +193,25 @@ class SendEngine:
         return not any(s.transition.skip is Skip.SHUTDOWN for s in settlements)
 
     async def _after_chunk(self, chunk: SendChunk, settlements: list[Settlement]) -> None:
+        if chunk.first_slot_at is not None:
+            await self._pace(chunk, settlements)
         if any(s.transition.auth_failure for s in settlements):
             await self._auto_pause(chunk.tenant_id, chunk.campaign_id, "twilio_auth_error")
             return
         attempts = [s.transition.is_error for s in settlements if not s.transition.uncount]
         if attempts and self._gate.record(chunk.campaign_id, attempts):
             await self._auto_pause(chunk.tenant_id, chunk.campaign_id, "error_rate")
+
+    async def _pace(self, chunk: SendChunk, settlements: list[Settlement]) -> None:
+        """Tell the tenant's pacing how many creates went out and how many Twilio refused for rate."""
+        requested = [s.transition for s in settlements if s.transition.requested]
+        if not requested:
+            return
+        refused = [t for t in requested if t.error_code in RATE_LIMIT_CODES]
+        retry_after = max((t.retry_after_s for t in refused if t.retry_after_s is not None), default=None)
+        await self._pacer.observe(
+            chunk.tenant_id, attempted=len(requested), refused=len(refused), retry_after_s=retry_after
+        )
 
     async def _claim(self, chunk: SendChunk) -> Claim:
         if self._settings.credits_enabled:
@@ -231,9 +256,12 @@ class SendEngine:
         if is_late(slot_at, time.time(), self._settings.late_tolerance_s):
             return Skip.LATE
         # Never start a call that could outlive the lease: the row would be reconciled mid-call.
-        if time.monotonic() - claimed_mono > self._settings.lease_s - self._settings.twilio_timeout_s - 1.0:
+        if time.monotonic() > self._write_by(claimed_mono):
             return Skip.LATE
         return None
+
+    def _write_by(self, claimed_mono: float) -> float:
+        return claimed_mono + self._settings.lease_s - self._settings.twilio_timeout_s - 1.0
 
     async def _send(
         self,
@@ -279,8 +307,14 @@ class SendEngine:
                     body=message.body,
                     content_sid=message.content_sid,
                     content_variables=message.content_variables,
-                    status_callback=status_callback_url(self._settings.public_base_url, chunk.tenant_id),
+                    status_callback=status_callback_request_url(
+                        self._settings.public_base_url, chunk.tenant_id
+                    ),
                     validity_period=VALIDITY_PERIOD_S,
+                    # Checked again as the request is written: a sender frozen (SIGSTOP) between
+                    # the check above and the write must not send once its lease has run out and
+                    # the row may have been reconciled and sent by another sender.
+                    write_by=self._write_by(claimed_mono),
                 )
             except TwilioError as exc:
                 outcome = classify(
@@ -304,5 +338,6 @@ class SendEngine:
             deferrals=row.deferrals,
             tiers=self._settings.retry_tiers_s,
             max_attempts=self._settings.max_attempts,
+            paced=chunk.first_slot_at is not None,
         )
         return settle(transition, sid)

@@ -91,7 +91,8 @@ async def consume_events(channel: AbstractChannel, gate: CampaignGate, directory
     """A private queue of lifecycle and tenant events: pauses reach this sender at once."""
     name = topology.private_queue_name("sender", uuid.uuid4().hex[:12], "events")
     queue = await topology.declare_private_queue(channel, name)
-    await queue.bind(topology.EVENTS_EXCHANGE, routing_key="campaign.*")
+    for routing_key in CampaignLifecycle.ROUTING_KEYS:
+        await queue.bind(topology.EVENTS_EXCHANGE, routing_key=routing_key)
     await queue.bind(topology.EVENTS_EXCHANGE, routing_key=TenantChanged.ROUTING_KEY)
 
     async def on_event(message: AbstractIncomingMessage) -> None:

@@ -1,8 +1,8 @@
 """Lease expiry, reconciliation of unknown sends, and the sweep of rows the broker lost.
 
-One sender at a time does this (the holder of a transaction-scoped advisory lock in a transaction
-it keeps open; when it dies, its connection closes, the lock is released and another sender
-takes over).
+One sender at a time does this: the holder of a lease in the database (``leadership.Lease``),
+renewed by a heartbeat; when its holder dies or freezes, another sender takes over within
+``maintenance_lease_s``.
 
 - A row ``sending`` past its lease lost its sender mid-call: it becomes ``unknown``.
 - An ``unknown`` row older than ``reconcile_after_s`` is looked up: first among the status
@@ -19,6 +19,7 @@ takes over).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from services.sender import queries
 from services.sender.directory import Directory, TenantNotFound
+from services.sender.leadership import LeadershipLost, Lease
 from services.sender.metrics import RECONCILED
 from services.sender.outcomes import after_lookup
 from services.sender.recording import DB_ERRORS, Recorder, Settlement
@@ -41,7 +43,7 @@ from shared.twilio_client import ListedMessage, TwilioClient, TwilioError
 
 log = get_logger(__name__)
 
-MAINTENANCE_LOCK_KEY = 7_340_300
+MAINTENANCE_LEASE = "sender.maintenance"
 EXPIRE_BATCH = 1000
 RECONCILE_BATCH = 500
 LOOKUP_CONCURRENCY = 16
@@ -58,6 +60,7 @@ class MaintenanceSettings:
     sweep_idle_s: float
     retry_tiers_s: list[int]
     publish_batch_size: int
+    lease_s: float = 5.0
 
 
 def pick_message(
@@ -101,31 +104,48 @@ class Maintenance:
         self._settings = settings
         self._waiting: dict[UUID, Waiting] = {}
         self._last_sweep = 0.0
+        self.lease = Lease(pool, MAINTENANCE_LEASE, duration_s=settings.lease_s)
 
     async def run(self) -> None:
-        """Forever: become the leader when no other sender is, then do a pass every interval."""
+        """Forever: take the lease when no other sender holds it, then do a pass every interval
+        while a heartbeat keeps the lease."""
         while True:
             try:
-                # Transaction-scoped: released with the transaction (or the connection), and kept
-                # on one server connection by a transaction-mode pooler, where a session lock's
-                # unlock could reach another server connection and leave the lock held by nobody.
-                async with self._pool.acquire() as lock_conn, lock_conn.transaction():
-                    if await lock_conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", MAINTENANCE_LOCK_KEY):
-                        await self._lead(lock_conn)
+                if await self.lease.acquire():
+                    log.info("maintenance leadership taken", holder=self.lease.holder)
+                    await self._lead()
             except asyncio.CancelledError:
                 raise
+            except LeadershipLost:
+                log.warning("maintenance leadership lost to another sender", holder=self.lease.holder)
             except (*DB_ERRORS, BrokerUnavailable) as exc:
                 log.warning("maintenance pass failed", error=repr(exc))
             await asyncio.sleep(self._settings.interval_s)
 
-    async def _lead(self, lock_conn: asyncpg.Connection) -> None:
+    async def _lead(self) -> None:
+        passes = asyncio.create_task(self._passes(), name="maintenance-passes")
+        try:
+            while True:
+                # The heartbeat runs beside the passes, so a long pass never lets the lease lapse.
+                done, _ = await asyncio.wait({passes}, timeout=self.lease.heartbeat_s)
+                if done:
+                    passes.result()
+                    return
+                if not await self.lease.acquire():
+                    raise LeadershipLost(self.lease.holder)
+        finally:
+            passes.cancel()
+            await asyncio.gather(passes, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.lease.release())
+
+    async def _passes(self) -> None:
         while True:
-            # The lock lives with this session: if it is gone, so is the leadership.
-            await lock_conn.fetchval("SELECT 1")
             await self.pass_once()
             await asyncio.sleep(self._settings.interval_s)
 
     async def pass_once(self) -> None:
+        self.lease.ensure_held()
         await self.expire_leases()
         await self.reconcile()
         now = time.monotonic()
@@ -150,6 +170,8 @@ class Maintenance:
                 return await self._resolve(row)
 
         resolved = await asyncio.gather(*(resolve(row) for row in rows))
+        # Lookups take time: act on them only while still the leader.
+        self.lease.ensure_held()
         by_tenant: dict[UUID, list[Settlement]] = defaultdict(list)
         look_again: dict[UUID, list[asyncpg.Record]] = defaultdict(list)
         for row, outcome in zip(rows, resolved, strict=True):
@@ -159,7 +181,11 @@ class Maintenance:
                 look_again[row["tenant_id"]].append(row)
         for tenant_id, waiting in look_again.items():
             await self._pool.execute(
-                queries.LOOK_AGAIN, tenant_id, [r["id"] for r in waiting], [r["claimed_at"] for r in waiting]
+                queries.LOOK_AGAIN,
+                tenant_id,
+                [r["id"] for r in waiting],
+                [r["claimed_at"] for r in waiting],
+                [r["lookups"] for r in waiting],
             )
             RECONCILED.labels(str(tenant_id), "not_found_yet").inc(len(waiting))
         for tenant_id, settlements in by_tenant.items():
@@ -233,6 +259,7 @@ class Maintenance:
                 continue
             if await self._dispatch_backlog(campaign["tenant_id"]):
                 continue
+            self.lease.ensure_held()
             published = await self._republish(
                 campaign["tenant_id"], campaign_id, campaign["published_upto"], grace
             )

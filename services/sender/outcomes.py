@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from shared.pacing import RATE_LIMIT_CODES
 from shared.templating import BODY_TOO_LONG_CODE, RenderedMessage, rendered_length_errors
 from shared.twilio_errors import Outcome, OutcomeKind, next_tier
 
@@ -37,6 +38,9 @@ class Transition:
     redispatch: bool = False
     auth_failure: bool = False
     skip: Skip | None = None
+    # A request reached Twilio's API for this outcome (not skipped, not refused here).
+    requested: bool = True
+    retry_after_s: float | None = None
 
     @property
     def is_error(self) -> bool:
@@ -47,10 +51,17 @@ class Transition:
 
 
 def after_attempt(
-    outcome: Outcome, *, attempts: int, tiers: list[int], max_attempts: int, deferrals: int = 0
+    outcome: Outcome,
+    *,
+    attempts: int,
+    tiers: list[int],
+    max_attempts: int,
+    deferrals: int = 0,
+    paced: bool = False,
 ) -> Transition:
     """The row's transition after attempt number ``attempts`` ended with ``outcome``; ``deferrals``
-    earlier retries did not count. Every retry moves up the tiers; only counted attempts fail."""
+    earlier retries did not count. Every retry moves up the tiers; only counted attempts fail.
+    ``paced``: the tenant has a rate, which backs off when Twilio refuses for rate."""
     if outcome.kind is OutcomeKind.ACCEPTED:
         return Transition("sent")
     if outcome.kind is OutcomeKind.AMBIGUOUS:
@@ -61,6 +72,17 @@ def after_attempt(
             "queued", uncount=True, error_code=outcome.code, error_message=outcome.message, auth_failure=True
         )
     if outcome.kind is OutcomeKind.TRANSIENT:
+        if outcome.unprocessed and paced and outcome.code in RATE_LIMIT_CODES:
+            # Refused for rate: the tenant's effective rate has backed off, so the message goes
+            # back to the dispatcher for a slot at that rate, after any Retry-After hold.
+            return Transition(
+                "queued",
+                uncount=True,
+                redispatch=True,
+                error_code=outcome.code,
+                error_message=outcome.message,
+                retry_after_s=outcome.retry_after_s,
+            )
         if outcome.unprocessed:
             # Twilio never processed it (a 429, or the request never left): the attempt does not
             # count, so a rate-limit storm cannot fail recipients; the wait honours Retry-After.
@@ -71,6 +93,8 @@ def after_attempt(
                 tier_s=tier,
                 error_code=outcome.code,
                 error_message=outcome.message,
+                requested=outcome.code is not None,
+                retry_after_s=outcome.retry_after_s,
             )
         tier = (
             None
@@ -140,6 +164,7 @@ def refused_locally(message: RenderedMessage) -> Transition | None:
             uncount=True,
             error_code=EMPTY_BODY_CODE,
             error_message="not sent: the message rendered empty for this recipient",
+            requested=False,
         )
     too_long = rendered_length_errors(message, "body")
     if too_long:
@@ -148,6 +173,7 @@ def refused_locally(message: RenderedMessage) -> Transition | None:
             uncount=True,
             error_code=BODY_TOO_LONG_CODE,
             error_message=f"not sent: {too_long[0]['message']}",
+            requested=False,
         )
     return None
 
@@ -159,4 +185,5 @@ def skipped(reason: Skip) -> Transition:
         redispatch=reason is Skip.LATE,
         error_message=f"not sent: {reason}",
         skip=reason,
+        requested=False,
     )

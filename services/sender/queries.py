@@ -198,6 +198,27 @@ WITH outcome AS (
 SELECT s.id, s.to_state, (SELECT debit FROM counts) AS debited FROM settled s
 """
 
+# Pacing --------------------------------------------------------------------------------------
+
+# A back-off of the tenant's shared effective rate (shared/pacing.py): the factor in force now
+# (the last one, recovered since at $4 per second, at most 1) times $2, not below $5; a
+# Retry-After ($3 seconds) holds the tenant. At most one back-off per $6 seconds: refusals right
+# after one were caused by the rate it already corrected. Returns the new factor, or nothing
+# when a back-off was too recent.
+BACK_OFF = """
+INSERT INTO tenant_pacing AS p (tenant_id, factor, changed_at, hold_until)
+VALUES ($1, greatest($5::float8, $2::float8), now(), now() + make_interval(secs => $3::float8))
+ON CONFLICT (tenant_id) DO UPDATE
+SET factor = greatest($5::float8,
+                      least(1.0, p.factor + $4::float8 * extract(epoch FROM now() - p.changed_at)::float8)
+                      * $2::float8),
+    changed_at = now(),
+    hold_until = greatest(p.hold_until, EXCLUDED.hold_until),
+    backoffs = p.backoffs + 1
+WHERE p.changed_at < now() - make_interval(secs => $6::float8)
+RETURNING factor
+"""
+
 # Maintenance (one sender at a time) --------------------------------------------------------------
 
 # A row still ``sending`` past its lease lost its sender mid-call: whether Twilio got the request
@@ -225,13 +246,14 @@ LIMIT $2
 """
 
 # Rows whose message was not found yet: looked up again a reconcile interval later (the claim
-# must still be the same one).
+# must still be the same one, and no other lookup counted meanwhile: two lookups at once, from
+# a leader and one that replaced it, count once).
 LOOK_AGAIN = """
 UPDATE recipients r
 SET lookups = r.lookups + 1, updated_at = now()
-FROM unnest($2::bigint[], $3::timestamptz[]) AS l(id, claimed_at)
+FROM unnest($2::bigint[], $3::timestamptz[], $4::int[]) AS l(id, claimed_at, lookups)
 WHERE r.id = l.id AND r.tenant_id IS NOT DISTINCT FROM $1 AND (r.state = 'unknown') IS TRUE
-  AND r.claimed_at = l.claimed_at
+  AND r.claimed_at = l.claimed_at AND r.lookups = l.lookups
 """
 
 # A status callback for the message whose sid the sender never learnt, matched by its recipient.
@@ -263,3 +285,19 @@ WHERE campaign_id = $1 AND id > $4 AND (
 ORDER BY id
 LIMIT $5
 """
+
+# Take the lease when it is free or expired, or renew it when this holder has it: a row back means
+# this holder leads until expires_at. The database's clock is the only one that counts.
+ACQUIRE_LEASE = """
+INSERT INTO leader_leases (name, holder, expires_at)
+VALUES ($1, $2, now() + make_interval(secs => $3))
+ON CONFLICT (name) DO UPDATE
+SET holder = EXCLUDED.holder,
+    expires_at = EXCLUDED.expires_at,
+    acquired_at = CASE WHEN leader_leases.holder = EXCLUDED.holder
+                       THEN leader_leases.acquired_at ELSE now() END
+WHERE leader_leases.holder = EXCLUDED.holder OR leader_leases.expires_at < now()
+RETURNING holder
+"""
+
+RELEASE_LEASE = "DELETE FROM leader_leases WHERE name = $1 AND holder = $2"

@@ -83,12 +83,13 @@ def _as_recorded(settlement: Settlement, state: str) -> Settlement:
 
 
 def _log_retries(tenant_id: UUID, applied: list[Settlement], source: str) -> None:
-    """One INFO line per campaign, Twilio code and tier among the retries scheduled: operators see
-    a storm as it happens, never a phone number."""
+    """One INFO line per campaign, Twilio code and tier among the retries scheduled (or the
+    messages sent back for a new slot): operators see a storm as it happens, never a number."""
     retries = Counter(
         (item.campaign_id, item.transition.error_code, item.transition.tier_s)
         for item in applied
         if item.transition.to_state == "retry_wait"
+        or (item.transition.redispatch and item.transition.error_code is not None)
     )
     for (campaign_id, code, tier), count in retries.items():
         log.info(
@@ -96,7 +97,8 @@ def _log_retries(tenant_id: UUID, applied: list[Settlement], source: str) -> Non
             tenant_id=str(tenant_id),
             campaign_id=str(campaign_id),
             code=code,
-            tier=f"{tier}s" if tier else None,
+            # Refused for rate with a paced tenant: back to the dispatcher for a new slot.
+            tier=f"{tier}s" if tier else "new slot",
             recipients=count,
             source=source,
         )

@@ -22,6 +22,35 @@ router = APIRouter(prefix="/v1/campaigns", tags=["tracking"])
 # Pushing twice a second keeps a client at or above one update per second despite jitter.
 SSE_INTERVAL_S = 0.5
 
+
+class EventStream(StreamingResponse):
+    """Server-sent events (documented as such in the OpenAPI document)."""
+
+    media_type = "text/event-stream"
+
+
+class CsvFile(StreamingResponse):
+    media_type = "text/csv"
+
+
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": (
+            "`event: progress` twice a second while the campaign runs, then one event named after its"
+            " final state; each `data:` is the JSON of GET /progress."
+        ),
+        "content": {
+            "text/event-stream": {
+                "schema": {"type": "string"},
+                "example": 'event: progress\nid: 1\ndata: {"campaign_id": "…", "state": "running", …}\n\n',
+            }
+        },
+    }
+}
+CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The recipient log as CSV.", "content": {"text/csv": {"schema": {"type": "string"}}}}
+}
+
 StateFilter = Annotated[
     Annotated[str, Text(300)] | None, Query(description="state, or states separated by commas")
 ]
@@ -73,7 +102,7 @@ async def list_recipients(
     )
 
 
-@router.get("/{campaign_id}/recipients.csv")
+@router.get("/{campaign_id}/recipients.csv", response_class=CsvFile, responses=CSV_RESPONSE)
 async def export_recipients(
     campaign_id: UUID,
     tenant: Tenant,
@@ -108,7 +137,7 @@ def _sse(event: str, sequence: int, progress: Progress) -> bytes:
     return f"event: {event}\nid: {sequence}\ndata: {data}\n\n".encode()
 
 
-@router.get("/{campaign_id}/progress/stream")
+@router.get("/{campaign_id}/progress/stream", response_class=EventStream, responses=SSE_RESPONSE)
 async def stream_progress(campaign_id: UUID, tenant: Tenant, pool: Pool) -> StreamingResponse:
     """Server-sent events: ``progress`` while the campaign runs, then one event named after the
     final state (``completed``, ``cancelled`` or ``failed``), then the stream closes."""

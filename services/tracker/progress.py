@@ -39,6 +39,9 @@ class Progress:
     remaining: int
     rate_per_s: float
     eta_s: float | None
+    # The tenant's configured rate and the rate in force after Twilio's refusals (None: unlimited).
+    configured_rate_per_s: float | None = None
+    effective_rate_per_s: float | None = None
 
     @property
     def final(self) -> bool:
@@ -56,6 +59,8 @@ class Progress:
             "percent": round(100.0 * self.done / self.total, 2) if self.total else 0.0,
             "rate_per_s": self.rate_per_s,
             "eta_s": self.eta_s,
+            "configured_rate_per_s": self.configured_rate_per_s,
+            "effective_rate_per_s": self.effective_rate_per_s,
         }
 
 
@@ -67,6 +72,8 @@ def build_progress(
     counts: Mapping[str, int],
     sent_in_window: int,
     window_s: float = RATE_WINDOW_S,
+    configured_rate_per_s: float | None = None,
+    effective_rate_per_s: float | None = None,
 ) -> Progress:
     full_counts = {name: int(counts.get(name, 0)) for name in RECIPIENT_STATES}
     total = sum(full_counts.values())
@@ -84,4 +91,6 @@ def build_progress(
         remaining=remaining,
         rate_per_s=rate,
         eta_s=eta,
+        configured_rate_per_s=configured_rate_per_s,
+        effective_rate_per_s=None if effective_rate_per_s is None else round(effective_rate_per_s, 1),
     )

@@ -128,6 +128,15 @@ RETURNING id
 
 # Tenant reads ------------------------------------------------------------------------------------
 
+# A campaign's state with its tenant's configured rate and back-off record (shared/pacing.py).
+CAMPAIGN_PROGRESS = """
+SELECT c.state, c.pause_reason, t.rate_per_second, p.factor, p.changed_at, p.hold_until
+FROM campaigns c
+JOIN tenants t ON t.id = c.tenant_id
+LEFT JOIN tenant_pacing p ON p.tenant_id = c.tenant_id
+WHERE c.id = $1 AND c.tenant_id = $2
+"""
+
 CAMPAIGN = """
 SELECT id, state, pause_reason FROM campaigns WHERE id = $1 AND tenant_id = $2
 """

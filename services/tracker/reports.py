@@ -12,6 +12,7 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -20,6 +21,8 @@ import asyncpg
 from services.tracker import queries
 from services.tracker.csvfmt import BOM, COLUMNS, recipient_view, row_cells
 from services.tracker.progress import RATE_WINDOW_S, Progress, build_progress
+from shared.pacing import Pacing, effective_rate
+from shared.settings import get_settings
 
 CSV_CHUNK_ROWS = 2000
 
@@ -85,7 +88,7 @@ async def recipients_csv(
 
 async def load_progress(pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID) -> Progress | None:
     async with pool.acquire() as conn:
-        campaign = await conn.fetchrow(queries.CAMPAIGN, campaign_id, tenant_id)
+        campaign = await conn.fetchrow(queries.CAMPAIGN_PROGRESS, campaign_id, tenant_id)
         if campaign is None:
             return None
         counts = await conn.fetch(queries.STATE_COUNTS, tenant_id, campaign_id)
@@ -96,7 +99,22 @@ async def load_progress(pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUI
         pause_reason=campaign["pause_reason"],
         counts={row["state"]: row["n"] for row in counts},
         sent_in_window=sent or 0,
+        configured_rate_per_s=campaign["rate_per_second"],
+        effective_rate_per_s=_effective_rate(campaign),
     )
+
+
+def _effective_rate(campaign: asyncpg.Record) -> float | None:
+    """The tenant's rate in force now, after Twilio's refusals (None: an unlimited tenant)."""
+    configured = campaign["rate_per_second"]
+    if configured is None:
+        return None
+    pacing = (
+        Pacing(campaign["factor"], campaign["changed_at"], campaign["hold_until"])
+        if campaign["factor"] is not None
+        else None
+    )
+    return effective_rate(configured, pacing, datetime.now(UTC), get_settings().pacing_recovery_per_s)
 
 
 async def follow_progress(

@@ -21,6 +21,9 @@ log = get_logger(__name__)
 
 STATUS_PREFIX = "/twilio/status/"
 INBOUND_PREFIX = "/twilio/inbound/"
+# How the request metrics name these routes (shared/http_metrics.py).
+STATUS_ROUTE = STATUS_PREFIX + "{tenant}"
+INBOUND_ROUTE = INBOUND_PREFIX + "{tenant}"
 # Twilio's form posts are a few kilobytes; anything far larger is not Twilio.
 MAX_BODY_BYTES = 64 * 1024
 EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
@@ -48,8 +51,10 @@ class WebhookRoutes:
         path: str = scope["path"]
         if path.startswith(STATUS_PREFIX):
             kind, tenant = Kind.STATUS, path[len(STATUS_PREFIX) :]
+            scope["route_template"] = STATUS_ROUTE
         elif path.startswith(INBOUND_PREFIX):
             kind, tenant = Kind.INBOUND, path[len(INBOUND_PREFIX) :]
+            scope["route_template"] = INBOUND_ROUTE
         else:
             await self.app(scope, receive, send)
             return

@@ -84,14 +84,19 @@ def decode_batch(body: bytes) -> list[Received]:
 def _exact(data: object) -> list[Received] | None:
     """The callbacks when ``data`` has the exact shape and types the webhook writes (which the
     model accepts unchanged), otherwise None."""
-    if type(data) is not dict or data.keys() != _BATCH_KEYS or type(data["v"]) is not int:
+    if type(data) is not dict or data.keys() != _BATCH_KEYS or type(data["v"]) is not int or data["v"] != 1:
         return None
     callbacks = data["callbacks"]
     if type(callbacks) is not list or not 1 <= len(callbacks) <= MAX_CALLBACKS:
         return None
     received: list[Received] = []
     for item in callbacks:
-        if type(item) is not dict or item.keys() != _CALLBACK_KEYS or type(item["v"]) is not int:
+        if (
+            type(item) is not dict
+            or item.keys() != _CALLBACK_KEYS
+            or type(item["v"]) is not int
+            or item["v"] != 1
+        ):
             return None
         tenant_id = item["tenant_id"]
         params = item["params"]

@@ -1,4 +1,5 @@
-"""The README's promise: `make demo` works from a fresh clone of the repository."""
+"""The README's promise: `make demo` works from a fresh clone of the repository, leaves what is
+needed to go on exploring, and `make demo-clean` removes what it left."""
 
 from __future__ import annotations
 
@@ -44,3 +45,54 @@ def test_make_demo_runs_a_campaign_from_a_fresh_clone(
     assert len(rows) > 4000
     assert {"phone", "state", "twilio_sid"} <= set(rows[0])
     assert all(row["state"] in {"sent", "delivered", "read"} for row in rows)
+
+    # And it showed the tenant's API key, the summary once, and how to go on exploring
+    assert re.search(r"Its API key \(shown once\): \S+", result.stdout), output[-3000:]
+    assert result.stdout.count("Campaign result") == 1
+    assert f"Campaign {Path(match.group(1)).stem.removeprefix('campaign-')} —" not in result.stdout
+    assert ".venv/bin/wce campaigns list" in result.stdout
+    assert "make demo-clean" in result.stdout
+
+    # And this run's service logs, at INFO, are in one folder of their own
+    logs = re.search(r"Service logs of this run: (\S+)", result.stdout)
+    assert logs, output[-3000:]
+    log_files = list(Path(logs.group(1)).glob("*.log"))
+    assert Path(logs.group(1)).parent == Path(match.group(1)).parent
+    assert len(log_files) == 6  # the simulator, segmenter, tracker, dispatcher and two senders
+    assert all(path.stat().st_size > 0 for path in log_files), [p.name for p in log_files]
+
+    # When `make demo-clean` runs
+    assert _demo_tenants(isolated_env) == 1
+    assert _queues(isolated_env)
+    cleaned = subprocess.run(
+        ["make", "demo-clean"], cwd=clone, env=env, capture_output=True, text=True, timeout=600
+    )
+
+    # Then the demo tenant, its queues and the output folder are gone
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    assert _demo_tenants(isolated_env) == 0
+    assert not _queues(isolated_env)
+    assert not (clone / "var" / "demo").exists()
+
+
+def _demo_tenants(isolated_env: IsolatedEnvironment) -> int:
+    result = subprocess.run(
+        ["psql", isolated_env.database_url, "-tAc", "SELECT count(*) FROM tenants WHERE name LIKE '%(demo)'"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return int(result.stdout.strip())
+
+
+def _queues(isolated_env: IsolatedEnvironment) -> list[str]:
+    """The demo tenant's queues (dispatch and parked) in the test's vhost."""
+    result = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", isolated_env.name, "name"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return [name for name in result.stdout.split() if ".dispatch." in name]

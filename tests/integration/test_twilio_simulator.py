@@ -103,6 +103,14 @@ async def receiver() -> AsyncIterator[Receiver]:
         )
         if request.path.startswith("/fail"):
             return web.Response(status=500)
+        if request.path.startswith("/flaky"):
+            # Unavailable for the first two attempts of each callback, like a restarting tracker.
+            key = (form.get("MessageSid"), form.get("MessageStatus"))
+            seen = sum(
+                1 for h in state.hooks if (h.form.get("MessageSid"), h.form.get("MessageStatus")) == key
+            )
+            if seen <= 2:
+                return web.Response(status=503)
         if request.path.startswith("/inbound"):
             return web.Response(text="<Response/>", content_type="text/xml")
         return web.Response(status=200)
@@ -279,6 +287,28 @@ async def test_failed_callback_deliveries_are_counted(
     await account.send(_recipient(), StatusCallback=receiver.url("/fail"))
     stats = await admin.wait_callbacks_settled(account.sid)
     assert stats["callbacks_failed"] == 2 and stats["callbacks_sent"] == 0
+
+
+async def test_callbacks_are_retried_only_when_the_url_asks_for_connection_retries(
+    account: Account, admin: SimulatorAdmin, receiver: Receiver
+) -> None:
+    # Given an endpoint that answers 503 to the first two attempts of every callback
+    await admin.set_faults(account_sid=account.sid, read_ratio=0.0)
+
+    # When one message asks for three retries on any failure, and another asks for none
+    retried = (await account.send(_recipient(), StatusCallback=receiver.url("/flaky/a#rc=3&rp=all"))).json()
+    plain = (await account.send(_recipient(), StatusCallback=receiver.url("/flaky/b"))).json()
+    stats = await admin.wait_callbacks_settled(account.sid, timeout_s=30)
+
+    # Then the first one's sent and delivered callbacks arrive on their third attempt, a second
+    # and then two more after the first, without the fragment; the second one's are lost
+    hooks = receiver.for_sid(retried["sid"])
+    assert sorted(h.form["MessageStatus"] for h in hooks) == ["delivered"] * 3 + ["sent"] * 3
+    assert all(h.path == "/flaky/a" and "#" not in h.url for h in hooks)
+    sent = sorted(h.at for h in hooks if h.form["MessageStatus"] == "sent")
+    assert 0.9 <= sent[1] - sent[0] < 1.9 and 1.9 <= sent[2] - sent[1] < 3.5, sent
+    assert len(receiver.for_sid(plain["sid"])) == 2
+    assert stats["callbacks_sent"] == 2 and stats["callbacks_failed"] == 2
 
 
 async def test_callback_url_credentials_become_basic_auth(

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
-from services.segmenter import routes_credits, routes_tenants
+from services.segmenter import routes_api_keys, routes_credits, routes_tenants
 from shared.http import install_common
 from shared.operator_token import OperatorTokenDigest
 from shared.settings import Settings
@@ -94,6 +94,7 @@ async def operator_api(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
     app.state.settings = Settings(environment="development", operator_token=STRONG_TOKEN)  # type: ignore[arg-type]
     app.include_router(routes_tenants.router)
     app.include_router(routes_credits.router)
+    app.include_router(routes_api_keys.router)
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://segmenter"
     ) as client:

@@ -110,13 +110,20 @@ def test_api_keys_are_random_and_stored_as_a_hash() -> None:
 
 def test_retry_queues_dead_letter_back_into_the_throttled_path() -> None:
     spec = topology.retry_queue(30)
-    assert spec.args() == {"x-message-ttl": 30_000, "x-dead-letter-exchange": topology.RECIPIENTS_EXCHANGE}
+    assert spec.args() == {
+        "x-queue-type": "quorum",
+        "x-message-ttl": 30_000,
+        "x-dead-letter-exchange": topology.RECIPIENTS_EXCHANGE,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
 
 
 def test_dispatch_queues_have_a_single_active_consumer() -> None:
     tenant = str(uuid.uuid4())
     spec = topology.dispatch_queue(tenant)
-    assert spec.args() == {"x-single-active-consumer": True}
+    assert spec.args()["x-single-active-consumer"] is True
+    assert spec.args()["x-queue-type"] == "quorum"
     assert spec.bindings == ((topology.RECIPIENTS_EXCHANGE, tenant),)
 
 

@@ -92,3 +92,28 @@ def test_a_status_callback_matches_the_generic_encoding_and_signature(
     assert headers["I-Twilio-Idempotency-Token"] == f"{message.sid}-{status}"
     assert headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert headers["User-Agent"] == "TwilioProxy/1.1"
+
+
+def test_connection_overrides_in_the_callback_fragment_ask_for_retries_as_twilio_reads_them() -> None:
+    from tools.twilio_sim.callbacks import connection_overrides, should_retry
+
+    assert connection_overrides("https://t.example/twilio/status/x") == (0, frozenset())
+    assert connection_overrides("https://t.example/s#rc=3&rp=all") == (3, frozenset({"all"}))
+    assert connection_overrides("https://t.example/s#rc=9&rp=5xx,ct") == (5, frozenset({"5xx", "ct"}))
+    assert connection_overrides("https://t.example/s#rc=2") == (2, frozenset({"ct"}))
+    # an invalid policy (Twilio: 11243) or count asks for nothing
+    assert connection_overrides("https://t.example/s#rc=2&rp=sometimes") == (0, frozenset())
+    assert connection_overrides("https://t.example/s#rc=x") == (0, frozenset())
+    assert should_retry(frozenset({"all"}), 503, False) and should_retry(frozenset({"all"}), None, True)
+    assert not should_retry(frozenset({"all"}), 204, False)
+    assert should_retry(frozenset({"5xx"}), 502, False) and not should_retry(frozenset({"5xx"}), 403, False)
+    assert should_retry(frozenset({"ct"}), None, False) and not should_retry(frozenset({"ct"}), None, True)
+    assert should_retry(frozenset({"rt"}), None, True)
+
+
+def test_the_engine_asks_twilio_to_retry_status_callbacks_outside_the_signed_url() -> None:
+    from shared.webhooks import status_callback_request_url, status_callback_url
+
+    url = status_callback_request_url("https://hooks.example.com/", "t1")
+    assert url == "https://hooks.example.com/twilio/status/t1#rc=5&rp=all"
+    assert url.partition("#")[0] == status_callback_url("https://hooks.example.com", "t1")

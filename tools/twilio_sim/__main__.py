@@ -57,6 +57,11 @@ async def serve(settings: SimSettings) -> None:
     freezer = loop.create_task(freeze_survivors())
     try:
         await server.start(settings.host, settings.port)
+        print(
+            f"Twilio simulator listening on http://{settings.host}:{settings.port}"
+            f" with {len(settings.accounts)} account(s) from its configuration",
+            flush=True,
+        )
         await stopping.wait()
         await server.stop(SHUTDOWN_GRACE_S)
     finally:

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from . import content, formats, lifecycle, queries
 from .accounts import ACCOUNT_SID_RE, Account, AccountBook
-from .callbacks import CallbackDispatcher, Delivery
+from .callbacks import CallbackDispatcher, Delivery, connection_overrides
 from .errors import TwilioError, sync_error
 from .faults import FaultBook, decide_create
 from .http_client import KeepAliveClient
@@ -270,7 +270,8 @@ class Simulator:
             emission.error_code,
             account.channel_install_sid,
         )
-        self._dispatcher.enqueue(Delivery(request, account.sid, generation))
+        retries, policy = connection_overrides(message.status_callback)
+        self._dispatcher.enqueue(Delivery(request, account.sid, generation, retries, policy))
 
     def _callback_done(self, delivery: Delivery, ok: bool) -> None:
         if delivery.generation == self._generation:

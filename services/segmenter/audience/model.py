@@ -58,6 +58,7 @@ class Audience(BaseModel):
     )
     days: int | None = Field(
         default=None,
+        strict=True,
         ge=1,
         le=MAX_DAYS,
         description=(
@@ -68,6 +69,7 @@ class Audience(BaseModel):
     )
     min_count: int | None = Field(
         default=None,
+        strict=True,
         ge=2,
         le=10_000,
         description="repeat only: the least number of appointments (default 3).",
@@ -88,10 +90,10 @@ class Audience(BaseModel):
         description="Only appointments with these statuses (built-in or the tenant's custom statuses).",
     )
     min_appointments: int | None = Field(
-        default=None, ge=1, le=10_000, description="At least this many matching appointments."
+        default=None, strict=True, ge=1, le=10_000, description="At least this many matching appointments."
     )
     exclude_suppressed: bool = Field(
-        default=True, description="Leave out opted-out numbers already at preview and snapshot."
+        default=True, strict=True, description="Leave out opted-out numbers already at preview and snapshot."
     )
 
     @field_validator("days")

@@ -1,4 +1,4 @@
-"""Consumer of ``wce.segmenter.booking``: booking events other systems publish on ``wce.booking``.
+"""Consumer of ``wce.segmenter.booking.v2``: booking events other systems publish on ``wce.booking``.
 
 The routing key names the event; its body is validated with that event's model. An event that
 can never apply (invalid body, unknown tenant, an appointment of an unknown customer, an unknown
@@ -30,6 +30,7 @@ from shared.events import (
 )
 from shared.http import InputError
 from shared.logging import get_logger
+from shared.publishers import PublisherCheck
 
 log = get_logger(__name__)
 
@@ -108,8 +109,16 @@ HANDLERS: dict[str, tuple[type[Event], Apply]] = {
 }
 
 
-async def apply_event(pool: asyncpg.Pool, routing_key: str, body: bytes) -> None:
-    """Apply one booking event; PoisonMessage when it can never apply."""
+async def apply_event(
+    pool: asyncpg.Pool,
+    routing_key: str,
+    body: bytes,
+    *,
+    publishers: PublisherCheck | None = None,
+    user_id: str | None = None,
+) -> None:
+    """Apply one booking event; PoisonMessage when it can never apply or its publisher
+    (``user_id``, vouched for by the broker) may not act for its tenant."""
     entry = HANDLERS.get(routing_key)
     if entry is None:
         raise PoisonMessage(f"no booking event has routing key {routing_key!r}")
@@ -118,6 +127,8 @@ async def apply_event(pool: asyncpg.Pool, routing_key: str, body: bytes) -> None
         event = model.model_validate_json(body)
     except ValidationError as exc:
         raise PoisonMessage(f"invalid {model.message_type()}: {exc}") from exc
+    if publishers is not None:
+        await publishers.require(user_id, event.tenant_id)  # type: ignore[attr-defined]
     try:
         async with pool.acquire() as conn, conn.transaction():
             await apply(conn, event)
@@ -128,7 +139,10 @@ async def apply_event(pool: asyncpg.Pool, routing_key: str, body: bytes) -> None
 
 
 async def consume_booking(
-    connection: AbstractRobustConnection, publisher: Publisher, pool: asyncpg.Pool
+    connection: AbstractRobustConnection,
+    publisher: Publisher,
+    pool: asyncpg.Pool,
+    publishers: PublisherCheck | None = None,
 ) -> str:
     """Consume on a channel of its own with a prefetch of one: events are applied one at a time in
     the order they arrive, so a customer is stored before the appointment published after it."""
@@ -137,6 +151,8 @@ async def consume_booking(
     queue = await channel.get_queue(topology.BOOKING_QUEUE)
 
     async def on_event(_: Any, message: AbstractIncomingMessage) -> None:
-        await apply_event(pool, message.routing_key or "", message.body)
+        await apply_event(
+            pool, message.routing_key or "", message.body, publishers=publishers, user_id=message.user_id
+        )
 
     return await consume(queue, RawBookingEvent, on_event, publisher)

@@ -220,7 +220,7 @@ async def test_a_poison_message_on_the_send_queue_is_parked_and_sending_goes_on(
         )
 
         # Then both are parked with their reason
-        parked = await channel.declare_queue(topology.parked_queue_name(topology.SEND_QUEUE), durable=True)
+        parked = await channel.get_queue(topology.parked_queue_name(topology.SEND_QUEUE), ensure=False)
         reasons = []
         for _ in range(100):
             message = await parked.get(fail=False)

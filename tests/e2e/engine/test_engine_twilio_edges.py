@@ -8,6 +8,7 @@ import asyncio
 import uuid
 
 import asyncpg
+import httpx
 import orjson
 import pytest
 
@@ -140,3 +141,39 @@ async def test_with_5xx_and_429_storms_at_the_default_attempt_cap_everyone_is_se
     assert {line["code"] for line in lines} >= {20429, 20500}
     assert all(line["tenant_id"] == tenant.id and line["tier"].endswith("s") for line in lines)
     assert not any("+1415" in orjson.dumps(line).decode() for line in lines)
+
+
+async def test_a_tenant_at_80_per_second_on_an_account_limited_to_40_backs_off_and_everyone_is_sent(
+    engine_stack: Stack, pool: asyncpg.Pool
+) -> None:
+    # Given a tenant configured at 80/s whose Twilio account takes only 40 creates a second
+    tenant = await new_tenant(engine_stack, rate=80)
+    await seed_customers(pool, tenant, 1000)
+    await set_faults(engine_stack, tenant.account_sid, rate_limit_mps=40)
+
+    # When a campaign to 1,000 runs, its progress watched meanwhile
+    started = await create_campaign(engine_stack, tenant)
+    effective: list[float] = []
+
+    async def watch() -> None:
+        async with httpx.AsyncClient(base_url=engine_stack.tracker_url, headers=tenant.headers) as client:
+            while True:
+                response = await client.get(f"/v1/campaigns/{started['id']}/progress")
+                if response.status_code == 200 and response.json()["effective_rate_per_s"] is not None:
+                    effective.append(response.json()["effective_rate_per_s"])
+                await asyncio.sleep(0.5)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        counts = await wait_settled(pool, started["id"], 1000, timeout_s=240, stack=engine_stack)
+    finally:
+        watcher.cancel()
+
+    # Then everyone was sent once, and fewer than 5% of the creates were refused for rate
+    assert set(counts) <= {"sent", "delivered", "read"}, counts
+    stats = await simulator_stats(engine_stack, tenant.account_sid)
+    assert stats["accepted_total"] == 1000 and not stats["duplicates"]
+    refused = stats["rejected_by_code"].get("63018", 0)
+    assert refused < 0.05 * stats["requests_total"], stats["rejected_by_code"]
+    # And the progress showed the tenant paced under its configured rate
+    assert effective and min(effective) < 45, effective

@@ -127,7 +127,7 @@ async def test_the_cli_follows_a_real_campaign_to_the_end_while_metrics_and_prob
         "wce_cli",
         "progress",
         started["id"],
-        "--api-url",
+        "--tracker-url",
         stack.tracker_url,
         "--api-key",
         tenant.api_key,

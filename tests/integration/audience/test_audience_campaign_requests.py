@@ -1,5 +1,6 @@
-"""Another system requests campaigns over the broker with its own AMQP client (pika, blocking), as
-the AsyncAPI contract describes: exactly one campaign per idempotency key, outcomes published back."""
+"""Another system requests campaigns over the broker with its own AMQP client (pika, blocking),
+knowing only what the AsyncAPI document says (exchanges, routing keys, AMQP properties, payload
+schemas): exactly one campaign per idempotency key, outcomes published back as documented."""
 
 from __future__ import annotations
 
@@ -10,31 +11,89 @@ import uuid
 from typing import Any
 
 import asyncpg
+import jsonschema
 import pika
+import yaml
 
 from tests.e2e.helpers import customers, import_customers, new_tenant
-from tests.support import IsolatedEnvironment, Stack
+from tests.support import ROOT, IsolatedEnvironment, Stack
+
+
+class Contract:
+    """The broker contract as docs/asyncapi.yaml states it: where each message goes, its AMQP
+    properties and its payload schema. The external system below knows nothing else."""
+
+    def __init__(self) -> None:
+        self.document: dict[str, Any] = yaml.safe_load((ROOT / "docs" / "asyncapi.yaml").read_text())
+
+    def channel(self, channel_id: str) -> dict[str, Any]:
+        channel: dict[str, Any] = self.document["channels"][channel_id]
+        return channel
+
+    def exchange(self, channel_id: str) -> str:
+        return str(self.channel(channel_id)["bindings"]["amqp"]["exchange"]["name"])
+
+    def message(self, channel_id: str) -> dict[str, Any]:
+        [name] = self.channel(channel_id)["messages"]
+        message: dict[str, Any] = self.document["components"]["messages"][name]
+        return message
+
+    def operation(self, channel_id: str) -> dict[str, Any]:
+        [operation] = [
+            op
+            for op in self.document["operations"].values()
+            if op["channel"]["$ref"] == f"#/channels/{channel_id}"
+        ]
+        return operation
+
+    def channel_of_key(self, routing_key: str) -> str:
+        for channel_id, channel in self.document["channels"].items():
+            address = channel["address"]
+            for name, parameter in (channel.get("parameters") or {}).items():
+                for value in parameter.get("enum", []):
+                    if address.replace("{" + name + "}", value) == routing_key:
+                        return str(channel_id)
+            if address == routing_key:
+                return str(channel_id)
+        raise AssertionError(f"{routing_key} is on no channel of the contract")
+
+    def check(self, routing_key: str, message_type: str | None, body: dict[str, Any]) -> None:
+        """A message the engine sent is on a channel the engine sends on, and matches it."""
+        channel_id = self.channel_of_key(routing_key)
+        assert self.operation(channel_id)["action"] == "send", routing_key
+        message = self.message(channel_id)
+        assert message_type == message["bindings"]["amqp"]["messageType"], routing_key
+        schema = {**message["payload"], "components": self.document["components"]}
+        jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
 
 
 class ExternalSystem:
     """A requester that only knows the broker contract: exchanges, routing keys, JSON bodies."""
 
     def __init__(self, amqp_url: str) -> None:
+        self.contract = Contract()
         self.connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
         self.channel = self.connection.channel()
         self.channel.confirm_delivery()
         declared = self.channel.queue_declare(queue="", exclusive=True)
         self.replies = declared.method.queue
         for key in ("campaign.accepted", "campaign.rejected", "campaign.started"):
-            self.channel.queue_bind(self.replies, "wce.events", routing_key=key)
+            self.channel.queue_bind(
+                self.replies, self.contract.exchange(self.contract.channel_of_key(key)), routing_key=key
+            )
 
     def request(self, body: dict[str, Any]) -> None:
+        channel_id = "campaign.requested"
+        assert self.contract.operation(channel_id)["action"] == "receive"
+        message = self.contract.message(channel_id)
         self.channel.basic_publish(
-            "wce.commands",
-            "campaign.requested",
+            self.contract.exchange(channel_id),
+            self.contract.channel(channel_id)["address"],
             json.dumps(body).encode(),
             pika.BasicProperties(
-                content_type="application/json", delivery_mode=2, type="campaign.requested.v1"
+                content_type=message["contentType"],
+                delivery_mode=self.contract.operation(channel_id)["bindings"]["amqp"]["deliveryMode"],
+                type=message["bindings"]["amqp"]["messageType"],
             ),
             mandatory=True,
         )
@@ -42,9 +101,11 @@ class ExternalSystem:
     def next_event(self, timeout_s: float = 30.0) -> tuple[str, dict[str, Any]]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            method, _, body = self.channel.basic_get(self.replies, auto_ack=True)
+            method, properties, body = self.channel.basic_get(self.replies, auto_ack=True)
             if method is not None:
-                return method.routing_key, json.loads(body)
+                payload = json.loads(body)
+                self.contract.check(method.routing_key, properties.type, payload)
+                return method.routing_key, payload
             self.connection.process_data_events(time_limit=0.05)
         raise TimeoutError("no event from the segmenter")
 

@@ -9,7 +9,6 @@ from datetime import datetime
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-import aio_pika
 import asyncpg
 import orjson
 import pytest
@@ -19,7 +18,7 @@ from services.segmenter import queries, snapshot
 from services.segmenter.audience.model import Audience
 from shared import topology
 from shared.broker import Publisher, connect
-from tests.support import IsolatedEnvironment
+from tests.support import IsolatedEnvironment, drain_queue
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=ZoneInfo("America/New_York"))
 # Eleven customers, two of them sharing a number, one without a valid one: nine recipients.
@@ -60,10 +59,8 @@ async def running_campaign(pool: asyncpg.Pool, broker: Publisher) -> tuple[UUID,
 
 
 async def published_ids(broker: Publisher, tenant_id: UUID) -> list[int]:
-    queue = await broker.channel.get_queue(topology.dispatch_queue_name(str(tenant_id)))
     ids: list[int] = []
-    while (message := await queue.get(no_ack=True, fail=False)) is not None:
-        assert isinstance(message, aio_pika.abc.AbstractIncomingMessage)
+    for message in await drain_queue(broker.channel, topology.dispatch_queue_name(str(tenant_id))):
         ids.extend(orjson.loads(message.body)["recipient_ids"])
     return ids
 

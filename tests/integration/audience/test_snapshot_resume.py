@@ -15,7 +15,6 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-import aio_pika
 import asyncpg
 import orjson
 import pytest
@@ -25,7 +24,7 @@ from services.segmenter import snapshot
 from services.segmenter.audience.model import Audience
 from shared import topology
 from shared.broker import BrokerUnavailable, Publisher, connect
-from tests.support import IsolatedEnvironment
+from tests.support import IsolatedEnvironment, drain_queue
 
 NOW = datetime(2026, 3, 20, 12, tzinfo=ZoneInfo("America/New_York"))
 # Eleven recipients: chunks of 2 then 3 numbers make four chunks, the last one closing the range.
@@ -69,10 +68,8 @@ async def running_campaign(pool: asyncpg.Pool, broker: Publisher) -> tuple[UUID,
 
 
 async def published_ids(broker: Publisher, tenant_id: UUID) -> list[int]:
-    queue = await broker.channel.get_queue(topology.dispatch_queue_name(str(tenant_id)))
     ids: list[int] = []
-    while (message := await queue.get(no_ack=True, fail=False)) is not None:
-        assert isinstance(message, aio_pika.abc.AbstractIncomingMessage)
+    for message in await drain_queue(broker.channel, topology.dispatch_queue_name(str(tenant_id))):
         ids.extend(orjson.loads(message.body)["recipient_ids"])
     return ids
 

@@ -1,28 +1,57 @@
-"""The tenant CLI against a running tracker: live progress to the end, and the CSV export."""
+"""The tenant CLI through its own entry point (`wce`), against a running tracker and tenant API:
+live progress to the end or to a pause, CSV export, campaign listing and steering, and mistakes
+answered with one line and a non-zero exit."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from tests.integration.tracker.helpers import RunningTracker, seed_campaign, seed_recipients, seed_tenant
-from tests.support import ROOT
+from tests.support import ROOT, IsolatedEnvironment, ManagedProcess, free_port
+
+WCE = str(Path(sys.executable).parent / "wce")
 
 
-async def _cli(*args: str) -> asyncio.subprocess.Process:
+@pytest.fixture(scope="module")
+def tenant_api(
+    isolated_env: IsolatedEnvironment, pool: asyncpg.Pool, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The segmenter (the tenant API) on the session's database and vhost."""
+    port = free_port()
+    process = ManagedProcess(
+        "services.segmenter",
+        isolated_env.env(WCE_SEGMENTER_PORT=str(port)),
+        f"http://127.0.0.1:{port}/readyz",
+        tmp_path_factory.mktemp("segmenter"),
+    )
+    try:
+        process.wait_healthy()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()
+
+
+async def _cli(*args: str, **env: str) -> asyncio.subprocess.Process:
+    # Only the virtualenv's `wce` script, nothing activated: what a user has after `make install`.
     return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "wce_cli",
+        WCE,
         *args,
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "120", "TERM": "dumb"},
+        stderr=asyncio.subprocess.PIPE,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "120", "TERM": "dumb", **env},
     )
+
+
+async def _finish(process: asyncio.subprocess.Process, timeout_s: float = 30) -> tuple[str, str]:
+    out, err = await asyncio.wait_for(process.communicate(), timeout=timeout_s)
+    return out.decode(), err.decode()
 
 
 async def test_the_cli_follows_progress_until_the_campaign_completes_and_prints_a_summary(
@@ -34,20 +63,45 @@ async def test_the_cli_follows_progress_until_the_campaign_completes_and_prints_
     await seed_recipients(pool, tenant.id, campaign_id, 5, state="pending", with_sid=False, start=4_000_000)
 
     # When the CLI follows it, and the campaign then goes through and completes
-    process = await _cli("progress", str(campaign_id), "--api-url", tracker.url, "--api-key", tenant.api_key)
+    process = await _cli(
+        "progress", str(campaign_id), "--tracker-url", tracker.url, "--api-key", tenant.api_key
+    )
     await asyncio.sleep(1.5)
     await pool.execute("UPDATE recipients SET state = 'delivered' WHERE campaign_id = $1", campaign_id)
     await pool.execute("UPDATE campaigns SET state = 'completed' WHERE id = $1", campaign_id)
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=30)
+    out, err = await _finish(process)
 
     # Then it exits 0 with a summary by state
-    text = output.decode()
-    assert process.returncode == 0, text
-    assert "completed" in text
-    assert "delivered" in text
+    assert process.returncode == 0, out + err
+    assert "completed" in out
+    assert "delivered" in out
 
 
-async def test_the_cli_exports_csv_and_reports_a_missing_campaign(
+async def test_progress_of_a_campaign_that_gets_paused_exits_with_the_reason(
+    tracker: RunningTracker, pool: asyncpg.Pool
+) -> None:
+    # Given a running campaign the CLI follows, with its key from the environment
+    tenant = await seed_tenant(pool)
+    campaign_id = await seed_campaign(pool, tenant.id)
+    await seed_recipients(pool, tenant.id, campaign_id, 3, state="pending", with_sid=False, start=4_200_000)
+    process = await _cli(
+        "progress", str(campaign_id), WCE_TRACKER_URL=tracker.url, WCE_API_KEY=tenant.api_key
+    )
+    await asyncio.sleep(1.0)
+
+    # When the campaign is paused by the engine
+    await pool.execute(
+        "UPDATE campaigns SET state = 'paused', pause_reason = 'twilio_auth_error' WHERE id = $1", campaign_id
+    )
+    out, err = await _finish(process)
+
+    # Then the CLI stops following, says why and how to go on, and exits 3
+    assert process.returncode == 3, out + err
+    assert "paused (twilio_auth_error)" in out
+    assert f"wce campaigns resume {campaign_id}" in out
+
+
+async def test_the_cli_exports_csv_and_reports_a_missing_campaign_in_one_line(
     tracker: RunningTracker, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     tenant = await seed_tenant(pool)
@@ -61,18 +115,78 @@ async def test_the_cli_exports_csv_and_reports_a_missing_campaign(
         "-o",
         str(target),
         "--bom",
-        "--api-url",
+        "--tracker-url",
         tracker.url,
         "--api-key",
         tenant.api_key,
     )
-    missing = await _cli("progress", str(tenant.id), "--api-url", tracker.url, "--api-key", tenant.api_key)
-    await asyncio.wait_for(exported.communicate(), timeout=30)
-    missing_output, _ = await asyncio.wait_for(missing.communicate(), timeout=30)
+    missing = await _cli(
+        "progress", str(tenant.id), "--tracker-url", tracker.url, "--api-key", tenant.api_key
+    )
+    await _finish(exported)
+    _, missing_err = await _finish(missing)
 
     assert exported.returncode == 0
     lines = target.read_text(encoding="utf-8-sig").splitlines()
     assert lines[0].startswith("recipient_id,name,phone,state")
     assert len(lines) == 4
     assert missing.returncode == 1
-    assert b"404" in missing_output
+    assert missing_err.strip() == "error: HTTP 404: campaign not found"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("export-csv", "c1", "-o", "x.csv"), 2, "error: no API key: pass --api-key KEY or set WCE_API_KEY"),
+        (("logs", "c1", "--api-key", "k", "--tracker-url", "http://127.0.0.1:9"), 1, "cannot reach"),
+        (("campaigns", "list", "--api-key", "k", "--api-url", "http://127.0.0.1:9"), 1, "cannot reach"),
+    ],
+)
+async def test_mistakes_give_one_line_and_a_non_zero_exit(
+    args: tuple[str, ...], code: int, message: str
+) -> None:
+    process = await _cli(*args)
+    out, err = await _finish(process)
+    assert process.returncode == code, out + err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in out + err
+
+
+async def test_an_invalid_campaign_id_names_the_field(tracker: RunningTracker, pool: asyncpg.Pool) -> None:
+    tenant = await seed_tenant(pool)
+    process = await _cli("logs", "not-an-id", "--tracker-url", tracker.url, "--api-key", tenant.api_key)
+    _, err = await _finish(process)
+    assert process.returncode == 1
+    assert err.startswith("error: HTTP 422: campaign_id:"), err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+async def test_campaigns_are_listed_and_a_paused_one_resumed(
+    tenant_api: str, tracker: RunningTracker, pool: asyncpg.Pool
+) -> None:
+    # Given a tenant with a completed campaign and a paused one
+    tenant = await seed_tenant(pool)
+    await seed_campaign(pool, tenant.id, state="completed")
+    paused = await seed_campaign(pool, tenant.id, state="paused")
+    await seed_recipients(pool, tenant.id, paused, 2, state="pending", with_sid=False, start=4_300_000)
+    env = {"WCE_API_URL": tenant_api, "WCE_API_KEY": tenant.api_key}
+
+    # When they are listed, and the paused one resumed
+    listed = await _cli("campaigns", "list", **env)
+    list_out, list_err = await _finish(listed)
+    resumed = await _cli("campaigns", "resume", str(paused), **env)
+    resume_out, resume_err = await _finish(resumed)
+
+    # Then both show with their states, and the campaign runs again
+    assert listed.returncode == 0, list_out + list_err
+    assert str(paused) in list_out and "paused" in list_out and "completed" in list_out
+    assert resumed.returncode == 0, resume_out + resume_err
+    assert f"campaign {paused}: running" in resume_out
+    assert await pool.fetchval("SELECT state FROM campaigns WHERE id = $1", paused) == "running"
+
+    # And resuming it twice is a conflict, answered in one line
+    again = await _cli("campaigns", "resume", str(paused), **env)
+    _, again_err = await _finish(again)
+    assert again.returncode == 1
+    assert again_err.startswith("error: HTTP 409:"), again_err

@@ -12,6 +12,7 @@ import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared import topology
 from tests.integration.tracker.helpers import (
     RunningTracker,
     eventually,
@@ -119,8 +120,8 @@ async def test_metrics_parse_and_change_as_a_campaign_runs(
     delivered_key = ("wce_status_callbacks_total", (("status", "delivered"),))
     assert after[delivered_key] - before.get(delivered_key, 0) == 10
     assert after[("wce_running_campaigns", (("tenant", tenant_label),))] >= 1
-    assert ("wce_queue_depth", (("queue", "wce.status.callbacks"),)) in after
-    assert ("wce_queue_depth", (("queue", "wce.send.dlq"),)) in after
+    assert ("wce_queue_depth", (("queue", topology.STATUS_QUEUE),)) in after
+    assert ("wce_queue_depth", (("queue", topology.parked_queue_name(topology.SEND_QUEUE)),)) in after
     lag_count = "wce_status_callback_lag_seconds_count", ()
     assert after[lag_count] - before.get(lag_count, 0) >= 10
 

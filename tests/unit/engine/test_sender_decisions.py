@@ -56,6 +56,21 @@ def test_retries_that_did_not_count_still_move_up_the_tiers() -> None:
     assert (first.tier_s, third.tier_s) == (5, 120)
 
 
+def test_a_paced_tenant_refused_for_rate_goes_back_for_a_slot_at_its_backed_off_rate() -> None:
+    # Given a tenant with a rate whose create was refused with 63018
+    transition = after_attempt(
+        classify(http_status=429, code=63018, retry_after_s=2),
+        attempts=3,
+        tiers=TIERS,
+        max_attempts=4,
+        paced=True,
+    )
+    # Then it is handed back to the dispatcher, uncounted, keeping the code and the Retry-After
+    assert (transition.to_state, transition.redispatch, transition.uncount) == ("queued", True, True)
+    assert (transition.error_code, transition.retry_after_s, transition.tier_s) == (63018, 2, None)
+    assert transition.requested
+
+
 def test_a_request_that_never_left_does_not_count_as_an_attempt() -> None:
     transition = after_attempt(
         classify(http_status=None, reached=False), attempts=4, tiers=TIERS, max_attempts=4

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -234,3 +235,27 @@ def test_dates_in_either_twilio_format_parse() -> None:
     assert parse_twilio_date("2025-01-01T10:00:00Z") == datetime(2025, 1, 1, 10, tzinfo=UTC)
     assert parse_twilio_date("Wed, 01 Jan 2025 10:00:00 +0000") == datetime(2025, 1, 1, 10, tzinfo=UTC)
     assert parse_twilio_date("") is None
+
+
+async def test_a_create_whose_write_deadline_passed_is_never_written(twilio: FakeTwilio) -> None:
+    # Given a sender that was frozen past the time its claim allowed it to write the request
+    calls: list[web.Request] = []
+
+    async def created(request: web.Request) -> web.Response:
+        calls.append(request)
+        return json_response({"sid": "SM" + "0" * 32, "status": "queued"}, 201)
+
+    twilio.handler = created
+    client = twilio.client()
+    # When it creates the message with that deadline behind it
+    with pytest.raises(TwilioError) as caught:
+        await client.create_message(
+            CREDS, to="whatsapp:+1", from_="whatsapp:+2", body="x", write_by=time.monotonic() - 0.001
+        )
+    # Then nothing reached the server and the error says so; with time left, it is sent
+    assert caught.value.reached is False and not calls
+    await client.create_message(
+        CREDS, to="whatsapp:+1", from_="whatsapp:+2", body="x", write_by=time.monotonic() + 5
+    )
+    await client.aclose()
+    assert len(calls) == 1

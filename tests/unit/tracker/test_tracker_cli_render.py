@@ -44,3 +44,22 @@ def test_progress_updates_become_bar_fields_and_a_summary_of_non_empty_states() 
     assert fields["eta"] == "ETA 1:02:05"
     table = summary(update)
     assert table.row_count == 3
+
+
+def test_a_paced_tenant_shows_its_effective_rate_beside_the_measured_one() -> None:
+    update = {
+        "campaign_id": "c1",
+        "state": "running",
+        "pause_reason": None,
+        "counts": {"pending": 10, "sent": 90},
+        "total": 100,
+        "done": 90,
+        "remaining": 10,
+        "percent": 90.0,
+        "rate_per_s": 37.5,
+        "eta_s": 1.0,
+        "configured_rate_per_s": 80,
+        "effective_rate_per_s": 38.4,
+    }
+    assert describe(update)["rate"] == "37.5/s (paced to 38 of 80/s)"
+    assert describe({**update, "effective_rate_per_s": 80.0})["rate"] == "37.5/s"

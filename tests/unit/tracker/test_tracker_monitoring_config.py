@@ -15,11 +15,14 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
+from services.dispatcher import metrics as dispatcher_metrics
+from services.sender import metrics as sender_metrics
 from shared import metrics
 from tests.support import ROOT
 
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yml"
+OPERATIONS_GUIDE = ROOT / "docs" / "operations.md"
 DASHBOARD = ROOT / "deploy" / "grafana" / "wce-overview.json"
 DATASOURCE = {"type": "prometheus", "uid": "${DS_PROMETHEUS}"}
 PROMTOOL = shutil.which("promtool")
@@ -32,14 +35,24 @@ _VARIABLES = {"$__rate_interval": "5m", "$tenant": ".*"}
 
 
 def exposed_sample_names() -> set[str]:
-    """Every sample name the shared metrics expose (counters' _total, histograms' _bucket…)."""
+    """Every sample name the services expose (counters' _total, histograms' _bucket…): the shared
+    metrics and the dispatcher's and sender's own."""
     suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created")}
     names: set[str] = set()
-    for value in vars(metrics).values():
-        if isinstance(value, MetricWrapperBase):
-            for family in value.describe():
-                names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+    for module in (metrics, dispatcher_metrics, sender_metrics):
+        for value in vars(module).values():
+            if isinstance(value, MetricWrapperBase):
+                for family in value.describe():
+                    names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
     return names
+
+
+# Prometheus' own per-target metric: the service-down alert and the service health panel read it.
+_SCRAPE_HEALTH = re.compile(r'\bup\{job=~"wce-')
+
+
+def uses_only_scrape_health(expr: str) -> bool:
+    return bool(_SCRAPE_HEALTH.search(expr)) and not metric_names(expr)
 
 
 def metric_names(expr: str) -> set[str]:
@@ -95,9 +108,37 @@ def test_alert_expressions_are_balanced_and_use_only_metrics_the_services_expose
     exposed = exposed_sample_names()
     for rule in rules():
         assert balanced(rule["expr"]), rule["alert"]
+        if uses_only_scrape_health(rule["expr"]):
+            continue
         used = metric_names(rule["expr"])
         assert used, rule["alert"]
         assert used <= exposed, (rule["alert"], used - exposed)
+
+
+def anchor(heading: str) -> str:
+    """The anchor a Markdown renderer gives a heading."""
+    return re.sub(r"[^a-z0-9 -]", "", heading.lower()).strip().replace(" ", "-")
+
+
+def test_every_alert_links_to_its_section_of_the_operations_guide() -> None:
+    headings = re.findall(r"^## (.+)$", OPERATIONS_GUIDE.read_text(), flags=re.MULTILINE)
+    anchors = {anchor(heading) for heading in headings}
+    for rule in rules():
+        url = rule["annotations"].get("runbook_url", "")
+        assert url.startswith("docs/operations.md#"), rule["alert"]
+        assert url.split("#", 1)[1] in anchors, (rule["alert"], url)
+
+
+def test_every_alert_has_a_promtool_test_that_expects_it_to_fire() -> None:
+    document = yaml.safe_load(RULE_TESTS.read_text())
+    firing = {
+        case["alertname"]
+        for test in document["tests"]
+        for case in test.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    missing = sorted({rule["alert"] for rule in rules()} - firing)
+    assert not missing, f"alerts without a promtool test in alerts_test.yml: {missing}"
 
 
 def test_the_dashboard_uses_the_templated_data_source_everywhere() -> None:
@@ -126,6 +167,8 @@ def test_dashboard_panels_have_unique_ids_fit_the_grid_and_query_existing_metric
         assert grid["x"] + grid["w"] <= 24 and grid["h"] > 0, panel["title"]
         for target in panel.get("targets", []):
             assert balanced(target["expr"]), panel["title"]
+            if uses_only_scrape_health(target["expr"]):
+                continue
             used = metric_names(target["expr"])
             assert used and used <= exposed, (panel["title"], used - exposed)
 
@@ -139,6 +182,15 @@ def test_the_dashboard_has_the_panels_operators_need() -> None:
         "queue depth",
         "p50 / p95 / p99",
         "progress",
+        "auto-paused",
+        "credits",
+        "opt-outs",
+        "reconciler",
+        "parked messages",
+        "rate applied",
+        "service health",
+        "http requests",
+        "http latency",
     ):
         assert needed in titles, needed
 

@@ -56,7 +56,7 @@ def test_a_body_the_webhook_wrote_reads_back_unchanged() -> None:
         {"tenant_id": TENANT.upper(), "params": PARAMS, "idempotency_token": "t", "received_at": 7},
         {"v": 1, "tenant_id": "{" + TENANT + "}", "params": PARAMS, "received_at": 7.0},
         {
-            "v": 2,
+            "v": 1,
             "tenant_id": TENANT.replace("-", ""),
             "params": {},
             "idempotency_token": None,
@@ -89,6 +89,9 @@ GOOD = {"v": 1, "tenant_id": TENANT, "params": PARAMS, "idempotency_token": None
         orjson.dumps({"v": 1, "callbacks": [{**GOOD, "idempotency_token": 5}]}),
         orjson.dumps({"v": 1, "callbacks": [{**GOOD, "received_at": "soon"}]}),
         orjson.dumps({"v": "one", "callbacks": [GOOD]}),
+        # A version this engine does not read
+        orjson.dumps({"v": 2, "callbacks": [GOOD]}),
+        orjson.dumps({"v": 1, "callbacks": [{**GOOD, "v": 2}]}),
     ],
 )
 def test_a_body_the_model_refuses_is_refused_with_the_models_reason(body: bytes) -> None:
