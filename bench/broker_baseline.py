@@ -24,14 +24,16 @@ BODY = json.dumps(
 ).encode()
 
 
-async def one_run(count: int, window: int, prefetch: int) -> float:
+async def one_run(count: int, window: int, prefetch: int, queue_type: str = "classic") -> float:
     connection = await aio_pika.connect_robust(AMQP_URL)
     try:
         channel = await connection.channel(publisher_confirms=True)
         consume_channel = await connection.channel()
         await consume_channel.set_qos(prefetch_count=prefetch)
         name = f"bench.baseline.{uuid.uuid4().hex[:8]}"
-        queue = await consume_channel.declare_queue(name, durable=True)
+        queue = await consume_channel.declare_queue(
+            name, durable=True, arguments={"x-queue-type": queue_type}
+        )
         received = 0
         done = asyncio.Event()
         last_at = 0.0
@@ -64,10 +66,13 @@ async def one_run(count: int, window: int, prefetch: int) -> float:
 
 
 async def measure(
-    count: int, runs: int, window: int = 256, prefetch: int = 256
-) -> dict[str, float | list[float]]:
-    rates = [await one_run(count, window, prefetch) for _ in range(runs)]
+    count: int, runs: int, window: int = 256, prefetch: int = 256, queue_type: str = "classic"
+) -> dict[str, float | list[float] | str]:
+    """Median rate of ``runs`` runs; ``queue_type`` "quorum" measures the queue type the engine's
+    work queues are (replicated on a cluster; one node here)."""
+    rates = [await one_run(count, window, prefetch, queue_type) for _ in range(runs)]
     return {
+        "queue_type": queue_type,
         "messages": count,
         "rates_per_s": [round(r, 1) for r in rates],
         "median_per_s": round(statistics.median(rates), 1),
@@ -79,8 +84,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=30_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", help="also write the JSON result to this file")
+    parser.add_argument("--queue-type", choices=["classic", "quorum"], default="classic")
     args = parser.parse_args()
-    result = json.dumps(asyncio.run(measure(args.count, args.runs)), indent=2)
+    result = json.dumps(asyncio.run(measure(args.count, args.runs, queue_type=args.queue_type)), indent=2)
     print(result)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:

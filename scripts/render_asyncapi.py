@@ -42,7 +42,11 @@ as `<name>.v<version>` and the body carries the same version in `v`. A new versi
 `v`; fields are never repurposed. A consumer of the engine refuses a `v` it does not read and unknown \
 fields: the message is parked in `<queue>.dlq` with the reason in headers `x-parked-reason` and \
 `x-parked-error`, and the messages behind it go on. All ids other than tenant_id and campaign_id are the \
-publisher's own external ids. Times are ISO 8601 with an offset. Publish with publisher confirms; the \
+publisher's own external ids. Times are ISO 8601 with an offset. Set the AMQP `user_id` property of \
+every `booking.*` and `campaign.*` message to the broker user you connect as (the broker checks it); the \
+operator allows that user to publish for the tenant \
+(`PUT /v1/operator/tenants/{tenant_id}/broker-publishers/{username}`), and a message without it, or \
+naming a tenant its user may not act for, is parked. Publish with publisher confirms; the \
 exchanges and queues are declared by the engine at start-up. To follow events, bind a queue of your own \
 to `wce.events` with the routing keys of the channels below."""
 

@@ -93,8 +93,9 @@ WITH k AS (
     WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
       AND t.active
 ), used AS (
-    UPDATE api_keys SET last_used_at = now()
-    WHERE id = (SELECT key_id FROM k) AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+    INSERT INTO api_key_last_use (key_id, used_at) SELECT key_id, now() FROM k
+    ON CONFLICT (key_id) DO UPDATE SET used_at = excluded.used_at
+    WHERE api_key_last_use.used_at < now() - interval '1 minute'
 )
 SELECT * FROM k
 """

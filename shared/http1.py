@@ -5,8 +5,8 @@ Twilio simulator's status callbacks. General-purpose clients spend several times
 request than that: measured on a 2-core machine against the simulator, aiohttp's client cost
 the sender about 0.23 ms of CPU per create, half of everything the sender did per message.
 This client only does what those paths need — a small request, the status, headers and body of
-the answer (``Content-Length``, chunked or close-delimited), socket reuse, TLS — and nothing
-else: no redirects, cookies, proxies, compression or streaming.
+the answer (``Content-Length``, chunked or close-delimited; interim 1xx answers skipped), socket
+reuse, TLS — and nothing else: no redirects, cookies, proxies, compression or streaming.
 
 Failures say how far the request got, which is what the sender's duplicate protection rests on:
 
@@ -173,6 +173,13 @@ class _Connection(asyncio.Protocol):
         self._chunks.append(body)
 
     def on_message_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # An interim answer (100 Continue, 103 Early Hints): the final one follows on the wire.
+            self._chunks = []
+            self._headers = []
+            self._headers_done = False
+            return
         self.reusable = self._parser.should_keep_alive()
         response = HttpResponse(
             self._parser.get_status_code(), Headers(self._headers), b"".join(self._chunks)

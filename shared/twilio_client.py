@@ -16,7 +16,9 @@ requests in flight).
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Mapping
+import ipaddress
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -31,6 +33,56 @@ from shared.http1 import KeepAliveClient, NotSent, ResponseLost
 API_VERSION = "2010-04-01"
 USER_AGENT = "whatsapp-campaign-engine/0.1"
 FORM = "application/x-www-form-urlencoded"
+
+
+class ProxyConfigured(RuntimeError):
+    """A proxy is configured for Twilio's hosts, and this client connects directly."""
+
+
+def _environment_proxy(environ: Mapping[str, str], scheme: str) -> tuple[str, str] | None:
+    for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY", "all_proxy", "ALL_PROXY"):
+        if environ.get(name):
+            return name, environ[name]
+    return None
+
+
+def _exempt(host: str, no_proxy: str) -> bool:
+    """``NO_PROXY`` as curl reads it: ``*``, or host names (a leading dot optional) matching the
+    host or a domain it is in."""
+    for entry in (part.strip().lower() for part in no_proxy.split(",")):
+        name = entry.split(":", 1)[0].lstrip(".") if entry.count(":") <= 1 else entry
+        if entry == "*" or (name and (host == name or host.endswith("." + name))):
+            return True
+    return False
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_proxies(urls: Iterable[str], environ: Mapping[str, str] = os.environ) -> None:
+    """Refuse to start when a proxy (``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY``) applies to a
+    Twilio URL: the client does not tunnel through proxies, and silently going direct where the
+    network expects a proxy is worse than a clear error. ``NO_PROXY`` exempts hosts as usual;
+    this machine's own addresses are always reached directly."""
+    no_proxy = environ.get("no_proxy") or environ.get("NO_PROXY") or ""
+    for url in urls:
+        parts = urlsplit(url)
+        host = parts.hostname
+        if not host or _is_loopback(host):
+            continue
+        proxy = _environment_proxy(environ, parts.scheme)
+        if proxy is not None and not _exempt(host.lower(), no_proxy):
+            raise ProxyConfigured(
+                f"{proxy[0]} is set ({proxy[1]}) but the Twilio client connects directly and does not"
+                f" tunnel through proxies: add {host} to NO_PROXY if it is reachable directly, or unset"
+                f" {proxy[0]}"
+            )
 
 
 @dataclass(frozen=True)
@@ -202,6 +254,7 @@ class TwilioClient:
         max_connections: int,
         max_idle_s: float | None = 4.0,
     ) -> None:
+        refuse_proxies([api_base_url, content_base_url])
         self._api_base = api_base_url.rstrip("/")
         self._content_base = content_base_url.rstrip("/")
         # ``connect_timeout_s`` bounds the wait for a free or new connection: a request that

@@ -21,6 +21,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
+from tools.twilio_sim.tls import TlsFiles
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE_ROLES = ("segmenter", "tracker", "dispatcher", "sender")
 
@@ -119,6 +121,9 @@ class Stack:
     senders: int = 1
     dispatchers: int = 1
     simulator_args: list[str] = field(default_factory=list)
+    # Certificates of a TLS listener of the simulator: the services then reach Twilio over HTTPS
+    # at https://localhost:<port>, trusting the certificate's CA (SSL_CERT_FILE).
+    simulator_tls: TlsFiles | None = None
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     # As a deployment runs them: migrations applied once by ``python -m shared.migrate`` as the
     # owner (the URL in ``env``), then each service connecting as a login role of its own, a
@@ -143,6 +148,25 @@ class Stack:
                 "WCE_PUBLIC_BASE_URL": self.tracker_url,
             }
         )
+        if self.simulator_tls is not None:
+            self.simulator_tls_port = free_port()
+            https = f"https://localhost:{self.simulator_tls_port}"
+            self.env.update(
+                {
+                    "WCE_TWILIO_API_BASE_URL": https,
+                    "WCE_TWILIO_CONTENT_BASE_URL": https,
+                    "SSL_CERT_FILE": str(self.simulator_tls.ca_cert),
+                }
+            )
+            self.simulator_args = [
+                *self.simulator_args,
+                "--tls-port",
+                str(self.simulator_tls_port),
+                "--tls-cert",
+                str(self.simulator_tls.cert),
+                "--tls-key",
+                str(self.simulator_tls.key),
+            ]
 
     def _owner_url(self) -> str:
         return self.env.get("WCE_DATABASE_URL") or os.environ.get(

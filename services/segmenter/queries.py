@@ -10,7 +10,8 @@ RETURNING *
 
 INSERT_API_KEY = "INSERT INTO api_keys (tenant_id, key_hash, prefix) VALUES ($1, $2, $3)"
 
-API_KEY_COLUMNS = "id, name, prefix, created_at, last_used_at, expires_at, revoked_at"
+API_KEY_COLUMNS = """id, name, prefix, created_at, expires_at, revoked_at,
+    (SELECT used_at FROM api_key_last_use u WHERE u.key_id = api_keys.id) AS last_used_at"""
 
 INSERT_NAMED_API_KEY = f"""
 INSERT INTO api_keys (tenant_id, key_hash, prefix, name, expires_at) VALUES ($1, $2, $3, $4, $5)

@@ -58,18 +58,34 @@ class InFlight:
 async def consume_chunks(
     queue: AbstractQueue, engine: SendEngine, publisher: Publisher, in_flight: InFlight
 ) -> str:
-    async def on_chunk(chunk: SendChunk, message: AbstractIncomingMessage) -> None:
+    async def handle(chunk: SendChunk) -> bool:
         with in_flight:
-            try:
-                done = await engine.handle(chunk)
-            except TenantNotFound as exc:
-                raise PoisonMessage(f"unknown tenant {exc}") from exc
+            return await engine.handle(chunk)
+
+    async def on_chunk(chunk: SendChunk, message: AbstractIncomingMessage) -> None:
+        # Shielded: when the delivery is cancelled (its channel or connection dropped), the chunk's
+        # claimed rows are still sent or handed back and recorded, never left ``sending`` to wait
+        # out their lease and two lookups; the broker redelivers the chunk, whose rows are then
+        # no longer claimable.
+        work = asyncio.ensure_future(handle(chunk))
+        try:
+            done = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            work.add_done_callback(_report_orphaned_failure)
+            raise
+        except TenantNotFound as exc:
+            raise PoisonMessage(f"unknown tenant {exc}") from exc
         if not done:
             await message.nack(requeue=True)
             return
         await acknowledge_chunk(publisher, chunk, message)
 
     return await consume(queue, SendChunk, on_chunk, publisher)
+
+
+def _report_orphaned_failure(work: asyncio.Future[bool]) -> None:
+    if not work.cancelled() and work.exception() is not None:
+        log.warning("chunk failed after its delivery was cancelled", error=repr(work.exception()))
 
 
 async def acknowledge_chunk(publisher: Publisher, chunk: SendChunk, message: AbstractIncomingMessage) -> None:

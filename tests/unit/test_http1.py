@@ -160,3 +160,22 @@ def test_the_form_encoding_matches_urlencode() -> None:
     assert encode_form(params) == urlencode({k: str(v) for k, v in params.items()}).encode()
     every_ascii = "".join(chr(code) for code in range(128))
     assert encode_form({"Body": every_ascii}) == urlencode({"Body": every_ascii}).encode()
+
+
+async def test_interim_1xx_responses_are_skipped_for_the_final_answer() -> None:
+    async def interim_then_final(request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(
+            b"HTTP/1.1 100 Continue\r\n\r\n"
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+            b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-Final: yes\r\n\r\nok"
+        )
+
+    async with raw_server(interim_then_final) as (url, per_connection):
+        client = KeepAliveClient(2.0)
+        first = await client.post(f"{url}/a", b"x=1")
+        second = await client.post(f"{url}/b", b"x=2")
+        await client.close()
+
+    assert (first.status, first.body, first.headers.get("x-final")) == (201, b"ok", "yes")
+    assert "link" not in first.headers
+    assert second.status == 201 and per_connection == [2]

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import signal
+import ssl
 import sys
 
 import uvloop
@@ -54,19 +55,39 @@ async def serve(settings: SimSettings) -> None:
     server = SimulatorServer(
         app, loop, settings.keep_alive_s, app.simulator.connection_events, sweep_s=settings.idle_sweep_s
     )
+    # The same API over TLS on a port of its own, for the HTTPS path real Twilio is reached by.
+    tls_server = (
+        SimulatorServer(
+            app, loop, settings.keep_alive_s, app.simulator.connection_events, sweep_s=settings.idle_sweep_s
+        )
+        if settings.tls_port is not None
+        else None
+    )
     freezer = loop.create_task(freeze_survivors())
     try:
         await server.start(settings.host, settings.port)
+        if tls_server is not None and settings.tls_port is not None:
+            await tls_server.start(settings.host, settings.tls_port, ssl=server_tls_context(settings))
         print(
             f"Twilio simulator listening on http://{settings.host}:{settings.port}"
             f" with {len(settings.accounts)} account(s) from its configuration",
             flush=True,
         )
         await stopping.wait()
+        if tls_server is not None:
+            await tls_server.stop(SHUTDOWN_GRACE_S)
         await server.stop(SHUTDOWN_GRACE_S)
     finally:
         freezer.cancel()
         await app.simulator.stop()
+
+
+def server_tls_context(settings: SimSettings) -> ssl.SSLContext:
+    if not settings.tls_cert or not settings.tls_key:
+        raise SystemExit("--tls-port needs --tls-cert and --tls-key (PEM files)")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return context
 
 
 def main() -> None:

@@ -39,6 +39,10 @@ class SimSettings:
     # How often idle connections are looked for (None: every keep_alive_s). Until then, one past
     # its timeout is closed only when a request arrives on it — the race a client must avoid.
     idle_sweep_s: float | None = None
+    # A TLS listener (certificate and key as PEM files) beside the plain one.
+    tls_port: int | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     faults: dict[str, Any] = field(default_factory=dict)
     accounts: list[dict[str, Any]] = field(default_factory=list)
 
@@ -52,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--callback-workers", type=int, help="concurrent status-callback deliveries")
     parser.add_argument("--keep-alive-s", type=float, help="idle keep-alive timeout of client connections")
     parser.add_argument("--idle-sweep-s", type=float, help="how often idle connections are closed")
+    parser.add_argument("--tls-port", type=int, help="also serve the API over TLS on this port")
+    parser.add_argument("--tls-cert", help="PEM certificate chain of the TLS listener")
+    parser.add_argument("--tls-key", help="PEM private key of the TLS listener")
     parser.add_argument("--no-callbacks", action="store_true", help="simulate statuses without calling back")
     return parser
 
@@ -92,6 +99,9 @@ def load_settings(argv: Sequence[str] | None, env: Mapping[str, str]) -> SimSett
             or SimSettings.keep_alive_s
         ),
         idle_sweep_s=args.idle_sweep_s or file.get("idle_sweep_s"),
+        tls_port=args.tls_port or file.get("tls_port"),
+        tls_cert=args.tls_cert or file.get("tls_cert"),
+        tls_key=args.tls_key or file.get("tls_key"),
         faults=faults,
         accounts=accounts,
     )

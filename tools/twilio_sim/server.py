@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl as ssl_module
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable
@@ -297,9 +298,11 @@ class SimulatorServer:
         if not self.connections:
             self._all_closed.set()
 
-    async def start(self, host: str, port: int, *, backlog: int = 4096) -> None:
+    async def start(
+        self, host: str, port: int, *, backlog: int = 4096, ssl: ssl_module.SSLContext | None = None
+    ) -> None:
         self._server = await self.loop.create_server(
-            lambda: HttpProtocol(self), host, port, backlog=backlog, reuse_address=True
+            lambda: HttpProtocol(self), host, port, backlog=backlog, reuse_address=True, ssl=ssl
         )
         self._sweeper = self.loop.create_task(self._sweep())
 

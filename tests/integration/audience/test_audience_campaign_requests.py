@@ -72,7 +72,9 @@ class ExternalSystem:
 
     def __init__(self, amqp_url: str) -> None:
         self.contract = Contract()
-        self.connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+        parameters = pika.URLParameters(amqp_url)
+        self.user = parameters.credentials.username
+        self.connection = pika.BlockingConnection(parameters)
         self.channel = self.connection.channel()
         self.channel.confirm_delivery()
         declared = self.channel.queue_declare(queue="", exclusive=True)
@@ -94,6 +96,7 @@ class ExternalSystem:
                 content_type=message["contentType"],
                 delivery_mode=self.contract.operation(channel_id)["bindings"]["amqp"]["deliveryMode"],
                 type=message["bindings"]["amqp"]["messageType"],
+                user_id=self.user,
             ),
             mandatory=True,
         )

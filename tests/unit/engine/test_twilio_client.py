@@ -15,12 +15,14 @@ import pytest
 from aiohttp import web
 
 from shared.twilio_client import (
+    ProxyConfigured,
     TwilioClient,
     TwilioCredentials,
     TwilioError,
     approved_content_sids,
     parse_retry_after,
     parse_twilio_date,
+    refuse_proxies,
 )
 from tests.support import free_port
 
@@ -235,6 +237,18 @@ def test_dates_in_either_twilio_format_parse() -> None:
     assert parse_twilio_date("2025-01-01T10:00:00Z") == datetime(2025, 1, 1, 10, tzinfo=UTC)
     assert parse_twilio_date("Wed, 01 Jan 2025 10:00:00 +0000") == datetime(2025, 1, 1, 10, tzinfo=UTC)
     assert parse_twilio_date("") is None
+
+
+def test_a_proxy_configured_for_twilio_is_refused_with_a_clear_error() -> None:
+    # Given HTTPS_PROXY set for everything
+    environ = {"HTTPS_PROXY": "http://proxy.internal:3128"}
+    # Then a client for real Twilio refuses to start, naming the variable and the way out
+    with pytest.raises(ProxyConfigured, match=r"HTTPS_PROXY.*NO_PROXY"):
+        refuse_proxies(["https://api.twilio.com", "https://content.twilio.com"], environ)
+    # And one whose hosts NO_PROXY exempts, or that talks to this machine, starts
+    refuse_proxies(["https://api.twilio.com"], {**environ, "NO_PROXY": ".twilio.com"})
+    refuse_proxies(["http://127.0.0.1:8010", "https://localhost:8443"], environ)
+    refuse_proxies(["https://api.twilio.com"], {"HTTP_PROXY": "http://proxy.internal:3128"})
 
 
 async def test_a_create_whose_write_deadline_passed_is_never_written(twilio: FakeTwilio) -> None:

@@ -195,6 +195,21 @@ def test_the_dashboard_has_the_panels_operators_need() -> None:
         assert needed in titles, needed
 
 
+def test_every_metric_the_services_expose_is_on_a_dashboard_panel() -> None:
+    families = set()
+    for module in (metrics, dispatcher_metrics, sender_metrics):
+        for value in vars(module).values():
+            if isinstance(value, MetricWrapperBase):
+                families.update(family.name for family in value.describe())
+    queries = " ".join(
+        target["expr"] for panel in all_panels(dashboard()["panels"]) for target in panel.get("targets", [])
+    )
+    missing = sorted(
+        name for name in families if not re.search(rf"\b{name}(_total|_bucket|_count|_sum)?\b", queries)
+    )
+    assert not missing, f"add a panel for {missing} to {DASHBOARD.relative_to(ROOT)}"
+
+
 @needs_promtool
 def test_promtool_accepts_the_alert_rules() -> None:
     assert PROMTOOL is not None

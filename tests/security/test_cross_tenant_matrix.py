@@ -1,0 +1,154 @@
+"""The cross-tenant matrix over every route of the running services: tenant B sees tenant A's
+objects exactly as it sees objects that do not exist (404 on every read, nothing changed by any
+write); every tenant route refuses a request without a key; every operator route refuses a
+tenant key. The routes come from the services' own OpenAPI documents, so a new route is covered
+the day it is added."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.helpers import TenantHandle, import_customers, new_tenant
+from tests.support import Stack
+
+Route = tuple[str, str, str]  # base URL, method, path template
+
+
+async def _routes(stack: Stack) -> list[Route]:
+    routes = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        for base in (stack.api_url, stack.tracker_url):
+            spec = (await client.get(f"{base}/openapi.json")).json()
+            for path, operations in spec["paths"].items():
+                routes += [(base, method.upper(), path) for method in operations]
+    return routes
+
+
+async def _eventually(check: Any, timeout_s: float = 60.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await check()
+        if value or asyncio.get_running_loop().time() > deadline:
+            return value
+        await asyncio.sleep(0.2)
+
+
+async def _a_with_objects(stack: Stack) -> tuple[TenantHandle, dict[str, str]]:
+    """Tenant A with a campaign that sent to its customers, a suppression and a second key."""
+    tenant = await new_tenant(stack)
+    await import_customers(
+        stack,
+        tenant,
+        [{"external_id": f"m{i}", "first_name": "Ann", "phone": f"+1415777{i:04d}"} for i in range(3)],
+    )
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30, headers=tenant.headers) as api:
+        campaign = (
+            await api.post(
+                "/v1/campaigns", json={"name": "matrix", "template": {"body": "Hi"}, "start": True}
+            )
+        ).json()
+        assert (await api.post("/v1/suppressions", json={"phone": "+14157779999"})).status_code in (200, 201)
+        key = (await api.post("/v1/tenant/api-keys", json={"name": "matrix"})).json()["key"]
+    async with httpx.AsyncClient(base_url=stack.tracker_url, timeout=30, headers=tenant.headers) as reads:
+
+        async def recipients() -> list[dict[str, Any]]:
+            page = (await reads.get(f"/v1/campaigns/{campaign['id']}/recipients")).json()
+            return list(page.get("items", []))
+
+        recipient = (await _eventually(recipients))[0]
+    return tenant, {
+        "campaign_id": campaign["id"],
+        "key_id": str(key["id"]),
+        "phone": "+14157779999",
+        "recipient_id": str(recipient["id"]),
+    }
+
+
+NONEXISTENT = {
+    "campaign_id": str(uuid.uuid4()),
+    "key_id": "987654321",
+    "phone": "+14157778888",
+    "recipient_id": "987654321",
+}
+
+
+def _fill(path: str, values: dict[str, str]) -> str:
+    return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], path)
+
+
+async def _call(client: httpx.AsyncClient, method: str, url: str) -> httpx.Response:
+    body = {} if method in ("POST", "PUT", "PATCH") else None
+    if url.endswith("/progress/stream"):
+        # A stream answers its status at once; the body is not needed.
+        async with client.stream(method, url) as streamed:
+            return httpx.Response(streamed.status_code)
+    return await client.request(method, url, json=body)
+
+
+@pytest.fixture(scope="module")
+def routes(stack: Stack) -> list[Route]:
+    return asyncio.run(_routes(stack))
+
+
+async def test_another_tenants_objects_look_exactly_like_missing_ones(
+    stack: Stack, routes: list[Route]
+) -> None:
+    # Given tenant A with a campaign, recipients, a suppression and keys, and tenant B
+    a, objects = await _a_with_objects(stack)
+    b = await new_tenant(stack)
+    tenant_routes = [r for r in routes if "{" in r[2] and not r[2].startswith("/v1/operator")]
+    assert {"campaign_id", "key_id", "phone", "recipient_id"} == {
+        name for _, _, path in tenant_routes for name in re.findall(r"\{(\w+)\}", path)
+    }, "a new path parameter: give A an object for it"
+
+    # When B calls every route naming one of A's objects, and the same route naming nothing
+    mismatches = []
+    async with httpx.AsyncClient(timeout=30, headers=b.headers) as client:
+        for base, method, path in tenant_routes:
+            for_a = await _call(client, method, base + _fill(path, objects))
+            for_nothing = await _call(client, method, base + _fill(path, NONEXISTENT))
+            if for_a.status_code != for_nothing.status_code or for_a.status_code in (200, 201, 204, 403):
+                mismatches.append((method, path, for_a.status_code, for_nothing.status_code))
+            if method == "GET":
+                assert for_a.status_code == 404, (method, path, for_a.status_code)
+
+    # Then every answer is the one a missing object gets
+    assert not mismatches
+
+    # And A's objects are as they were
+    async with httpx.AsyncClient(timeout=30, headers=a.headers) as client:
+        campaign = (await client.get(f"{stack.api_url}/v1/campaigns/{objects['campaign_id']}")).json()
+        assert campaign["state"] not in ("paused", "cancelled")
+        keys = (await client.get(f"{stack.api_url}/v1/tenant/api-keys")).json()
+        assert objects["key_id"] in {str(key["id"]) for key in keys}
+        suppressed = await client.get(f"{stack.api_url}/v1/suppressions/{objects['phone']}")
+        assert suppressed.status_code == 200
+
+
+async def test_every_tenant_route_refuses_a_request_without_a_key(stack: Stack, routes: list[Route]) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        answers = {
+            (method, path): (await _call(client, method, base + _fill(path, NONEXISTENT))).status_code
+            for base, method, path in routes
+            if not path.startswith("/v1/operator")
+        }
+    assert answers and all(code == 401 for code in answers.values()), answers
+
+
+async def test_every_operator_route_refuses_a_tenant_key(stack: Stack, routes: list[Route]) -> None:
+    tenant = await new_tenant(stack)
+    values = {"tenant_id": tenant.id, "key_id": "1", "username": "crm", "queue": "wce.segmenter.booking.v2"}
+    async with httpx.AsyncClient(timeout=30, headers=tenant.headers) as client:
+        answers = {
+            (method, path): (await _call(client, method, base + _fill(path, values))).status_code
+            for base, method, path in routes
+            if path.startswith("/v1/operator")
+        }
+    assert len(answers) >= 10
+    assert all(code == 401 for code in answers.values()), answers
