@@ -7,7 +7,7 @@
 --   segmenter  tenants, API keys, booking data, campaigns, the recipient snapshot, credits,
 --              broker publishers, the audit log (append only)
 --   tracker    delivery status (recipients), message events, callbacks, inbound messages,
---              opt-outs, an API key's last use; never tenants, campaigns or anything else of a key
+--              opt-outs, an API key's last use; never tenants, API keys or campaigns
 --   sender     recipient send state, message events, credit debits, opt-outs from error codes,
 --              its maintenance lease and the tenants' pacing
 --   dispatcher nothing
@@ -33,7 +33,7 @@ GRANT UPDATE ON recipients TO wce_tracker;
 GRANT INSERT, DELETE ON message_events, callback_receipts, inbound_messages, suppressions TO wce_tracker;
 GRANT INSERT, UPDATE, DELETE ON orphan_callbacks, rate_limit_hits, auth_lockouts TO wce_tracker;
 GRANT INSERT ON suppression_events TO wce_tracker;
-GRANT UPDATE (last_used_at) ON api_keys TO wce_tracker;
+GRANT INSERT, UPDATE ON api_key_last_use TO wce_segmenter, wce_tracker;
 
 -- sender
 GRANT UPDATE ON recipients, credit_accounts TO wce_sender;
