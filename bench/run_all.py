@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "webhook_ingest": (["-m", "bench.webhook_ingest"], ["--runs", "1", "--count", "10000"]),
     "audience": (["-m", "bench.audience_bench"], []),
     "pacing": (["-m", "bench.pacing_bench"], ["--quick"]),
+    "noisy_neighbour": (["-m", "bench.noisy_neighbour"], ["--quick"]),
 }
 PREPARE: dict[str, list[str]] = {"audience": ["-m", "bench.generate_bookings"]}
 OUTPUTS = {
@@ -49,6 +50,7 @@ OUTPUTS = {
     "webhook_ingest": "webhook_ingest.json",
     "audience": "audience.json",
     "pacing": "pacing.json",
+    "noisy_neighbour": "noisy_neighbour.json",
 }
 
 

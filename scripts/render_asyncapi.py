@@ -45,8 +45,9 @@ fields: the message is parked in `<queue>.dlq` with the reason in headers `x-par
 publisher's own external ids. Times are ISO 8601 with an offset. Set the AMQP `user_id` property of \
 every `booking.*` and `campaign.*` message to the broker user you connect as (the broker checks it); the \
 operator allows that user to publish for the tenant \
-(`PUT /v1/operator/tenants/{tenant_id}/broker-publishers/{username}`), and a message without it, or \
-naming a tenant its user may not act for, is parked. Publish with publisher confirms; the \
+(`PUT /v1/operator/tenants/{tenant_id}/broker-publishers/{username}`), and where publishers are \
+checked (`WCE_PUBLISHER_CHECK_ENABLED`) a message without it, or naming a tenant its user may not act for, \
+is parked. Publish with publisher confirms; the \
 exchanges and queues are declared by the engine at start-up. To follow events, bind a queue of your own \
 to `wce.events` with the routing keys of the channels below."""
 

@@ -138,11 +138,17 @@ def decode(model: type[Event], body: bytes) -> Any:
 
 class ChunkDone(Event):
     """A sender finished a ``SendChunk``: sent to the reply queue named in the chunk's headers, so
-    the dispatcher that handed it out can bound how many chunks of a tenant are in flight."""
+    the dispatcher that handed it out can bound how many chunks of a tenant are in flight.
+
+    ``late_ids`` are recipients of a rate-limited chunk left without a slot (the sender came too
+    late for the chunk's last slots): the dispatcher gives them the tenant's next free slots at
+    once, instead of their going back behind the rest of the campaign in the dispatch queue."""
 
     TYPE: ClassVar[str] = "send.chunk_done"
     tenant_id: UUID
     chunk_id: str
+    campaign_id: UUID | None = None
+    late_ids: list[Int8] = Field(default_factory=list, max_length=10_000)
 
     # Headers of a SendChunk that asks for this acknowledgement.
     REPLY_HEADER: ClassVar[str] = "x-reply-to"

@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         resources.connection.reconnect_callbacks.add(lambda *_: dispatcher.restart_clocks())
         private = await resources.connection.channel()
-        await consume_acknowledgements(private, reply_queue, dispatcher)
+        await consume_acknowledgements(private, reply_queue, dispatcher, resources.publisher)
         tenants_channel = await resources.connection.channel()
         await tenants_channel.set_qos(prefetch_count=TENANT_PREFETCH)
         consumers = TenantConsumers(tenants_channel, dispatcher, resources.publisher)

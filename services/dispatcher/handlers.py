@@ -93,9 +93,27 @@ async def consume_events(
 
 
 async def consume_acknowledgements(
-    channel: AbstractChannel, name: str, dispatcher: Dispatcher
+    channel: AbstractChannel, name: str, dispatcher: Dispatcher, publisher: Publisher
 ) -> AbstractQueue:
+    """Chunk acknowledgements (the in-flight bound of unlimited tenants) and recipients a sender
+    came too late for: given the next free slots here when this dispatcher owns the tenant's
+    slots, else put back into the tenant's dispatch queue for the dispatcher that does."""
     queue = await topology.declare_private_queue(channel, name)
+    reslots: set[asyncio.Task[None]] = set()
+
+    async def reslot(done: ChunkDone) -> None:
+        assert done.campaign_id is not None
+        try:
+            if dispatcher.owns_slots(done.tenant_id):
+                await dispatcher.reslot(done.tenant_id, done.campaign_id, done.late_ids)
+                return
+            batch = RecipientBatch(
+                tenant_id=done.tenant_id, campaign_id=done.campaign_id, recipient_ids=done.late_ids
+            )
+            await publisher.publish(topology.RECIPIENTS_EXCHANGE, str(done.tenant_id), batch)
+        except Exception as exc:
+            # The rows wait as queued; the sweeper publishes them again.
+            log.warning("late recipients not re-slotted", tenant_id=str(done.tenant_id), error=repr(exc))
 
     async def on_done(message: AbstractIncomingMessage) -> None:
         async with message.process(requeue=False, ignore_processed=True):
@@ -103,7 +121,13 @@ async def consume_acknowledgements(
                 done = ChunkDone.model_validate_json(message.body)
             except ValidationError:
                 return
-            dispatcher.chunk_done(done.tenant_id, done.chunk_id)
+            if done.late_ids and done.campaign_id is not None:
+                # Off the consumer: a re-slot may wait a lead for its later chunks.
+                task = asyncio.create_task(reslot(done))
+                reslots.add(task)
+                task.add_done_callback(reslots.discard)
+            else:
+                dispatcher.chunk_done(done.tenant_id, done.chunk_id)
 
     await queue.consume(on_done, no_ack=False)
     return queue

@@ -30,3 +30,9 @@ CHUNKS_OUTSTANDING = Gauge(
     ["tenant"],
     namespace=NAMESPACE,
 )
+RESLOTTED = Counter(
+    "recipients_reslotted",
+    "Recipients a sender came too late for, given the tenant's next free slots.",
+    ["tenant"],
+    namespace=NAMESPACE,
+)

@@ -27,6 +27,7 @@ from services.dispatcher.metrics import (
     CHUNKS_DISPATCHED,
     CHUNKS_OUTSTANDING,
     RECIPIENTS_DISPATCHED,
+    RESLOTTED,
     TENANT_RATE,
 )
 from shared.events import ChunkDone, RecipientBatch, SendChunk
@@ -234,14 +235,61 @@ class Dispatcher:
         interval = slot_interval(rate, self._settings.margin)
         ids = remaining[: chunk_length(interval, self._settings.chunk_size)]
         first = lane.clock.allocate(len(ids), interval, time.time())
+        await self._publish_slotted(batch.tenant_id, batch.campaign_id, ids, first, interval)
+        return len(ids)
+
+    async def _publish_slotted(
+        self, tenant_id: UUID, campaign_id: UUID, ids: list[int], first: float, interval: float
+    ) -> None:
         chunk = SendChunk(
-            tenant_id=batch.tenant_id,
-            campaign_id=batch.campaign_id,
+            tenant_id=tenant_id,
+            campaign_id=campaign_id,
             recipient_ids=ids,
             first_slot_at=first,
             interval_s=interval,
         )
-        await self._publish(chunk, None)
+        # The sender hands recipients it came too late for back here, for the next free slots.
+        headers = {
+            ChunkDone.REPLY_HEADER: self._settings.reply_queue,
+            ChunkDone.CHUNK_HEADER: uuid.uuid4().hex,
+        }
+        await self._publish(chunk, headers)
+
+    def owns_slots(self, tenant_id: UUID) -> bool:
+        """Whether this dispatcher hands out the tenant's slots: it has dispatched a batch of the
+        tenant since it last (re)connected, so it is the tenant's active consumer. Only then may
+        it give out slots outside a batch; another dispatcher may be active meanwhile."""
+        lane = self._lanes.get(tenant_id)
+        return lane is not None and lane.clock.started
+
+    async def reslot(self, tenant_id: UUID, campaign_id: UUID, ids: list[int]) -> int:
+        """Give recipients a sender came too late for the tenant's next free slots, now: ahead of
+        the batches still waiting in the dispatch queue, never closer than the rate allows, and
+        like every chunk no more than a lead ahead. Call only when ``owns_slots``. Returns how
+        many were given a slot (0 when the campaign is not running: like a dropped batch, they
+        are published again when it resumes)."""
+        lane = self.lane(tenant_id)
+        if not ids or not await self._campaigns.running(campaign_id):
+            return 0
+        if lane.rate is None:
+            chunk = SendChunk(tenant_id=tenant_id, campaign_id=campaign_id, recipient_ids=ids)
+            await self._publish(chunk, None)
+            return len(ids)
+        lead = self._settings.lead_s
+        start = 0
+        while start < len(ids):
+            # Like any chunk: slots never lie more than a lead plus a chunk ahead (a dispatcher
+            # taking over after this one relies on it), at the tenant's effective rate, and a
+            # lead from now at the earliest, so the chunk reaches a sender before its first slot.
+            wait = lane.clock.wait_s(time.time(), lead)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            interval = slot_interval(await self._effective_rate(lane), self._settings.margin)
+            part = ids[start : start + chunk_length(interval, self._settings.chunk_size)]
+            first = lane.clock.allocate(len(part), interval, time.time() + lead)
+            await self._publish_slotted(tenant_id, campaign_id, part, first, interval)
+            start += len(part)
+        RESLOTTED.labels(str(tenant_id)).inc(len(ids))
         return len(ids)
 
     async def _effective_rate(self, lane: Lane) -> float:

@@ -2,9 +2,10 @@
 
 A chunk is claimed in one transaction: rows still claimable move to ``sending`` under a lease
 (suppressed numbers to ``suppressed``; credits reserved when they apply). Each message then
-starts no earlier than its slot; one that would start more than the late tolerance after its
-slot, or whose campaign was paused meanwhile, is handed back instead of sent. Outcomes of the
-whole chunk are written together.
+starts at a slot of the chunk, no earlier and at most the late tolerance after it; a message
+that comes late takes the chunk's next slot that has not passed, and only one left without a
+slot, or whose campaign was paused meanwhile, is handed back instead of sent. Calls are shared
+across tenants (``services.sender.sharing``). Outcomes of the whole chunk are written together.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from services.sender.gate import CampaignGate
 from services.sender.outcomes import Skip, Transition, after_attempt, refused_locally, skipped
 from services.sender.pacer import Pacer
 from services.sender.recording import Recorder, Settlement, with_db_retry
+from services.sender.sharing import CallSlots, SlotBook
 from shared import credits, metrics
 from shared.events import SendChunk
 from shared.logging import get_logger
 from shared.pacing import RATE_LIMIT_CODES
 from shared.templating import RecipientData, Template, render
-from shared.throttle import is_late
 from shared.twilio_client import TwilioClient, TwilioError
 from shared.twilio_errors import classify
 from shared.webhooks import status_callback_request_url
@@ -132,7 +133,7 @@ class SendEngine:
         self._gate = gate
         self._recorder = recorder
         self._settings = settings
-        self._slots = asyncio.Semaphore(concurrency)
+        self._calls = CallSlots(concurrency)
         # Twice the calls in flight: while some chunks are being claimed or settled, others send.
         self._budget = MessageBudget(2 * concurrency)
         self._concurrency = concurrency
@@ -143,8 +144,9 @@ class SendEngine:
         # Campaigns this sender is working on, with when it last saw a chunk of theirs.
         self.active: dict[UUID, float] = {}
 
-    async def handle(self, chunk: SendChunk) -> bool:
-        """Process one chunk; False when it should go back to the queue (this sender is stopping)."""
+    async def handle(self, chunk: SendChunk, reply_to: str | None = None) -> bool:
+        """Process one chunk; False when it should go back to the queue (this sender is stopping).
+        ``reply_to`` is the queue of the dispatcher that made the chunk: late messages go there."""
         self.active[chunk.campaign_id] = time.monotonic()
         if self.stopping:
             return False
@@ -155,16 +157,18 @@ class SendEngine:
         if not tenant.active or template is None:
             return True
         if chunk.first_slot_at is not None:
-            return await self._process(chunk, tenant, template)
+            return await self._process(chunk, tenant, template, reply_to)
         # Slotted chunks hold at most a lead of work; unslotted ones wait for room before claiming.
         units = min(len(chunk.recipient_ids), self._concurrency)
         await self._budget.acquire(units)
         try:
-            return await self._process(chunk, tenant, template)
+            return await self._process(chunk, tenant, template, reply_to)
         finally:
             await self._budget.release(units)
 
-    async def _process(self, chunk: SendChunk, tenant: TenantInfo, template: Template) -> bool:
+    async def _process(
+        self, chunk: SendChunk, tenant: TenantInfo, template: Template, reply_to: str | None
+    ) -> bool:
         if self.stopping:
             return False
         # The time a claim's lease runs from is taken before the claim is sent: a process frozen
@@ -182,13 +186,21 @@ class SendEngine:
             return True
         claimed_mono = claim_sent[-1]
         slots = {recipient_id: chunk.slot_at(i) for i, recipient_id in enumerate(chunk.recipient_ids)}
+        book = None
+        if chunk.first_slot_at is not None:
+            book = SlotBook(
+                chunk.first_slot_at,
+                chunk.interval_s,
+                len(chunk.recipient_ids),
+                self._settings.late_tolerance_s,
+            )
         settlements = await asyncio.gather(
             *(
-                self._send(tenant, template, chunk, row, slots.get(row.recipient_id), claimed_mono)
+                self._send(tenant, template, chunk, row, slots.get(row.recipient_id), book, claimed_mono)
                 for row in claim.rows
             )
         )
-        await self._recorder.settle(chunk.tenant_id, list(settlements), source="sender")
+        await self._recorder.settle(chunk.tenant_id, list(settlements), source="sender", reply_to=reply_to)
         await self._after_chunk(chunk, settlements)
         return not any(s.transition.skip is Skip.SHUTDOWN for s in settlements)
 
@@ -248,17 +260,33 @@ class SendEngine:
             await self._pool.execute(queries.ROLL_CREDIT_PERIOD, tenant_id, month)
             self._rolled[tenant_id] = month
 
-    def _skip_reason(self, chunk: SendChunk, slot_at: float | None, claimed_mono: float) -> Skip | None:
+    def _skip_reason(self, chunk: SendChunk, claimed_mono: float) -> Skip | None:
         if self.stopping:
             return Skip.SHUTDOWN
         if self._gate.blocked(chunk.campaign_id):
             return Skip.PAUSED
-        if is_late(slot_at, time.time(), self._settings.late_tolerance_s):
-            return Skip.LATE
         # Never start a call that could outlive the lease: the row would be reconciled mid-call.
         if time.monotonic() > self._write_by(claimed_mono):
             return Skip.LATE
         return None
+
+    async def _call_at_a_slot(self, tenant_id: UUID, book: SlotBook, wait: float) -> bool:
+        """Wait for a slot of the chunk and a call; False when the chunk has no slot left."""
+        if wait > 0:
+            await asyncio.sleep(wait)
+        while True:
+            slot = book.take(time.time())
+            if slot is None:
+                return False
+            wait = slot - time.time()
+            while wait > 0:
+                await asyncio.sleep(wait)
+                wait = slot - time.time()
+            await self._calls.acquire(tenant_id, timed=True)
+            if book.usable(slot, time.time()):
+                return True
+            # The slot passed while waiting for a call: take the next one.
+            self._calls.release(tenant_id)
 
     def _write_by(self, claimed_mono: float) -> float:
         return claimed_mono + self._settings.lease_s - self._settings.twilio_timeout_s - 1.0
@@ -270,9 +298,12 @@ class SendEngine:
         chunk: SendChunk,
         row: Claimed,
         slot_at: float | None,
+        book: SlotBook | None,
         claimed_mono: float,
     ) -> Settlement:
-        def settle(transition: Transition, sid: str | None = None) -> Settlement:
+        def settle(
+            transition: Transition, sid: str | None = None, accepted_at: float | None = None
+        ) -> Settlement:
             return Settlement(
                 row.recipient_id,
                 chunk.campaign_id,
@@ -281,16 +312,18 @@ class SendEngine:
                 row.attempts,
                 transition,
                 sid,
+                accepted_at,
             )
 
-        if slot_at is not None:
+        if book is not None and slot_at is not None:
             wait = slot_at - time.time()
             metrics.THROTTLE_WAIT.labels(str(chunk.tenant_id)).observe(max(wait, 0.0))
-            while wait > 0:
-                await asyncio.sleep(wait)
-                wait = slot_at - time.time()
-        async with self._slots:
-            reason = self._skip_reason(chunk, slot_at, claimed_mono)
+            if not await self._call_at_a_slot(chunk.tenant_id, book, wait):
+                return settle(skipped(Skip.LATE))
+        else:
+            await self._calls.acquire(chunk.tenant_id, timed=False)
+        try:
+            reason = self._skip_reason(chunk, claimed_mono)
             if reason is not None:
                 return settle(skipped(reason))
             message = render(template, row.data, tenant.style)
@@ -325,11 +358,15 @@ class SendEngine:
                     retry_after_s=exc.retry_after_s,
                 )
                 sid = None
+                accepted_at = None
             else:
+                accepted_at = time.time()
                 outcome = classify(http_status=201)
                 sid = created.sid
             finally:
                 CREATE_LATENCY.observe(time.perf_counter() - started)
+        finally:
+            self._calls.release(chunk.tenant_id)
         if outcome.code is not None:
             metrics.TWILIO_ERRORS.labels(str(outcome.code), SEND_STAGE).inc()
         transition = after_attempt(
@@ -340,4 +377,4 @@ class SendEngine:
             max_attempts=self._settings.max_attempts,
             paced=chunk.first_slot_at is not None,
         )
-        return settle(transition, sid)
+        return settle(transition, sid, accepted_at)

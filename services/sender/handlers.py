@@ -58,16 +58,17 @@ class InFlight:
 async def consume_chunks(
     queue: AbstractQueue, engine: SendEngine, publisher: Publisher, in_flight: InFlight
 ) -> str:
-    async def handle(chunk: SendChunk) -> bool:
+    async def handle(chunk: SendChunk, reply_to: str | None) -> bool:
         with in_flight:
-            return await engine.handle(chunk)
+            return await engine.handle(chunk, reply_to)
 
     async def on_chunk(chunk: SendChunk, message: AbstractIncomingMessage) -> None:
         # Shielded: when the delivery is cancelled (its channel or connection dropped), the chunk's
         # claimed rows are still sent or handed back and recorded, never left ``sending`` to wait
         # out their lease and two lookups; the broker redelivers the chunk, whose rows are then
         # no longer claimable.
-        work = asyncio.ensure_future(handle(chunk))
+        header = (message.headers or {}).get(ChunkDone.REPLY_HEADER)
+        work = asyncio.ensure_future(handle(chunk, header if isinstance(header, str) else None))
         try:
             done = await asyncio.shield(work)
         except asyncio.CancelledError:

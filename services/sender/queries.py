@@ -130,8 +130,9 @@ WHERE amount <> 0
 SETTLE = """
 WITH outcome AS (
     SELECT * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::text[], $6::integer[], $7::text[],
-                         $8::boolean[], $9::timestamptz[], $11::boolean[])
-        AS o(id, claimed_at, to_state, sid, error_code, error_message, uncount, next_attempt_at, suppress)
+                         $8::boolean[], $9::timestamptz[], $11::boolean[], $12::float8[])
+        AS o(id, claimed_at, to_state, sid, error_code, error_message, uncount, next_attempt_at, suppress,
+             accepted_at)
 ), settled AS (
     UPDATE recipients r
     SET state = f.to_state,
@@ -141,7 +142,11 @@ WITH outcome AS (
         attempts = CASE WHEN o.uncount THEN greatest(r.attempts - 1, 0) ELSE r.attempts END,
         deferrals = CASE WHEN o.uncount AND o.to_state = 'retry_wait' THEN r.deferrals + 1
                          ELSE r.deferrals END,
-        sent_at = CASE WHEN o.to_state = 'sent' THEN coalesce(r.sent_at, now()) ELSE r.sent_at END,
+        -- When Twilio accepted this message (its answer arrived), never after a delivery or read
+        -- its callbacks already reported.
+        sent_at = CASE WHEN o.to_state <> 'sent' THEN r.sent_at
+                       ELSE coalesce(r.sent_at, least(coalesce(to_timestamp(o.accepted_at), now()),
+                                                      r.delivered_at, r.read_at)) END,
         failed_at = CASE WHEN o.to_state = 'failed' THEN now() ELSE r.failed_at END,
         lease_until = NULL,
         next_attempt_at = o.next_attempt_at,

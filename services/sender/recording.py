@@ -24,7 +24,7 @@ from services.sender.metrics import CREDITS_DEBITED
 from services.sender.outcomes import Transition
 from shared import metrics, topology
 from shared.broker import BrokerUnavailable, Publisher
-from shared.events import RecipientBatch
+from shared.events import ChunkDone, RecipientBatch
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -50,6 +50,8 @@ class Settlement:
     attempts: int
     transition: Transition
     sid: str | None = None
+    # When Twilio's answer accepting the message arrived (epoch seconds): the row's ``sent_at``.
+    accepted_at: float | None = None
 
 
 @dataclass
@@ -109,8 +111,12 @@ class Recorder:
         self._pool = pool
         self._publisher = publisher
 
-    async def settle(self, tenant_id: UUID, settlements: list[Settlement], *, source: str) -> Settled:
-        """Persist the transitions (those whose claim is still current), then publish follow-ups."""
+    async def settle(
+        self, tenant_id: UUID, settlements: list[Settlement], *, source: str, reply_to: str | None = None
+    ) -> Settled:
+        """Persist the transitions (those whose claim is still current), then publish follow-ups.
+        Messages handed back as late go to ``reply_to`` (the queue of the dispatcher that gave
+        them their slots) when there is one, else back into the tenant's dispatch queue."""
         if not settlements:
             return Settled()
 
@@ -122,7 +128,7 @@ class Recorder:
         except DB_ERRORS as exc:
             log.error("outcomes not recorded; leases will expire and be reconciled", error=repr(exc))
             return Settled()
-        await self._follow_up(tenant_id, settled.applied)
+        await self._follow_up(tenant_id, settled.applied, reply_to)
         _log_retries(tenant_id, settled.applied, source)
         tenant = str(tenant_id)
         for state, count in Counter(item.transition.to_state for item in settled.applied).items():
@@ -130,6 +136,15 @@ class Recorder:
         if settled.debited:
             CREDITS_DEBITED.labels(tenant).inc(settled.debited)
         return settled
+
+    async def _hand_back(self, tenant_id: UUID, campaign_id: UUID, ids: list[int], reply_to: str) -> bool:
+        """Late recipients to the dispatcher that slotted them; False when it has gone away."""
+        done = ChunkDone(tenant_id=tenant_id, chunk_id="late", campaign_id=campaign_id, late_ids=ids)
+        try:
+            await self._publisher.publish("", reply_to, done)
+        except BrokerUnavailable:
+            return False
+        return True
 
     async def _write(self, tenant_id: UUID, settlements: list[Settlement], source: str) -> Settled:
         now = datetime.now(UTC)
@@ -148,11 +163,14 @@ class Recorder:
             [now + timedelta(seconds=s.transition.tier_s) if s.transition.tier_s else None for s in ordered],
             source,
             [s.transition.suppress for s in ordered],
+            [s.accepted_at for s in ordered],
         )
         applied = [_as_recorded(by_id[row["id"]], row["to_state"]) for row in rows]
         return Settled(applied=applied, debited=rows[0]["debited"] if rows else 0)
 
-    async def _follow_up(self, tenant_id: UUID, applied: list[Settlement]) -> None:
+    async def _follow_up(
+        self, tenant_id: UUID, applied: list[Settlement], reply_to: str | None = None
+    ) -> None:
         retries: dict[tuple[UUID, int, int], list[int]] = defaultdict(list)
         redispatch: dict[UUID, list[int]] = defaultdict(list)
         for item in applied:
@@ -172,6 +190,8 @@ class Recorder:
                 )
                 metrics.RETRIES.labels(key, f"{tier}s").inc(len(ids))
             for campaign_id, ids in redispatch.items():
+                if reply_to is not None and await self._hand_back(tenant_id, campaign_id, ids, reply_to):
+                    continue
                 batch = RecipientBatch(tenant_id=tenant_id, campaign_id=campaign_id, recipient_ids=ids)
                 await self._publisher.publish(topology.RECIPIENTS_EXCHANGE, key, batch)
         except BrokerUnavailable as exc:

@@ -51,7 +51,6 @@ from shared.metrics import (
 log = get_logger(__name__)
 
 
-
 @dataclass(slots=True)
 class _Item:
     key: str

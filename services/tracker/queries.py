@@ -44,8 +44,9 @@ SET state = u.state,
                       ELSE r.error_code END,
     error_message = CASE WHEN u.state IN ('undelivered', 'failed_delivery') THEN u.error_message
                          ELSE r.error_message END,
-    delivered_at = COALESCE(r.delivered_at, to_timestamp(u.delivered_at)),
-    read_at = COALESCE(r.read_at, to_timestamp(u.read_at)),
+    -- Never before the row's sent_at: a callback can overtake the create's answer by a little.
+    delivered_at = COALESCE(r.delivered_at, greatest(to_timestamp(u.delivered_at), r.sent_at)),
+    read_at = COALESCE(r.read_at, greatest(to_timestamp(u.read_at), r.sent_at)),
     failed_at = COALESCE(r.failed_at, to_timestamp(u.failed_at)),
     updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::int[], $4::text[], $5::float8[], $6::float8[], $7::float8[])

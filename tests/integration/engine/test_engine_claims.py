@@ -86,6 +86,7 @@ async def settle(
         [None] * len(rows),
         "sender",
         [False] * len(rows),
+        [None] * len(rows),
     )
 
 
@@ -255,6 +256,7 @@ async def test_an_uncounted_retry_gives_the_attempt_back_and_counts_a_deferral(p
         [datetime.now(UTC)],
         "sender",
         [False],
+        [None],
     )
 
     # Then the attempt is given back, the deferral counted, and the next claim shows both

@@ -79,7 +79,47 @@ async def test_a_rate_limited_batch_becomes_chunks_with_evenly_spaced_slots() ->
     # And no chunk was handed out more than the lead ahead of its first slot
     for published_at, chunk, headers in captured.chunks:
         assert chunk.first_slot_at - published_at <= LEAD + 0.3  # type: ignore[operator]
-        assert headers is None
+        # And the sender knows where to hand back what it comes too late for
+        assert headers is not None and headers[ChunkDone.REPLY_HEADER] == "replies"
+
+
+async def test_late_recipients_get_the_next_free_slots_at_once_ahead_of_the_queue() -> None:
+    # Given a tenant at 80/s in the middle of a big batch (the lane holds its lock meanwhile)
+    dispatcher, campaigns, captured = make()
+    tenant, campaign = uuid.uuid4(), uuid.uuid4()
+    campaigns.running_ids.add(campaign)
+    dispatcher.set_rate(tenant, 80)
+    task = asyncio.create_task(dispatcher.dispatch(batch(tenant, campaign, 200)))
+    await captured.wait_for(2)
+
+    # When a sender hands back 25 recipients it came too late for
+    handed_back_at = time.time()
+    assert await dispatcher.reslot(tenant, campaign, list(range(1001, 1026))) == 25
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    # Then they leave within a chunk or two (not behind the rest of the batch), in chunks whose
+    # slots start a lead from now at the earliest and never come closer than the interval to
+    # any other slot of the tenant
+    interval = slot_interval(80, 0.015)
+    late = [(at, c) for at, c, _ in captured.chunks if c.recipient_ids[0] > 1000]
+    assert sum(len(c.recipient_ids) for _, c in late) == 25
+    assert all(at - handed_back_at < LEAD + 0.6 for at, _ in late)
+    assert late[0][1].first_slot_at >= handed_back_at + LEAD  # type: ignore[operator]
+    slots = sorted(
+        c.first_slot_at + i * c.interval_s  # type: ignore[operator]
+        for _, c, _ in captured.chunks
+        for i in range(len(c.recipient_ids))
+    )
+    assert all(b - a >= interval - 1e-6 for a, b in itertools.pairwise(slots))
+
+
+async def test_late_recipients_of_a_campaign_no_longer_running_are_not_slotted() -> None:
+    dispatcher, _, captured = make()
+    tenant, campaign = uuid.uuid4(), uuid.uuid4()
+    dispatcher.set_rate(tenant, 80)
+    assert await dispatcher.reslot(tenant, campaign, [1, 2, 3]) == 0
+    assert captured.chunks == []
 
 
 async def test_a_rate_change_applies_to_the_next_chunk() -> None:
@@ -147,3 +187,16 @@ async def test_after_a_reconnect_slots_start_beyond_a_predecessors_horizon() -> 
     before = time.time()
     await dispatcher.dispatch(batch(tenant, campaign, 1))
     assert captured.chunks[-1][1].first_slot_at >= before + LEAD + 0.25  # type: ignore[operator]
+
+
+async def test_only_a_dispatcher_that_has_dispatched_the_tenant_since_it_connected_owns_its_slots() -> None:
+    dispatcher, campaigns, _ = make()
+    tenant, campaign = uuid.uuid4(), uuid.uuid4()
+    campaigns.running_ids.add(campaign)
+    dispatcher.set_rate(tenant, 80)
+    assert not dispatcher.owns_slots(tenant)
+    await dispatcher.dispatch(batch(tenant, campaign, 1))
+    assert dispatcher.owns_slots(tenant)
+    # After a reconnect another dispatcher may have become the tenant's active consumer
+    dispatcher.restart_clocks()
+    assert not dispatcher.owns_slots(tenant)
