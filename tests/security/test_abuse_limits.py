@@ -212,3 +212,35 @@ async def test_two_service_processes_share_a_keys_limit(
             codes.append(response.status_code)
     # Then the limit counts both processes' requests together
     assert codes == [404] * 6 + [429] * 2
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_is_limited_on_its_own(
+    isolated_env: IsolatedEnvironment, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    # Given a tracker behind a proxy it trusts, locking an address out after 3 unknown keys
+    tracker = start_tracker(
+        isolated_env,
+        tmp_path,
+        WCE_TRUSTED_PROXIES="127.0.0.1",
+        WCE_TENANT_API_FAILURES_ALLOWED="3",
+        WCE_AUTH_LOCKOUT_BASE_S="60",
+    )
+    try:
+        _, key = await new_tenant(pool)
+        attacker, customer = {"X-Forwarded-For": address()}, {"X-Forwarded-For": address()}
+        path = f"{tracker.url}/v1/campaigns/{uuid.uuid4()}/progress"
+        async with httpx.AsyncClient(timeout=10) as client:
+            # When one forwarded client tries five random keys
+            codes = [
+                (
+                    await client.get(path, headers={**attacker, "Authorization": f"Bearer {new_api_key()}"})
+                ).status_code
+                for _ in range(5)
+            ]
+            # Then it is locked out, while another client behind the same proxy is not
+            assert codes == [401] * 4 + [429]
+            assert (
+                await client.get(path, headers={**customer, "Authorization": f"Bearer {key}"})
+            ).status_code == 404
+    finally:
+        tracker.process.stop()
