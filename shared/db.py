@@ -57,8 +57,8 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     RESET ALL`` — a round trip and four statements on every release, which at thousands of
     statements per second cost the sender a twentieth of its CPU and the server as much. Pool
     connections carry no session state: nothing here uses SET, LISTEN or cursors outside a
-    transaction, and the session advisory locks (a segmenter's campaign runners) are released
-    explicitly."""
+    transaction, and the only advisory locks (a segmenter's campaign runners) are
+    transaction-scoped."""
 
 
 def is_transient_connect_error(exc: BaseException) -> bool:

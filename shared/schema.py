@@ -15,6 +15,9 @@
   renewed by a heartbeat on a second connection, taken over when its holder stops renewing), and
   each transactional migration also takes a transaction-scoped advisory lock and re-checks that it
   is still pending inside its own transaction.
+* **Privileges re-applied.** After the migrations, ``shared/privileges.sql`` (the runtime
+  roles' grants, revoked and granted again) runs in one transaction on every run, so a table
+  added by a migration gets its grants in that one file.
 * **Run explicitly.** ``python -m shared.migrate`` (``make migrate``, the deployment's one-off
   job) connects as the owner role (``WCE_MIGRATION_DATABASE_URL``); services apply migrations at
   start only while ``WCE_MIGRATE_AT_START`` is true (the development default).
@@ -195,6 +198,13 @@ async def migration_lock(
             await conn.execute(_RELEASE_LOCK, holder)
 
 
+PRIVILEGES = (resources.files("shared") / "privileges.sql").read_text(encoding="utf-8")
+
+
+async def _has_service_roles(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM schema_migrations WHERE name = '0850_service_roles.sql'"))
+
+
 async def _recorded(conn: asyncpg.Connection) -> dict[str, str | None]:
     rows = await conn.fetch("SELECT name, checksum FROM schema_migrations")
     return {row["name"]: row["checksum"] for row in rows}
@@ -235,8 +245,11 @@ async def migrate(
     *,
     lock_wait_s: float = 600.0,
     lease_s: float = LOCK_LEASE_S,
+    privileges: str | None = None,
 ) -> list[str]:
-    """Apply pending migrations; return the names applied now. Refuses changed applied files."""
+    """Apply pending migrations and the runtime roles' privileges; return the names applied now.
+    Refuses changed applied files. ``privileges`` defaults to ``shared/privileges.sql`` once the
+    migration creating the roles has run ("" applies none: tests of the runner itself)."""
     migrations = list(load_migrations() if migrations is None else migrations)
     await _create_bookkeeping(conn)
     async with migration_lock(conn, heartbeat_conn, wait_s=lock_wait_s, lease_s=lease_s):
@@ -264,6 +277,11 @@ async def migrate(
             if await apply(conn, migration):
                 applied_now.append(migration.name)
                 log.info("migration applied", migration=migration.name)
+        if privileges is None and await _has_service_roles(conn):
+            privileges = PRIVILEGES
+        if privileges:
+            async with conn.transaction():
+                await conn.execute(privileges)
         return applied_now
 
 

@@ -17,12 +17,14 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
 from tools.twilio_sim.tls import TlsFiles
 
 ROOT = Path(__file__).resolve().parent.parent
+SERVICE_ROLES = ("segmenter", "tracker", "dispatcher", "sender")
 
 
 def free_port() -> int:
@@ -123,6 +125,12 @@ class Stack:
     # at https://localhost:<port>, trusting the certificate's CA (SSL_CERT_FILE).
     simulator_tls: TlsFiles | None = None
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    # As a deployment runs them: migrations applied once by ``python -m shared.migrate`` as the
+    # owner (the URL in ``env``), then each service connecting as a login role of its own, a
+    # non-superuser member of ``wce_<service>`` (named ``<login_prefix>_<service>``).
+    least_privilege: bool = True
+    login_prefix: str = field(default_factory=lambda: f"wce_login_{uuid.uuid4().hex[:10]}")
+    service_urls: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.simulator_port = free_port()
@@ -160,15 +168,66 @@ class Stack:
                 str(self.simulator_tls.key),
             ]
 
+    def _owner_url(self) -> str:
+        return self.env.get("WCE_DATABASE_URL") or os.environ.get(
+            "WCE_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/wce"
+        )
+
+    def _psql(self, sql: str) -> None:
+        subprocess.run(
+            ["psql", self._owner_url(), "-q", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def _prepare_database(self) -> None:
+        """Migrate as the owner, then create each service's login role."""
+        migrated = subprocess.run(
+            [sys.executable, "-m", "shared.migrate", "--create-database"],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            timeout=300,
+        )
+        if migrated.returncode != 0:
+            raise RuntimeError(f"migrations failed:\n{migrated.stdout.decode()}{migrated.stderr.decode()}")
+        owner = urlsplit(self._owner_url())
+        for service in SERVICE_ROLES:
+            login = f"{self.login_prefix}_{service}"
+            password = f" PASSWORD '{owner.password}'" if owner.password else ""
+            self._psql(
+                f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{login}') THEN"
+                f' CREATE ROLE "{login}" LOGIN{password} IN ROLE wce_{service}; END IF; END $$'
+            )
+            netloc = f"{quote(login)}{':' + quote(owner.password) if owner.password else ''}@{owner.hostname}"
+            if owner.port:
+                netloc += f":{owner.port}"
+            self.service_urls[service] = urlunsplit(owner._replace(netloc=netloc))
+
+    def _drop_logins(self) -> None:
+        for service in list(self.service_urls):
+            try:
+                self._psql(f'DROP ROLE IF EXISTS "{self.login_prefix}_{service}"')
+            except (subprocess.SubprocessError, OSError):
+                pass
+        self.service_urls.clear()
+
     def _service(self, name: str, module: str, port: int, port_var: str | None) -> ManagedProcess:
         env = dict(self.env)
         if port_var:
             env[port_var] = str(port)
+        service = module.rsplit(".", 1)[-1]
+        if service in self.service_urls:
+            env["WCE_DATABASE_URL"] = self.service_urls[service]
+            env["WCE_MIGRATE_AT_START"] = "false"
         process = ManagedProcess(module, env, f"http://127.0.0.1:{port}/healthz", self.log_dir)
         self.processes[name] = process
         return process
 
     def start(self, timeout_s: float = 90.0) -> Stack:
+        if self.least_privilege:
+            self._prepare_database()
         simulator = ManagedProcess(
             "tools.twilio_sim",
             self.env,
@@ -178,7 +237,8 @@ class Stack:
         )
         self.processes["simulator"] = simulator
         simulator.wait_healthy(timeout_s)
-        # The segmenter first: it applies migrations and declares the topology the others use.
+        # The segmenter first: it declares the topology the others use (and migrates, when it
+        # migrates at start).
         self._service("segmenter", "services.segmenter", self.segmenter_port, None).wait_healthy(timeout_s)
         started = [self._service("tracker", "services.tracker", self.tracker_port, None)]
         for index in range(self.dispatchers):
@@ -197,6 +257,7 @@ class Stack:
                 process.stop()
         if "simulator" in self.processes:
             self.processes["simulator"].stop()
+        self._drop_logins()
 
     def logs(self) -> str:
         return "\n".join(f"--- {name}\n{process.tail(25)}" for name, process in self.processes.items())

@@ -1,7 +1,13 @@
 """Background work of running campaigns: snapshot and publication tasks, completion checks.
 
-A campaign's snapshot/publication runs in one segmenter at a time (a session advisory lock keyed
-by the campaign id); the monitor loop picks up campaigns whose runner died with its process.
+A campaign's snapshot/publication runs in one segmenter at a time: the runner holds a
+transaction-scoped advisory lock keyed by the campaign id in a transaction kept open on a
+connection of its own while it works (the work itself runs on other connections). A lock tied to
+a transaction is released with it — at the end, or when the process dies and its connection
+closes — and a transaction-mode pooler keeps the transaction on one server connection, which a
+session lock would not get (its unlock could reach another server connection and leave the lock
+held). The transaction writes nothing and holds no snapshot between statements. The monitor loop
+picks up campaigns whose runner died with its process.
 """
 
 from __future__ import annotations
@@ -51,9 +57,9 @@ class CampaignRunner:
         return task is not None and not task.done()
 
     async def _run(self, tenant_id: UUID, campaign_id: UUID) -> None:
-        async with self._slots, self._pool.acquire() as lock_conn:
+        async with self._slots, self._pool.acquire() as lock_conn, lock_conn.transaction():
             if not await lock_conn.fetchval(
-                "SELECT pg_try_advisory_lock($1)", campaign_lock_key(campaign_id)
+                "SELECT pg_try_advisory_xact_lock($1)", campaign_lock_key(campaign_id)
             ):
                 return
             try:
@@ -69,8 +75,6 @@ class CampaignRunner:
                         return
             except Exception:
                 log.exception("campaign runner failed; the monitor will retry", campaign_id=str(campaign_id))
-            finally:
-                await lock_conn.execute("SELECT pg_advisory_unlock($1)", campaign_lock_key(campaign_id))
 
     async def stop(self) -> None:
         for task in list(self._tasks.values()):

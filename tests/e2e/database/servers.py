@@ -114,13 +114,14 @@ class OwnPgBouncer:
     directory: Path = field(default_factory=lambda: _own_directory("wce-pgbouncer-"))
     max_client_conn: int = 300
     pool_size: int = 20
+    users: tuple[str, ...] = ("postgres",)
     process: subprocess.Popen[bytes] | None = None
 
     def url(self, database: str, user: str = "postgres") -> str:
         return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> OwnPgBouncer:
-        (self.directory / "users.txt").write_text('"postgres" ""\n')
+        (self.directory / "users.txt").write_text("".join(f'"{user}" ""\n' for user in self.users))
         (self.directory / "pgbouncer.ini").write_text(
             "[databases]\n"
             f"* = host=127.0.0.1 port={self.server_port}\n"

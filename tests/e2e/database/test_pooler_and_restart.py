@@ -18,9 +18,14 @@ from tests.e2e.engine.conftest import FAST_ENV
 from tests.e2e.engine.engine_helpers import seed_customers, simulator_stats, wait_sent, wait_settled
 from tests.e2e.helpers import create_campaign, new_tenant, wait_for_state
 from tests.support import IsolatedEnvironment, Stack
+from tools.stack import SERVICE_ROLES
 from tools.twilio_sim.admin_client import SimulatorAdmin
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+# Fewer than the 62 connections the services' pools may open (segmenter, tracker and dispatcher
+# 10 each, two senders 16 each).
+SERVER_CONNECTIONS = 30
 
 
 @pytest.fixture
@@ -59,8 +64,12 @@ async def test_a_campaign_runs_through_a_transaction_mode_pgbouncer(
     own_vhost: IsolatedEnvironment, own_postgres: OwnPostgres, own_database: str, tmp_path: Path
 ) -> None:
     # Given a PgBouncer in transaction mode (server connections shared between transactions) with
-    # fewer server connections than the services' pools, and the migrations applied through it
-    bouncer = OwnPgBouncer(server_port=own_postgres.port, pool_size=12).start()
+    # half as many server connections as the services' pools hold, and the migrations applied
+    # through it
+    # (trust authentication: PgBouncer still admits only the users in its list)
+    logins = f"wce_login_{uuid.uuid4().hex[:10]}"
+    users = ("postgres", *(f"{logins}_{service}" for service in SERVICE_ROLES))
+    bouncer = OwnPgBouncer(server_port=own_postgres.port, pool_size=SERVER_CONNECTIONS, users=users).start()
     through_bouncer = bouncer.url(own_database)
     try:
         await migrate_dsn(through_bouncer, create_database=False, statement_cache_size=0)
@@ -71,13 +80,13 @@ async def test_a_campaign_runs_through_a_transaction_mode_pgbouncer(
             WCE_MIGRATE_AT_START="false",
             WCE_DB_MAX_CONNECTIONS=str(bouncer.max_client_conn),
         )
-        stack = Stack(env=env, log_dir=tmp_path / "stack", senders=2)
+        stack = Stack(env=env, log_dir=tmp_path / "stack", senders=2, login_prefix=logins)
         pool = await asyncpg.create_pool(own_postgres.url(own_database), min_size=1, max_size=2)
         try:
             stack.start()
-            tenant = await new_tenant(stack, rate=150)
+            tenant = await new_tenant(stack, rate=None)
             await seed_customers(pool, tenant, 1500)
-            # When a campaign to 1,500 runs through it at 150/s
+            # When a campaign to 1,500 runs through it
             started = time.monotonic()
             campaign = await create_campaign(stack, tenant)
             counts = await wait_settled(pool, campaign["id"], 1500, timeout_s=240, stack=stack)
@@ -87,15 +96,14 @@ async def test_a_campaign_runs_through_a_transaction_mode_pgbouncer(
             stats = await simulator_stats(stack, tenant.account_sid)
             assert stats["accepted_total"] == 1500 and not stats["duplicates"], stats
             assert set(counts) <= {"sent", "delivered", "read"}, counts
-            stats = await simulator_stats(stack, tenant.account_sid)
-            await _wait_for_callbacks(pool, campaign["id"], 1500, stack)
+            await _wait_for_callbacks(pool, campaign["id"], stack)
             # And the services really shared the pooler's few server connections
             servers = await pool.fetchval(
                 "SELECT count(*) FROM pg_stat_activity"
                 " WHERE datname = $1 AND backend_type = 'client backend'",
                 own_database,
             )
-            assert servers <= 12 + 2, servers
+            assert servers <= SERVER_CONNECTIONS + 2, servers
             print(f"pgbouncer campaign: 1500 recipients in {elapsed:.1f}s, {counts}")
         finally:
             stack.stop()
@@ -105,26 +113,26 @@ async def test_a_campaign_runs_through_a_transaction_mode_pgbouncer(
 
 
 async def _wait_for_callbacks(
-    pool: asyncpg.Pool, campaign_id: str, total: int, stack: Stack, timeout_s: float = 90
+    pool: asyncpg.Pool, campaign_id: str, stack: Stack, timeout_s: float = 90
 ) -> None:
+    """Every status callback Twilio got a 2xx for is recorded: once the simulator has delivered
+    them all, a row is still ``sent`` only if a callback of its own was refused (and Twilio does
+    not retry those; re-checking such rows is the engine's separate repair)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        final = await pool.fetchval(
-            "SELECT count(*) FROM recipients WHERE campaign_id = $1 AND state IN ('delivered', 'read')",
-            uuid.UUID(campaign_id),
+        async with SimulatorAdmin(stack.simulator_url) as sim:
+            stats = await sim.stats()
+        if stats["callbacks_pending"] == 0:
+            break
+        assert time.monotonic() < deadline, (
+            f"callbacks still pending after {timeout_s}s: {stats['callbacks_pending']}"
         )
-        if final == total:
-            return
-        if time.monotonic() > deadline:
-            orphans = await pool.fetchval("SELECT count(*) FROM orphan_callbacks WHERE matched_at IS NULL")
-            async with SimulatorAdmin(stack.simulator_url) as sim:
-                stats = {k: v for k, v in (await sim.stats()).items() if k.startswith("callbacks")}
-            raise AssertionError(
-                f"{final} of {total} delivered or read after {timeout_s}s, {orphans} orphan callbacks,"
-                f" simulator {stats}"
-                f"\n{stack.logs()}"
-            )
         await asyncio.sleep(0.5)
+    await asyncio.sleep(2)  # the tracker's last batch
+    left_at_sent = await pool.fetchval(
+        "SELECT count(*) FROM recipients WHERE campaign_id = $1 AND state = 'sent'", uuid.UUID(campaign_id)
+    )
+    assert left_at_sent <= stats["callbacks_failed"], (left_at_sent, stats["callbacks_failed"])
 
 
 async def test_a_database_restart_mid_campaign_loses_nothing_and_sends_nothing_twice(

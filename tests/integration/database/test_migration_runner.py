@@ -4,6 +4,9 @@ that keeps concurrent runners apart without session state, and waiting services.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import asyncpg
@@ -201,3 +204,31 @@ async def test_a_service_that_does_not_migrate_waits_for_the_migration_job(
         await asyncio.wait_for(waiting, timeout=10)
     finally:
         await pool.close()
+
+
+def run_migrate_command(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shared.migrate", *args],
+        env={**os.environ, "WCE_DATABASE_URL": database_url, "WCE_STARTUP_RETRY_S": "5"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_the_migrate_command_checks_applies_and_refuses(scratch_database: str) -> None:
+    # Given an empty database, --check lists what is pending and fails
+    checked = run_migrate_command(scratch_database, "--check")
+    assert checked.returncode == 1 and "0001_init.sql" in checked.stdout
+    # When the command runs, it applies them, and --check then passes
+    applied = run_migrate_command(scratch_database)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert run_migrate_command(scratch_database, "--check").returncode == 0
+    # Then a tampered record of an applied migration makes it refuse, naming the file
+    conn = await asyncpg.connect(scratch_database)
+    try:
+        await conn.execute("UPDATE schema_migrations SET checksum = 'x' WHERE name = '0001_init.sql'")
+    finally:
+        await conn.close()
+    refused = run_migrate_command(scratch_database)
+    assert refused.returncode == 2 and "0001_init.sql" in refused.stdout
