@@ -11,12 +11,12 @@ second whatever its size.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import asyncpg
 
 from services.tracker import queries
+from shared.single_flight import SingleFlight
 
 
 class LookupBudget:
@@ -51,38 +51,22 @@ class ActiveTenants:
         self._budget = LookupBudget(lookups_per_s, lookup_burst)
         self._timeout_s = timeout_s
         self._ids: set[str] = set()
-        self._looking_up: dict[str, asyncio.Future[bool]] = {}
+        self._lookups: SingleFlight[str, bool] = SingleFlight()
 
     async def admits(self, tenant_id: str) -> bool:
         """``tenant_id`` in canonical form (lower-case, hyphenated)."""
         if tenant_id in self._ids:
             return True
         # A new tenant's first campaign brings many callbacks at once: they share one lookup.
-        pending = self._looking_up.get(tenant_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        if not self._budget.take():
+        if not self._lookups.running(tenant_id) and not self._budget.take():
             return False
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._looking_up[tenant_id] = future
-        try:
-            active = bool(
-                await self._pool.fetchval(queries.TENANT_IS_ACTIVE, tenant_id, timeout=self._timeout_s)
-            )
-            if active:
-                self._ids.add(tenant_id)
-            future.set_result(active)
-            return active
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
-            future.set_exception(exc)
-            # Waiters get the exception; nobody may be waiting, which must not be logged as lost.
-            future.exception()
-            raise
-        finally:
-            del self._looking_up[tenant_id]
+        return await self._lookups.run(tenant_id, lambda: self._look_up(tenant_id))
+
+    async def _look_up(self, tenant_id: str) -> bool:
+        active = bool(await self._pool.fetchval(queries.TENANT_IS_ACTIVE, tenant_id, timeout=self._timeout_s))
+        if active:
+            self._ids.add(tenant_id)
+        return active
 
     async def reload(self) -> None:
         rows = await self._pool.fetch(queries.ACTIVE_TENANT_IDS, timeout=self._timeout_s)

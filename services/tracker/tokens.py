@@ -9,13 +9,13 @@ fails a signature may have been rotated: it is reloaded, at most once per ``refr
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import asyncpg
 
 from services.tracker import queries
 from shared.crypto import SecretBox
+from shared.single_flight import SingleFlight
 
 
 class TokenCache:
@@ -38,7 +38,7 @@ class TokenCache:
         self._timeout_s = timeout_s
         self._entries: dict[str, tuple[str | None, float]] = {}
         self._max_entries = max_entries
-        self._loading: dict[str, asyncio.Future[str | None]] = {}
+        self._loads: SingleFlight[str, str | None] = SingleFlight()
 
     async def get(self, tenant_id: str) -> str | None:
         entry = self._entries.get(tenant_id)
@@ -70,26 +70,10 @@ class TokenCache:
         self._entries[tenant_id] = (token, now)
 
     async def _load(self, tenant_id: str) -> str | None:
-        pending = self._loading.get(tenant_id)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._loading[tenant_id] = future
-        try:
-            encrypted = await self._pool.fetchval(
-                queries.TENANT_AUTH_TOKEN, tenant_id, timeout=self._timeout_s
-            )
-            token = self._box.decrypt(encrypted) if encrypted is not None else None
-            self._remember(tenant_id, token)
-            future.set_result(token)
-            return token
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
-            future.set_exception(exc)
-            # Waiters get the exception; nobody may be waiting, which must not be logged as lost.
-            future.exception()
-            raise
-        finally:
-            del self._loading[tenant_id]
+        return await self._loads.run(tenant_id, lambda: self._fetch(tenant_id))
+
+    async def _fetch(self, tenant_id: str) -> str | None:
+        encrypted = await self._pool.fetchval(queries.TENANT_AUTH_TOKEN, tenant_id, timeout=self._timeout_s)
+        token = self._box.decrypt(encrypted) if encrypted is not None else None
+        self._remember(tenant_id, token)
+        return token
