@@ -140,6 +140,16 @@ RATE_LIMITED = Counter(
     ["surface"],
     namespace=NAMESPACE,
 )
+PROGRESS_STREAMS = Gauge(
+    "progress_streams",
+    "Progress streams (SSE) open on this tracker.",
+    namespace=NAMESPACE,
+)
+PROGRESS_POLLS = Counter(
+    "progress_polls",
+    "Database polls for progress streams: one per followed campaign and interval, however many streams.",
+    namespace=NAMESPACE,
+)
 
 # HTTP requests of every service (API, webhooks, probes), by route template; see shared/http_metrics.py.
 HTTP_REQUEST_DURATION = Histogram(

@@ -148,6 +148,13 @@ class Settings(BaseSettings):
     orphan_match_interval_s: float = 1.0
     # How often queue depths and running-campaign progress are sampled into metrics.
     metrics_sample_interval_s: float = 5.0
+    # Progress streams (SSE): open at once per API key and per tracker (429 past either), how long
+    # one lasts before the client reconnects, and how often a campaign that is not running (paused,
+    # snapshotting) is polled; every stream of a campaign shares one poll.
+    progress_streams_per_key: int = Field(default=20, gt=0)
+    progress_streams_max: int = Field(default=200, gt=0)
+    progress_stream_max_lifetime_s: float = Field(default=900.0, gt=0)
+    progress_stream_idle_interval_s: float = Field(default=5.0, gt=0)
 
     # Sending engine (dispatcher and sender).
     # Chunks of one unlimited-rate tenant in flight at once: keeps the shared send queue short so

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from services.tracker import reports
+from services.tracker.live import DRAFT_RECONNECT_MS, ProgressHub, StreamLimitReached
 from services.tracker.progress import RECIPIENT_STATES, Progress
 from services.tracker.reports import RecipientFilters
 from shared.http import InputError, Pool, Tenant, TenantContext, not_found
@@ -18,9 +20,6 @@ from shared.phones import InvalidPhone, to_e164
 from shared.validation import INT4_MAX, INT8_MAX, Text
 
 router = APIRouter(prefix="/v1/campaigns", tags=["tracking"])
-
-# Pushing twice a second keeps a client at or above one update per second despite jitter.
-SSE_INTERVAL_S = 0.5
 
 
 class EventStream(StreamingResponse):
@@ -36,8 +35,9 @@ class CsvFile(StreamingResponse):
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": (
-            "`event: progress` twice a second while the campaign runs, then one event named after its"
-            " final state; each `data:` is the JSON of GET /progress."
+            "`event: progress` twice a second while the campaign runs (every few seconds while it is"
+            " paused), then one event named after its final state; a draft's stream sends one"
+            " `draft` event and closes; each `data:` is the JSON of GET /progress."
         ),
         "content": {
             "text/event-stream": {
@@ -137,23 +137,46 @@ def _sse(event: str, sequence: int, progress: Progress) -> bytes:
     return f"event: {event}\nid: {sequence}\ndata: {data}\n\n".encode()
 
 
+def _hub(request: Request) -> ProgressHub:
+    hub: ProgressHub = request.app.state.progress_hub
+    return hub
+
+
 @router.get("/{campaign_id}/progress/stream", response_class=EventStream, responses=SSE_RESPONSE)
-async def stream_progress(campaign_id: UUID, tenant: Tenant, pool: Pool) -> StreamingResponse:
+async def stream_progress(
+    campaign_id: UUID, tenant: Tenant, pool: Pool, hub: Annotated[ProgressHub, Depends(_hub)]
+) -> StreamingResponse:
     """Server-sent events: ``progress`` while the campaign runs, then one event named after the
-    final state (``completed``, ``cancelled`` or ``failed``), then the stream closes."""
+    final state (``completed``, ``cancelled`` or ``failed``), then the stream closes. A draft's
+    stream sends one ``draft`` event and closes; every stream closes after a maximum lifetime (the
+    client reconnects). Streams per API key and per server are capped: 429 with Retry-After."""
     await _require_campaign(pool, tenant, campaign_id)
+    try:
+        ticket = hub.admit(tenant.api_key_id if tenant.api_key_id is not None else tenant.tenant_id)
+    except StreamLimitReached as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS, str(exc), {"Retry-After": str(exc.retry_after_s)}
+        ) from None
 
     async def events() -> AsyncIterator[bytes]:
-        yield b"retry: 1000\n\n"
-        sequence = 0
-        async for progress in reports.follow_progress(
-            pool, tenant_id=tenant.tenant_id, campaign_id=campaign_id, interval_s=SSE_INTERVAL_S
-        ):
-            sequence += 1
-            yield _sse(progress.state if progress.final else "progress", sequence, progress)
+        try:
+            yield b"retry: 1000\n\n"
+            sequence = 0
+            async for progress in hub.follow(tenant.tenant_id, campaign_id):
+                sequence += 1
+                if progress.state == "draft":
+                    yield f"retry: {DRAFT_RECONNECT_MS}\n\n".encode()
+                    yield _sse("draft", sequence, progress)
+                else:
+                    yield _sse(progress.state if progress.final else "progress", sequence, progress)
+        finally:
+            ticket.release()
 
+    body = events()
+    # A stream abandoned before its first chunk never runs its finally: its place is freed with it.
+    weakref.finalize(body, ticket.release)
     return StreamingResponse(
-        events(),
+        body,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

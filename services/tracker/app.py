@@ -17,8 +17,10 @@ from services.tracker.callbacks import match_orphans
 from services.tracker.consumers import StatusConsumer, start_inbound_consumer
 from services.tracker.grouping import CallbackGrouper
 from services.tracker.ingest import Ingest
+from services.tracker.live import ProgressHub, StreamLimits
 from services.tracker.observe import CampaignSampler, QueueSampler
 from services.tracker.periodic import run_every
+from services.tracker.reports import load_progress
 from services.tracker.tenant_gate import ActiveTenants
 from services.tracker.tokens import TokenCache
 from services.tracker.webhooks import WebhookRoutes
@@ -38,6 +40,9 @@ INBOUND_PREFETCH = 16
 STATUS_PREFETCH = 64
 # A deactivated tenant's webhooks are refused within this time.
 TENANT_RELOAD_S = 5.0
+# Progress streams of a running campaign: pushing twice a second keeps a client at or above one
+# update per second despite jitter.
+PROGRESS_INTERVAL_S = 0.5
 
 
 @asynccontextmanager
@@ -83,6 +88,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     supervisor.spawn("status_batches", status_consumer.run_batches)
     await status_consumer.start()
     await start_inbound_consumer(inbound_queue, pool, resources.publisher)
+    app.state.progress_hub = ProgressHub(
+        lambda tenant_id, campaign_id: load_progress(pool, tenant_id=tenant_id, campaign_id=campaign_id),
+        StreamLimits(
+            per_key=settings.progress_streams_per_key,
+            total=settings.progress_streams_max,
+            max_lifetime_s=settings.progress_stream_max_lifetime_s,
+            interval_s=PROGRESS_INTERVAL_S,
+            idle_interval_s=settings.progress_stream_idle_interval_s,
+        ),
+    )
     app.state.ingest = Ingest(
         tenants=tenants,
         tokens=TokenCache(pool, SecretBox(settings.encryption_keys)),
@@ -97,6 +112,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.ingest = None
+        await app.state.progress_hub.close()
         await status_consumer.stop()
         await supervisor.stop()
         await queues.close()

@@ -7,7 +7,6 @@ time, so its memory stays flat however large the campaign.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
@@ -115,20 +114,6 @@ def _effective_rate(campaign: asyncpg.Record) -> float | None:
         else None
     )
     return effective_rate(configured, pacing, datetime.now(UTC), get_settings().pacing_recovery_per_s)
-
-
-async def follow_progress(
-    pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID, interval_s: float
-) -> AsyncIterator[Progress]:
-    """Progress every ``interval_s`` until the campaign ends; the last one yielded is final."""
-    while True:
-        progress = await load_progress(pool, tenant_id=tenant_id, campaign_id=campaign_id)
-        if progress is None:
-            return
-        yield progress
-        if progress.final:
-            return
-        await asyncio.sleep(interval_s)
 
 
 def _event(row: asyncpg.Record) -> dict[str, Any]:
