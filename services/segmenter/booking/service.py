@@ -32,6 +32,7 @@ from services.segmenter.booking.schemas import (
     StatusRow,
     UpsertResult,
 )
+from services.segmenter.workers import off_loop
 from shared.http import InputError
 from shared.phones import InvalidPhone, to_e164
 
@@ -125,8 +126,10 @@ async def upsert_customers(
     invalid_phones: InvalidPhones = "reject",
     keep_valid: bool = False,
 ) -> Outcome:
-    numbers, rejected, flagged = normalise_phones(rows, region=region, invalid_phones=invalid_phones)
-    rejected += _duplicates(rows)
+    numbers, rejected, flagged = await off_loop(
+        normalise_phones, rows, region=region, invalid_phones=invalid_phones
+    )
+    rejected += await off_loop(_duplicates, rows)
     keep = _keep(rows, rejected, keep_valid)
     records = await conn.fetch(
         queries.UPSERT_CUSTOMERS,
