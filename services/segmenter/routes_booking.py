@@ -2,6 +2,7 @@
 
 Each request is all-or-nothing: a bad row answers 422 naming the row and the field
 (``rows.<index>.<field>``) and nothing of the request is written. Replaying a request is harmless.
+One bulk request per tenant at a time: a second one meanwhile gets 409 (with Retry-After).
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from services.segmenter.booking.schemas import (
     StatusOut,
     UpsertResult,
 )
+from services.segmenter.bulk import ONE_BULK_REQUEST_PER_TENANT
 from shared.http import Pool, Tenant
 
 router = APIRouter(prefix="/v1/booking", tags=["booking"])
 
 
-@router.post("/customers:upsert", response_model=UpsertResult)
+@router.post("/customers:upsert", response_model=UpsertResult, dependencies=[ONE_BULK_REQUEST_PER_TENANT])
 async def upsert_customers(body: CustomersUpsert, tenant: Tenant, pool: Pool) -> UpsertResult:
     """Create or replace customers. Phones are normalised to E.164 with the tenant's default region;
     a present but unparseable phone is refused (422 ``rows.<i>.phone``) unless
@@ -43,7 +45,7 @@ async def upsert_customers(body: CustomersUpsert, tenant: Tenant, pool: Pool) ->
     return outcome.result
 
 
-@router.post("/appointments:upsert", response_model=UpsertResult)
+@router.post("/appointments:upsert", response_model=UpsertResult, dependencies=[ONE_BULK_REQUEST_PER_TENANT])
 async def upsert_appointments(body: AppointmentsUpsert, tenant: Tenant, pool: Pool) -> UpsertResult:
     """Create or replace appointments. ``customer_id``, ``service_id``, ``location_id`` and
     ``staff_id`` are external ids that must exist already (else 422 naming the row and field);
@@ -53,28 +55,28 @@ async def upsert_appointments(body: AppointmentsUpsert, tenant: Tenant, pool: Po
     return outcome.result
 
 
-@router.post("/services:upsert", response_model=UpsertResult)
+@router.post("/services:upsert", response_model=UpsertResult, dependencies=[ONE_BULK_REQUEST_PER_TENANT])
 async def upsert_services(body: ServicesUpsert, tenant: Tenant, pool: Pool) -> UpsertResult:
     async with pool.acquire() as conn, conn.transaction():
         outcome = await service.upsert_services(conn, tenant_id=tenant.tenant_id, rows=body.rows)
     return outcome.result
 
 
-@router.post("/locations:upsert", response_model=UpsertResult)
+@router.post("/locations:upsert", response_model=UpsertResult, dependencies=[ONE_BULK_REQUEST_PER_TENANT])
 async def upsert_locations(body: LocationsUpsert, tenant: Tenant, pool: Pool) -> UpsertResult:
     async with pool.acquire() as conn, conn.transaction():
         outcome = await service.upsert_locations(conn, tenant_id=tenant.tenant_id, rows=body.rows)
     return outcome.result
 
 
-@router.post("/staff:upsert", response_model=UpsertResult)
+@router.post("/staff:upsert", response_model=UpsertResult, dependencies=[ONE_BULK_REQUEST_PER_TENANT])
 async def upsert_staff(body: StaffUpsert, tenant: Tenant, pool: Pool) -> UpsertResult:
     async with pool.acquire() as conn, conn.transaction():
         outcome = await service.upsert_staff(conn, tenant_id=tenant.tenant_id, rows=body.rows)
     return outcome.result
 
 
-@router.post("/statuses:upsert", response_model=UpsertResult)
+@router.post("/statuses:upsert", response_model=UpsertResult, dependencies=[ONE_BULK_REQUEST_PER_TENANT])
 async def upsert_statuses(body: StatusesUpsert, tenant: Tenant, pool: Pool) -> UpsertResult:
     """Define custom statuses, each saying whether it counts as cancelled (as ``canceled`` and
     ``rejected`` do). Built-in names cannot be redefined."""
@@ -97,7 +99,12 @@ def _delete_route(kind: str, note: str) -> None:
 
     delete.__doc__ = f"Delete {kind} by external id; ids not found are listed, not refused. {note}"
     router.add_api_route(
-        f"/{kind}:delete", delete, methods=["POST"], response_model=DeleteResult, name=f"delete_{kind}"
+        f"/{kind}:delete",
+        delete,
+        methods=["POST"],
+        response_model=DeleteResult,
+        name=f"delete_{kind}",
+        dependencies=[ONE_BULK_REQUEST_PER_TENANT],
     )
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.segmenter import suppressions
+from services.segmenter.bulk import ONE_BULK_REQUEST_PER_TENANT
 from shared.http import Pool, Tenant, not_found
 from shared.validation import Text
 
@@ -93,10 +94,11 @@ async def add_suppression(
     )
 
 
-@router.post("/import", response_model=ImportResult)
+@router.post("/import", response_model=ImportResult, dependencies=[ONE_BULK_REQUEST_PER_TENANT])
 async def import_suppressions(body: SuppressionImport, tenant: Tenant, pool: Pool) -> ImportResult:
     """Suppress many numbers at once. One invalid number rejects the whole import (422 naming each
-    bad entry), so a file is either taken whole or not at all."""
+    bad entry), so a file is either taken whole or not at all. One bulk request per tenant at a
+    time: a second one meanwhile (an import or a booking upsert or delete) gets 409."""
     added, already = await suppressions.add(
         pool,
         tenant.tenant_id,

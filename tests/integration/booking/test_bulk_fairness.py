@@ -1,5 +1,5 @@
-"""Bulk work shares the segmenter: a large import's row work leaves the event loop free for other
-tenants' requests."""
+"""Bulk work shares the segmenter: one bulk request per tenant at a time, and a large import's row
+work leaves the event loop free for other tenants' requests."""
 
 from __future__ import annotations
 
@@ -46,6 +46,41 @@ def numbers(start: int, count: int) -> list[str]:
 async def suppressed(pool: asyncpg.Pool, tenant_id: UUID) -> int:
     count: int = await pool.fetchval("SELECT count(*) FROM suppressions WHERE tenant_id = $1", tenant_id)
     return count
+
+
+async def test_a_tenants_second_bulk_request_meanwhile_gets_409_naming_the_reason_and_others_go_on(
+    pool: asyncpg.Pool,
+) -> None:
+    # Given two tenants and one segmenter
+    app = segmenter(pool)
+    (busy_id, busy_key), (other_id, other_key) = await new_tenant(pool), await new_tenant(pool)
+    async with api(app, busy_key) as busy, api(app, other_key) as other:
+        # When one tenant sends a large import, a customer upsert and a second import at once, and the
+        # other tenant an import of its own
+        results = await asyncio.gather(
+            busy.post("/v1/suppressions/import", json={"phones": numbers(3_000_000, IMPORT_SIZE)}),
+            busy.post(
+                "/v1/booking/customers:upsert",
+                json={"rows": [{"external_id": "c1", "phone": "+14155550001"}]},
+            ),
+            busy.post("/v1/suppressions/import", json={"phones": numbers(5_000_000, 10)}),
+            other.post("/v1/suppressions/import", json={"phones": numbers(6_000_000, 10)}),
+        )
+
+    # Then the busy tenant's first request went through and the two sent meanwhile got 409 saying why
+    assert [response.status_code for response in results] == [200, 409, 409, 200]
+    for refused in results[1:3]:
+        assert "another bulk request of this tenant is in progress" in refused.text
+        assert int(refused.headers["Retry-After"]) >= 1
+    # And they changed nothing, while the other tenant's import was not held up by the busy tenant
+    assert await suppressed(pool, busy_id) == IMPORT_SIZE
+    assert await pool.fetchval("SELECT count(*) FROM customers WHERE tenant_id = $1", busy_id) == 0
+    assert await suppressed(pool, other_id) == 10
+
+    # And once the first has finished, the busy tenant's next bulk request is accepted
+    async with api(app, busy_key) as busy:
+        again = await busy.post("/v1/suppressions/import", json={"phones": numbers(5_000_000, 10)})
+    assert again.status_code == 200
 
 
 async def test_another_tenants_reads_keep_answering_while_a_large_import_normalises_its_numbers(
