@@ -40,6 +40,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "audience": (["-m", "bench.audience_bench"], []),
     "pacing": (["-m", "bench.pacing_bench"], ["--quick"]),
     "noisy_neighbour": (["-m", "bench.noisy_neighbour"], ["--quick"]),
+    "bulk_fairness": (["-m", "bench.bulk_fairness"], ["--quick"]),
 }
 PREPARE: dict[str, list[str]] = {"audience": ["-m", "bench.generate_bookings"]}
 OUTPUTS = {
@@ -51,6 +52,7 @@ OUTPUTS = {
     "audience": "audience.json",
     "pacing": "pacing.json",
     "noisy_neighbour": "noisy_neighbour.json",
+    "bulk_fairness": "bulk_fairness.json",
 }
 
 
