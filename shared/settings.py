@@ -187,6 +187,9 @@ class Settings(BaseSettings):
     consumer_max_deliveries: int = Field(default=20, ge=1, lt=DELIVERY_LIMIT)
     consumer_retry_base_s: float = Field(default=0.5, gt=0)
     consumer_retry_max_s: float = Field(default=30.0, gt=0)
+    # Per-tenant dispatch queues: replicated quorum queues, or classic ones where one broker node
+    # must hold many tenants (shared/topology.py says why and what it costs).
+    dispatch_queue_type: Literal["quorum", "classic"] = "quorum"
 
     @field_validator("encryption_keys", "retry_tiers_s", "trusted_proxies", mode="before")
     @classmethod

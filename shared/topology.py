@@ -41,6 +41,7 @@ broker message did not arrive.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +90,27 @@ PARK_ROUTING_KEY_HEADER = "x-parked-routing-key"
 DELIVERY_COUNT_HEADER = "x-delivery-count"
 
 
-def dispatch_queue_name(tenant_id: str) -> str:
+# Per-tenant dispatch queues are quorum queues by default (replicated: a node's loss moves their
+# leaders, as the cluster test shows). Each quorum queue is a Raft group of its own, and a tenant
+# brings two (dispatch and parked): a single node holding hundreds of them stalls (measured on a
+# 2-core node: 700 quorum queues declared in 6 s left new AMQP connections waiting over 15 s). A
+# single-node installation with many tenants, or one that prefers broker capacity to replication
+# of this one queue, sets WCE_DISPATCH_QUEUE_TYPE=classic: the tenant queues are then the classic
+# generation's (``wce.dispatch.<tenant>``, single active consumer, parked queue beside it) — losing
+# one loses nothing durable, since PostgreSQL holds every recipient and the sweeper re-publishes
+# rows whose message did not arrive. Consumers park failing messages themselves on either type.
+DISPATCH_QUEUE_TYPES = ("quorum", "classic")
+
+
+def dispatch_queue_type() -> str:
+    """The configured type; read where the name is needed, since every process derives the names
+    of the tenant queues itself (the settings object validates the value at start)."""
+    return os.environ.get("WCE_DISPATCH_QUEUE_TYPE", "quorum")
+
+
+def dispatch_queue_name(tenant_id: str, queue_type: str | None = None) -> str:
+    if (queue_type or dispatch_queue_type()) == "classic":
+        return f"{PREFIX}.dispatch.{tenant_id}"
     return f"{PREFIX}.dispatch.{QUEUE_GENERATION}.{tenant_id}"
 
 
@@ -156,13 +177,15 @@ def work_queue(name: str, *bindings: tuple[str, str]) -> QueueSpec:
     return QueueSpec(name, arguments=work_queue_arguments(name), bindings=bindings)
 
 
-def dispatch_queue(tenant_id: str) -> QueueSpec:
+def dispatch_queue(tenant_id: str, queue_type: str | None = None) -> QueueSpec:
     # Single active consumer: however many dispatcher replicas run, one holds a tenant's
     # throttle at a time, so replicas never multiply the tenant's rate.
-    name = dispatch_queue_name(tenant_id)
+    queue_type = queue_type or dispatch_queue_type()
+    name = dispatch_queue_name(tenant_id, queue_type)
+    replication = work_queue_arguments(name) if queue_type == "quorum" else ()
     return QueueSpec(
         name,
-        arguments=(*work_queue_arguments(name), ("x-single-active-consumer", True)),
+        arguments=(*replication, ("x-single-active-consumer", True)),
         bindings=((RECIPIENTS_EXCHANGE, tenant_id),),
     )
 
@@ -184,9 +207,11 @@ def retry_queue(delay_s: int) -> QueueSpec:
     )
 
 
-def parked_queue(queue: str) -> QueueSpec:
+def parked_queue(queue: str, *, quorum: bool = True) -> QueueSpec:
     # Replicated like the work it holds; no delivery limit, so inspecting it never loses it.
-    return QueueSpec(parked_queue_name(queue), arguments=QUORUM, bindings=((PARKED_EXCHANGE, queue),))
+    return QueueSpec(
+        parked_queue_name(queue), arguments=QUORUM if quorum else (), bindings=((PARKED_EXCHANGE, queue),)
+    )
 
 
 SEND = work_queue(SEND_QUEUE, (SEND_EXCHANGE, SEND_ROUTING_KEY))
@@ -233,9 +258,13 @@ async def declare_all(
         await declare_tenant(channel, tenant_id)
 
 
-async def declare_tenant(channel: AbstractChannel, tenant_id: str) -> AbstractQueue:
-    queue = await declare_queue(channel, dispatch_queue(tenant_id))
-    await declare_queue(channel, parked_queue(dispatch_queue_name(tenant_id)))
+async def declare_tenant(
+    channel: AbstractChannel, tenant_id: str, queue_type: str | None = None
+) -> AbstractQueue:
+    queue_type = queue_type or dispatch_queue_type()
+    queue = await declare_queue(channel, dispatch_queue(tenant_id, queue_type))
+    parked = parked_queue(dispatch_queue_name(tenant_id, queue_type), quorum=queue_type == "quorum")
+    await declare_queue(channel, parked)
     return queue
 
 

@@ -70,6 +70,9 @@ class IsolatedEnvironment:
             # present wrong keys on purpose: the lockout must not leak from one test into another.
             "WCE_TENANT_API_FAILURES_ALLOWED": "100000",
             "WCE_OPERATOR_API_FAILURES_ALLOWED": "100000",
+            # One shared broker node holds every test tenant: classic tenant queues keep it from
+            # carrying hundreds of Raft groups (the quorum tests and the cluster test ask for them).
+            "WCE_DISPATCH_QUEUE_TYPE": "classic",
         }
         env.update(extra)
         return env

@@ -121,10 +121,12 @@ def test_retry_queues_dead_letter_back_into_the_throttled_path() -> None:
 
 def test_dispatch_queues_have_a_single_active_consumer() -> None:
     tenant = str(uuid.uuid4())
-    spec = topology.dispatch_queue(tenant)
-    assert spec.args()["x-single-active-consumer"] is True
-    assert spec.args()["x-queue-type"] == "quorum"
-    assert spec.bindings == ((topology.RECIPIENTS_EXCHANGE, tenant),)
+    for queue_type in topology.DISPATCH_QUEUE_TYPES:
+        spec = topology.dispatch_queue(tenant, queue_type)
+        assert spec.args()["x-single-active-consumer"] is True
+        assert spec.args().get("x-queue-type", "classic") == queue_type
+        assert spec.bindings == ((topology.RECIPIENTS_EXCHANGE, tenant),)
+    assert topology.dispatch_queue_name(tenant, "classic") == f"wce.dispatch.{tenant}"
 
 
 def test_events_refuse_unknown_fields_and_carry_their_version() -> None:

@@ -11,7 +11,7 @@ from shared.settings import Settings
 
 def durable_queues() -> list[topology.QueueSpec]:
     tenant = str(uuid.uuid4())
-    work = [*topology.WORK_QUEUES, topology.dispatch_queue(tenant)]
+    work = [*topology.WORK_QUEUES, topology.dispatch_queue(tenant, "quorum")]
     return [
         *work,
         *(topology.parked_queue(spec.name) for spec in work),
@@ -27,7 +27,7 @@ def test_every_durable_queue_is_a_quorum_queue_of_the_current_generation() -> No
 
 def test_work_and_dispatch_queues_park_a_message_delivered_past_the_limit_in_their_own_dlq() -> None:
     tenant = str(uuid.uuid4())
-    for spec in [*topology.WORK_QUEUES, topology.dispatch_queue(tenant)]:
+    for spec in [*topology.WORK_QUEUES, topology.dispatch_queue(tenant, "quorum")]:
         args = spec.args()
         assert args["x-delivery-limit"] == topology.DELIVERY_LIMIT
         assert args["x-dead-letter-exchange"] == topology.PARKED_EXCHANGE

@@ -40,6 +40,8 @@ def cluster_stack(
 ) -> Iterator[Stack]:
     env = isolated_env.env(**FAST_ENV)
     env["WCE_AMQP_URL"] = cluster.amqp_url
+    # Replicated tenant queues, so the node's loss moves their leaders too.
+    env["WCE_DISPATCH_QUEUE_TYPE"] = "quorum"
     stack = Stack(env=env, log_dir=tmp_path_factory.mktemp("cluster-engine"), senders=2)
     try:
         stack.start()
@@ -55,7 +57,7 @@ async def test_killing_the_node_of_the_queue_leaders_mid_campaign_loses_and_dupl
     tenant = await new_tenant(cluster_stack, rate=None)
     await seed_customers(pool, tenant, 8_000, start=500_000)
     started = await create_campaign(cluster_stack, tenant)
-    dispatch = topology.dispatch_queue_name(tenant.id)
+    dispatch = topology.dispatch_queue_name(tenant.id, "quorum")
     leaders = await asyncio.to_thread(cluster.queue_leaders, cluster.nodes[1])
     assert {topology.SEND_QUEUE, topology.STATUS_QUEUE, dispatch} <= leaders.keys(), leaders
     await wait_sent(pool, started["id"], 2_000, timeout_s=180)

@@ -72,8 +72,8 @@ async def test_a_message_delivered_past_the_limit_is_parked_by_the_broker(
     connection: AbstractRobustConnection, publisher: Publisher
 ) -> None:
     tenant = str(uuid.uuid4())
-    await topology.declare_tenant(publisher.channel, tenant)
-    name = topology.dispatch_queue_name(tenant)
+    await topology.declare_tenant(publisher.channel, tenant, "quorum")
+    name = topology.dispatch_queue_name(tenant, "quorum")
     body = f"poison {uuid.uuid4()}".encode()
     await publisher.publish_raw(topology.RECIPIENTS_EXCHANGE, tenant, body, "test.poison")
     inbox = await Inbox.open(connection, name)
@@ -98,10 +98,10 @@ async def test_an_expired_retry_returns_to_the_tenants_dispatch_queue(
     connection: AbstractRobustConnection, publisher: Publisher
 ) -> None:
     tenant = str(uuid.uuid4())
-    await topology.declare_tenant(publisher.channel, tenant)
+    await topology.declare_tenant(publisher.channel, tenant, "quorum")
     body = f"retry {uuid.uuid4()}".encode()
     await publisher.publish_raw(topology.retry_exchange_name(1), tenant, body, "test.retry")
-    inbox = await Inbox.open(connection, topology.dispatch_queue_name(tenant))
+    inbox = await Inbox.open(connection, topology.dispatch_queue_name(tenant, "quorum"))
     assert await inbox.next(timeout_s=0.3) is None, "not before its TTL"
     message = await inbox.next(timeout_s=10)
     assert message is not None and message.body == body
