@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.settings import DEVELOPMENT_OPERATOR_TOKEN
 from tests.support import ROOT, IsolatedEnvironment, Stack
 
 pytestmark = pytest.mark.slow
@@ -59,8 +60,9 @@ def stack_like_make_run(
     empty_environment: IsolatedEnvironment, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     settings = empty_environment.env()
-    # The development operator token, as `make run` has it: the README's default must work.
-    del settings["WCE_OPERATOR_TOKEN"]
+    # The development operator token, as `make run` has it: the README's default must work. Set,
+    # not removed: the services' environment also inherits the test session's own token.
+    settings["WCE_OPERATOR_TOKEN"] = DEVELOPMENT_OPERATOR_TOKEN
     settings["WCE_ENVIRONMENT"] = "development"
     running = Stack(
         env=settings,
