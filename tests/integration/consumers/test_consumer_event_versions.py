@@ -7,39 +7,18 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import orjson
-import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from services.segmenter.booking.consumer import consume_booking
 from services.sender.handlers import consume_events
 from shared import topology
-from shared.broker import Publisher, connect
+from shared.broker import Publisher
 from shared.events import BookingCustomerUpserted, CampaignAccepted, CampaignLifecycle, TenantChanged
-from tests.integration.tracker.helpers import forget_seeded_tenants, seed_tenant
+from tests.integration.tracker.helpers import seed_tenant
 from tests.support import IsolatedEnvironment
-
-
-@pytest.fixture(scope="module")
-async def connection(
-    isolated_env: IsolatedEnvironment, pool: asyncpg.Pool
-) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await connect(isolated_env.amqp_url, retry_s=10)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-        await forget_seeded_tenants(pool)
-
-
-@pytest.fixture(scope="module")
-async def broker(connection: AbstractRobustConnection) -> Publisher:
-    publisher = await Publisher.open(connection, timeout_s=5)
-    await topology.declare_all(publisher.channel, [5])
-    return publisher
 
 
 async def test_an_event_of_an_unknown_version_is_parked_with_the_reason_and_the_next_one_applies(

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import aio_pika
 import asyncpg
@@ -20,44 +18,16 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 from services.segmenter.booking.consumer import consume_booking
 from services.tracker.consumers import start_inbound_consumer
 from shared import topology
-from shared.broker import ConsumerPolicy, Publisher, connect, consume
+from shared.broker import ConsumerPolicy, Publisher, consume
 from shared.events import BookingCustomerUpserted, Event, InboundMessage
 from shared.metrics import PARKED_MESSAGES
-from tests.integration.tracker.helpers import forget_seeded_tenants, new_sid, seed_tenant
+from tests.integration.tracker.helpers import eventually, new_sid, seed_tenant
 from tests.support import IsolatedEnvironment
 
 
 class Probe(Event):
     TYPE = "test.probe"
     n: int
-
-
-@pytest.fixture(scope="module")
-async def connection(
-    isolated_env: IsolatedEnvironment, pool: asyncpg.Pool
-) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await connect(isolated_env.amqp_url, retry_s=10)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-        await forget_seeded_tenants(pool)
-
-
-@pytest.fixture(scope="module")
-async def broker(connection: AbstractRobustConnection) -> Publisher:
-    publisher = await Publisher.open(connection, timeout_s=5)
-    await topology.declare_all(publisher.channel, [5])
-    return publisher
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await check()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 async def take_parked(publisher: Publisher, queue: str, expected: int) -> list[AbstractIncomingMessage]:

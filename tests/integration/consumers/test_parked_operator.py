@@ -19,27 +19,15 @@ from fastapi import FastAPI
 from services.segmenter import routes_parked
 from services.segmenter.booking.consumer import consume_booking
 from shared import topology
-from shared.broker import Publisher, connect
+from shared.broker import Publisher
 from shared.events import BookingCustomerUpserted
 from shared.http import install_common
 from shared.settings import Settings
-from tests.integration.tracker.helpers import eventually, forget_seeded_tenants
-from tests.support import OPERATOR_TOKEN, IsolatedEnvironment, free_port
+from tests.integration.tracker.helpers import eventually
+from tests.support import OPERATOR_TOKEN, free_port
 
 QUEUE = topology.BOOKING_QUEUE
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
-
-
-@pytest.fixture(scope="module")
-async def connection(
-    isolated_env: IsolatedEnvironment, pool: asyncpg.Pool
-) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await connect(isolated_env.amqp_url, retry_s=10)
-    try:
-        yield connection
-    finally:
-        await connection.close()
-        await forget_seeded_tenants(pool)
 
 
 @pytest.fixture(scope="module")
