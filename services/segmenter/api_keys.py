@@ -56,13 +56,21 @@ async def _lock_tenant(conn: asyncpg.Connection, tenant_id: UUID) -> None:
         raise TenantNotFound(tenant_id)
 
 
+async def _room_for_one_more(conn: asyncpg.Connection, tenant_id: UUID, *, replacing: set[int]) -> None:
+    """TooManyKeys unless a new key keeps the tenant within MAX_ACTIVE_KEYS. Keys still in a
+    rotation's overlap count, except the ones this change replaces: rotating again and again with
+    an overlap must not pile up working keys."""
+    active = await conn.fetch(queries.SELECT_API_KEYS, tenant_id, False)
+    if sum(row["id"] not in replacing for row in active) >= MAX_ACTIVE_KEYS:
+        raise TooManyKeys(f"a tenant holds at most {MAX_ACTIVE_KEYS} active keys; revoke one first")
+
+
 async def create_key(
     pool: asyncpg.Pool, tenant_id: UUID, *, name: str, expires_at: datetime | None, actor: str
 ) -> tuple[asyncpg.Record, str]:
     async with pool.acquire() as conn, conn.transaction():
         await _lock_tenant(conn, tenant_id)
-        if len(await conn.fetch(queries.SELECT_API_KEYS, tenant_id, False)) >= MAX_ACTIVE_KEYS:
-            raise TooManyKeys(f"a tenant holds at most {MAX_ACTIVE_KEYS} active keys; revoke one first")
+        await _room_for_one_more(conn, tenant_id, replacing=set())
         row, api_key = await _insert(conn, tenant_id, name, expires_at)
         await audit.record(
             conn,
@@ -99,12 +107,14 @@ async def rotate(
     actor: str,
 ) -> tuple[asyncpg.Record, str, list[asyncpg.Record]]:
     """Issue a new key replacing ``key_id`` (or every active key); the replaced keys expire after
-    ``overlap_s`` (0: at once). The new key keeps the replaced key's name unless one is given."""
+    ``overlap_s`` (0: at once). The new key keeps the replaced key's name unless one is given.
+    TooManyKeys when the tenant's other active keys already fill the bound."""
     async with pool.acquire() as conn, conn.transaction():
         await _lock_tenant(conn, tenant_id)
         replaced = list(await conn.fetch(queries.EXPIRE_API_KEYS, tenant_id, key_id, float(overlap_s)))
         if key_id is not None and not replaced:
             raise KeyNotFound(key_id)
+        await _room_for_one_more(conn, tenant_id, replacing={old["id"] for old in replaced})
         new_name = name or (replaced[0]["name"] if key_id is not None else "default")
         row, api_key = await _insert(conn, tenant_id, new_name, None)
         await audit.record(

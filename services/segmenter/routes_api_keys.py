@@ -121,7 +121,8 @@ async def create_my_key(body: ApiKeyCreate, tenant: Tenant, pool: Pool) -> ApiKe
     "/tenant/api-keys/{key_id}/rotate", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated
 )
 async def rotate_my_key(key_id: KeyId, body: ApiKeyRotate, tenant: Tenant, pool: Pool) -> ApiKeyCreated:
-    """Replace a key: the new one works at once, the old one for ``overlap_s`` more seconds."""
+    """Replace a key: the new one works at once, the old one for ``overlap_s`` more seconds
+    (409 when the tenant's other active keys, those still in an overlap included, fill the bound)."""
     try:
         row, key, _ = await api_keys.rotate(
             pool,
@@ -133,6 +134,8 @@ async def rotate_my_key(key_id: KeyId, body: ApiKeyRotate, tenant: Tenant, pool:
         )
     except api_keys.KeyNotFound:
         raise not_found("API key not found") from None
+    except api_keys.TooManyKeys as exc:
+        raise _too_many(exc) from None
     return ApiKeyCreated(key=_out(row), api_key=key)
 
 

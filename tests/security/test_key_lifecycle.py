@@ -186,6 +186,34 @@ async def test_a_tenant_holds_a_bounded_number_of_active_keys(
     assert codes == [201] * (api_keys.MAX_ACTIVE_KEYS - 1) + [409]
 
 
+async def test_rotating_with_an_overlap_does_not_lift_the_bound_on_active_keys(
+    api: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    # Given a tenant with one key
+    tenant_id, key = await new_tenant(pool)
+    key_id = (await api.get("/v1/tenant/api-keys", headers=bearer(key))).json()[0]["id"]
+
+    # When it keeps rotating its newest key, each time keeping the replaced one for an hour
+    codes = []
+    for _ in range(api_keys.MAX_ACTIVE_KEYS + 1):
+        rotated = await api.post(
+            f"/v1/tenant/api-keys/{key_id}/rotate", json={"overlap_s": 3600}, headers=bearer(key)
+        )
+        codes.append(rotated.status_code)
+        if rotated.status_code == 201:
+            key_id = rotated.json()["key"]["id"]
+
+    # Then the rotation that would leave more keys than the bound, besides the one it replaces, is
+    # refused, and the tenant holds at most the bound plus that one key
+    assert codes == [201] * api_keys.MAX_ACTIVE_KEYS + [409]
+    active = await pool.fetchval(
+        "SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL"
+        " AND (expires_at IS NULL OR expires_at > now())",
+        tenant_id,
+    )
+    assert active == api_keys.MAX_ACTIVE_KEYS + 1
+
+
 async def test_key_and_operator_actions_are_in_the_audit_log(
     api: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:

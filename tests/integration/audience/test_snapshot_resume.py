@@ -7,71 +7,24 @@ then runs it again as the campaign monitor would, until it completes."""
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Any
-from uuid import UUID
-from zoneinfo import ZoneInfo
 
 import asyncpg
-import orjson
 import pytest
-from audience_data import Dataset, seed
+from snapshot_campaigns import published_ids, running_campaign
 
 from services.segmenter import snapshot
-from services.segmenter.audience.model import Audience
-from shared import topology
-from shared.broker import BrokerUnavailable, Publisher, connect
-from tests.support import IsolatedEnvironment, drain_queue
+from shared.broker import BrokerUnavailable, Publisher
 
-NOW = datetime(2026, 3, 20, 12, tzinfo=ZoneInfo("America/New_York"))
 # Eleven recipients: chunks of 2 then 3 numbers make four chunks, the last one closing the range.
 CUSTOMERS: dict[str, str | None] = {f"c{n}": f"+1415556{n:04d}" for n in range(11)}
+
+pytestmark = pytest.mark.usefixtures("small_chunks")
 
 
 class InjectedFailure(RuntimeError):
     pass
-
-
-@pytest.fixture(scope="module")
-async def broker(isolated_env: IsolatedEnvironment) -> AsyncIterator[Publisher]:
-    connection = await connect(isolated_env.amqp_url, retry_s=10)
-    publisher = await Publisher.open(connection, timeout_s=5)
-    await topology.declare_all(publisher.channel, [5])
-    try:
-        yield publisher
-    finally:
-        await connection.close()
-
-
-@pytest.fixture(autouse=True)
-def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(snapshot, "FIRST_CHUNK_PHONES", 2)
-    monkeypatch.setattr(snapshot, "CHUNK_PHONES", 3)
-
-
-async def running_campaign(pool: asyncpg.Pool, broker: Publisher) -> tuple[UUID, UUID]:
-    tenant_id = await seed(pool, Dataset(customers=CUSTOMERS))
-    await topology.declare_tenant(broker.channel, str(tenant_id))
-    campaign_id = uuid.uuid4()
-    await pool.execute(
-        "INSERT INTO campaigns (id, tenant_id, name, audience, template, state, started_at)"
-        " VALUES ($1, $2, 'c', $3, '{}', 'running', $4)",
-        campaign_id,
-        tenant_id,
-        Audience(segment="all_customers").model_dump(mode="json"),
-        NOW,
-    )
-    return tenant_id, campaign_id
-
-
-async def published_ids(broker: Publisher, tenant_id: UUID) -> list[int]:
-    ids: list[int] = []
-    for message in await drain_queue(broker.channel, topology.dispatch_queue_name(str(tenant_id))):
-        ids.extend(orjson.loads(message.body)["recipient_ids"])
-    return ids
 
 
 class Interruption:
@@ -135,7 +88,7 @@ async def test_an_interrupted_snapshot_resumes_and_publishes_every_recipient_onc
     pool: asyncpg.Pool, broker: Publisher, monkeypatch: pytest.MonkeyPatch, step: str, nth: int
 ) -> None:
     # Given a running campaign of eleven recipients and a snapshot that fails at one step
-    tenant_id, campaign_id = await running_campaign(pool, broker)
+    tenant_id, campaign_id = await running_campaign(pool, broker, CUSTOMERS)
     campaign_publisher = snapshot.CampaignPublisher(pool, broker, batch_size=2)
     interruption = Interruption(monkeypatch, step, nth)
 
@@ -181,7 +134,7 @@ async def test_a_campaign_stopped_after_its_last_chunk_completes_without_inserti
     pool: asyncpg.Pool, broker: Publisher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a snapshot stopped right after its last chunk committed, before any publication of it
-    tenant_id, campaign_id = await running_campaign(pool, broker)
+    tenant_id, campaign_id = await running_campaign(pool, broker, CUSTOMERS)
     campaign_publisher = snapshot.CampaignPublisher(pool, broker, batch_size=2)
     Interruption(monkeypatch, "after chunk commit", 4)
     with pytest.raises(InjectedFailure):
