@@ -57,11 +57,11 @@ def raise_for(response: httpx.Response) -> None:
 class ApiClient:
     """One base URL, one bearer token."""
 
-    def __init__(self, base_url: str, token: str) -> None:
+    def __init__(self, base_url: str, token: str, *, timeout: httpx.Timeout = REQUEST_TIMEOUT) -> None:
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}"},
-            timeout=REQUEST_TIMEOUT,
+            timeout=timeout,
         )
 
     async def __aenter__(self) -> Self:

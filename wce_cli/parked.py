@@ -4,13 +4,14 @@ Talks to the segmenter's operator API (``/v1/operator/parked``) with the operato
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import httpx
 import typer
 from rich.table import Table
 
-from wce_cli.client import raise_for
+from wce_cli.client import ApiClient
 from wce_cli.common import console, fail, require_token, run
 
 parked_app = typer.Typer(
@@ -30,20 +31,19 @@ All = Annotated[bool, typer.Option("--all", help="Every parked message of the qu
 Limit = Annotated[int, typer.Option(min=1, max=1000, help="At most this many messages.")]
 
 DEFAULT_OPERATOR_URL = "http://127.0.0.1:8000"
+PARKED = "/v1/operator/parked"
+# A replay or purge of up to 1,000 messages is one request: it gets longer than a tenant call.
+OPERATOR_TIMEOUT = httpx.Timeout(60.0)
 
 
-async def _call(api_url: str, token: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    async with httpx.AsyncClient(
-        base_url=api_url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=60
-    ) as http:
-        response = await http.request(method, f"/v1/operator/parked{path}", **kwargs)
-        raise_for(response)
-        result: dict[str, Any] = response.json()
-        return result
+def _run(api_url: str, token: str, request: Callable[[ApiClient], Awaitable[Any]]) -> Any:
+    key = require_token(token)
 
+    async def call() -> Any:
+        async with ApiClient(api_url, key, timeout=OPERATOR_TIMEOUT) as client:
+            return await request(client)
 
-def _run(api_url: str, token: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    return run(_call(api_url, require_token(token), method, path, **kwargs))
+    return run(call())
 
 
 def _selection(ids: list[str] | None, everything: bool, limit: int) -> dict[str, Any]:
@@ -52,10 +52,16 @@ def _selection(ids: list[str] | None, everything: bool, limit: int) -> dict[str,
     return {"ids": ids, "limit": limit} if ids else {"all": True, "limit": limit}
 
 
+def _settle(queue: str, action: str, done: str, selection: dict[str, Any], api_url: str, token: str) -> None:
+    """Replay or purge the selected messages of ``queue``; the answer counts them under ``done``."""
+    answer = _run(api_url, token, lambda api: api.post_json(f"{PARKED}/{queue}/{action}", selection))
+    console.print(f"{done} {answer[done]:,} message(s) of {queue}")
+
+
 @parked_app.command("list")
 def list_parked(api_url: OperatorUrl = DEFAULT_OPERATOR_URL, token: OperatorToken = "") -> None:
     """How many messages each queue has parked."""
-    answer = _run(api_url, token, "GET", "")
+    answer = _run(api_url, token, lambda api: api.get_json(PARKED))
     table = Table("queue", "parked")
     for row in answer["queues"]:
         style = "red" if row["parked"] else "dim"
@@ -71,7 +77,7 @@ def show_parked(
     limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
 ) -> None:
     """The first messages parked from QUEUE: id, reason, error, deliveries, origin and body."""
-    answer = _run(api_url, token, "GET", f"/{queue}", params={"limit": limit})
+    answer = _run(api_url, token, lambda api: api.get_json(f"{PARKED}/{queue}", limit=limit))
     console.print(f"[bold]{answer['queue']}[/]: {answer['parked']:,} parked")
     for message in answer["messages"]:
         console.print(
@@ -95,8 +101,7 @@ def replay_parked(
     token: OperatorToken = "",
 ) -> None:
     """Publish parked messages of QUEUE again to where they first went (after fixing the cause)."""
-    answer = _run(api_url, token, "POST", f"/{queue}/replay", json=_selection(ids, everything, limit))
-    console.print(f"replayed {answer['replayed']:,} message(s) of {queue}")
+    _settle(queue, "replay", "replayed", _selection(ids, everything, limit), api_url, token)
 
 
 @parked_app.command("purge")
@@ -109,5 +114,4 @@ def purge_parked(
     token: OperatorToken = "",
 ) -> None:
     """Delete parked messages of QUEUE for good."""
-    answer = _run(api_url, token, "POST", f"/{queue}/purge", json=_selection(ids, everything, limit))
-    console.print(f"purged {answer['purged']:,} message(s) of {queue}")
+    _settle(queue, "purge", "purged", _selection(ids, everything, limit), api_url, token)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.segmenter import queries
 from shared.broker import BrokerUnavailable
 from shared.http import Operator, Pool, not_found
 from shared.parked import ParkedQueues, UnknownQueue, parked_queues
@@ -44,9 +45,12 @@ class Selection(BaseModel):
         return self
 
 
+async def _parked_queues(pool: Pool) -> list[str]:
+    return parked_queues([str(row["id"]) for row in await pool.fetch(queries.SELECT_TENANT_IDS)])
+
+
 async def _known(pool: Pool, queue: str) -> str:
-    tenants = [str(row["id"]) for row in await pool.fetch("SELECT id FROM tenants")]
-    if queue not in parked_queues(tenants):
+    if queue not in await _parked_queues(pool):
         raise not_found(f"no queue {queue!r} parks messages")
     return queue
 
@@ -58,13 +62,13 @@ def _unavailable(exc: Exception) -> HTTPException:
 @router.get("")
 async def list_parked(_: Operator, pool: Pool, parked: Parked) -> dict[str, Any]:
     """Every queue that can park messages, with how many it holds parked (non-empty first)."""
-    tenants = [str(row["id"]) for row in await pool.fetch("SELECT id FROM tenants")]
+    queues = await _parked_queues(pool)
     try:
-        counts = await parked.counts(parked_queues(tenants))
+        counts = await parked.counts(queues)
     except BrokerUnavailable as exc:
         raise _unavailable(exc) from exc
-    queues = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return {"queues": [{"queue": queue, "parked": n} for queue, n in queues]}
+    by_count = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return {"queues": [{"queue": queue, "parked": n} for queue, n in by_count]}
 
 
 @router.get("/{queue}")

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from uuid import UUID
 
 from services.tracker.progress import Progress
+from shared.logging import get_logger
 from shared.metrics import PROGRESS_POLLS, PROGRESS_STREAMS
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # Loads a campaign's progress (None: the campaign is gone).
 Poll = Callable[[UUID, UUID], Awaitable[Progress | None]]
@@ -90,7 +90,8 @@ class _Feed:
             raise
         except Exception:
             # The streams end (a client reconnects) rather than hang on a feed that stopped.
-            log.exception("progress poll failed", extra={"campaign_id": str(self._ids[1])})
+            tenant_id, campaign_id = self._ids
+            log.exception("progress poll failed", tenant_id=str(tenant_id), campaign_id=str(campaign_id))
             await self._publish(None, ended=True)
         finally:
             self._hub._feed_done(self._ids, self)

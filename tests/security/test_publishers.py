@@ -4,11 +4,10 @@ broker vouches for ``user_id``, and everything else is parked with the reason.""
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -30,6 +29,7 @@ from shared.http import install_common
 from shared.publishers import PublisherCheck, engine_user
 from shared.settings import Settings
 from tests.integration.booking.booking_api import new_tenant
+from tests.integration.tracker.helpers import eventually
 from tests.support import IsolatedEnvironment, rabbitmqctl, with_vhost
 
 TOKEN = "operator-token-for-the-security-suite-7f3a9c"
@@ -94,15 +94,6 @@ def customer(tenant_id: uuid.UUID, external_id: str) -> dict[str, Any]:
     return BookingCustomerUpserted(
         tenant_id=tenant_id, external_id=external_id, first_name="Ann", phone="+14155550123"
     ).model_dump(mode="json")
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await check()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 async def parked_errors(isolated_env: IsolatedEnvironment, queue: str) -> list[str]:
