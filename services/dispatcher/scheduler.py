@@ -62,7 +62,11 @@ class Lane:
         self.tenant_id = tenant_id
         self.rate = rate
         self.clock = SlotClock()
+        # One batch at a time, in order.
         self.lock = asyncio.Lock()
+        # Held by whoever hands out slots (a batch's chunk, or a re-slot's chunks together), from
+        # the wait for the clock to come within a lead of now until the chunk has its slots.
+        self.slots = asyncio.Lock()
         self.outstanding: dict[str, float] = {}
         self._room = asyncio.Event()
 
@@ -224,18 +228,31 @@ class Dispatcher:
 
     async def _limited_chunk(self, lane: Lane, batch: RecipientBatch, remaining: list[int]) -> int:
         assert lane.rate is not None
-        lead = self._settings.lead_s
         if not lane.clock.started:
-            lane.clock.start(time.time(), lead_s=lead, span_s=MAX_CHUNK_SPAN_S)
-        wait = lane.clock.wait_s(time.time(), lead)
+            lane.clock.start(time.time(), lead_s=self._settings.lead_s, span_s=MAX_CHUNK_SPAN_S)
+        # Waited for outside the lane's slots too, so a re-slot that comes meanwhile goes first.
+        await self._within_lead(lane)
+        async with lane.slots:
+            return await self._slotted_chunk(lane, batch.campaign_id, remaining, earliest_s=0.0)
+
+    async def _within_lead(self, lane: Lane) -> None:
+        wait = lane.clock.wait_s(time.time(), self._settings.lead_s)
         if wait > 0:
             await asyncio.sleep(wait)
+
+    async def _slotted_chunk(
+        self, lane: Lane, campaign_id: UUID, remaining: list[int], *, earliest_s: float
+    ) -> int:
+        """Hand out the next chunk of ``remaining`` at the tenant's effective rate, once its first
+        slot lies within a lead of now, and ``earliest_s`` from now at the earliest; return how
+        many recipients it took. Call holding ``lane.slots``: slots then never lie more than a
+        lead plus a chunk ahead, which a dispatcher taking the tenant over relies on."""
+        await self._within_lead(lane)
         # Read the rate after the wait: a change made meanwhile applies to this chunk already.
-        rate = await self._effective_rate(lane)
-        interval = slot_interval(rate, self._settings.margin)
+        interval = slot_interval(await self._effective_rate(lane), self._settings.margin)
         ids = remaining[: chunk_length(interval, self._settings.chunk_size)]
-        first = lane.clock.allocate(len(ids), interval, time.time())
-        await self._publish_slotted(batch.tenant_id, batch.campaign_id, ids, first, interval)
+        first = lane.clock.allocate(len(ids), interval, time.time() + earliest_s)
+        await self._publish_slotted(lane.tenant_id, campaign_id, ids, first, interval)
         return len(ids)
 
     async def _publish_slotted(
@@ -275,20 +292,14 @@ class Dispatcher:
             chunk = SendChunk(tenant_id=tenant_id, campaign_id=campaign_id, recipient_ids=ids)
             await self._publish(chunk, None)
             return len(ids)
-        lead = self._settings.lead_s
         start = 0
-        while start < len(ids):
-            # Like any chunk: slots never lie more than a lead plus a chunk ahead (a dispatcher
-            # taking over after this one relies on it), at the tenant's effective rate, and a
-            # lead from now at the earliest, so the chunk reaches a sender before its first slot.
-            wait = lane.clock.wait_s(time.time(), lead)
-            if wait > 0:
-                await asyncio.sleep(wait)
-            interval = slot_interval(await self._effective_rate(lane), self._settings.margin)
-            part = ids[start : start + chunk_length(interval, self._settings.chunk_size)]
-            first = lane.clock.allocate(len(part), interval, time.time() + lead)
-            await self._publish_slotted(tenant_id, campaign_id, part, first, interval)
-            start += len(part)
+        # The recipients' chunks follow one another, ahead of the batch's next chunk.
+        async with lane.slots:
+            while start < len(ids):
+                # A lead from now at the earliest, so the chunk reaches a sender before its first slot.
+                start += await self._slotted_chunk(
+                    lane, campaign_id, ids[start:], earliest_s=self._settings.lead_s
+                )
         RESLOTTED.labels(str(tenant_id)).inc(len(ids))
         return len(ids)
 

@@ -114,6 +114,36 @@ async def test_late_recipients_get_the_next_free_slots_at_once_ahead_of_the_queu
     assert all(b - a >= interval - 1e-6 for a, b in itertools.pairwise(slots))
 
 
+async def test_late_recipients_handed_back_at_once_get_slots_at_most_a_lead_and_a_chunk_ahead() -> None:
+    # Given a tenant at 80/s in the middle of a big batch
+    dispatcher, campaigns, captured = make()
+    tenant, campaign = uuid.uuid4(), uuid.uuid4()
+    campaigns.running_ids.add(campaign)
+    dispatcher.set_rate(tenant, 80)
+    task = asyncio.create_task(dispatcher.dispatch(batch(tenant, campaign, 200)))
+    await captured.wait_for(2)
+
+    # When four senders hand back 25 recipients each at the same moment
+    handed_back = [list(range(1001 + 100 * k, 1026 + 100 * k)) for k in range(4)]
+    counts = await asyncio.gather(*(dispatcher.reslot(tenant, campaign, ids) for ids in handed_back))
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    # Then all are slotted, and no chunk, late or not, was handed out more than a lead and a chunk
+    # ahead of its first slot (a dispatcher taking over the tenant relies on it), nor closer than
+    # the interval to any other slot of the tenant
+    assert counts == [25, 25, 25, 25]
+    for published_at, chunk, _ in captured.chunks:
+        assert chunk.first_slot_at - published_at <= LEAD + 0.3  # type: ignore[operator]
+    interval = slot_interval(80, 0.015)
+    slots = sorted(
+        c.first_slot_at + i * c.interval_s  # type: ignore[operator]
+        for _, c, _ in captured.chunks
+        for i in range(len(c.recipient_ids))
+    )
+    assert all(b - a >= interval - 1e-6 for a, b in itertools.pairwise(slots))
+
+
 async def test_late_recipients_of_a_campaign_no_longer_running_are_not_slotted() -> None:
     dispatcher, _, captured = make()
     tenant, campaign = uuid.uuid4(), uuid.uuid4()
