@@ -266,11 +266,8 @@ class Dispatcher:
             interval_s=interval,
         )
         # The sender hands recipients it came too late for back here, for the next free slots.
-        headers = {
-            ChunkDone.REPLY_HEADER: self._settings.reply_queue,
-            ChunkDone.CHUNK_HEADER: uuid.uuid4().hex,
-        }
-        await self._publish(chunk, headers)
+        # No chunk id: slots bound a limited lane, so its chunks need no acknowledgement.
+        await self._publish(chunk, {ChunkDone.REPLY_HEADER: self._settings.reply_queue})
 
     def owns_slots(self, tenant_id: UUID) -> bool:
         """Whether this dispatcher hands out the tenant's slots: it has dispatched a batch of the
