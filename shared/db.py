@@ -129,9 +129,3 @@ async def create_pool(
 
     return await _retrying("pool", attempt, retry_s)
 
-
-async def migrate_dsn(dsn: str, retry_s: float = 60.0) -> list[str]:
-    """Apply pending migrations to ``dsn`` (creating the database if missing): tests, benchmarks."""
-    from shared.schema import migrate_dsn as apply
-
-    return await apply(dsn, retry_s=retry_s)

@@ -44,8 +44,8 @@ class TenantContext:
     timezone: str
     default_region: str
     # The key the request authenticated with (audit entries name it by its prefix).
-    api_key_id: int | None = None
-    api_key_prefix: str | None = None
+    api_key_id: int
+    api_key_prefix: str
 
 
 def get_pool(request: Request) -> asyncpg.Pool:

@@ -150,9 +150,12 @@ async def _create_bookkeeping(conn: asyncpg.Connection) -> None:
     if present == 2:
         return
     for statement in _BOOKKEEPING:
-        # Two runners creating the same table at once: one of them fails on the catalog's unique
-        # index; the table then exists, which is all this needs.
-        with contextlib.suppress(asyncpg.UniqueViolationError, asyncpg.DuplicateTableError):
+        # Two runners creating the same table at once: the slower one fails on the catalog's
+        # unique index, or on the table's row type that the other has just created; the table
+        # then exists, which is all this needs.
+        with contextlib.suppress(
+            asyncpg.UniqueViolationError, asyncpg.DuplicateTableError, asyncpg.DuplicateObjectError
+        ):
             await conn.execute(statement)
 
 

@@ -110,7 +110,7 @@ async def create_my_key(body: ApiKeyCreate, tenant: Tenant, pool: Pool) -> ApiKe
             tenant.tenant_id,
             name=body.name,
             expires_at=body.expires_at,
-            actor=audit.key_actor(tenant.api_key_prefix or "?"),
+            actor=audit.key_actor(tenant.api_key_prefix),
         )
     except api_keys.TooManyKeys as exc:
         raise _too_many(exc) from None
@@ -130,7 +130,7 @@ async def rotate_my_key(key_id: KeyId, body: ApiKeyRotate, tenant: Tenant, pool:
             key_id=key_id,
             name=body.name,
             overlap_s=body.overlap_s,
-            actor=audit.key_actor(tenant.api_key_prefix or "?"),
+            actor=audit.key_actor(tenant.api_key_prefix),
         )
     except api_keys.KeyNotFound:
         raise not_found("API key not found") from None
@@ -143,7 +143,7 @@ async def rotate_my_key(key_id: KeyId, body: ApiKeyRotate, tenant: Tenant, pool:
 async def revoke_my_key(key_id: KeyId, tenant: Tenant, pool: Pool) -> Response:
     try:
         await api_keys.revoke_key(
-            pool, tenant.tenant_id, key_id, actor=audit.key_actor(tenant.api_key_prefix or "?")
+            pool, tenant.tenant_id, key_id, actor=audit.key_actor(tenant.api_key_prefix)
         )
     except api_keys.KeyNotFound:
         raise not_found("API key not found") from None

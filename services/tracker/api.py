@@ -152,7 +152,7 @@ async def stream_progress(
     client reconnects). Streams per API key and per server are capped: 429 with Retry-After."""
     await _require_campaign(pool, tenant, campaign_id)
     try:
-        ticket = hub.admit(tenant.api_key_id if tenant.api_key_id is not None else tenant.tenant_id)
+        ticket = hub.admit(tenant.api_key_id)
     except StreamLimitReached as exc:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS, str(exc), {"Retry-After": str(exc.retry_after_s)}

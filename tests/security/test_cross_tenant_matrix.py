@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.helpers import TenantHandle, import_customers, new_tenant
+from tests.integration.tracker.helpers import eventually
 from tests.support import Stack
 
 Route = tuple[str, str, str]  # base URL, method, path template
@@ -28,15 +29,6 @@ async def _routes(stack: Stack) -> list[Route]:
             for path, operations in spec["paths"].items():
                 routes += [(base, method.upper(), path) for method in operations]
     return routes
-
-
-async def _eventually(check: Any, timeout_s: float = 60.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await check()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.2)
 
 
 async def _a_with_objects(stack: Stack) -> tuple[TenantHandle, dict[str, str]]:
@@ -61,7 +53,7 @@ async def _a_with_objects(stack: Stack) -> tuple[TenantHandle, dict[str, str]]:
             page = (await reads.get(f"/v1/campaigns/{campaign['id']}/recipients")).json()
             return list(page.get("items", []))
 
-        recipient = (await _eventually(recipients))[0]
+        recipient = (await eventually(recipients, timeout_s=60.0, every_s=0.2))[0]
     return tenant, {
         "campaign_id": campaign["id"],
         "key_id": str(key["id"]),

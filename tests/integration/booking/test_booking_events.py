@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from shared.events import (
     BookingCustomerUpserted,
     BookingServiceUpserted,
 )
+from tests.integration.tracker.helpers import eventually
 from tests.support import IsolatedEnvironment
 
 STARTS = datetime(2026, 4, 1, 14, tzinfo=UTC)
@@ -37,15 +38,6 @@ async def broker(isolated_env: IsolatedEnvironment, pool: asyncpg.Pool) -> Async
         yield publisher
     finally:
         await connection.close()
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 10.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await check()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 async def test_published_booking_events_are_applied_in_order(pool: asyncpg.Pool, broker: Publisher) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from shared import schema
 from shared.db import create_pool
 from shared.schema import (
     ChecksumMismatch,
@@ -134,6 +135,25 @@ async def test_concurrent_runners_apply_each_migration_once(scratch_database: st
     # Then every migration was applied exactly once, by one of them
     applied = sorted(name for result in results for name in result)
     assert applied == [f"000{n}_m.sql" for n in range(1, 6)]
+
+
+async def test_runners_creating_the_bookkeeping_tables_at_once_all_go_on(scratch_database: str) -> None:
+    # Given eight runners reaching a database without the bookkeeping tables at the same moment
+    # (the catalog refuses the slower ones' CREATE in more than one way; a few rounds make the
+    # race near-certain)
+    conns = [await asyncpg.connect(scratch_database) for _ in range(8)]
+    try:
+        for _ in range(25):
+            await conns[0].execute("DROP TABLE IF EXISTS schema_migrations, schema_migrations_lock")
+            # When each creates them
+            results = await asyncio.gather(
+                *(schema._create_bookkeeping(conn) for conn in conns), return_exceptions=True
+            )
+            # Then none fails: the tables exist, which is all each of them needs
+            assert [r for r in results if isinstance(r, BaseException)] == []
+    finally:
+        for conn in conns:
+            await conn.close()
 
 
 async def test_a_lock_whose_holder_stopped_renewing_is_taken_over(
