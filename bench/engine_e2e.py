@@ -19,66 +19,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import secrets
 import statistics
-import subprocess
-import tempfile
 import threading
-import time
-import uuid
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 import asyncpg
-import httpx
 import psutil
 
 from bench.broker_baseline import measure as broker_baseline
-from shared.schema import migrate_dsn
+from bench.harness import (
+    CpuMeter,
+    isolated_stack,
+    median_cpu,
+    new_tenant,
+    run_campaign,
+    seed,
+    settle_callbacks,
+    write_results,
+)
 from tools.stack import ROOT, Stack
 from tools.twilio_sim.admin_client import SimulatorAdmin
 
-BASE_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-BASE_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
-OPERATOR_TOKEN = "bench-operator-token-of-the-benchmarks-only"
 RESULTS = ROOT / "bench" / "results" / "engine_e2e.json"
-DONE_STATES = ("sent", "delivered", "read")
-
-
-class Environment:
-    """A database and a broker vhost of its own, removed afterwards."""
-
-    def __init__(self) -> None:
-        self.name = f"wce_bench_{uuid.uuid4().hex[:8]}"
-        self.database_url = urlunparse(urlparse(BASE_DATABASE_URL)._replace(path=f"/{self.name}"))
-        self.amqp_url = urlunparse(urlparse(BASE_AMQP_URL)._replace(path=f"/{self.name}"))
-
-    def create(self) -> None:
-        subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.name], check=True, capture_output=True)
-        subprocess.run(
-            ["rabbitmqctl", "-q", "set_permissions", "-p", self.name, "guest", ".*", ".*", ".*"],
-            check=True,
-            capture_output=True,
-        )
-
-    def destroy(self) -> None:
-        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.name], capture_output=True)
-        subprocess.run(
-            ["psql", BASE_DATABASE_URL, "-q", "-c", f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'],
-            capture_output=True,
-        )
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return {
-            "WCE_ENVIRONMENT": "development",
-            "WCE_DATABASE_URL": self.database_url,
-            "WCE_AMQP_URL": self.amqp_url,
-            "WCE_OPERATOR_TOKEN": OPERATOR_TOKEN,
-            "WCE_LOG_LEVEL": "WARNING",
-            **extra,
-        }
 
 
 class PeakRss:
@@ -107,116 +69,6 @@ class PeakRss:
                     continue
                 self.peaks[name] = max(self.peaks.get(name, 0), rss)
             self._stop.wait(0.5)
-
-
-SERVER_PROCESSES = {"postgres": "postgres", "beam.smp": "rabbitmq"}
-
-
-class CpuMeter:
-    """CPU seconds spent by each part of the system during a run: every service process of the
-    stack, the simulator, and the PostgreSQL and RabbitMQ server processes (all of them: other
-    work on the machine's servers during the run is counted too). Less sensitive than a rate to
-    what else the shared machine is doing, so it shows what a change saved."""
-
-    def __init__(self, stack: Stack) -> None:
-        self._stack = stack
-        self._start: dict[str, float] = {}
-        self.seconds: dict[str, float] = {}
-
-    def _sample(self) -> dict[str, float]:
-        totals: dict[str, float] = {}
-        pids = {process.pid: name for name, process in self._stack.processes.items()}
-        for process in psutil.process_iter(["name"]):
-            name = pids.get(process.pid) or SERVER_PROCESSES.get(process.info["name"] or "")
-            if name is None:
-                continue
-            try:
-                times = process.cpu_times()
-            except psutil.Error:
-                continue
-            totals[name] = totals.get(name, 0.0) + times.user + times.system
-        return totals
-
-    def __enter__(self) -> CpuMeter:
-        self._start = self._sample()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        end = self._sample()
-        self.seconds = {name: max(end[name] - self._start.get(name, 0.0), 0.0) for name in end}
-
-    def ms_per_message(self, messages: int) -> dict[str, float]:
-        per = {name: round(seconds * 1000 / messages, 3) for name, seconds in sorted(self.seconds.items())}
-        per["total"] = round(sum(self.seconds.values()) * 1000 / messages, 3)
-        return per
-
-
-async def new_tenant(stack: Stack, rate: int | None) -> tuple[str, str, str]:
-    """(tenant id, API key, account sid) of a new tenant on a new simulator account."""
-    account_sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
-    async with SimulatorAdmin(stack.simulator_url) as sim:
-        await sim.register_account(account_sid, token)
-    body: dict[str, Any] = {
-        "name": f"bench {account_sid[-6:]}",
-        "twilio_account_sid": account_sid,
-        "twilio_auth_token": token,
-        "whatsapp_from": "+14155238886",
-        "credits": {"purchased": 10_000_000},
-    }
-    body.update({"unlimited_rate": True} if rate is None else {"rate_per_second": rate})
-    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as client:
-        response = await client.post(
-            "/v1/operator/tenants", json=body, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
-        )
-    response.raise_for_status()
-    data = response.json()
-    return data["tenant"]["id"], data["api_key"], account_sid
-
-
-async def seed(pool: asyncpg.Pool, tenant_id: str, count: int, offset: int) -> None:
-    await pool.execute(
-        """
-        INSERT INTO customers (tenant_id, external_id, first_name, last_name, phone_raw, phone_e164)
-        SELECT $1, 'c-' || i, 'First' || i, 'Last' || i, p, p
-        FROM generate_series($2::int, $3::int) AS i,
-             LATERAL (SELECT '+1415' || lpad(i::text, 7, '0')) AS x(p)
-        """,
-        uuid.UUID(tenant_id),
-        offset,
-        offset + count - 1,
-    )
-
-
-async def settle_callbacks(stack: Stack, account_sid: str) -> None:
-    """Let the run's status callbacks drain, so the next run does not share the machine with them."""
-    async with SimulatorAdmin(stack.simulator_url) as sim:
-        await sim.wait_callbacks_settled(account_sid, timeout_s=600)
-    await asyncio.sleep(2)
-
-
-async def run_campaign(stack: Stack, pool: asyncpg.Pool, api_key: str, total: int, timeout_s: float) -> float:
-    """Seconds from the start request to every recipient sent."""
-    started = time.perf_counter()
-    async with httpx.AsyncClient(
-        base_url=stack.api_url, timeout=120, headers={"Authorization": f"Bearer {api_key}"}
-    ) as client:
-        response = await client.post(
-            "/v1/campaigns",
-            json={"name": "bench", "template": {"body": "Hi {customer_first_name}!"}, "start": True},
-        )
-    response.raise_for_status()
-    campaign_id = uuid.UUID(response.json()["id"])
-    while True:
-        done = await pool.fetchval(
-            "SELECT count(*) FROM recipients WHERE campaign_id = $1 AND state = ANY($2::text[])",
-            campaign_id,
-            list(DONE_STATES),
-        )
-        if done >= total:
-            return time.perf_counter() - started
-        if time.perf_counter() - started > timeout_s:
-            raise TimeoutError(f"{done}/{total} sent after {timeout_s}s")
-        await asyncio.sleep(0.2)
 
 
 async def e2e_rates(
@@ -248,9 +100,7 @@ async def e2e_rates(
             "recipients": recipients,
             "rates_per_s": [round(r, 1) for r in rates],
             "median_per_s": round(statistics.median(rates), 1),
-            "cpu_ms_per_message": {
-                name: round(statistics.median(run.get(name, 0.0) for run in cpu), 3) for name in cpu[0]
-            },
+            "cpu_ms_per_message": median_cpu(cpu),
             "peak_rss_mb": {
                 name: round(max(p.get(name, 0) for p in peaks) / 2**20, 1) for name in stack.processes
             },
@@ -290,15 +140,9 @@ async def throttle_accuracy(
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    environment = Environment()
-    environment.create()
-    env = environment.env()
-    await migrate_dsn(environment.database_url)
-    log_dir = Path(tempfile.mkdtemp(prefix="wce-bench-"))
-    stack = Stack(env=env, log_dir=log_dir, senders=2)
-    pool = await asyncpg.create_pool(environment.database_url, min_size=1, max_size=4)
-    report: dict[str, Any] = {"recipients": args.recipients, "runs": args.runs, "logs": str(log_dir)}
-    try:
+    report: dict[str, Any] = {"recipients": args.recipients, "runs": args.runs}
+    async with isolated_stack("wce-bench-") as (stack, pool, log_dir):
+        report["logs"] = str(log_dir)
         if "baseline" in args.only:
             print("broker baseline (one hop, persistent)", flush=True)
             baseline = await broker_baseline(30_000, args.runs)
@@ -316,10 +160,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             report["throttle"] = await throttle_accuracy(
                 stack, pool, args.runs, args.throttle_seconds, offset
             )
-    finally:
-        await pool.close()
-        stack.stop()
-        environment.destroy()
     if "broker_baseline" in report:
         base = float(report["broker_baseline"]["median_per_s"])
         for figures in report.get("end_to_end", {}).values():
@@ -369,11 +209,8 @@ def main() -> None:
     if args.quick:
         args.recipients, args.runs, args.throttle_seconds = 20_000, 1, 8
     report = asyncio.run(main_async(args))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     complete = args.only == {"baseline", "e2e", "throttle"} and args.latencies == [0, 100]
-    results = RESULTS if complete else RESULTS.with_suffix(".partial.json")
-    results.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    write_results(RESULTS if complete else RESULTS.with_suffix(".partial.json"), report)
 
 
 if __name__ == "__main__":

@@ -20,22 +20,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 
-from bench.engine_e2e import Environment, new_tenant, seed, settle_callbacks
-from shared.schema import migrate_dsn
+from bench.harness import (
+    isolated_stack,
+    new_tenant,
+    seed,
+    sent_count,
+    settle_callbacks,
+    start_campaign,
+    wait_sent,
+    write_results,
+)
 from tools.stack import ROOT, Stack
 from tools.twilio_sim.admin_client import SimulatorAdmin
 
@@ -43,34 +47,6 @@ RESULTS = ROOT / "bench" / "results" / "noisy_neighbour.json"
 SMALL = 100
 SMALL_RATE = 80
 BUSY_RATE = 400
-DONE_STATES = ["sent", "delivered", "read"]
-
-
-async def start_campaign(stack: Stack, api_key: str) -> uuid.UUID:
-    async with httpx.AsyncClient(
-        base_url=stack.api_url, timeout=120, headers={"Authorization": f"Bearer {api_key}"}
-    ) as client:
-        response = await client.post(
-            "/v1/campaigns",
-            json={"name": "bench", "template": {"body": "Hi {customer_first_name}!"}, "start": True},
-        )
-    response.raise_for_status()
-    return uuid.UUID(response.json()["id"])
-
-
-async def wait_done(pool: asyncpg.Pool, campaign_id: uuid.UUID, total: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        done = await pool.fetchval(
-            "SELECT count(*) FROM recipients WHERE campaign_id = $1 AND state = ANY($2::text[])",
-            campaign_id,
-            DONE_STATES,
-        )
-        if done >= total:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{done}/{total} sent after {timeout_s}s")
-        await asyncio.sleep(0.1)
 
 
 async def late_handbacks(pool: asyncpg.Pool, campaign_id: uuid.UUID) -> int:
@@ -91,7 +67,7 @@ async def timed_campaign(
     offset[0] += total
     started = time.time()
     campaign_id = await start_campaign(stack, api_key)
-    await wait_done(pool, campaign_id, total, timeout_s)
+    await wait_sent(pool, campaign_id, total, timeout_s, poll_s=0.1)
     async with SimulatorAdmin(stack.simulator_url) as sim:
         stats = await sim.stats(account_sid)
     return {
@@ -115,16 +91,11 @@ async def neighbour(
         offset[0] += noisy
         noisy_campaign = await start_campaign(stack, noisy_key)
         # Start the small campaign once the neighbour is in full flow.
-        await wait_done(pool, noisy_campaign, min(5_000, noisy // 10), timeout_s=300)
+        await wait_sent(pool, noisy_campaign, min(5_000, noisy // 10), timeout_s=300, poll_s=0.1)
         beside.append(await timed_campaign(stack, pool, SMALL_RATE, SMALL, offset, timeout_s=300))
-        noisy_sent = await pool.fetchval(
-            "SELECT count(*) FROM recipients WHERE campaign_id = $1 AND state = ANY($2::text[])",
-            noisy_campaign,
-            DONE_STATES,
-        )
-        beside[-1]["neighbour_sent_meanwhile"] = noisy_sent
+        beside[-1]["neighbour_sent_meanwhile"] = await sent_count(pool, noisy_campaign)
         print(f"  beside a neighbour: {beside[-1]}", flush=True)
-        await wait_done(pool, noisy_campaign, noisy, timeout_s=1800)
+        await wait_sent(pool, noisy_campaign, noisy, timeout_s=1800, poll_s=0.1)
         await settle_callbacks(stack, noisy_sid)
     alone_last = statistics.median(r["last_send_s"] for r in alone)
     beside_last = statistics.median(r["last_send_s"] for r in beside)
@@ -196,14 +167,9 @@ def targets(report: dict[str, Any]) -> dict[str, bool]:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    environment = Environment()
-    environment.create()
-    await migrate_dsn(environment.database_url)
-    log_dir = Path(tempfile.mkdtemp(prefix="wce-bench-noisy-"))
-    stack = Stack(env=environment.env(), log_dir=log_dir, senders=2)
-    pool = await asyncpg.create_pool(environment.database_url, min_size=1, max_size=4)
-    report: dict[str, Any] = {"runs": args.runs, "logs": str(log_dir)}
-    try:
+    report: dict[str, Any] = {"runs": args.runs}
+    async with isolated_stack("wce-bench-noisy-") as (stack, pool, log_dir):
+        report["logs"] = str(log_dir)
         stack.start()
         offset = [1_000_000]
         if "neighbour" in args.only:
@@ -212,10 +178,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if "busy" in args.only:
             print(f"{BUSY_RATE}/s on a busy machine", flush=True)
             report["busy_machine"] = await busy_machine(stack, pool, args.runs, args.busy_seconds, offset)
-    finally:
-        await pool.close()
-        stack.stop()
-        environment.destroy()
     report["load_average"] = os.getloadavg()
     report["targets"] = targets(report)
     return report
@@ -240,10 +202,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.noisy, args.runs, args.busy_seconds = 20_000, 1, 10
-    report = asyncio.run(main_async(args))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    write_results(RESULTS, asyncio.run(main_async(args)))
 
 
 if __name__ == "__main__":

@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from bench.engine_e2e import Environment, new_tenant, run_campaign, seed, settle_callbacks
-from shared.schema import migrate_dsn
+from bench.harness import isolated_stack, new_tenant, run_campaign, seed, settle_callbacks, write_results
 from tools.stack import ROOT, Stack
 from tools.twilio_sim.admin_client import SimulatorAdmin
 
@@ -65,14 +61,9 @@ def summary(runs: list[dict[str, float]], recipients: int) -> dict[str, Any]:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    environment = Environment()
-    environment.create()
-    await migrate_dsn(environment.database_url)
-    log_dir = Path(tempfile.mkdtemp(prefix="wce-bench-pacing-"))
-    stack = Stack(env=environment.env(), log_dir=log_dir, senders=2)
-    pool = await asyncpg.create_pool(environment.database_url, min_size=1, max_size=4)
-    report: dict[str, Any] = {"recipients": args.recipients, "runs": args.runs, "logs": str(log_dir)}
-    try:
+    report: dict[str, Any] = {"recipients": args.recipients, "runs": args.runs}
+    async with isolated_stack("wce-bench-pacing-") as (stack, pool, log_dir):
+        report["logs"] = str(log_dir)
         stack.start()
         offset = [3_000_000]
         for name, rate in (("baseline_configured_40", ACCOUNT_LIMIT), ("configured_80", CONFIGURED)):
@@ -84,10 +75,6 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     flush=True,
                 )
             report[name] = summary(runs, args.recipients)
-    finally:
-        await pool.close()
-        stack.stop()
-        environment.destroy()
     paced, baseline = report["configured_80"], report["baseline_configured_40"]
     paced["ratio_to_baseline"] = round(paced["median_seconds"] / baseline["median_seconds"], 3)
     report["targets"] = {
@@ -108,10 +95,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.runs = 1
-    report = asyncio.run(main_async(args))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    write_results(RESULTS, asyncio.run(main_async(args)))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = RESULTS.parent.parent
 
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
-    # name: (full arguments, --quick arguments)
+    # name: (full arguments, --quick arguments); each writes bench/results/<name>.json
     "broker_baseline": (
         ["-m", "bench.broker_baseline", "--out", str(RESULTS / "broker_baseline.json")],
         ["--runs", "1"],
@@ -43,17 +43,6 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "bulk_fairness": (["-m", "bench.bulk_fairness"], ["--quick"]),
 }
 PREPARE: dict[str, list[str]] = {"audience": ["-m", "bench.generate_bookings"]}
-OUTPUTS = {
-    "broker_baseline": "broker_baseline.json",
-    "sim_capacity": "sim_capacity.json",
-    "engine_e2e": "engine_e2e.json",
-    "sender_scaling": "sender_scaling.json",
-    "webhook_ingest": "webhook_ingest.json",
-    "audience": "audience.json",
-    "pacing": "pacing.json",
-    "noisy_neighbour": "noisy_neighbour.json",
-    "bulk_fairness": "bulk_fairness.json",
-}
 
 
 def bench_data_loaded() -> bool:
@@ -86,7 +75,7 @@ def run(name: str, quick: bool) -> dict[str, Any]:
         "seconds": round(time.time() - started, 1),
         "exit_code": completed.returncode,
     }
-    output = RESULTS / OUTPUTS[name]
+    output = RESULTS / f"{name}.json"
     if completed.returncode == 0 and output.exists() and output.stat().st_mtime >= started:
         entry["result"] = json.loads(output.read_text())
     else:

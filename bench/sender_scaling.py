@@ -17,19 +17,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
-import tempfile
-from pathlib import Path
 from typing import Any
 
-import asyncpg
-
 from bench.broker_baseline import measure as broker_baseline
-from bench.engine_e2e import CpuMeter, Environment, new_tenant, run_campaign, seed, settle_callbacks
-from shared.schema import migrate_dsn
-from tools.stack import ROOT, Stack
+from bench.harness import (
+    CpuMeter,
+    Environment,
+    isolated_stack,
+    median_cpu,
+    new_tenant,
+    run_campaign,
+    seed,
+    settle_callbacks,
+    write_results,
+)
+from tools.stack import ROOT
 from tools.twilio_sim.admin_client import SimulatorAdmin
 
 RESULTS = ROOT / "bench" / "results" / "sender_scaling.json"
@@ -40,48 +44,34 @@ def load_average() -> list[float]:
 
 
 async def with_senders(senders: int, recipients: int, runs: int, latency_ms: int) -> dict[str, Any]:
-    environment = Environment()
-    environment.create()
-    try:
-        await migrate_dsn(environment.database_url)
-        log_dir = Path(tempfile.mkdtemp(prefix=f"wce-bench-senders{senders}-"))
-        stack = Stack(env=environment.env(), log_dir=log_dir, senders=senders)
-        pool = await asyncpg.create_pool(environment.database_url, min_size=1, max_size=4)
-        rates: list[float] = []
-        cpu: list[dict[str, float]] = []
-        loads: list[list[float]] = []
-        try:
-            stack.start()
-            for run in range(runs):
-                _tenant, api_key, account_sid = await new_tenant(stack, None)
-                async with SimulatorAdmin(stack.simulator_url) as sim:
-                    await sim.set_faults({"latency_ms": latency_ms}, account_sid=account_sid)
-                await seed(pool, _tenant, recipients, 1_000_000 + run * recipients)
-                with CpuMeter(stack) as meter:
-                    seconds = await run_campaign(stack, pool, api_key, recipients, timeout_s=1800)
-                    loads.append(load_average())
-                    await settle_callbacks(stack, account_sid)
-                rates.append(recipients / seconds)
-                cpu.append(meter.ms_per_message(recipients))
-                print(
-                    f"  {senders} sender(s): {rates[-1]:,.0f} msgs/s ({seconds:.1f} s), load {loads[-1]}, "
-                    f"CPU ms per message {cpu[-1]}",
-                    flush=True,
-                )
-        finally:
-            await pool.close()
-            stack.stop()
-    finally:
-        environment.destroy()
+    rates: list[float] = []
+    cpu: list[dict[str, float]] = []
+    loads: list[list[float]] = []
+    async with isolated_stack(f"wce-bench-senders{senders}-", senders=senders) as (stack, pool, _logs):
+        stack.start()
+        for run in range(runs):
+            _tenant, api_key, account_sid = await new_tenant(stack, None)
+            async with SimulatorAdmin(stack.simulator_url) as sim:
+                await sim.set_faults({"latency_ms": latency_ms}, account_sid=account_sid)
+            await seed(pool, _tenant, recipients, 1_000_000 + run * recipients)
+            with CpuMeter(stack) as meter:
+                seconds = await run_campaign(stack, pool, api_key, recipients, timeout_s=1800)
+                loads.append(load_average())
+                await settle_callbacks(stack, account_sid)
+            rates.append(recipients / seconds)
+            cpu.append(meter.ms_per_message(recipients))
+            print(
+                f"  {senders} sender(s): {rates[-1]:,.0f} msgs/s ({seconds:.1f} s), load {loads[-1]}, "
+                f"CPU ms per message {cpu[-1]}",
+                flush=True,
+            )
     senders_cpu = [sum(v for k, v in run.items() if k.startswith("sender")) for run in cpu]
     return {
         "senders": senders,
         "recipients": recipients,
         "rates_per_s": [round(rate, 1) for rate in rates],
         "median_per_s": round(statistics.median(rates), 1),
-        "cpu_ms_per_message": {
-            name: round(statistics.median(run.get(name, 0.0) for run in cpu), 3) for name in cpu[0]
-        },
+        "cpu_ms_per_message": median_cpu(cpu),
         "all_senders_cpu_ms_per_message": round(statistics.median(senders_cpu), 3),
         "load_average_1_5_15": loads,
     }
@@ -135,10 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.recipients, args.runs, args.baseline_count = 10_000, 1, 10_000
-    report = asyncio.run(main_async(args))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    write_results(RESULTS, asyncio.run(main_async(args)))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""``wce``: list and steer campaigns, follow one live, read its recipient logs, export them as CSV.
+"""``wce``: list and steer campaigns, follow one live, read its recipient logs, export them as CSV;
+operators see and act on parked messages.
 
-Every command takes ``--api-key`` (or ``WCE_API_KEY``); campaign commands talk to the tenant API
-(``--api-url`` or ``WCE_API_URL``), progress, logs and exports to the tracker (``--tracker-url`` or
-``WCE_TRACKER_URL``). A mistake prints one line on stderr and exits non-zero.
+The campaign, progress, log and export commands take ``--api-key`` (or ``WCE_API_KEY``): campaign
+commands talk to the tenant API (``--api-url`` or ``WCE_API_URL``), progress, logs and exports to
+the tracker (``--tracker-url`` or ``WCE_TRACKER_URL``). ``wce parked`` takes the operator token
+instead (``--token`` or ``WCE_OPERATOR_TOKEN``). A mistake prints one line on stderr and exits
+non-zero.
 """
 
 from __future__ import annotations

@@ -21,13 +21,11 @@ from services.segmenter import routes_api_keys, routes_credits, routes_tenants
 from shared.abuse_limits import lockout_s
 from shared.apikeys import new_api_key
 from shared.db import create_pool
-from shared.http import install_abuse_limits, install_common
-from shared.settings import Settings
+from shared.http import install_abuse_limits
 from tests.integration.booking.booking_api import new_tenant
 from tests.integration.tracker.helpers import RunningTracker, start_tracker
+from tests.security.segmenter_app import TOKEN, client, segmenter
 from tests.support import IsolatedEnvironment
-
-TOKEN = "operator-token-for-the-security-suite-7f3a9c"
 
 
 def address() -> str:
@@ -38,21 +36,9 @@ def address() -> str:
 def replica(pool: asyncpg.Pool, **limits: Any) -> FastAPI:
     # The shipped allowances, whatever the test harness sets for the services it runs.
     limits = {"tenant_api_failures_allowed": 20, "operator_api_failures_allowed": 5, **limits}
-    settings = Settings(environment="development", operator_token=TOKEN, **limits)
-    app = FastAPI()
-    install_common(app, {})
-    app.state.pool = pool
-    app.state.settings = settings
-    install_abuse_limits(app, pool, settings)
-    app.include_router(routes_tenants.router)
-    app.include_router(routes_credits.router)
-    app.include_router(routes_api_keys.router)
+    app = segmenter(pool, routes_tenants.router, routes_credits.router, routes_api_keys.router, **limits)
+    install_abuse_limits(app, pool, app.state.settings)
     return app
-
-
-def client(app: FastAPI, client_address: str) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=(client_address, 40000))
-    return httpx.AsyncClient(transport=transport, base_url="http://segmenter")
 
 
 @pytest.fixture
@@ -229,18 +215,18 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_is_limited_on_its_ow
         _, key = await new_tenant(pool)
         attacker, customer = {"X-Forwarded-For": address()}, {"X-Forwarded-For": address()}
         path = f"{tracker.url}/v1/campaigns/{uuid.uuid4()}/progress"
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10) as proxied:
             # When one forwarded client tries five random keys
             codes = [
                 (
-                    await client.get(path, headers={**attacker, "Authorization": f"Bearer {new_api_key()}"})
+                    await proxied.get(path, headers={**attacker, "Authorization": f"Bearer {new_api_key()}"})
                 ).status_code
                 for _ in range(5)
             ]
             # Then it is locked out, while another client behind the same proxy is not
             assert codes == [401] * 4 + [429]
             assert (
-                await client.get(path, headers={**customer, "Authorization": f"Bearer {key}"})
+                await proxied.get(path, headers={**customer, "Authorization": f"Bearer {key}"})
             ).status_code == 404
     finally:
         tracker.process.stop()

@@ -15,35 +15,22 @@ import asyncpg
 import httpx
 import pytest
 from cryptography.fernet import Fernet
-from fastapi import FastAPI
 
 from services.segmenter import api_keys, routes_api_keys, routes_tenants
 from services.segmenter.reencrypt import reencrypt_all
 from shared.apikeys import hash_api_key
 from shared.crypto import SecretBox
 from shared.db import create_pool
-from shared.http import install_common
 from shared.schema import migrate_dsn
-from shared.settings import Settings
 from tests.integration.booking.booking_api import new_tenant
+from tests.security.segmenter_app import OPERATOR, client, segmenter
 from tests.support import ROOT, IsolatedEnvironment
-
-TOKEN = "operator-token-for-the-security-suite-7f3a9c"
-OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
 async def api(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
-    install_common(app, {})
-    app.state.pool = pool
-    app.state.settings = Settings(environment="development", operator_token=TOKEN)  # type: ignore[arg-type]
-    app.include_router(routes_tenants.router)
-    app.include_router(routes_api_keys.router)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://segmenter"
-    ) as client:
-        yield client
+    async with client(segmenter(pool, routes_tenants.router, routes_api_keys.router)) as api:
+        yield api
 
 
 def bearer(key: str) -> dict[str, str]:

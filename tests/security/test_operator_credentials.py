@@ -11,18 +11,16 @@ import asyncpg
 import httpx
 import pytest
 import structlog
-from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from services.segmenter import routes_api_keys, routes_credits, routes_tenants
-from shared.http import install_common
 from shared.operator_token import OperatorTokenDigest
 from shared.settings import Settings
 from tests.integration.booking.booking_api import new_tenant
+from tests.security.segmenter_app import TOKEN as STRONG_TOKEN
+from tests.security.segmenter_app import client, segmenter
 from tests.support import ROOT
-
-STRONG_TOKEN = "operator-token-for-the-security-suite-7f3a9c"
 
 
 def operator_failures() -> float:
@@ -88,17 +86,9 @@ def test_a_missing_empty_or_near_miss_token_never_matches(presented: str | None)
 
 @pytest.fixture
 async def operator_api(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
-    install_common(app, {})
-    app.state.pool = pool
-    app.state.settings = Settings(environment="development", operator_token=STRONG_TOKEN)  # type: ignore[arg-type]
-    app.include_router(routes_tenants.router)
-    app.include_router(routes_credits.router)
-    app.include_router(routes_api_keys.router)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://segmenter"
-    ) as client:
-        yield client
+    app = segmenter(pool, routes_tenants.router, routes_credits.router, routes_api_keys.router)
+    async with client(app) as api:
+        yield api
 
 
 @pytest.mark.parametrize(

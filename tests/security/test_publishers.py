@@ -17,7 +17,6 @@ import asyncpg
 import httpx
 import orjson
 import pytest
-from fastapi import FastAPI
 
 from services.segmenter import routes_publishers
 from services.segmenter.booking.consumer import consume_booking
@@ -25,15 +24,11 @@ from services.segmenter.commands import consume_commands
 from shared import topology
 from shared.broker import Publisher, connect
 from shared.events import BookingCustomerUpserted, CampaignCommand
-from shared.http import install_common
 from shared.publishers import PublisherCheck, engine_user
-from shared.settings import Settings
 from tests.integration.booking.booking_api import new_tenant
 from tests.integration.tracker.helpers import eventually
+from tests.security.segmenter_app import OPERATOR, client, segmenter
 from tests.support import IsolatedEnvironment, rabbitmqctl, with_vhost
-
-TOKEN = "operator-token-for-the-security-suite-7f3a9c"
-OPERATOR = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -112,15 +107,8 @@ async def parked_errors(isolated_env: IsolatedEnvironment, queue: str) -> list[s
 
 @pytest.fixture
 async def operator_api(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
-    install_common(app, {})
-    app.state.pool = pool
-    app.state.settings = Settings(environment="development", operator_token=TOKEN)  # type: ignore[arg-type]
-    app.include_router(routes_publishers.router)
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://segmenter"
-    ) as client:
-        yield client
+    async with client(segmenter(pool, routes_publishers.router)) as api:
+        yield api
 
 
 async def test_a_publisher_acts_only_for_the_tenants_it_is_allowed_for(
