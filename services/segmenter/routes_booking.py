@@ -34,13 +34,13 @@ async def upsert_customers(body: CustomersUpsert, tenant: Tenant, pool: Pool) ->
     a present but unparseable phone is refused (422 ``rows.<i>.phone``) unless
     ``invalid_phones: "flag"``, which keeps the customer with no usable number and lists it in
     ``flagged`` (audiences count it as "no valid phone"). A missing phone is not an error."""
+    # Checked before a connection is taken: a large batch may wait for a bulk worker meanwhile.
+    check = await service.check_customers(
+        body.rows, region=tenant.default_region, invalid_phones=body.invalid_phones
+    )
     async with pool.acquire() as conn, conn.transaction():
         outcome = await service.upsert_customers(
-            conn,
-            tenant_id=tenant.tenant_id,
-            region=tenant.default_region,
-            rows=body.rows,
-            invalid_phones=body.invalid_phones,
+            conn, tenant_id=tenant.tenant_id, rows=body.rows, check=check
         )
     return outcome.result
 

@@ -13,14 +13,12 @@ from uuid import UUID
 
 import asyncpg
 
-from services.segmenter.workers import off_loop
+from services.segmenter.workers import row_work
 from shared import metrics
 from shared.http import InputError
 from shared.phones import InvalidPhone, to_e164
 
 MAX_IMPORT = 100_000
-# Numbers normalised on the event loop; more go to the bulk workers (about 30 µs each).
-ON_LOOP_AT_MOST = 100
 
 LIST = """
 SELECT phone_e164, source, reason, created_at FROM suppressions
@@ -110,10 +108,7 @@ async def add(
     field: str,
 ) -> tuple[int, int]:
     """Suppress the numbers; returns (newly added, already suppressed)."""
-    if len(phones) > ON_LOOP_AT_MOST:
-        normalised = await off_loop(_distinct_e164, phones, region, field)
-    else:
-        normalised = _distinct_e164(phones, region, field)
+    normalised = await row_work(len(phones), _distinct_e164, phones, region, field)
     added: int = await pool.fetchval(ADD, tenant_id, normalised, source, reason)
     if added:
         metrics.SUPPRESSION_CHANGES.labels("added", source).inc(added)

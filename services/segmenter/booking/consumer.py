@@ -49,13 +49,9 @@ def _fields(event: Event) -> dict[str, Any]:
 
 async def _customer(conn: asyncpg.Connection, event: BookingCustomerUpserted) -> None:
     region, _ = await service.tenant_region(conn, event.tenant_id)
-    outcome = await service.upsert_customers(
-        conn,
-        tenant_id=event.tenant_id,
-        region=region,
-        rows=[CustomerRow.model_validate(_fields(event))],
-        invalid_phones="flag",
-    )
+    rows = [CustomerRow.model_validate(_fields(event))]
+    check = await service.check_customers(rows, region=region, invalid_phones="flag")
+    outcome = await service.upsert_customers(conn, tenant_id=event.tenant_id, rows=rows, check=check)
     if outcome.result.flagged:
         log.info("customer kept without a valid phone", external_id=event.external_id)
 

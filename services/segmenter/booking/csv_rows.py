@@ -105,8 +105,9 @@ async def _write(
     conn: asyncpg.Connection, kind: str, tenant_id: UUID, region: str, rows: list[Any]
 ) -> service.Outcome:
     if kind == "customers":
+        check = await service.check_customers(rows, region=region, invalid_phones="flag")
         return await service.upsert_customers(
-            conn, tenant_id=tenant_id, region=region, rows=rows, invalid_phones="flag", keep_valid=True
+            conn, tenant_id=tenant_id, rows=rows, check=check, keep_valid=True
         )
     if kind == "appointments":
         return await service.upsert_appointments(conn, tenant_id=tenant_id, rows=rows, keep_valid=True)

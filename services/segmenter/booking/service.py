@@ -32,7 +32,7 @@ from services.segmenter.booking.schemas import (
     StatusRow,
     UpsertResult,
 )
-from services.segmenter.workers import off_loop
+from services.segmenter.workers import row_work
 from shared.http import InputError
 from shared.phones import InvalidPhone, to_e164
 
@@ -94,6 +94,31 @@ def normalise_phones(
     return numbers, rejected, flagged
 
 
+@dataclass(frozen=True)
+class CustomerCheck:
+    """A batch of customers checked: each row's E.164 (None when absent or unusable), the rows
+    refused (a bad phone unless flagged, an external id twice) and those kept without a phone."""
+
+    numbers: list[str | None]
+    rejected: list[RowIssue]
+    flagged: list[RowIssue]
+
+
+def _check_customers(
+    rows: Sequence[CustomerRow], region: str, invalid_phones: InvalidPhones
+) -> CustomerCheck:
+    numbers, rejected, flagged = normalise_phones(rows, region=region, invalid_phones=invalid_phones)
+    return CustomerCheck(numbers, rejected + _duplicates(rows), flagged)
+
+
+async def check_customers(
+    rows: Sequence[CustomerRow], *, region: str, invalid_phones: InvalidPhones = "reject"
+) -> CustomerCheck:
+    """Check customers before writing them. No I/O, so a caller can run it before it takes a
+    database connection; a large batch is checked in the bulk workers."""
+    return await row_work(len(rows), _check_customers, rows, region, invalid_phones)
+
+
 def _refuse(rejected: list[RowIssue]) -> None:
     if rejected:
         raise InputError(
@@ -121,15 +146,12 @@ async def upsert_customers(
     conn: asyncpg.Connection,
     *,
     tenant_id: UUID,
-    region: str,
     rows: Sequence[CustomerRow],
-    invalid_phones: InvalidPhones = "reject",
+    check: CustomerCheck,
     keep_valid: bool = False,
 ) -> Outcome:
-    numbers, rejected, flagged = await off_loop(
-        normalise_phones, rows, region=region, invalid_phones=invalid_phones
-    )
-    rejected += await off_loop(_duplicates, rows)
+    """Write the customers ``check`` (of these rows, from check_customers) let through."""
+    numbers, rejected = check.numbers, check.rejected
     keep = _keep(rows, rejected, keep_valid)
     records = await conn.fetch(
         queries.UPSERT_CUSTOMERS,
@@ -142,7 +164,7 @@ async def upsert_customers(
         [numbers[i] for i in keep],
     )
     result = _counted(records)
-    result.flagged = flagged
+    result.flagged = check.flagged
     return Outcome(result=result, rejected=rejected)
 
 
