@@ -11,7 +11,6 @@ are authenticated by signature and gated by tenant before any query).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -70,9 +69,9 @@ def lockout_s(failures: int, allowed: int, max_s: float, base_s: float = 1.0) ->
     return float(min(max_s, base_s * 2.0 ** min(failures - allowed - 1, 30)))
 
 
-def key_subject(api_key: str) -> str:
-    # Only a digest of the key is stored: the counters table must not hold usable keys.
-    return "key:" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
+def key_subject(key_hash: str) -> str:
+    # Only (part of) the key's stored hash: the counters table must not hold usable keys.
+    return "key:" + key_hash[:32]
 
 
 @dataclass(frozen=True)
@@ -105,12 +104,13 @@ class AbuseLimits:
     def _address_subject(self, address: str) -> str:
         return f"{self.surface}:addr:{address}"
 
-    async def check(self, address: str, api_key: str | None = None) -> None:
-        """Count this request; raise LimitExceeded when the address is locked out or a limit is hit."""
+    async def check(self, address: str, key_hash: str | None = None) -> None:
+        """Count this request (of the API key with ``key_hash``, if any); raise LimitExceeded when
+        the address is locked out or a limit is hit."""
         subjects = [self._address_subject(address)]
         limits = [self._limits.per_address]
-        if api_key:
-            subjects.append(f"{self.surface}:{key_subject(api_key)}")
+        if key_hash:
+            subjects.append(f"{self.surface}:{key_subject(key_hash)}")
             limits.append(self._limits.per_key)
         row = await self._pool.fetchrow(CHECK, subjects, limits, subjects[0], self._limits.window_s)
         await self._maybe_prune()

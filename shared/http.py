@@ -142,11 +142,11 @@ def _limits(request: Request, surface: str) -> AbuseLimits | None:
     return installed[surface] if installed else None
 
 
-async def _within_limits(request: Request, limits: AbuseLimits | None, key: str | None) -> None:
+async def _within_limits(request: Request, limits: AbuseLimits | None, key_hash: str | None) -> None:
     if limits is None:
         return
     try:
-        await limits.check(_client_address(request), key)
+        await limits.check(_client_address(request), key_hash)
     except LimitExceeded as exc:
         RATE_LIMITED.labels(surface=limits.surface).inc()
         raise HTTPException(
@@ -163,12 +163,13 @@ async def current_tenant(
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> TenantContext:
     key = _bearer(authorization, x_api_key)
+    key_hash = hash_api_key(key) if key else None
     limits = _limits(request, "tenant_api")
-    await _within_limits(request, limits, key)
+    await _within_limits(request, limits, key_hash)
     if not key:
         _authentication_failed(request, "tenant_api", None)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key", {"WWW-Authenticate": "Bearer"})
-    row = await pool.fetchrow(AUTHENTICATE, hash_api_key(key))
+    row = await pool.fetchrow(AUTHENTICATE, key_hash)
     if row is None:
         _authentication_failed(request, "tenant_api", key)
         if limits is not None:

@@ -365,12 +365,13 @@ class KeepAliveClient:
         if self._max_idle_s is None:
             return
         for origin, connections in self._idle.items():
-            fresh = [c for c in connections if c.open and now - c.idle_since < self._max_idle_s]
-            if len(fresh) != len(connections):
-                for connection in connections:
-                    if connection not in fresh:
-                        connection.close()
-                self._idle[origin] = fresh
+            kept = []
+            for connection in connections:
+                if self._reusable(connection, now):
+                    kept.append(connection)
+                else:
+                    connection.close()
+            self._idle[origin] = kept
 
     def _reusable(self, connection: _Connection, now: float) -> bool:
         if not connection.open:

@@ -11,6 +11,7 @@ held when it started, so a replayed message parked again is not replayed twice i
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +19,11 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from shared import topology
-from shared.broker import Publisher
+from shared.broker import BrokerUnavailable, Publisher
 
 BODY_PREVIEW_CHARS = 4096
+# What a broker command raises when the broker is gone or fails it (as in Publisher.publish_raw).
+_BROKER_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError)
 _PARKED_HEADERS = frozenset(
     {
         topology.PARK_REASON_HEADER,
@@ -100,23 +103,36 @@ class ParkedQueues:
         self._connection = connection
         self._publisher = publisher
 
+    @contextlib.asynccontextmanager
+    async def _channel(self) -> AsyncIterator[AbstractChannel]:
+        """A channel of its own (a passive declare of a missing queue closes it), closed after;
+        a broker that fails on the way is reported as ``BrokerUnavailable``."""
+        try:
+            channel = await self._connection.channel()
+        except _BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"parked queues: {exc}") from exc
+        try:
+            yield channel
+        except BrokerUnavailable:
+            raise
+        except _BROKER_ERRORS as exc:
+            raise BrokerUnavailable(f"parked queues: {exc}") from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
     async def counts(self, queues: list[str]) -> dict[str, int]:
         result: dict[str, int] = {}
         for queue in queues:
-            channel = await self._connection.channel()
-            try:
-                result[queue] = await count(channel, queue)
-            except UnknownQueue:
-                continue
-            finally:
-                with contextlib.suppress(Exception):
-                    await channel.close()
+            async with self._channel() as channel:
+                with contextlib.suppress(UnknownQueue):
+                    result[queue] = await count(channel, queue)
         return result
 
     async def inspect(self, queue: str, *, limit: int) -> tuple[int, list[ParkedMessage]]:
-        """The number parked and the first ``limit`` messages, left in place."""
-        channel = await self._connection.channel()
-        try:
+        """The number parked and the first ``limit`` messages, left in place: unacknowledged, every
+        message read goes back to the queue in its place when the channel closes."""
+        async with self._channel() as channel:
             total = await count(channel, queue)
             parked = await channel.get_queue(topology.parked_queue_name(queue), ensure=False)
             messages: list[ParkedMessage] = []
@@ -126,10 +142,6 @@ class ParkedQueues:
                     break
                 messages.append(ParkedMessage.of(message))
             return total, messages
-        finally:
-            # Unacknowledged, every message read goes back to the queue in its place.
-            with contextlib.suppress(Exception):
-                await channel.close()
 
     async def replay(self, queue: str, *, ids: set[str] | None, limit: int) -> int:
         """Publish parked messages again where they came from (``ids``, or the first ``limit``)."""
@@ -140,9 +152,8 @@ class ParkedQueues:
         return await self._take(queue, ids=ids, limit=limit, replay=False)
 
     async def _take(self, queue: str, *, ids: set[str] | None, limit: int, replay: bool) -> int:
-        channel = await self._connection.channel()
         taken = 0
-        try:
+        async with self._channel() as channel:
             total = await count(channel, queue)
             parked = await channel.get_queue(topology.parked_queue_name(queue), ensure=False)
             for _ in range(total):
@@ -158,9 +169,6 @@ class ParkedQueues:
                 await message.ack()
                 taken += 1
             return taken
-        finally:
-            with contextlib.suppress(Exception):
-                await channel.close()
 
     async def _republish(self, queue: str, message: AbstractIncomingMessage) -> None:
         headers: dict[str, Any] = {

@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             campaigns,
             chunk_publisher(resources.publisher),
-            PacingRecords(resources.pool),
+            PacingRecords(resources.pool, settings.pacing_recovery_per_s),
         )
         resources.connection.reconnect_callbacks.add(lambda *_: dispatcher.restart_clocks())
         private = await resources.connection.channel()

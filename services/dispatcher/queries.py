@@ -4,7 +4,11 @@ TENANTS = "SELECT id, rate_per_second, active FROM tenants"
 
 TENANT = "SELECT id, rate_per_second, active FROM tenants WHERE id = $1"
 
-# A tenant's shared back-off record (shared/pacing.py), written by the senders.
-PACING = "SELECT factor, changed_at, hold_until FROM tenant_pacing WHERE tenant_id = $1"
+# Every tenant's shared back-off record (shared/pacing.py, written by the senders) still in
+# force: changed within the last $1 seconds (None: any), or holding the tenant still.
+PACING_IN_FORCE = """
+SELECT tenant_id, factor, changed_at, hold_until FROM tenant_pacing
+WHERE $1::float8 IS NULL OR changed_at > now() - make_interval(secs => $1) OR hold_until > now()
+"""
 
 CAMPAIGN_STATES = "SELECT id, state FROM campaigns WHERE id = ANY($1::uuid[])"

@@ -11,6 +11,7 @@ An unlimited lane has no slots; it is bounded instead by how many of its chunks 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,7 @@ from services.dispatcher.metrics import (
 from shared.events import ChunkDone, RecipientBatch, SendChunk
 from shared.metrics import EFFECTIVE_RATE
 from shared.pacing import Pacing, effective_rate
+from shared.single_flight import SingleFlight
 from shared.throttle import MAX_CHUNK_SPAN_S, SlotClock, chunk_length, slot_interval
 
 Publish = Callable[[SendChunk, dict[str, Any] | None], Awaitable[None]]
@@ -40,7 +42,7 @@ Publish = Callable[[SendChunk, dict[str, Any] | None], Awaitable[None]]
 SENDABLE = "running"
 # Campaign states not asked about for this long are forgotten (re-read on the next batch).
 CAMPAIGN_TTL_S = 300.0
-# A tenant's back-off record is re-read at most this often (a chunk spans up to 0.25 s).
+# Back-off records are re-read at most this often (a chunk spans up to 0.25 s).
 PACING_TTL_S = 0.2
 
 
@@ -135,21 +137,31 @@ class PacingView(Protocol):
 
 
 class PacingRecords:
-    """Tenants' back-off records from the database, each re-read at most every ``PACING_TTL_S``."""
+    """Tenants' back-off records from the database, re-read at most every ``PACING_TTL_S``: all
+    tenants' in one query (those still in force), so a dispatcher handing out chunks to many
+    tenants at once reads them a few times a second, not once per chunk of each."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, recovery_per_s: float) -> None:
         self._pool = pool
-        self._cached: dict[UUID, tuple[float, Pacing | None]] = {}
+        # A back-off has recovered fully within 1 / recovery_per_s; twice that allows for clocks
+        # that differ. Older records change no rate (and a tenant without one has its own rate).
+        self._in_force_s = 2.0 / recovery_per_s if recovery_per_s > 0 else None
+        self._records: dict[UUID, Pacing] = {}
+        self._read_at = -math.inf
+        self._reads: SingleFlight[None, None] = SingleFlight()
 
     async def current(self, tenant_id: UUID) -> Pacing | None:
-        now = time.monotonic()
-        cached = self._cached.get(tenant_id)
-        if cached is not None and now - cached[0] < PACING_TTL_S:
-            return cached[1]
-        row = await self._pool.fetchrow(queries.PACING, tenant_id)
-        pacing = Pacing(row["factor"], row["changed_at"], row["hold_until"]) if row else None
-        self._cached[tenant_id] = (now, pacing)
-        return pacing
+        if time.monotonic() - self._read_at >= PACING_TTL_S:
+            await self._reads.run(None, self._read)
+        return self._records.get(tenant_id)
+
+    async def _read(self) -> None:
+        read_at = time.monotonic()
+        rows = await self._pool.fetch(queries.PACING_IN_FORCE, self._in_force_s)
+        self._records = {
+            row["tenant_id"]: Pacing(row["factor"], row["changed_at"], row["hold_until"]) for row in rows
+        }
+        self._read_at = read_at
 
 
 class NoPacing:
@@ -266,11 +278,8 @@ class Dispatcher:
             interval_s=interval,
         )
         # The sender hands recipients it came too late for back here, for the next free slots.
-        headers = {
-            ChunkDone.REPLY_HEADER: self._settings.reply_queue,
-            ChunkDone.CHUNK_HEADER: uuid.uuid4().hex,
-        }
-        await self._publish(chunk, headers)
+        # No chunk id: slots bound a limited lane, so its chunks need no acknowledgement.
+        await self._publish(chunk, {ChunkDone.REPLY_HEADER: self._settings.reply_queue})
 
     def owns_slots(self, tenant_id: UUID) -> bool:
         """Whether this dispatcher hands out the tenant's slots: it has dispatched a batch of the

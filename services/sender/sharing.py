@@ -18,6 +18,8 @@ import asyncio
 from collections import Counter, deque
 from collections.abc import Hashable
 
+from shared.throttle import is_late
+
 
 class CallSlots:
     def __init__(self, capacity: int) -> None:
@@ -116,15 +118,17 @@ class SlotBook:
     def take(self, now: float) -> float | None:
         """The earliest slot not handed out that a message starting at ``now`` may still use (at
         most ``tolerance`` past), or None when the chunk has none left."""
-        passed = now - self._tolerance
-        while self._next < self._count and self._first + self._next * self._interval < passed:
+        while self._next < self._count and not self.usable(self._slot(self._next), now):
             self._next += 1
             self.lost += 1
         if self._next >= self._count:
             return None
-        slot = self._first + self._next * self._interval
+        slot = self._slot(self._next)
         self._next += 1
         return slot
 
     def usable(self, slot: float, now: float) -> bool:
-        return now - slot <= self._tolerance
+        return not is_late(slot, now, self._tolerance)
+
+    def _slot(self, index: int) -> float:
+        return self._first + index * self._interval

@@ -19,12 +19,13 @@ from fastapi import FastAPI
 from services.segmenter import routes_parked
 from services.segmenter.booking.consumer import consume_booking
 from shared import topology
-from shared.broker import Publisher
+from shared.broker import BrokerUnavailable, Publisher, connect
 from shared.events import BookingCustomerUpserted
 from shared.http import install_common
+from shared.parked import ParkedQueues
 from shared.settings import Settings
 from tests.integration.tracker.helpers import eventually
-from tests.support import OPERATOR_TOKEN, free_port
+from tests.support import OPERATOR_TOKEN, IsolatedEnvironment, free_port
 
 QUEUE = topology.BOOKING_QUEUE
 AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -163,3 +164,23 @@ async def test_the_parked_routes_refuse_unknown_queues_bad_selections_and_missin
         assert neither.status_code == 422
         anonymous = await http.get("/v1/operator/parked")
         assert anonymous.status_code == 401
+
+
+@pytest.mark.parametrize("operation", ["list", "inspect", "replay", "purge"])
+async def test_a_parked_operation_reports_a_lost_broker_as_unavailable(
+    isolated_env: IsolatedEnvironment, operation: str
+) -> None:
+    # Given the parked queues of a broker connection that is gone
+    connection = await connect(isolated_env.amqp_url, retry_s=10)
+    parked = ParkedQueues(connection, await Publisher.open(connection, timeout_s=5))
+    await connection.close()
+    calls = {
+        "list": lambda: parked.counts([QUEUE]),
+        "inspect": lambda: parked.inspect(QUEUE, limit=1),
+        "replay": lambda: parked.replay(QUEUE, ids=None, limit=1),
+        "purge": lambda: parked.purge(QUEUE, ids=None, limit=1),
+    }
+    # When an operator lists, inspects, replays or purges, Then the broker is reported unavailable
+    # (the error the routes answer 503 for), not with an error of the client library
+    with pytest.raises(BrokerUnavailable):
+        await calls[operation]()

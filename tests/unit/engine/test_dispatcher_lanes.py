@@ -81,6 +81,8 @@ async def test_a_rate_limited_batch_becomes_chunks_with_evenly_spaced_slots() ->
         assert chunk.first_slot_at - published_at <= LEAD + 0.3  # type: ignore[operator]
         # And the sender knows where to hand back what it comes too late for
         assert headers is not None and headers[ChunkDone.REPLY_HEADER] == "replies"
+        # And, the slots bounding the tenant's chunks in flight, asks for no acknowledgement
+        assert ChunkDone.CHUNK_HEADER not in headers
 
 
 async def test_late_recipients_get_the_next_free_slots_at_once_ahead_of_the_queue() -> None:
