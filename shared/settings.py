@@ -96,7 +96,6 @@ class Settings(BaseSettings):
     # When set, /metrics leaves the service's port for that port plus this offset, so the
     # public ports (the tracker's faces the internet) expose no metrics.
     internal_port_offset: int = Field(default=0, ge=0, le=50000)
-    # Request bodies past these sizes are refused with 413 before they are parsed.
     # Abuse limits of the tenant and operator APIs (shared by all replicas, in PostgreSQL):
     # requests per fixed window, and a lockout doubling from its base after repeated failed logins.
     rate_limits_enabled: bool = True
@@ -112,6 +111,8 @@ class Settings(BaseSettings):
     # Proxies whose X-Forwarded-For names the client (comma-separated addresses); without them
     # the client address is the connection's peer.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Request bodies past these sizes are refused with 413 before they are parsed (the larger on
+    # the bulk routes).
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_bulk_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
 
