@@ -24,8 +24,10 @@ BODY = json.dumps(
 ).encode()
 
 
-async def one_run(count: int, window: int, prefetch: int, queue_type: str = "classic") -> float:
-    connection = await aio_pika.connect_robust(AMQP_URL)
+async def one_run(
+    count: int, window: int, prefetch: int, queue_type: str = "classic", amqp_url: str = AMQP_URL
+) -> float:
+    connection = await aio_pika.connect_robust(amqp_url)
     try:
         channel = await connection.channel(publisher_confirms=True)
         consume_channel = await connection.channel()
@@ -66,11 +68,16 @@ async def one_run(count: int, window: int, prefetch: int, queue_type: str = "cla
 
 
 async def measure(
-    count: int, runs: int, window: int = 256, prefetch: int = 256, queue_type: str = "classic"
+    count: int,
+    runs: int,
+    window: int = 256,
+    prefetch: int = 256,
+    queue_type: str = "classic",
+    amqp_url: str = AMQP_URL,
 ) -> dict[str, float | list[float] | str]:
     """Median rate of ``runs`` runs; ``queue_type`` "quorum" measures the queue type the engine's
     work queues are (replicated on a cluster; one node here)."""
-    rates = [await one_run(count, window, prefetch, queue_type) for _ in range(runs)]
+    rates = [await one_run(count, window, prefetch, queue_type, amqp_url) for _ in range(runs)]
     return {
         "queue_type": queue_type,
         "messages": count,

@@ -19,6 +19,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +69,9 @@ def summary(latencies: list[float]) -> dict[str, float]:
     }
 
 
-async def read_until(reader: httpx.AsyncClient, done: asyncio.Event | float) -> list[float]:
+async def read_until(reader: httpx.AsyncClient, stop: Callable[[], bool]) -> list[float]:
     latencies = []
-    ends = done if isinstance(done, float) else None
-    while not (isinstance(done, asyncio.Event) and done.is_set()) and (
-        ends is None or time.monotonic() < ends
-    ):
+    while not stop():
         started = time.perf_counter()
         response = await reader.get("/v1/tenant")
         latencies.append(time.perf_counter() - started)
@@ -96,7 +94,8 @@ async def one_run(url: str, bulk_key: str, reader_key: str, rows: int, run: int)
         httpx.AsyncClient(base_url=url, headers={"X-API-Key": reader_key}, timeout=120) as reader,
         httpx.AsyncClient(base_url=url, headers={"X-API-Key": bulk_key}, timeout=600) as writer,
     ):
-        alone = await read_until(reader, time.monotonic() + BASELINE_S)
+        baseline_ends = time.monotonic() + BASELINE_S
+        alone = await read_until(reader, lambda: time.monotonic() >= baseline_ends)
         done = asyncio.Event()
         started = time.monotonic()
 
@@ -106,7 +105,7 @@ async def one_run(url: str, bulk_key: str, reader_key: str, rows: int, run: int)
             finally:
                 done.set()
 
-        during, _ = await asyncio.gather(read_until(reader, done), work())
+        during, _ = await asyncio.gather(read_until(reader, done.is_set), work())
         bulk_s = time.monotonic() - started
     return {
         "alone": summary(alone),

@@ -88,13 +88,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     environment = Environment()
     environment.create()
     try:
-        os.environ["WCE_AMQP_URL"] = environment.amqp_url
-        import bench.broker_baseline as baseline_module
-
-        baseline_module.AMQP_URL = environment.amqp_url
         print("broker baseline (one hop, persistent, confirmed)", flush=True)
         for queue_type in ("classic", "quorum"):
-            result = await broker_baseline(args.baseline_count, args.runs, queue_type=queue_type)
+            result = await broker_baseline(
+                args.baseline_count, args.runs, queue_type=queue_type, amqp_url=environment.amqp_url
+            )
             report[f"broker_baseline_{queue_type}"] = result
             print(f"  {queue_type}: {result['median_per_s']:,.0f} msgs/s", flush=True)
     finally:

@@ -124,8 +124,8 @@ async def wait_for_delivery_reports(
             await asyncio.sleep(0.5)
 
 
-def run_cli(*args: str, api_url: str, api_key: str, timeout_s: float = 900) -> None:
-    env = {**os.environ, "WCE_TRACKER_URL": api_url, "WCE_API_KEY": api_key}
+def run_cli(*args: str, tracker_url: str, api_key: str, timeout_s: float = 900) -> None:
+    env = {**os.environ, "WCE_TRACKER_URL": tracker_url, "WCE_API_KEY": api_key}
     try:
         subprocess.run([sys.executable, "-m", "wce_cli", *args], env=env, check=False, timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -165,7 +165,7 @@ async def demo(args: argparse.Namespace) -> None:
                 {"name": "Spring offer", "template": {"body": TEMPLATE}, "start": True},
             )
         console.print(f"Campaign [bold]{campaign['id']}[/] started; live progress:")
-        run_cli("progress", campaign["id"], "--no-summary", api_url=stack.tracker_url, api_key=api_key)
+        run_cli("progress", campaign["id"], "--no-summary", tracker_url=stack.tracker_url, api_key=api_key)
         progress = await wait_for_delivery_reports(stack, api_key, campaign["id"])
         csv_path = run_dir / f"campaign-{campaign['id']}.csv"
         run_cli(
@@ -174,7 +174,7 @@ async def demo(args: argparse.Namespace) -> None:
             "--output",
             str(csv_path),
             "--bom",
-            api_url=stack.tracker_url,
+            tracker_url=stack.tracker_url,
             api_key=api_key,
         )
         async with SimulatorAdmin(stack.simulator_url) as sim:

@@ -332,15 +332,34 @@ async def consume(
     with its deliveries. Everything else is parked in ``<queue>.dlq`` with its reason and the
     consumer goes on: an undecodable body (``invalid``), a PoisonMessage (``rejected``), any
     other error (``failed``) and a message delivered more than ``max_deliveries`` times
-    (``redelivery_limit``).
+    (``redelivery_limit``). A message whose parked copy the broker does not take is handed back
+    like a transient failure: never dropped, and parked on a later delivery.
     """
     policy = policy or ConsumerPolicy.from_settings(get_settings())
     counter = DeliveryCounter()
     expose_parked_series(queue.name)
 
+    async def hand_back(message: AbstractIncomingMessage, delivery: int, error: str) -> None:
+        delay = retry_delay_s(delivery, base_s=policy.retry_base_s, max_s=policy.retry_max_s)
+        log.warning("message handed back", queue=queue.name, error=error, delivery=delivery, retry_in_s=delay)
+        await asyncio.sleep(delay)
+        if not message.processed:
+            counter.handed_back(message, delivery)
+            await message.nack(requeue=True)
+
     async def park(message: AbstractIncomingMessage, reason: str, error: str, delivery: int) -> None:
+        try:
+            await publisher.park(message, queue.name, reason, error=error, delivery_count=delivery)
+        except BrokerUnavailable as exc:
+            # Never dropped: handed back like a passing failure, so a parked queue the broker
+            # will not take (missing, unreachable) costs a delivery and a back-off each time,
+            # not a loop running the handler again at full speed.
+            await hand_back(message, delivery, f"not parked ({reason}): {exc}")
+            return
+        log.warning("message parked", queue=queue.name, reason=reason, error=error[:300])
         counter.done(message)
-        await park_and_ack(message, queue.name, reason, publisher, error=error, delivery_count=delivery)
+        if not message.processed:
+            await message.ack()
 
     async def on_message(message: AbstractIncomingMessage) -> None:
         delivery = counter.delivery(message)
@@ -362,50 +381,17 @@ async def consume(
         except PoisonMessage as exc:
             await park(message, REJECTED, str(exc), delivery)
         except Exception as exc:
-            if not is_transient(exc):
-                log.error("handler failed, message parked", queue=queue.name, error=repr(exc))
+            if is_transient(exc):
+                await hand_back(message, delivery, repr(exc))
+            else:
+                log.error("handler failed", queue=queue.name, error=repr(exc))
                 await park(message, FAILED, f"{type(exc).__name__}: {exc}", delivery)
-                return
-            delay = retry_delay_s(delivery, base_s=policy.retry_base_s, max_s=policy.retry_max_s)
-            log.warning(
-                "handler failed for a passing reason, message handed back",
-                queue=queue.name,
-                error=repr(exc),
-                delivery=delivery,
-                retry_in_s=delay,
-            )
-            await asyncio.sleep(delay)
-            if not message.processed:
-                counter.handed_back(message, delivery)
-                await message.nack(requeue=True)
         else:
             counter.done(message)
             if not message.processed:
                 await message.ack()
 
     return await queue.consume(on_message)
-
-
-async def park_and_ack(
-    message: AbstractIncomingMessage,
-    queue: str,
-    reason: str,
-    publisher: Publisher,
-    *,
-    error: str = "",
-    delivery_count: int = 1,
-) -> None:
-    """Park ``message`` and acknowledge it; if the broker cannot take the parked copy, hand the
-    message back instead (it is never dropped)."""
-    log.warning("message parked", queue=queue, reason=reason, error=error[:300])
-    try:
-        await publisher.park(message, queue, reason, error=error, delivery_count=delivery_count)
-    except BrokerUnavailable:
-        if not message.processed:
-            await message.nack(requeue=True)
-        return
-    if not message.processed:
-        await message.ack()
 
 
 async def queue_depth(channel: AbstractChannel, name: str) -> int:

@@ -13,10 +13,10 @@ renewed by a heartbeat; when its holder dies or freezes, another sender takes ov
   as an attempt, keeping the last Twilio error. Nothing is re-sent without looking first.
 - A row left at ``sent`` or ``delivered`` for ``status_recheck_after_s`` (its status callbacks
   may have been lost: tracker down, Twilio gave up) is fetched from Twilio, at most
-  ``status_recheck_per_tenant`` per tenant per pass; a newer status is published to the tracker
-  as a status callback, so it goes through exactly the rules every callback goes through
-  (monotonic, replays ignored). A row is re-checked at most ``status_recheck_max`` times, the
-  interval doubling each time.
+  ``status_recheck_per_tenant`` per tenant and ``STATUS_RECHECK_BATCH`` in all per pass, oldest
+  first; a newer status is published to the tracker as a status callback, so it goes through
+  exactly the rules every callback goes through (monotonic, replays ignored). A row is re-checked
+  at most ``status_recheck_max`` times, the interval doubling each time.
 - A running campaign whose waiting rows have not moved for ``sweep_idle_s`` while its tenant's
   dispatch queue is empty lost their broker messages: they are published again (a duplicate only
   loses the claim race).
@@ -52,6 +52,9 @@ log = get_logger(__name__)
 MAINTENANCE_LEASE = "sender.maintenance"
 EXPIRE_BATCH = 1000
 RECONCILE_BATCH = 500
+# Status re-checks per pass, all tenants together: a pass (and the lease expiry and reconciling
+# of the next) waits for its fetches, so their number must not grow with the tenants.
+STATUS_RECHECK_BATCH = 500
 LOOKUP_CONCURRENCY = 16
 # What the reconciler's lookup of one row says when Twilio has no message for it yet.
 LOOK_AGAIN = object()
@@ -262,6 +265,7 @@ class Maintenance:
             self._settings.status_recheck_after_s,
             self._settings.status_recheck_per_tenant,
             self._settings.status_recheck_max,
+            STATUS_RECHECK_BATCH,
         )
         if not rows:
             return 0

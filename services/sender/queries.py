@@ -308,12 +308,12 @@ RETURNING holder
 RELEASE_LEASE = "DELETE FROM leader_leases WHERE name = $1 AND holder = $2"
 
 # Rows left at sent/delivered whose last change (or last re-check) is older than the re-check
-# age, doubled for every earlier re-check: at most $2 per tenant, oldest first.
+# age, doubled for every earlier re-check: at most $2 per tenant and $4 in all, oldest first.
 STATUS_RECHECK_DUE = """
 SELECT r.id, r.tenant_id, r.twilio_sid, r.state
 FROM tenants t
 CROSS JOIN LATERAL (
-    SELECT r.id, r.tenant_id, r.twilio_sid, r.state
+    SELECT r.id, r.tenant_id, r.twilio_sid, r.state, r.updated_at
     FROM recipients r
     WHERE r.tenant_id = t.id
       AND r.state IN ('sent', 'delivered')
@@ -325,6 +325,8 @@ CROSS JOIN LATERAL (
     LIMIT $2
 ) r
 WHERE t.active
+ORDER BY r.updated_at
+LIMIT $4
 """
 
 # A re-check done: counted ($2) or, when Twilio could not be asked, only postponed.

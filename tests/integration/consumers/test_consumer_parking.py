@@ -264,3 +264,38 @@ async def test_a_redelivered_message_of_a_dead_consumer_counts_its_earlier_deliv
     assert (parked[0].headers or {})[topology.PARK_DELIVERY_COUNT_HEADER] == 3
     assert handled == []
     await channel.close()
+
+
+async def test_a_message_the_broker_will_not_take_parked_is_kept_and_handed_back_with_back_off(
+    broker: Publisher, connection: AbstractRobustConnection
+) -> None:
+    # Given a consumer whose handler hits a bug, on a queue whose parked queue is missing (the
+    # parked copy is unroutable), allowing 4 deliveries
+    channel = await connection.channel()
+    name = f"wce.test.probe.{uuid.uuid4().hex[:8]}"
+    queue = await channel.declare_queue(name, durable=True)
+    calls: list[float] = []
+
+    async def handler(event: Probe, message: AbstractIncomingMessage) -> None:
+        calls.append(asyncio.get_running_loop().time())
+        raise KeyError("missing")
+
+    policy = ConsumerPolicy(max_deliveries=4, retry_base_s=0.1, retry_max_s=0.4)
+    await consume(queue, Probe, handler, broker, policy=policy)
+
+    # When a message is published and cannot be parked for a while
+    await broker.publish("", name, Probe(n=1))
+    await asyncio.sleep(2.0)
+
+    # Then it was handled no more than its deliveries allow, with back-off between them
+    assert len(calls) == 4, len(calls)
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
+    assert all(gap >= 0.09 for gap in gaps), gaps
+
+    # And once its parked queue exists it is parked there, not lost
+    await topology.declare_queue(broker.channel, topology.parked_queue(name))
+    parked = await take_parked(broker, name, 1)
+    assert len(parked) == 1
+    assert (parked[0].headers or {})[topology.PARK_REASON_HEADER] == "redelivery_limit"
+    assert len(calls) == 4
+    await channel.close()

@@ -21,6 +21,7 @@ import pytest
 from aio_pika.abc import AbstractQueue, AbstractRobustConnection
 from prometheus_client import REGISTRY
 
+from services.sender import maintenance as maintenance_module
 from services.sender.directory import Directory
 from services.sender.maintenance import Maintenance, MaintenanceSettings
 from services.sender.metrics import STATUS_RECHECKS
@@ -313,6 +314,37 @@ async def test_re_checks_are_bounded_per_tenant_per_pass_and_per_row(
         await sender.recheck_statuses()
         await asyncio.sleep(0.25)
     assert [r[2] for r in await states(pool, busy_ids)] == [2] * 5
+    await sender.lease.release()
+
+
+async def test_re_checks_are_bounded_in_all_per_pass_oldest_first_however_many_tenants_are_due(
+    pool: asyncpg.Pool,
+    admin: SimulatorAdmin,
+    client: TwilioClient,
+    connection: AbstractRobustConnection,
+    status_spy: AbstractQueue,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given three tenants with two rows each left at sent for ages (SIDs Twilio does not know),
+    # the first tenant's the oldest, and room for four re-checks per pass
+    monkeypatch.setattr(maintenance_module, "STATUS_RECHECK_BATCH", 4)
+    ages = 10 * 365 * 86_400
+    rows = []
+    for k in range(3):
+        tenant, _ = await new_tenant(pool, admin)
+        sids = ["SM" + uuid.uuid4().hex for _ in range(2)]
+        rows.append(await sent_rows(pool, tenant, sids, age_s=ages + 3600 * (3 - k)))
+    publisher = await Publisher.open(connection)
+    sender = maintenance(pool, connection, publisher, client, per_tenant=2)
+    assert await sender.lease.acquire()
+
+    # When one pass runs / Then the four oldest rows were fetched, and the third tenant's wait
+    await sender.recheck_statuses()
+    assert [[r[2] for r in await states(pool, ids)] for ids in rows] == [[1, 1], [1, 1], [0, 0]]
+
+    # When the next pass runs / Then the third tenant's rows are fetched
+    await sender.recheck_statuses()
+    assert [r[2] for r in await states(pool, rows[2])] == [1, 1]
     await sender.lease.release()
 
 
