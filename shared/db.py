@@ -128,4 +128,3 @@ async def create_pool(
         return pool
 
     return await _retrying("pool", attempt, retry_s)
-

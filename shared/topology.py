@@ -41,12 +41,12 @@ broker message did not arrive.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, ExchangeType
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PREFIX = "wce"
 
@@ -102,10 +102,19 @@ DELIVERY_COUNT_HEADER = "x-delivery-count"
 DISPATCH_QUEUE_TYPES = ("quorum", "classic")
 
 
+class _DispatchQueueSettings(BaseSettings):
+    """The one setting the names depend on, read from the same sources as every setting (the
+    environment, then .env); shared.settings imports this module, so it cannot be used here."""
+
+    model_config = SettingsConfigDict(env_prefix="WCE_", env_file=".env", extra="ignore")
+
+    dispatch_queue_type: Literal["quorum", "classic"] = "quorum"
+
+
 def dispatch_queue_type() -> str:
-    """The configured type; read where the name is needed, since every process derives the names
-    of the tenant queues itself (the settings object validates the value at start)."""
-    return os.environ.get("WCE_DISPATCH_QUEUE_TYPE", "quorum")
+    """The configured type; read where a name is needed (declarations and listings, not per
+    message), since every process derives the names of the tenant queues itself."""
+    return _DispatchQueueSettings().dispatch_queue_type
 
 
 def dispatch_queue_name(tenant_id: str, queue_type: str | None = None) -> str:

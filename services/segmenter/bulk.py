@@ -21,6 +21,9 @@ class TenantBulkGuard:
     def __init__(self) -> None:
         self._busy: set[UUID] = set()
 
+    def in_progress(self, tenant_id: UUID) -> bool:
+        return tenant_id in self._busy
+
     @contextlib.contextmanager
     def hold(self, tenant_id: UUID) -> Iterator[None]:
         if tenant_id in self._busy:

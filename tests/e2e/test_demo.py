@@ -66,32 +66,34 @@ def test_make_demo_runs_a_campaign_from_a_fresh_clone(
     assert all(path.stat().st_size > 0 for path in log_files), [p.name for p in log_files]
 
     # When `make demo-clean` runs
-    assert _demo_tenants(isolated_env) == 1
-    assert _queues(isolated_env)
+    demo_tenants = _demo_tenants(isolated_env)
+    assert len(demo_tenants) == 1
+    assert _queues(isolated_env, demo_tenants)
     cleaned = subprocess.run(
         ["make", "demo-clean"], cwd=clone, env=env, capture_output=True, text=True, timeout=600
     )
 
     # Then the demo tenant, its queues and the output folder are gone
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
-    assert _demo_tenants(isolated_env) == 0
-    assert not _queues(isolated_env)
+    assert _demo_tenants(isolated_env) == []
+    assert not _queues(isolated_env, demo_tenants)
     assert not (clone / "var" / "demo").exists()
 
 
-def _demo_tenants(isolated_env: IsolatedEnvironment) -> int:
+def _demo_tenants(isolated_env: IsolatedEnvironment) -> list[str]:
     result = subprocess.run(
-        ["psql", isolated_env.database_url, "-tAc", "SELECT count(*) FROM tenants WHERE name LIKE '%(demo)'"],
+        ["psql", isolated_env.database_url, "-tAc", "SELECT id FROM tenants WHERE name LIKE '%(demo)'"],
         capture_output=True,
         text=True,
         check=True,
         timeout=60,
     )
-    return int(result.stdout.strip())
+    return result.stdout.split()
 
 
-def _queues(isolated_env: IsolatedEnvironment) -> list[str]:
-    """The demo tenant's queues (dispatch and parked) in the test's vhost."""
+def _queues(isolated_env: IsolatedEnvironment, tenant_ids: list[str]) -> list[str]:
+    """The demo tenant's queues (dispatch and parked) in the test's vhost, which other tests'
+    tenants share."""
     result = subprocess.run(
         ["rabbitmqctl", "-q", "list_queues", "-p", isolated_env.name, "name"],
         capture_output=True,
@@ -99,4 +101,8 @@ def _queues(isolated_env: IsolatedEnvironment) -> list[str]:
         check=True,
         timeout=60,
     )
-    return [name for name in result.stdout.split() if ".dispatch." in name]
+    return [
+        name
+        for name in result.stdout.split()
+        if ".dispatch." in name and any(tenant_id in name for tenant_id in tenant_ids)
+    ]

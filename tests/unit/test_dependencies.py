@@ -17,8 +17,8 @@ RUNTIME_CODE = ("shared", "services", "tools", "wce_cli")
 # scripts/ is not packaged: the demo and maintenance scripts run from a development install.
 DEVELOPMENT_CODE = ("tests", "bench", "scripts")
 FIRST_PARTY = {"shared", "services", "tools", "wce_cli", "scripts", "tests", "bench"}
-# Test helpers imported by sibling test modules by their bare name.
-LOCAL_MODULES = {"audience_data", "booking_api"}
+# Test helpers imported by sibling test modules by their bare name (a module file of the folder).
+LOCAL_MODULES = {path.stem for folder in DEVELOPMENT_CODE for path in (ROOT / folder).rglob("*.py")}
 # Needed without being imported: stubs for the type checker.
 NOT_IMPORTED = {"types-pyyaml"}
 PIN = re.compile(r"^([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==([^\s;]+)$")

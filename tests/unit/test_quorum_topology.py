@@ -3,7 +3,10 @@ queues hand a message delivered too often to their own parked queue; private que
 
 from __future__ import annotations
 
+import pathlib
 import uuid
+
+import pytest
 
 from shared import topology
 from shared.settings import Settings
@@ -81,3 +84,20 @@ def test_queue_names_in_the_alerts_and_the_autoscalers_are_the_topologys() -> No
         names = re.findall(r'queue="(wce\.[^"]+)"|queueName: (wce\.\S+)', path.read_text())
         for name in {a or b for a, b in names}:
             assert name in known, f"{path.name} names {name}, which the topology does not declare"
+
+
+def test_the_dispatch_queue_type_is_read_from_dotenv_like_every_setting(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a .env asking for classic tenant queues and nothing in the environment
+    (tmp_path / ".env").write_text("WCE_DISPATCH_QUEUE_TYPE=classic\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WCE_DISPATCH_QUEUE_TYPE", raising=False)
+
+    # Then the names are the classic ones, as the settings object reads them
+    assert Settings().dispatch_queue_type == topology.dispatch_queue_type() == "classic"
+    assert topology.dispatch_queue_name("t") == "wce.dispatch.t"
+
+    # And the environment wins over .env, as for every setting
+    monkeypatch.setenv("WCE_DISPATCH_QUEUE_TYPE", "quorum")
+    assert topology.dispatch_queue_name("t") == f"wce.dispatch.{topology.QUEUE_GENERATION}.t"

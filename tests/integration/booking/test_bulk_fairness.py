@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from services.segmenter import routes_booking, routes_suppressions, routes_tenants
 from services.segmenter.booking.consumer import apply_event
+from services.segmenter.bulk import GUARD
 from services.segmenter.workers import ON_LOOP_AT_MOST, off_loop
 from shared.db import create_pool
 from shared.events import BookingCustomerUpserted
@@ -76,17 +77,24 @@ async def test_a_tenants_second_bulk_request_meanwhile_gets_409_naming_the_reaso
     app = segmenter(pool)
     (busy_id, busy_key), (other_id, other_key) = await new_tenant(pool), await new_tenant(pool)
     async with api(app, busy_key) as busy, api(app, other_key) as other:
-        # When one tenant sends a large import, a customer upsert and a second import at once, and the
-        # other tenant an import of its own
-        results = await asyncio.gather(
-            busy.post("/v1/suppressions/import", json={"phones": numbers(3_000_000, IMPORT_SIZE)}),
-            busy.post(
-                "/v1/booking/customers:upsert",
-                json={"rows": [{"external_id": "c1", "phone": "+14155550001"}]},
-            ),
-            busy.post("/v1/suppressions/import", json={"phones": numbers(5_000_000, 10)}),
-            other.post("/v1/suppressions/import", json={"phones": numbers(6_000_000, 10)}),
-        )
+        # When one tenant's large import is in progress (waiting for a bulk worker) and meanwhile
+        # it sends a customer upsert and a second import, and the other tenant a small import
+        async with bulk_workers_busy():
+            first = asyncio.create_task(
+                busy.post("/v1/suppressions/import", json={"phones": numbers(3_000_000, IMPORT_SIZE)})
+            )
+            while not GUARD.in_progress(busy_id):
+                assert not first.done(), first.result().text
+                await asyncio.sleep(0.01)
+            meanwhile = await asyncio.gather(
+                busy.post(
+                    "/v1/booking/customers:upsert",
+                    json={"rows": [{"external_id": "c1", "phone": "+14155550001"}]},
+                ),
+                busy.post("/v1/suppressions/import", json={"phones": numbers(5_000_000, 10)}),
+                other.post("/v1/suppressions/import", json={"phones": numbers(6_000_000, 10)}),
+            )
+        results = [await first, *meanwhile]
 
     # Then the busy tenant's first request went through and the two sent meanwhile got 409 saying why
     assert [response.status_code for response in results] == [200, 409, 409, 200]
