@@ -2,8 +2,28 @@
 -- everything is revoked, then granted again, in one transaction). Every table of the schema
 -- must appear here (tests/security/test_database_roles.py fails naming any that does not).
 --
--- Reads: every runtime role reads every table (reads are what the services are for; isolation
--- between tenants is each query's tenant predicate). Writes: only what the service owns.
+-- Reads: every runtime role reads every table (reads are what the services are for). Rows: on
+-- every tenant table row-level security (migration 1000) shows a runtime role only the rows of
+-- the tenant its transaction names (wce.tenant_id, set by shared/db.py's tenant_transaction and
+-- OneTenant), and none when no tenant is named; each query's own `tenant_id = $1` stays as well.
+-- Writes: only what the service owns.
+--
+-- Cross-tenant roles: wce_<service>_all_tenants (NOLOGIN, BYPASSRLS, the same grants as its
+-- service, below; wce_<service> is a member so its logins may switch to it) is taken for one
+-- transaction at a time by shared/db.py's all_tenants_transaction / AllTenants, and only by
+-- these deliberately cross-tenant paths:
+--   segmenter  authentication (the API key's hash names its tenant: shared/http.py), the
+--              campaign monitor's listing of running campaigns (runner.py), the operator's
+--              audit listing and audit entries of no tenant (shared/audit.py)
+--   tracker    authentication (as the segmenter), status-callback batches spanning tenants and
+--              the orphan matcher (callbacks.py), metrics sampling (observe.py), retention
+--              (retention.py)
+--   sender     the maintenance pass (lease expiry, reconciliation lookups, status re-checks, the
+--              sweeper: maintenance.py) and the campaign-state poll of the campaigns it sends for
+--              (handlers.py); settling still goes one tenant at a time
+--   dispatcher the campaign-state monitor and the tenants' pacing records (scheduler.py)
+-- Everything else runs for one tenant. Tables without tenant_id (tenants, api_key_last_use,
+-- leader_leases, rate_limit_hits, auth_lockouts) carry no policy.
 --   segmenter  tenants, API keys, booking data, campaigns, the recipient snapshot, credits,
 --              broker publishers, the audit log (append only)
 --   tracker    delivery status (recipients), message events, callbacks, inbound messages,
@@ -13,32 +33,43 @@
 --   dispatcher nothing
 -- The migration bookkeeping (schema_migrations, schema_migrations_lock) belongs to the owner.
 
-REVOKE ALL ON ALL TABLES IN SCHEMA public FROM wce_segmenter, wce_dispatcher, wce_sender, wce_tracker;
-REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM wce_segmenter, wce_dispatcher, wce_sender, wce_tracker;
-GRANT USAGE ON SCHEMA public TO wce_segmenter, wce_dispatcher, wce_sender, wce_tracker;
-GRANT SELECT ON ALL TABLES IN SCHEMA public TO wce_segmenter, wce_dispatcher, wce_sender, wce_tracker;
-REVOKE SELECT ON schema_migrations_lock FROM wce_segmenter, wce_dispatcher, wce_sender, wce_tracker;
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO wce_segmenter, wce_sender, wce_tracker;
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM
+    wce_segmenter, wce_dispatcher, wce_sender, wce_tracker,
+    wce_segmenter_all_tenants, wce_dispatcher_all_tenants, wce_sender_all_tenants, wce_tracker_all_tenants;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM
+    wce_segmenter, wce_dispatcher, wce_sender, wce_tracker,
+    wce_segmenter_all_tenants, wce_dispatcher_all_tenants, wce_sender_all_tenants, wce_tracker_all_tenants;
+GRANT USAGE ON SCHEMA public TO
+    wce_segmenter, wce_dispatcher, wce_sender, wce_tracker,
+    wce_segmenter_all_tenants, wce_dispatcher_all_tenants, wce_sender_all_tenants, wce_tracker_all_tenants;
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO
+    wce_segmenter, wce_dispatcher, wce_sender, wce_tracker,
+    wce_segmenter_all_tenants, wce_dispatcher_all_tenants, wce_sender_all_tenants, wce_tracker_all_tenants;
+REVOKE SELECT ON schema_migrations_lock FROM
+    wce_segmenter, wce_dispatcher, wce_sender, wce_tracker,
+    wce_segmenter_all_tenants, wce_dispatcher_all_tenants, wce_sender_all_tenants, wce_tracker_all_tenants;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO
+    wce_segmenter, wce_sender, wce_tracker, wce_segmenter_all_tenants, wce_sender_all_tenants, wce_tracker_all_tenants;
 
 -- segmenter
 GRANT INSERT, UPDATE, DELETE ON
     tenants, api_keys, customers, appointments, services, locations, staff, appointment_statuses,
     campaigns, recipients, suppressions, suppression_events, credit_accounts, credit_ledger,
     rate_limit_hits, auth_lockouts, broker_publishers
-TO wce_segmenter;
-GRANT INSERT ON message_events, audit_log TO wce_segmenter;
+TO wce_segmenter, wce_segmenter_all_tenants;
+GRANT INSERT ON message_events, audit_log TO wce_segmenter, wce_segmenter_all_tenants;
 
 -- tracker
-GRANT UPDATE ON recipients TO wce_tracker;
-GRANT INSERT, DELETE ON message_events, callback_receipts, inbound_messages, suppressions TO wce_tracker;
-GRANT INSERT, UPDATE, DELETE ON orphan_callbacks, rate_limit_hits, auth_lockouts TO wce_tracker;
-GRANT INSERT ON suppression_events TO wce_tracker;
-GRANT INSERT, UPDATE ON api_key_last_use TO wce_segmenter, wce_tracker;
+GRANT UPDATE ON recipients TO wce_tracker, wce_tracker_all_tenants;
+GRANT INSERT, DELETE ON message_events, callback_receipts, inbound_messages, suppressions TO wce_tracker, wce_tracker_all_tenants;
+GRANT INSERT, UPDATE, DELETE ON orphan_callbacks, rate_limit_hits, auth_lockouts TO wce_tracker, wce_tracker_all_tenants;
+GRANT INSERT ON suppression_events TO wce_tracker, wce_tracker_all_tenants;
+GRANT INSERT, UPDATE ON api_key_last_use TO wce_segmenter, wce_tracker, wce_segmenter_all_tenants, wce_tracker_all_tenants;
 
 -- sender
-GRANT UPDATE ON recipients, credit_accounts TO wce_sender;
-GRANT INSERT ON message_events, credit_ledger, suppressions, suppression_events TO wce_sender;
-GRANT INSERT, UPDATE, DELETE ON leader_leases, tenant_pacing TO wce_sender;
+GRANT UPDATE ON recipients, credit_accounts TO wce_sender, wce_sender_all_tenants;
+GRANT INSERT ON message_events, credit_ledger, suppressions, suppression_events TO wce_sender, wce_sender_all_tenants;
+GRANT INSERT, UPDATE, DELETE ON leader_leases, tenant_pacing TO wce_sender, wce_sender_all_tenants;
 
 -- Tables not listed above (the audit of what reads and writes each table is in this file):
 --   schema_migrations, schema_migrations_lock (owner only)

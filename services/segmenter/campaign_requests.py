@@ -18,6 +18,7 @@ from services.segmenter.commands import CommandHandler
 from services.segmenter.schemas import CampaignCreate
 from shared import topology
 from shared.broker import PoisonMessage, Publisher
+from shared.db import OneTenant
 from shared.events import (
     CampaignAccepted,
     CampaignRejected,
@@ -67,7 +68,9 @@ async def handle_request(
     def rejected(reasons: list[RejectionReason]) -> CampaignRejected:
         return CampaignRejected(tenant_id=key.tenant_id, idempotency_key=key.idempotency_key, reasons=reasons)
 
-    existing = await pool.fetchrow(queries.SELECT_CAMPAIGN_BY_KEY, key.tenant_id, key.idempotency_key)
+    existing = await OneTenant(pool).fetchrow(
+        key.tenant_id, queries.SELECT_CAMPAIGN_BY_KEY, key.tenant_id, key.idempotency_key
+    )
     if existing is not None:
         return await _accepted(lifecycle, key, existing)
     if await pool.fetchval("SELECT 1 FROM tenants WHERE id = $1 AND active", key.tenant_id) is None:
@@ -92,7 +95,9 @@ async def handle_request(
         return rejected([RejectionReason(field=e["field"], message=e["message"]) for e in exc.errors])
     except asyncpg.UniqueViolationError:
         # The same key is being handled concurrently (a redelivery): the other one created it.
-        row = await pool.fetchrow(queries.SELECT_CAMPAIGN_BY_KEY, key.tenant_id, key.idempotency_key)
+        row = await OneTenant(pool).fetchrow(
+            key.tenant_id, queries.SELECT_CAMPAIGN_BY_KEY, key.tenant_id, key.idempotency_key
+        )
     return await _accepted(lifecycle, key, row)
 
 

@@ -19,6 +19,7 @@ from services.segmenter.audience.query import validate_audience
 from services.segmenter.schemas import CampaignCreate
 from shared import topology
 from shared.broker import Publisher
+from shared.db import OneTenant, tenant_transaction
 from shared.events import CampaignLifecycle, LifecycleName
 from shared.http import InputError
 from shared.logging import get_logger
@@ -62,7 +63,7 @@ async def create_campaign(
                     "message": "not an approved WhatsApp template of this account",
                 }
             )
-    async with pool.acquire() as conn:
+    async with tenant_transaction(pool, tenant_id) as conn:
         try:
             await validate_audience(conn, tenant_id=tenant_id, audience=data.audience)
         except InputError as exc:
@@ -83,7 +84,7 @@ async def create_campaign(
 
 
 async def get_campaign(pool: asyncpg.Pool, tenant_id: UUID, campaign_id: UUID) -> asyncpg.Record:
-    row = await pool.fetchrow(queries.SELECT_CAMPAIGN, tenant_id, campaign_id)
+    row = await OneTenant(pool).fetchrow(tenant_id, queries.SELECT_CAMPAIGN, tenant_id, campaign_id)
     if row is None:
         raise CampaignNotFound(campaign_id)
     return row
@@ -104,7 +105,7 @@ async def publish_lifecycle(publisher: Publisher, row: asyncpg.Record, event: Li
 async def _transition(
     pool: asyncpg.Pool, sql: str, tenant_id: UUID, campaign_id: UUID, action: str, *args: Any
 ) -> asyncpg.Record:
-    row = await pool.fetchrow(sql, tenant_id, campaign_id, *args)
+    row = await OneTenant(pool).fetchrow(tenant_id, sql, tenant_id, campaign_id, *args)
     if row is None:
         current = await get_campaign(pool, tenant_id, campaign_id)
         raise InvalidTransition(campaign_id, current["state"], action)
@@ -144,12 +145,12 @@ class Lifecycle:
 
     async def cancel(self, tenant_id: UUID, campaign_id: UUID) -> asyncpg.Record:
         row = await _transition(self._pool, queries.MARK_CANCELLED, tenant_id, campaign_id, "cancel")
-        await self._pool.execute(queries.CANCEL_LEFT_RECIPIENTS, tenant_id, campaign_id)
+        await OneTenant(self._pool).execute(tenant_id, queries.CANCEL_LEFT_RECIPIENTS, tenant_id, campaign_id)
         await publish_lifecycle(self._publisher, row, "cancelled")
         return row
 
     async def retry_failed(self, tenant_id: UUID, campaign_id: UUID) -> asyncpg.Record:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with tenant_transaction(self._pool, tenant_id) as conn:
             row = await conn.fetchrow(queries.REOPEN_FOR_RETRY, tenant_id, campaign_id)
             if row is None:
                 current = await get_campaign(self._pool, tenant_id, campaign_id)
@@ -160,9 +161,9 @@ class Lifecycle:
         return row
 
     async def complete_if_done(self, tenant_id: UUID, campaign_id: UUID) -> bool:
-        if await self._pool.fetchval(queries.HAS_UNSETTLED, campaign_id):
+        if await OneTenant(self._pool).fetchval(tenant_id, queries.HAS_UNSETTLED, campaign_id):
             return False
-        row = await self._pool.fetchrow(queries.MARK_COMPLETED, tenant_id, campaign_id)
+        row = await OneTenant(self._pool).fetchrow(tenant_id, queries.MARK_COMPLETED, tenant_id, campaign_id)
         if row is None:
             return False
         await publish_lifecycle(self._publisher, row, "completed")

@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from services.segmenter import campaigns, queries
 from services.segmenter.deps import LifecycleDep
 from services.segmenter.schemas import CampaignAction, CampaignCreate, CampaignOut
+from shared.db import OneTenant
 from shared.http import Pool, Tenant, not_found
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
@@ -46,7 +47,9 @@ async def list_campaigns(
     before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[CampaignOut]:
-    rows = await pool.fetch(queries.LIST_CAMPAIGNS, tenant.tenant_id, before, limit)
+    rows = await OneTenant(pool).fetch(
+        tenant.tenant_id, queries.LIST_CAMPAIGNS, tenant.tenant_id, before, limit
+    )
     return [campaign_out(row) for row in rows]
 
 

@@ -24,6 +24,7 @@ from services.sender.metrics import CREDITS_DEBITED
 from services.sender.outcomes import Transition
 from shared import metrics, topology
 from shared.broker import BrokerUnavailable, Publisher
+from shared.db import OneTenant
 from shared.events import ChunkDone, RecipientBatch
 from shared.logging import get_logger
 
@@ -150,7 +151,8 @@ class Recorder:
         now = datetime.now(UTC)
         ordered = sorted(settlements, key=lambda s: s.recipient_id)
         by_id = {s.recipient_id: s for s in ordered}
-        rows = await self._pool.fetch(
+        rows = await OneTenant(self._pool).fetch(
+            tenant_id,
             queries.SETTLE,
             tenant_id,
             [s.recipient_id for s in ordered],
