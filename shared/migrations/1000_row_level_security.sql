@@ -37,8 +37,14 @@ BEGIN
         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = name) THEN
             BEGIN
                 EXECUTE format('CREATE ROLE %I NOLOGIN BYPASSRLS', name);
-            EXCEPTION WHEN duplicate_object OR unique_violation THEN
-                NULL;  -- created meanwhile by a migration of another database on this server
+            EXCEPTION
+                WHEN duplicate_object OR unique_violation THEN
+                    NULL;  -- created meanwhile by a migration of another database on this server
+                WHEN insufficient_privilege THEN
+                    RAISE EXCEPTION 'creating role % needs a superuser (it bypasses row-level security)', name
+                        USING HINT = format('as a superuser: CREATE ROLE %I NOLOGIN BYPASSRLS; GRANT %I TO %I;'
+                                            ' (for each of segmenter, dispatcher, sender, tracker), then migrate again',
+                                            name, name, 'wce_' || service);
             END;
         END IF;
         IF NOT pg_has_role('wce_' || service, name, 'MEMBER') THEN
