@@ -108,7 +108,7 @@ async def all_tenants_transaction(
 
 @contextlib.asynccontextmanager
 async def _transaction(source: Connectable, begin: str) -> AsyncIterator[asyncpg.Connection]:
-    if isinstance(source, asyncpg.Pool):
+    if hasattr(source, "acquire"):  # a pool (or a stand-in for one); a connection has no acquire
         async with source.acquire() as conn:
             async with _transaction(conn, begin) as inner:
                 yield inner
