@@ -23,6 +23,8 @@ from shared.url_checks import insecure_url_reason
 # A valid Fernet key that is public on purpose: it only ever protects development data.
 DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZC0zMmI="
 DEVELOPMENT_OPERATOR_TOKEN = "development-operator-token-not-for-production"
+# The web console's session-cookie key in development, public on purpose like the one above.
+DEVELOPMENT_CONSOLE_SESSION_KEY = "ZGV2ZWxvcG1lbnQtY29uc29sZS1zZXNzaW9uLWtleS0="
 
 
 def _split_csv(value: object) -> object:
@@ -188,11 +190,26 @@ class Settings(BaseSettings):
     consumer_max_deliveries: int = Field(default=20, ge=1, lt=DELIVERY_LIMIT)
     consumer_retry_base_s: float = Field(default=0.5, gt=0)
     consumer_retry_max_s: float = Field(default=30.0, gt=0)
+
+    # The web console (services/console): its port, the public APIs it calls for the signed-in
+    # tenant or operator, and its session cookie — sealed with these Fernet keys (newest first;
+    # older ones still open cookies), marked Secure unless switched off for plain-HTTP development.
+    console_port: int = 8004
+    console_api_url: str = "http://127.0.0.1:8000"
+    console_tracker_url: str = "http://127.0.0.1:8001"
+    console_session_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [DEVELOPMENT_CONSOLE_SESSION_KEY]
+    )
+    console_cookie_secure: bool = True
+    console_session_max_age_s: int = Field(default=8 * 3600, gt=0, le=30 * 24 * 3600)
+    console_api_timeout_s: float = Field(default=30.0, gt=0)
     # Per-tenant dispatch queues: replicated quorum queues, or classic ones where one broker node
     # must hold many tenants (shared/topology.py says why and what it costs).
     dispatch_queue_type: Literal["quorum", "classic"] = "quorum"
 
-    @field_validator("encryption_keys", "retry_tiers_s", "trusted_proxies", mode="before")
+    @field_validator(
+        "encryption_keys", "retry_tiers_s", "trusted_proxies", "console_session_keys", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -218,6 +235,12 @@ class Settings(BaseSettings):
             self._refuse_development_defaults()
         if not self.encryption_keys:
             raise ValueError("WCE_ENCRYPTION_KEYS needs at least one key")
+        if not self.console_session_keys:
+            raise ValueError("WCE_CONSOLE_SESSION_KEYS needs at least one key")
+        if self.environment == "production" and not self.console_cookie_secure:
+            # A session cookie sent over plain HTTP carries a sealed credential anyone on the path
+            # can replay; only a development or closed test console on http://127.0.0.1 goes without.
+            raise ValueError("WCE_CONSOLE_COOKIE_SECURE=false is refused in production")
         if self.db_pool_min > self.db_pool_max:
             raise ValueError("WCE_DB_POOL_MIN must not exceed WCE_DB_POOL_MAX")
         unknown = set(self.db_replicas) - {"segmenter", "tracker", "dispatcher", "sender"}
@@ -232,6 +255,8 @@ class Settings(BaseSettings):
             raise ValueError("WCE_ENCRYPTION_KEYS must be set outside development")
         if self.operator_token == OperatorTokenDigest.of(DEVELOPMENT_OPERATOR_TOKEN):
             raise ValueError("WCE_OPERATOR_TOKEN must be set outside development")
+        if DEVELOPMENT_CONSOLE_SESSION_KEY in self.console_session_keys:
+            raise ValueError("WCE_CONSOLE_SESSION_KEYS must be set outside development")
         checks = [("WCE_PUBLIC_BASE_URL", self.public_base_url, self.allow_insecure_public_url, "PUBLIC_URL")]
         checks += [
             (name, url, self.allow_insecure_twilio, "TWILIO")
