@@ -194,6 +194,8 @@ class Settings(BaseSettings):
     # The web console (services/console): its port, the public APIs it calls for the signed-in
     # tenant or operator, and its session cookie — sealed with these Fernet keys (newest first;
     # older ones still open cookies), marked Secure unless switched off for plain-HTTP development.
+    # The console refuses the development key outside development, and an insecure cookie in
+    # production, when it starts (services/console/app.py); other services never read these.
     console_port: int = 8004
     console_api_url: str = "http://127.0.0.1:8000"
     console_tracker_url: str = "http://127.0.0.1:8001"
@@ -237,10 +239,6 @@ class Settings(BaseSettings):
             raise ValueError("WCE_ENCRYPTION_KEYS needs at least one key")
         if not self.console_session_keys:
             raise ValueError("WCE_CONSOLE_SESSION_KEYS needs at least one key")
-        if self.environment == "production" and not self.console_cookie_secure:
-            # A session cookie sent over plain HTTP carries a sealed credential anyone on the path
-            # can replay; only a development or closed test console on http://127.0.0.1 goes without.
-            raise ValueError("WCE_CONSOLE_COOKIE_SECURE=false is refused in production")
         if self.db_pool_min > self.db_pool_max:
             raise ValueError("WCE_DB_POOL_MIN must not exceed WCE_DB_POOL_MAX")
         unknown = set(self.db_replicas) - {"segmenter", "tracker", "dispatcher", "sender"}
@@ -255,8 +253,6 @@ class Settings(BaseSettings):
             raise ValueError("WCE_ENCRYPTION_KEYS must be set outside development")
         if self.operator_token == OperatorTokenDigest.of(DEVELOPMENT_OPERATOR_TOKEN):
             raise ValueError("WCE_OPERATOR_TOKEN must be set outside development")
-        if DEVELOPMENT_CONSOLE_SESSION_KEY in self.console_session_keys:
-            raise ValueError("WCE_CONSOLE_SESSION_KEYS must be set outside development")
         checks = [("WCE_PUBLIC_BASE_URL", self.public_base_url, self.allow_insecure_public_url, "PUBLIC_URL")]
         checks += [
             (name, url, self.allow_insecure_twilio, "TWILIO")

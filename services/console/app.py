@@ -27,7 +27,7 @@ from services.console.web import (
 )
 from shared.body_limit import BodyLimit, BodyTooLarge, body_too_large
 from shared.runtime import serve
-from shared.settings import Settings, get_settings
+from shared.settings import DEVELOPMENT_CONSOLE_SESSION_KEY, Settings, get_settings
 
 STATIC = Path(__file__).parent / "static"
 # Scripts and styles only from the console itself (htmx, its SSE extension, console.js): no inline
@@ -77,8 +77,26 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     )
 
 
+class UnsafeConsoleSettings(ValueError):
+    """The console's settings would let a session cookie be forged or read."""
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse, at start, the public development session key outside development (anyone could
+    seal a session with it) and a cookie without Secure in production (a sealed credential sent
+    over plain HTTP can be replayed by anyone on the path)."""
+    if (
+        settings.environment != "development"
+        and DEVELOPMENT_CONSOLE_SESSION_KEY in settings.console_session_keys
+    ):
+        raise UnsafeConsoleSettings("WCE_CONSOLE_SESSION_KEYS must be set outside development")
+    if settings.environment == "production" and not settings.console_cookie_secure:
+        raise UnsafeConsoleSettings("WCE_CONSOLE_COOKIE_SECURE=false is refused in production")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    check_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

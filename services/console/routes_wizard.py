@@ -92,20 +92,17 @@ async def _test_send(request: Request, session: Session, fields: dict[str, str])
 
 
 async def _test_status(request: Request, session: Session, campaign_id: UUID) -> dict[str, Any]:
-    try:
-        campaign, log = await asyncio.gather(
-            api(request, session, "GET", f"/v1/campaigns/{campaign_id}"),
-            api(
-                request,
-                session,
-                "GET",
-                f"/v1/campaigns/{campaign_id}/recipients",
-                tracker=True,
-                params={"limit": 50},
-            ),
-        )
-    except ApiError as exc:
-        return {"error": exc.detail}
+    campaign, log = await asyncio.gather(
+        api(request, session, "GET", f"/v1/campaigns/{campaign_id}"),
+        api(
+            request,
+            session,
+            "GET",
+            f"/v1/campaigns/{campaign_id}/recipients",
+            tracker=True,
+            params={"limit": 50},
+        ),
+    )
     recipients = log["items"]
     final = campaign["state"] in ("completed", "cancelled", "failed") and all(
         r["state"] not in OPEN_RECIPIENT_STATES and r["state"] != "sent" for r in recipients
@@ -221,5 +218,8 @@ async def test_panel(request: Request, session: TenantSession, form: Form) -> Re
 async def test_status(
     request: Request, session: TenantSession, campaign_id: Annotated[UUID, Path()]
 ) -> Response:
-    template = "_test_send.html" if is_htmx(request) else "test_status.html"
-    return render(request, template, {"test": await _test_status(request, session, campaign_id)})
+    try:
+        test = await _test_status(request, session, campaign_id)
+    except ApiError as exc:
+        return error_page(request, exc)
+    return render(request, "_test_send.html" if is_htmx(request) else "test_status.html", {"test": test})

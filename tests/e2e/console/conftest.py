@@ -1,0 +1,23 @@
+"""The stack with the web console, tenants to sign in as, and the browser for the journey test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support import IsolatedEnvironment, Stack
+
+
+@pytest.fixture(scope="module")
+def console_stack(
+    isolated_env: IsolatedEnvironment, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The simulator, the four services and the console as processes, for one test module."""
+    env = isolated_env.env(WCE_LOG_LEVEL="WARNING", WCE_SWEEP_IDLE_S="4")
+    running = Stack(env=env, log_dir=tmp_path_factory.mktemp("console"), senders=1, console=True)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
