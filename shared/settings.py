@@ -191,27 +191,11 @@ class Settings(BaseSettings):
     consumer_retry_base_s: float = Field(default=0.5, gt=0)
     consumer_retry_max_s: float = Field(default=30.0, gt=0)
 
-    # The web console (services/console): its port, the public APIs it calls for the signed-in
-    # tenant or operator, and its session cookie — sealed with these Fernet keys (newest first;
-    # older ones still open cookies), marked Secure unless switched off for plain-HTTP development.
-    # The console refuses the development key outside development, and an insecure cookie in
-    # production, when it starts (services/console/app.py); other services never read these.
-    console_port: int = 8004
-    console_api_url: str = "http://127.0.0.1:8000"
-    console_tracker_url: str = "http://127.0.0.1:8001"
-    console_session_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: [DEVELOPMENT_CONSOLE_SESSION_KEY]
-    )
-    console_cookie_secure: bool = True
-    console_session_max_age_s: int = Field(default=8 * 3600, gt=0, le=30 * 24 * 3600)
-    console_api_timeout_s: float = Field(default=30.0, gt=0)
     # Per-tenant dispatch queues: replicated quorum queues, or classic ones where one broker node
     # must hold many tenants (shared/topology.py says why and what it costs).
     dispatch_queue_type: Literal["quorum", "classic"] = "quorum"
 
-    @field_validator(
-        "encryption_keys", "retry_tiers_s", "trusted_proxies", "console_session_keys", mode="before"
-    )
+    @field_validator("encryption_keys", "retry_tiers_s", "trusted_proxies", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -237,8 +221,6 @@ class Settings(BaseSettings):
             self._refuse_development_defaults()
         if not self.encryption_keys:
             raise ValueError("WCE_ENCRYPTION_KEYS needs at least one key")
-        if not self.console_session_keys:
-            raise ValueError("WCE_CONSOLE_SESSION_KEYS needs at least one key")
         if self.db_pool_min > self.db_pool_max:
             raise ValueError("WCE_DB_POOL_MIN must not exceed WCE_DB_POOL_MAX")
         unknown = set(self.db_replicas) - {"segmenter", "tracker", "dispatcher", "sender"}
@@ -273,3 +255,49 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+class ConsoleSettings(BaseSettings):
+    """The web console's settings (services/console). It is given none of the engine's secrets —
+    no database, broker, encryption key or operator token — so it has settings of its own rather
+    than the engine's, which refuse to start without those outside development."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WCE_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+    http_host: str = "127.0.0.1"
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_bulk_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Its port, and the public APIs it calls for the signed-in tenant or operator.
+    console_port: int = 8004
+    console_api_url: str = "http://127.0.0.1:8000"
+    console_tracker_url: str = "http://127.0.0.1:8001"
+    # The session cookie: sealed with these Fernet keys (newest first; older ones still open
+    # cookies), marked Secure unless switched off for a plain-HTTP console on 127.0.0.1.
+    console_session_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [DEVELOPMENT_CONSOLE_SESSION_KEY]
+    )
+    console_cookie_secure: bool = True
+    console_session_max_age_s: int = Field(default=8 * 3600, gt=0, le=30 * 24 * 3600)
+    console_api_timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("trusted_proxies", "console_session_keys", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_sessions(self) -> ConsoleSettings:
+        if not self.console_session_keys:
+            raise ValueError("WCE_CONSOLE_SESSION_KEYS needs at least one key")
+        # Anyone could seal a session with the public development key.
+        if self.environment != "development" and DEVELOPMENT_CONSOLE_SESSION_KEY in self.console_session_keys:
+            raise ValueError("WCE_CONSOLE_SESSION_KEYS must be set outside development")
+        # A sealed credential sent over plain HTTP can be replayed by anyone on the path.
+        if self.environment == "production" and not self.console_cookie_secure:
+            raise ValueError("WCE_CONSOLE_COOKIE_SECURE=false is refused in production")
+        return self

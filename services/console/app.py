@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -20,14 +21,14 @@ from services.console.web import (
     Console,
     CsrfRefused,
     SignInRequired,
-    clear_session,
     is_htmx,
     render,
     sign_in_url,
 )
 from shared.body_limit import BodyLimit, BodyTooLarge, body_too_large
-from shared.runtime import serve
-from shared.settings import DEVELOPMENT_CONSOLE_SESSION_KEY, Settings, get_settings
+from shared.http_metrics import RequestMetrics
+from shared.logging import configure_logging, get_logger
+from shared.settings import ConsoleSettings
 
 STATIC = Path(__file__).parent / "static"
 # Scripts and styles only from the console itself (htmx, its SSE extension, console.js): no inline
@@ -77,26 +78,8 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     )
 
 
-class UnsafeConsoleSettings(ValueError):
-    """The console's settings would let a session cookie be forged or read."""
-
-
-def check_settings(settings: Settings) -> None:
-    """Refuse, at start, the public development session key outside development (anyone could
-    seal a session with it) and a cookie without Secure in production (a sealed credential sent
-    over plain HTTP can be replayed by anyone on the path)."""
-    if (
-        settings.environment != "development"
-        and DEVELOPMENT_CONSOLE_SESSION_KEY in settings.console_session_keys
-    ):
-        raise UnsafeConsoleSettings("WCE_CONSOLE_SESSION_KEYS must be set outside development")
-    if settings.environment == "production" and not settings.console_cookie_secure:
-        raise UnsafeConsoleSettings("WCE_CONSOLE_COOKIE_SECURE=false is refused in production")
-
-
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
-    check_settings(settings)
+def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
+    settings = settings or ConsoleSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -175,9 +158,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+log = get_logger(__name__)
+
+
 def main() -> None:
-    settings = get_settings()
-    serve(create_app(settings), service="console", settings=settings, port=settings.console_port)
-
-
-__all__ = ["clear_session", "create_app", "main"]
+    settings = ConsoleSettings()
+    configure_logging("console", settings.log_level)
+    log.info("starting", port=settings.console_port)
+    config = uvicorn.Config(
+        RequestMetrics(create_app(settings), "console"),
+        host=settings.http_host,
+        port=settings.console_port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        # The browser's address comes from X-Forwarded-For only behind a configured proxy; it is
+        # passed on to the APIs, whose abuse limits count per client address.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
+        server_header=False,
+        timeout_graceful_shutdown=20,
+    )
+    uvicorn.Server(config).run()

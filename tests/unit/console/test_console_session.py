@@ -9,10 +9,11 @@ import time
 import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
-from services.console.app import UnsafeConsoleSettings, check_settings, create_app
+from services.console.app import create_app
 from services.console.session import SessionBox, anonymous, signed_in
-from shared.settings import Settings
+from shared.settings import ConsoleSettings
 
 KEY = Fernet.generate_key().decode()
 
@@ -60,7 +61,7 @@ def test_only_the_sessions_own_csrf_token_matches_and_sign_in_makes_a_new_one() 
 
 def test_the_cookie_is_secure_http_only_and_same_site_strict_by_default() -> None:
     # Given a console with the default cookie settings
-    app = create_app(Settings(console_session_keys=[KEY]))
+    app = create_app(ConsoleSettings(console_session_keys=[KEY]))
 
     # When a browser opens the sign-in page
     with TestClient(app, base_url="https://console.example") as client:
@@ -76,17 +77,48 @@ def test_the_cookie_is_secure_http_only_and_same_site_strict_by_default() -> Non
 def test_the_console_refuses_the_development_key_outside_development_and_plain_cookies_in_production() -> (
     None
 ):
-    check_settings(Settings(environment="development", console_cookie_secure=False))
-    with pytest.raises(UnsafeConsoleSettings, match="WCE_CONSOLE_SESSION_KEYS"):
-        check_settings(
-            Settings.model_construct(environment="test", console_session_keys=Settings().console_session_keys)
-        )
-    check_settings(
-        Settings.model_construct(environment="test", console_session_keys=[KEY], console_cookie_secure=False)
+    ConsoleSettings(environment="development", console_cookie_secure=False)
+    with pytest.raises(ValidationError, match="WCE_CONSOLE_SESSION_KEYS"):
+        ConsoleSettings(environment="test")
+    ConsoleSettings(environment="test", console_session_keys=[KEY], console_cookie_secure=False)
+    with pytest.raises(ValidationError, match="WCE_CONSOLE_COOKIE_SECURE"):
+        ConsoleSettings(environment="production", console_session_keys=[KEY], console_cookie_secure=False)
+    ConsoleSettings(environment="production", console_session_keys=[KEY])
+
+
+def test_the_console_needs_none_of_the_engines_secrets_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a production environment with only the console's own key
+    for name in ("WCE_DATABASE_URL", "WCE_AMQP_URL", "WCE_ENCRYPTION_KEYS", "WCE_OPERATOR_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WCE_ENVIRONMENT", "production")
+    monkeypatch.setenv("WCE_CONSOLE_SESSION_KEYS", KEY)
+
+    # Then its settings load, and they hold no database, broker or secret of the engine
+    settings = ConsoleSettings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.console_session_keys == [KEY]
+    assert not {"database_url", "amqp_url", "encryption_keys", "operator_token"} & set(
+        ConsoleSettings.model_fields
     )
-    with pytest.raises(UnsafeConsoleSettings, match="WCE_CONSOLE_COOKIE_SECURE"):
-        check_settings(
-            Settings.model_construct(
-                environment="production", console_session_keys=[KEY], console_cookie_secure=False
-            )
-        )
+
+
+def test_the_consoles_pages_and_static_files_are_packaged_with_it() -> None:
+    # The engine image installs the project as a package: files that are not Python must be
+    # named as package data, or the console would start without its pages.
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "services"
+    ]
+    console = root / "services/console"
+    files = [
+        p.relative_to(root / "services").as_posix()
+        for p in console.rglob("*")
+        if p.is_file() and p.suffix != ".py"
+    ]
+    unpackaged = [
+        f for f in files if "__pycache__" not in f and not any(fnmatch.fnmatch(f, p) for p in patterns)
+    ]
+    assert files and unpackaged == []
