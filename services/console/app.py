@@ -1,5 +1,6 @@
 """Wiring of the web console: the pages' routers, the static files (htmx and the style sheet),
-sessions, the security headers every answer carries, probes and metrics."""
+sessions, the security headers every answer carries, and probes. It serves no metrics: its port
+is the public one."""
 
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.console import routes_account, routes_auth, routes_campaigns, routes_operator, routes_wizard
 from services.console.session import SessionBox
@@ -26,7 +26,6 @@ from services.console.web import (
     sign_in_url,
 )
 from shared.body_limit import BodyLimit, BodyTooLarge, body_too_large
-from shared.http_metrics import RequestMetrics
 from shared.logging import configure_logging, get_logger
 from shared.settings import ConsoleSettings
 
@@ -151,10 +150,6 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         ready = all(checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
     return app
 
 
@@ -166,7 +161,7 @@ def main() -> None:
     configure_logging("console", settings.log_level)
     log.info("starting", port=settings.console_port)
     config = uvicorn.Config(
-        RequestMetrics(create_app(settings), "console"),
+        create_app(settings),
         host=settings.http_host,
         port=settings.console_port,
         loop="uvloop",

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import jinja2
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -20,7 +21,15 @@ from starlette.datastructures import FormData
 from services.console.session import COOKIE_NAME, CSRF_FIELD, CSRF_HEADER, Session, SessionBox, anonymous
 from services.console.upstream import ApiError, Upstream
 
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+# Every value is escaped; block tags leave no blank lines behind in the pages and the SSE frames.
+TEMPLATES = Jinja2Templates(
+    env=jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+)
 
 
 def _local_time(value: str | datetime | None, timezone: str = "UTC") -> str:

@@ -20,7 +20,10 @@ def console_stack(
 ) -> Iterator[Stack]:
     """The simulator, the four services and the console as processes, for one test module; their
     logs are kept under var/test-artifacts/console-logs/."""
-    env = isolated_env.env(WCE_LOG_LEVEL="WARNING", WCE_SWEEP_IDLE_S="4")
+    # Small pools: the machine's database is shared by many test stacks at once.
+    env = isolated_env.env(
+        WCE_LOG_LEVEL="WARNING", WCE_SWEEP_IDLE_S="4", WCE_DB_POOL_MIN="1", WCE_DB_POOL_MAX="4"
+    )
     running = Stack(env=env, log_dir=tmp_path_factory.mktemp("console"), senders=1, console=True)
     try:
         running.start()
