@@ -39,7 +39,7 @@ from services.sender import queries
 from services.sender.directory import Directory, TenantNotFound
 from services.sender.leadership import LeadershipLost, Lease
 from services.sender.metrics import RECONCILED, STATUS_RECHECKS
-from services.sender.outcomes import after_lookup
+from services.sender.outcomes import after_lookup, not_found_believed
 from services.sender.recording import DB_ERRORS, Recorder, Settlement
 from shared import topology
 from shared.broker import BrokerUnavailable, Publisher, queue_depth
@@ -74,6 +74,8 @@ class MaintenanceSettings:
     sweep_idle_s: float
     retry_tiers_s: list[int]
     publish_batch_size: int
+    # How old a create's write must be before "not found" is believed (outcomes.late_create_bound_s).
+    late_create_bound_s: float
     lease_s: float = 5.0
     status_recheck_after_s: float = 900.0
     status_recheck_per_tenant: int = 50
@@ -178,7 +180,12 @@ class Maintenance:
                 return
 
     async def reconcile(self) -> None:
-        rows = await self._pool.fetch(queries.UNKNOWN_DUE, self._settings.reconcile_after_s, RECONCILE_BATCH)
+        rows = await self._pool.fetch(
+            queries.UNKNOWN_DUE,
+            self._settings.reconcile_after_s,
+            RECONCILE_BATCH,
+            self._settings.late_create_bound_s,
+        )
         if not rows:
             return
         limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
@@ -236,7 +243,12 @@ class Maintenance:
             sid = found.sid if found else None
         transition = after_lookup(
             sid is not None,
-            lookups=row["lookups"],
+            believed=not_found_believed(
+                lookups=row["lookups"],
+                looked_at=row["looked_at"],
+                latest_write_at=row["latest_write_at"],
+                bound_s=self._settings.late_create_bound_s,
+            ),
             attempts=row["attempts"],
             deferrals=row["deferrals"],
             tiers=self._settings.retry_tiers_s,

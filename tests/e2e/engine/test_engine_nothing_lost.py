@@ -1,14 +1,17 @@
 """Nothing lost, whatever dies: the tracker killed mid-campaign, the broker's connections cut, the
 sender that leads maintenance frozen with SIGSTOP. Every recipient ends with a final delivery
 status (not left at ``sent`` because a callback was lost), nothing is pending, and Twilio (the
-simulator) saw no number twice — except, as in the other resilience tests, a number whose send
-went through ``unknown`` (a create that timed out and reached a starved simulator after both
-reconciliation lookups), which is counted and printed. Each test prints recipients, final states,
-duplicates and the time to complete."""
+simulator) saw no number twice — including the numbers whose send went through ``unknown`` (a
+create that timed out on a starved simulator: "not found" is believed only once its write is
+older than the late-create bound, and the simulator never processes a create after its client
+gave up). Each test prints recipients, final states, duplicates, the numbers that went through
+``unknown``, the creates the simulator dropped because their client had gone, and the time to
+complete."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import time
@@ -49,9 +52,11 @@ async def wait_final(
     via_unknown = await unknown_phones(pool, campaign_id)
     print(
         f"\nrecipients={total} final={counts} duplicates={len(duplicates)}"
-        f" resolved_from_unknown={len(via_unknown)} complete_s={elapsed:.1f}"
+        f" resolved_from_unknown={len(via_unknown)}"
+        f" dropped_client_gone={stats['connections'].get('dropped_client_gone', 0)}"
+        f" complete_s={elapsed:.1f} load={os.getloadavg()[0]:.1f}"
     )
-    assert duplicates <= via_unknown, sorted(duplicates - via_unknown)[:10]
+    assert not duplicates, sorted(duplicates)[:10]
     assert len(stats["per_to"]) == total
     return counts
 
@@ -154,8 +159,7 @@ async def test_freezing_the_sender_that_leads_maintenance_hands_leadership_over_
     # does not take the lease back by force
     await asyncio.sleep(3)
     stats = await simulator_stats(engine_stack, tenant.account_sid)
-    duplicates = {phone.removeprefix("whatsapp:") for phone in stats["duplicates"]}
-    assert duplicates <= await unknown_phones(pool, campaign["id"])
+    assert not stats["duplicates"]
     unknown_rows = await pool.fetchval(
         "SELECT count(*) FROM recipients WHERE campaign_id = $1 AND state NOT IN ('delivered', 'read')",
         uuid.UUID(campaign["id"]),
