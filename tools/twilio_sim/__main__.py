@@ -59,6 +59,7 @@ async def serve(settings: SimSettings) -> None:
         app.simulator.connection_events,
         sweep_s=settings.idle_sweep_s,
         max_request_age_s=settings.max_request_age_s,
+        read_delay=app.simulator.connection_read_delay,
     )
     # The same API over TLS on a port of its own, for the HTTPS path real Twilio is reached by.
     tls_server = (
@@ -69,6 +70,7 @@ async def serve(settings: SimSettings) -> None:
             app.simulator.connection_events,
             sweep_s=settings.idle_sweep_s,
             max_request_age_s=settings.max_request_age_s,
+            read_delay=app.simulator.connection_read_delay,
         )
         if settings.tls_port is not None
         else None

@@ -25,7 +25,7 @@ import socket
 import ssl as ssl_module
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import cast
@@ -122,6 +122,10 @@ class HttpProtocol(asyncio.Protocol):
         # A second handle on a plain TCP socket, to peek for a close not read yet (None: TLS,
         # whose close arrives as a record the loop must decrypt).
         self._peek: socket.socket | None = None
+        # Left unread on purpose (a fault): as if still in the listen queue, so not idle either;
+        # what arrives meanwhile is held, as the socket would hold it.
+        self._unread = False
+        self._held: list[bytes] = []
         self.idle_since = self._loop.time()
 
     # asyncio.Protocol
@@ -133,6 +137,20 @@ class HttpProtocol(asyncio.Protocol):
         raw = transport.get_extra_info("socket")
         if raw is not None and transport.get_extra_info("ssl_object") is None:
             self._peek = socket.socket(fileno=os.dup(raw.fileno()))
+        delay = self._server.read_delay() if self._server.read_delay is not None else 0.0
+        if delay > 0:
+            self._unread = True
+            self._loop.call_later(delay, self._read_again)
+
+    def _read_again(self) -> None:
+        # Accepted only now, as far as the keep-alive timeout is concerned; the client may have
+        # closed meanwhile, and its close is seen behind what it wrote, as in the socket.
+        self._unread = False
+        self._server.events["read_late_done"] += 1
+        self.idle_since = self._loop.time()
+        held, self._held = b"".join(self._held), []
+        if held:
+            self.data_received(held)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.forget(self)
@@ -147,6 +165,9 @@ class HttpProtocol(asyncio.Protocol):
             self._timer = None
 
     def data_received(self, data: bytes) -> None:
+        if self._unread:
+            self._held.append(data)
+            return
         now = self._loop.time()
         if self.idle and not self._url and now - self.idle_since >= self._server.keep_alive_s:
             # The idle timer has fired: a real server closes the socket at that instant, and a
@@ -312,7 +333,7 @@ class HttpProtocol(asyncio.Protocol):
 
     @property
     def idle(self) -> bool:
-        return not self._busy and not self._queue
+        return not self._busy and not self._queue and not self._unread
 
     def shutdown(self) -> None:
         """Close now if idle, else after the reply being waited for."""
@@ -337,11 +358,14 @@ class SimulatorServer:
         *,
         sweep_s: float | None = None,
         max_request_age_s: float = MAX_REQUEST_AGE_S,
+        read_delay: Callable[[], float] | None = None,
     ) -> None:
         self.app = app
         self.loop = loop
         self.keep_alive_s = keep_alive_s
         self.max_request_age_s = max_request_age_s
+        # How long to leave a new connection unread (a fault: a starved server's listen queue).
+        self.read_delay = read_delay
         self._sweep_s = sweep_s if sweep_s is not None else keep_alive_s
         # Connections closed by the keep-alive timeout: "closed_idle" by the sweep,
         # "closed_under_request" when a request arrived after the timeout; requests not processed:

@@ -24,6 +24,7 @@ from tests.e2e.engine.engine_helpers import seed_customers, simulator_stats, sta
 from tests.e2e.engine.test_engine_resilience import unknown_phones
 from tests.e2e.helpers import TenantHandle, create_campaign, new_tenant, wait_for_state
 from tests.support import Stack
+from tools.twilio_sim.admin_client import SimulatorAdmin
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -165,3 +166,43 @@ async def test_freezing_the_sender_that_leads_maintenance_hands_leadership_over_
         uuid.UUID(campaign["id"]),
     )
     assert unknown_rows == 0
+
+
+async def test_creates_a_starved_twilio_reads_after_their_timeout_are_never_sent_twice(
+    engine_stack: Stack, pool: asyncpg.Pool
+) -> None:
+    # Given a running 2,000-recipient campaign
+    tenant = await new_tenant(engine_stack, rate=None)
+    await seed_customers(pool, tenant, 2_000, start=560_000)
+    started = time.monotonic()
+    campaign = await create_campaign(engine_stack, tenant)
+    await wait_sent(pool, campaign["id"], 300)
+
+    # When for 4 s the simulator leaves a quarter of its new connections unread for 25 s, as a
+    # starved server's listen queue does: a create written on one times out (its row becomes
+    # unknown), and its row's lookups, on other connections, are answered long before the
+    # create is read — 25 s is far past the 4 + 2 s the tests' settings give a late create
+    # (one admin connection for both changes, kept alive; a new one may be left unread too)
+    async with SimulatorAdmin(engine_stack.simulator_url, timeout_s=60) as sim:
+        await sim.set_faults(p_connection_unread=0.25, connection_unread_s=25)
+        await asyncio.sleep(4)
+        await sim.set_faults(p_connection_unread=None, connection_unread_s=None)
+
+    # Then, once every connection left unread has been read, every recipient has its final status
+    # and none was sent twice: the creates read after their client gave up were dropped
+    connections = await wait_read_late(engine_stack, tenant)
+    assert connections["read_late"] > 0
+    await wait_final(engine_stack, pool, tenant, campaign["id"], 2_000, started)
+    assert await unknown_phones(pool, campaign["id"])
+
+
+async def wait_read_late(stack: Stack, tenant: TenantHandle) -> dict[str, int]:
+    """Until the simulator has read every connection it left unread; its connection events."""
+    deadline = time.monotonic() + 120
+    while True:
+        stats = await simulator_stats(stack, tenant.account_sid)
+        connections: dict[str, int] = stats["connections"]
+        if connections.get("read_late_done", 0) >= connections.get("read_late", 0):
+            return connections
+        assert time.monotonic() < deadline, connections
+        await asyncio.sleep(0.5)
