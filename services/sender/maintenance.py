@@ -8,9 +8,15 @@ renewed by a heartbeat; when its holder dies or freezes, another sender takes ov
 - An ``unknown`` row older than ``reconcile_after_s`` is looked up: first among the status
   callbacks the tracker could not match (by the recipient's number, since the sender never learnt
   the sid), then in Twilio's message list (To, From, sent on or after the claim). Found: ``sent``
-  with that sid. Not found twice, a reconcile interval apart (a create can reach Twilio late):
-  the attempt failed before Twilio took it, so it goes through the retry tiers without counting
-  as an attempt, keeping the last Twilio error. Nothing is re-sent without looking first.
+  with that sid. Not found: believed (``outcomes.not_found_believed``) only on a second look that
+  began once the create's latest possible write (``recipients.latest_write_at``: when the
+  ambiguous answer was recorded, or the end of the lease of a sender that died) was older than
+  the late-create bound, the Twilio timeout plus ``WCE_RECONCILE_MARGIN_S`` — not after some
+  number of lookups: a starved server answers lookups on one connection before it reads a create
+  written long before on another. Until then the row is not looked up again. Believed: Twilio
+  never took the create, so the row goes through the retry tiers without counting an attempt,
+  keeping the last Twilio error. Nothing is re-sent without looking first. The reasoning, what
+  it assumes of Twilio and what the simulator does to match: ``docs/duplicates.md``.
 - A row left at ``sent`` or ``delivered`` for ``status_recheck_after_s`` (its status callbacks
   may have been lost: tracker down, Twilio gave up) is fetched from Twilio, at most
   ``status_recheck_per_tenant`` per tenant and ``STATUS_RECHECK_BATCH`` in all per pass, oldest

@@ -126,9 +126,9 @@ LOOKUPS_BEFORE_RESEND = 2
 
 def late_create_bound_s(twilio_timeout_s: float, margin_s: float) -> float:
     """How long after a create was last possibly written Twilio may still create its message: the
-    request timeout (no server takes longer to answer a request its client still waits for) plus
-    a margin for one that took it before its client gave up and created it after (services.sender
-    .maintenance says what each side guarantees)."""
+    request timeout (the time its client waited, and the server had, for an answer) plus a margin
+    for a server that took the request before its client gave up and created the message after.
+    A later creation is what the engine assumes never happens (docs/duplicates.md)."""
     return twilio_timeout_s + margin_s
 
 
