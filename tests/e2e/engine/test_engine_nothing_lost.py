@@ -54,7 +54,7 @@ async def wait_final(
     print(
         f"\nrecipients={total} final={counts} duplicates={len(duplicates)}"
         f" resolved_from_unknown={len(via_unknown)}"
-        f" dropped_client_gone={stats['connections'].get('dropped_client_gone', 0)}"
+        f" simulator_dropped_client_gone_so_far={stats['connections'].get('dropped_client_gone', 0)}"
         f" complete_s={elapsed:.1f} load={os.getloadavg()[0]:.1f}"
     )
     assert not duplicates, sorted(duplicates)[:10]
