@@ -40,5 +40,7 @@ def envelope(
             "tenant_id": tenant_id,
             "data": data,
         },
+        # Ids read from the database come as the driver's UUID type, which orjson does not know.
+        default=str,
         option=orjson.OPT_UTC_Z,
     )

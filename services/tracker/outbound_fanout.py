@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import orjson
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from services.tracker import outbound_queries as queries
@@ -109,13 +108,13 @@ async def feed_once(pool: asyncpg.Pool, *, settle_s: float, batch: int = FEED_BA
         if feed is None:
             return 0
         position: int = feed["position"]
-        gaps: list[Gap] = [tuple(gap) for gap in orjson.loads(feed["gaps"])]  # type: ignore[misc]
+        gaps: list[Gap] = [(int(low), int(high), float(seen)) for low, high, seen in feed["gaps"]]
         subscribed = await conn.fetch(queries.SELECT_RECIPIENT_SUBSCRIPTIONS, list(RECIPIENT_EVENT_TYPES))
         if not subscribed:
             # Nobody listens: skip to the end, nothing to look for in the gaps either.
             latest = await conn.fetchval(queries.LATEST_EVENT_ID)
             if latest != position or gaps:
-                await conn.execute(queries.UPDATE_FEED, FEED, max(latest, position), "[]")
+                await conn.execute(queries.UPDATE_FEED, FEED, max(latest, position), [])
             return 0
         new = await conn.fetch(queries.SELECT_EVENTS_AFTER, position, batch)
         in_gaps = (
@@ -154,5 +153,5 @@ async def feed_once(pool: asyncpg.Pool, *, settle_s: float, batch: int = FEED_BA
             now=time.time(),
             settle_s=settle_s,
         )
-        await conn.execute(queries.UPDATE_FEED, FEED, position, orjson.dumps(gaps).decode())
+        await conn.execute(queries.UPDATE_FEED, FEED, position, [list(gap) for gap in gaps])
         return len(new) + len(in_gaps)
