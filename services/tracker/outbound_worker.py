@@ -44,6 +44,9 @@ ACTOR = "system:webhooks"
 LEASE_MARGIN_S = 30.0
 # Expired leases are looked for every this many passes.
 LEASE_CHECK_EVERY = 20
+# Pool connections the worker uses at once (claims and recording answers), so a burst of finished
+# attempts never queues the tracker's status-callback batches behind it.
+DATABASE_SHARE = 2
 
 
 class DeliveryWorker:
@@ -54,6 +57,7 @@ class DeliveryWorker:
         self._client = client
         self._in_flight: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
+        self._database = asyncio.Semaphore(DATABASE_SHARE)
 
     async def run(self) -> None:
         """Claim and attempt due deliveries until cancelled."""
@@ -62,9 +66,10 @@ class DeliveryWorker:
             while True:
                 free = self._settings.webhook_concurrency - len(self._in_flight)
                 try:
-                    if passes % LEASE_CHECK_EVERY == 0:
-                        await self._pool.execute(queries.EXPIRE_LEASES)
-                    claimed = await self._claim(free) if free > 0 else []
+                    async with self._database:
+                        if passes % LEASE_CHECK_EVERY == 0:
+                            await self._pool.execute(queries.EXPIRE_LEASES)
+                        claimed = await self._claim(free) if free > 0 else []
                 except (asyncpg.PostgresError, OSError) as exc:
                     log.warning("webhook claim failed", error=repr(exc))
                     claimed = []
@@ -147,7 +152,7 @@ class DeliveryWorker:
         state = "succeeded" if succeeded else ("pending" if delay is not None else "failed")
         outcome = "succeeded" if succeeded else ("retry" if delay is not None else "failed")
         OUTBOUND_WEBHOOK_ATTEMPTS.labels(str(delivery["tenant_id"]), outcome).inc()
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._database, self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 queries.INSERT_ATTEMPT,
                 delivery["id"],

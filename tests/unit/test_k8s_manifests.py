@@ -316,7 +316,7 @@ def egress_ports(rules: list[dict[str, Any]], peer_labels: dict[str, str]) -> se
 
 
 @needs_kubectl
-def test_network_policies_allow_the_database_the_broker_twilio_and_webhook_endpoints_and_nothing_else() -> None:
+def test_network_policies_allow_the_database_the_broker_twilio_and_webhook_endpoints_only() -> None:
     database = named("dev", "StatefulSet", "wce-postgres")["spec"]["template"]["metadata"]["labels"]
     broker = named("dev", "StatefulSet", "wce-rabbitmq")["spec"]["template"]["metadata"]["labels"]
     simulator = named("dev", "Deployment", "wce-twilio-sim")["spec"]["template"]["metadata"]["labels"]
