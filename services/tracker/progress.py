@@ -42,6 +42,9 @@ class Progress:
     # The tenant's configured rate and the rate in force after Twilio's refusals (None: unlimited).
     configured_rate_per_s: float | None = None
     effective_rate_per_s: float | None = None
+    # Replies attributed to the campaign's messages, and how many recipients sent them.
+    replies: int = 0
+    replied: int = 0
 
     @property
     def final(self) -> bool:
@@ -61,6 +64,8 @@ class Progress:
             "eta_s": self.eta_s,
             "configured_rate_per_s": self.configured_rate_per_s,
             "effective_rate_per_s": self.effective_rate_per_s,
+            "replies": self.replies,
+            "replied": self.replied,
         }
 
 
@@ -74,6 +79,8 @@ def build_progress(
     window_s: float = RATE_WINDOW_S,
     configured_rate_per_s: float | None = None,
     effective_rate_per_s: float | None = None,
+    replies: int = 0,
+    replied: int = 0,
 ) -> Progress:
     full_counts = {name: int(counts.get(name, 0)) for name in RECIPIENT_STATES}
     total = sum(full_counts.values())
@@ -93,4 +100,6 @@ def build_progress(
         eta_s=eta,
         configured_rate_per_s=configured_rate_per_s,
         effective_rate_per_s=None if effective_rate_per_s is None else round(effective_rate_per_s, 1),
+        replies=replies,
+        replied=replied,
     )
