@@ -141,7 +141,10 @@ CHANNELS: tuple[Channel, ...] = (
             "A campaign started, was paused (by a tenant, an operator or the engine, with the reason),"
             " resumed, completed or was cancelled. Bind the keys of the events to follow"
             f" ({', '.join(f'`{key}`' for key in CampaignLifecycle.ROUTING_KEYS)}); `campaign.*` also matches"
-            " `campaign.accepted` and `campaign.rejected`, whose payloads differ."
+            " `campaign.accepted` and `campaign.rejected`, whose payloads differ. The engine's trackers"
+            f" follow them too (queue `{topology.WEBHOOK_LIFECYCLE_QUEUE}`) and deliver them to the"
+            " tenants' outbound webhook endpoints subscribed to `campaign.<event>`"
+            ' (README, "Outbound webhooks").'
         ),
         parameters={
             "event": {
