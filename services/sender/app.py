@@ -23,6 +23,7 @@ from services.sender.maintenance import Maintenance, MaintenanceSettings
 from services.sender.pacer import Pacer
 from services.sender.recording import Recorder
 from shared import topology
+from shared.clock import Clock
 from shared.crypto import SecretBox
 from shared.http import broker_check, install_common, pool_check
 from shared.logging import get_logger
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         recorder = Recorder(resources.pool, resources.publisher)
         engine = SendEngine(
+            clock=Clock(settings.clock_offset_file),
             pool=resources.pool,
             client=client,
             directory=directory,

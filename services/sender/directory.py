@@ -10,12 +10,14 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from services.sender import queries
 from shared.crypto import SecretBox
 from shared.phones import whatsapp_address
+from shared.sending_window import SendingWindow, WindowGate
 from shared.templating import Template, TenantStyle, parse_template
 from shared.twilio_client import TwilioCredentials
 
@@ -31,6 +33,8 @@ class TenantInfo:
     messaging_service_sid: str | None
     style: TenantStyle
     active: bool
+    # Whether the tenant's sending window is open, per message (None: no window).
+    window: WindowGate
 
 
 class TenantNotFound(LookupError):
@@ -65,6 +69,10 @@ class Directory:
                 locale=row["locale"],
             ),
             active=row["active"],
+            window=WindowGate(
+                None if row["sending_window"] is None else SendingWindow.from_json(row["sending_window"]),
+                ZoneInfo(row["timezone"]),
+            ),
         )
         self._tenants[tenant_id] = (time.monotonic() + TENANT_TTL_S, info)
         return info

@@ -73,9 +73,7 @@ def test_fall_back_the_window_opens_at_nine_local_which_is_an_hour_later_in_utc(
     assert opening - end_of_saturday == timedelta(hours=14)
 
 
-def test_an_opening_in_the_skipped_hour_happens_at_the_change_and_one_in_the_repeated_hour_at_its_first_occurrence() -> (
-    None
-):
+def test_a_skipped_opening_happens_at_the_change_and_a_repeated_one_at_its_first_occurrence() -> None:
     # Given windows opening at 02:30, which 2026-03-08 skips and 2026-11-01 has twice
     window = SendingWindow(days=frozenset(range(1, 8)), start=time(2, 30), end=time(5))
     # Then on the spring day it opens when the clocks jump (03:00 EDT = 07:00 UTC)
@@ -152,5 +150,7 @@ def test_the_window_round_trips_through_its_stored_form() -> None:
         ("not a phone", None),
     ],
 )
-def test_a_recipient_gets_their_countrys_zone_only_when_it_has_a_single_one(phone: str, zone: str | None) -> None:
+def test_a_recipient_gets_their_countrys_zone_only_when_it_has_a_single_one(
+    phone: str, zone: str | None
+) -> None:
     assert recipient_zone(phone) == zone
