@@ -3,8 +3,8 @@
 A request creates and starts (version 2: or schedules) one campaign per (tenant, idempotency
 key): a repeated key — a redelivery, or the requester retrying — answers ``campaign.accepted``
 with the campaign the key already made. A request that cannot be accepted answers
-``campaign.rejected`` with the field-level reasons the HTTP API gives for the same body. Only a body without a usable tenant id and key is
-parked, since no one could be told about it.
+``campaign.rejected`` with the field-level reasons the HTTP API gives for the same body. Only a
+body without a usable tenant id and key is parked, since no one could be told about it.
 """
 
 from __future__ import annotations
