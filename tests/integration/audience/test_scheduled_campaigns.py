@@ -223,7 +223,9 @@ async def test_a_scheduled_campaign_is_rescheduled_or_cancelled_until_it_starts_
         assert [row["id"] for row in await instance.lifecycle.start_due()] == [moved]
         # And once started it can no longer be rescheduled
         with pytest.raises(InvalidTransition):
-            await instance.lifecycle.schedule(tenant_id, moved, at=tomorrow + timedelta(days=5), timezone=None)
+            await instance.lifecycle.schedule(
+                tenant_id, moved, at=tomorrow + timedelta(days=5), timezone=None
+            )
         await wait_for_snapshot(pool, moved)
     finally:
         await instance.close()
