@@ -1,8 +1,8 @@
-"""``wce``: list and steer campaigns, follow one live, read its recipient logs, export them as CSV;
-operators see and act on parked messages.
+"""``wce``: list and steer campaigns, follow one live, read its recipient logs, export them as CSV,
+read the replies customers sent; operators see and act on parked messages.
 
 The campaign, progress, log and export commands take ``--api-key`` (or ``WCE_API_KEY``): campaign
-commands talk to the tenant API (``--api-url`` or ``WCE_API_URL``), progress, logs and exports to
+commands talk to the tenant API (``--api-url`` or ``WCE_API_URL``), progress, logs, exports and replies to
 the tracker (``--tracker-url`` or ``WCE_TRACKER_URL``). ``wce parked`` takes the operator token
 instead (``--token`` or ``WCE_OPERATOR_TOKEN``). A mistake prints one line on stderr and exits
 non-zero.
@@ -23,6 +23,7 @@ from wce_cli.parked import parked_app
 from wce_cli.rate import RecentRate, eta_seconds
 from wce_cli.reference import CAMPAIGN_STATES, RECIPIENT_STATES, shortcode_rows
 from wce_cli.render import campaign_table, describe, log_table, progress_bar, summary
+from wce_cli.replies import replies
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 DEFAULT_TRACKER_URL = "http://127.0.0.1:8001"
@@ -44,6 +45,7 @@ window_app = typer.Typer(
     help="The tenant's sending window (quiet hours): campaigns send only inside it.", no_args_is_help=True
 )
 app.add_typer(window_app, name="sending-window")
+app.command("replies")(replies)
 
 ApiUrl = Annotated[str, typer.Option(envvar="WCE_API_URL", help="Tenant API base URL.")]
 TrackerUrl = Annotated[str, typer.Option(envvar="WCE_TRACKER_URL", help="Tracker base URL.")]

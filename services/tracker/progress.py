@@ -63,6 +63,10 @@ class Progress:
         what = HOLD_WORDS.get(self.hold_reason, self.hold_reason.replace("_", " "))
         return f"waiting for {what}" + (f" (opens {self.hold_until.isoformat()})" if self.hold_until else "")
 
+    # Replies attributed to the campaign's messages, and how many recipients sent them.
+    replies: int = 0
+    replied: int = 0
+
     @property
     def final(self) -> bool:
         return self.state in FINAL_CAMPAIGN_STATES
@@ -86,6 +90,8 @@ class Progress:
             "waiting": self.waiting,
             "scheduled_at": _iso(self.scheduled_at),
             "estimated_finish": _iso(self.estimated_finish),
+            "replies": self.replies,
+            "replied": self.replied,
         }
 
 
@@ -121,6 +127,8 @@ def build_progress(
     configured_rate_per_s: float | None = None,
     effective_rate_per_s: float | None = None,
     timing: Timing | None = None,
+    replies: int = 0,
+    replied: int = 0,
 ) -> Progress:
     full_counts = {name: int(counts.get(name, 0)) for name in RECIPIENT_STATES}
     total = sum(full_counts.values())
@@ -152,4 +160,6 @@ def build_progress(
         hold_until=None if timing is None else timing.hold_until,
         scheduled_at=None if timing is None else timing.scheduled_at,
         estimated_finish=finish,
+        replies=replies,
+        replied=replied,
     )

@@ -1,4 +1,5 @@
-"""What a tenant reads about its campaigns: recipient logs (paged or as CSV), progress, events.
+"""What a tenant reads about its campaigns: recipient logs (paged or as CSV, with each recipient's
+replies counted), progress (with the campaign's replies), events.
 
 Every read is scoped to the tenant; a campaign of another tenant reads as missing. The CSV
 export walks a server-side cursor inside one transaction and yields a few thousand rows at a
@@ -96,6 +97,7 @@ async def load_progress(
             return None
         counts = await conn.fetch(queries.STATE_COUNTS, tenant_id, campaign_id)
         sent = await conn.fetchval(queries.SENT_IN_WINDOW, tenant_id, campaign_id, RATE_WINDOW_S)
+        replies = await conn.fetchrow(queries.REPLY_COUNTS, tenant_id, campaign_id)
     return build_progress(
         campaign_id=str(campaign_id),
         state=campaign["state"],
@@ -114,6 +116,8 @@ async def load_progress(
             hold_until=campaign["campaign_hold_until"],
             scheduled_at=campaign["scheduled_at"],
         ),
+        replies=replies["replies"],
+        replied=replies["replied"],
     )
 
 
