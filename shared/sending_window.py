@@ -162,6 +162,11 @@ class WindowGate:
         self._open = True
         self._from = self._until = datetime.min.replace(tzinfo=UTC)
 
+    @property
+    def always_open(self) -> bool:
+        """No window: callers need not even read the clock."""
+        return self._window is None
+
     def open_at(self, at: datetime) -> bool:
         if self._window is None:
             return True

@@ -159,7 +159,7 @@ class SendEngine:
         template = await self._directory.template(chunk.tenant_id, chunk.campaign_id)
         if not tenant.active or template is None:
             return True
-        if not tenant.window.open_at(self._clock.now()):
+        if not self._window_open(tenant):
             # Outside the sending window nothing is claimed: the rows wait, and the segmenter,
             # which holds the campaign within a second, publishes them again when it opens.
             return True
@@ -271,12 +271,15 @@ class SendEngine:
         if self.stopping:
             return Skip.SHUTDOWN
         # The window closed after the claim: handed back like a pause, sent after it opens.
-        if self._gate.blocked(chunk.campaign_id) or not tenant.window.open_at(self._clock.now()):
+        if self._gate.blocked(chunk.campaign_id) or not self._window_open(tenant):
             return Skip.PAUSED
         # Never start a call that could outlive the lease: the row would be reconciled mid-call.
         if time.monotonic() > self._write_by(claimed_mono):
             return Skip.LATE
         return None
+
+    def _window_open(self, tenant: TenantInfo) -> bool:
+        return tenant.window.always_open or tenant.window.open_at(self._clock.now())
 
     async def _call_at_a_slot(self, tenant_id: UUID, book: SlotBook, wait: float) -> bool:
         """Wait for a slot of the chunk and a call; False when the chunk has no slot left."""
