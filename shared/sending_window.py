@@ -186,6 +186,24 @@ class WindowGate:
         return next_opening(self._window, at, self._tz)
 
 
+class RecipientWindows:
+    """The window in each recipient's own zone: their country's, when it has a single one, else
+    the tenant's. One cached gate per zone, so a check per message stays a lookup and a compare."""
+
+    def __init__(self, window: SendingWindow, tenant_timezone: str) -> None:
+        self._window = window
+        self._tenant_timezone = tenant_timezone
+        self._gates: dict[str, WindowGate] = {}
+
+    def opens_at(self, phone_e164: str, at: datetime) -> datetime | None:
+        """None while the recipient's window is open at ``at``, else when it next opens."""
+        zone = recipient_zone(phone_e164) or self._tenant_timezone
+        gate = self._gates.get(zone)
+        if gate is None:
+            gate = self._gates[zone] = WindowGate(self._window, ZoneInfo(zone))
+        return None if gate.open_at(at) else gate.opens_at(at)
+
+
 # Recipients' own time zones ------------------------------------------------------------------
 
 

@@ -58,9 +58,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             threshold=settings.error_rate_threshold,
             min_attempts=settings.error_rate_min_attempts,
         )
-        recorder = Recorder(resources.pool, resources.publisher)
+        clock = Clock(settings.clock_offset_file)
+        recorder = Recorder(resources.pool, resources.publisher, clock)
         engine = SendEngine(
-            clock=Clock(settings.clock_offset_file),
+            clock=clock,
             pool=resources.pool,
             client=client,
             directory=directory,
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             auto_pause=AutoPauser(gate, resources.publisher),
         )
         maintenance = Maintenance(
+            clock=clock,
             pool=resources.pool,
             connection=resources.connection,
             publisher=resources.publisher,

@@ -22,7 +22,14 @@ import asyncpg
 from services.sender import queries
 from services.sender.directory import Directory, TenantInfo
 from services.sender.gate import CampaignGate
-from services.sender.outcomes import Skip, Transition, after_attempt, refused_locally, skipped
+from services.sender.outcomes import (
+    Skip,
+    Transition,
+    after_attempt,
+    outside_window,
+    refused_locally,
+    skipped,
+)
 from services.sender.pacer import Pacer
 from services.sender.recording import Recorder, Settlement, with_db_retry
 from services.sender.sharing import CallSlots, SlotBook
@@ -326,6 +333,10 @@ class SendEngine:
                 accepted_at,
             )
 
+        if tenant.recipient_windows is not None:
+            opens_at = tenant.recipient_windows.opens_at(row.phone_e164, self._clock.now())
+            if opens_at is not None:
+                return settle(outside_window(opens_at))
         if book is not None and slot_at is not None:
             wait = slot_at - time.time()
             metrics.THROTTLE_WAIT.labels(str(chunk.tenant_id)).observe(max(wait, 0.0))

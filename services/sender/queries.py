@@ -280,19 +280,20 @@ TAKEN_SIDS = "SELECT twilio_sid FROM recipients WHERE twilio_sid = ANY($1::text[
 
 RUNNING_CAMPAIGNS = "SELECT id, tenant_id, published_upto FROM campaigns WHERE state = 'running'"
 
-# Rows of a running campaign that wait for a broker message that may be gone.
+# Rows of a running campaign that wait for a broker message that may be gone ($4: now, on the
+# clock the retry times were written with).
 COUNT_WAITING = """
 SELECT count(*) FROM recipients
 WHERE campaign_id = $1 AND (
     (state IN ('pending', 'queued') AND id <= $2)
-    OR (state = 'retry_wait' AND next_attempt_at < now() - make_interval(secs => $3)))
+    OR (state = 'retry_wait' AND next_attempt_at < $4::timestamptz - make_interval(secs => $3)))
 """
 
 WAITING_IDS = """
 SELECT id FROM recipients
 WHERE campaign_id = $1 AND id > $4 AND (
     (state IN ('pending', 'queued') AND id <= $2)
-    OR (state = 'retry_wait' AND next_attempt_at < now() - make_interval(secs => $3)))
+    OR (state = 'retry_wait' AND next_attempt_at < $6::timestamptz - make_interval(secs => $3)))
 ORDER BY id
 LIMIT $5
 """

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from shared.sending_window import (
+    RecipientWindows,
     SendingWindow,
     WindowGate,
     estimate_finish,
@@ -154,3 +155,13 @@ def test_a_recipient_gets_their_countrys_zone_only_when_it_has_a_single_one(
     phone: str, zone: str | None
 ) -> None:
     assert recipient_zone(phone) == zone
+
+
+def test_recipients_get_the_window_in_their_countrys_zone_or_else_the_tenants() -> None:
+    # Given Mon-Sat 09:00-20:00 kept in recipients' zones, for a New York tenant
+    windows = RecipientWindows(MON_SAT_9_TO_20, "America/New_York")
+    # When it is Wednesday 15:00 in New York, 21:00 in Paris
+    at = utc(2026, 12, 9, 20)
+    # Then a US number (several zones: the tenant's) is open and a French one waits for Paris's 09:00
+    assert windows.opens_at("+14155550100", at) is None
+    assert windows.opens_at("+33612345678", at) == datetime(2026, 12, 10, 9, tzinfo=ZoneInfo("Europe/Paris"))

@@ -135,3 +135,54 @@ async def test_a_campaign_holds_at_the_end_of_the_window_and_resumes_at_the_next
 async def _released(stack: Stack, tenant: TenantHandle, campaign_id: str) -> bool:
     shown = (await api(stack, tenant, "GET", f"/v1/campaigns/{campaign_id}")).json()
     return bool(shown["hold_reason"] is None and shown["state"] in ("running", "completed"))
+
+
+async def test_a_window_in_recipients_zones_keeps_each_recipient_back_until_their_own_opening(
+    engine_stack: Stack, pool: asyncpg.Pool
+) -> None:
+    # Given Wednesday 15:00 in New York, 21:00 in Paris; a New York tenant sending Mon-Sat
+    # 09:00-20:00 in each recipient's own zone, with 10 US and 10 French customers
+    move_clock_to(datetime(2026, 12, 9, 15, 0))
+    tenant = await new_tenant(engine_stack, rate=20, timezone="America/New_York")
+    window = {**WINDOW, "recipient_timezone": True}
+    response = await api(engine_stack, tenant, "PUT", "/v1/tenant/sending-window", json=window)
+    assert response.status_code == 200, response.text
+    await seed_customers(pool, tenant, 10)
+    await pool.execute(
+        "INSERT INTO customers (tenant_id, external_id, first_name, phone_raw, phone_e164)"
+        " SELECT $1, 'fr-' || i, 'Amélie', p, p FROM generate_series(1, 10) AS i,"
+        " LATERAL (SELECT '+336120000' || lpad(i::text, 2, '0')) AS x(p)",
+        uuid.UUID(tenant.id),
+    )
+    # When the campaign runs
+    campaign_id = (await create_campaign(engine_stack, tenant))["id"]
+    await wait_sent(pool, campaign_id, 10)
+
+    # Then the US recipients (the tenant's zone: their country has several) are sent to, and the
+    # French ones wait, unclaimed, for 09:00 in Paris
+    async def french_waiting() -> list[asyncpg.Record] | None:
+        rows = await pool.fetch(
+            "SELECT state, next_attempt_at, attempts FROM recipients"
+            " WHERE campaign_id = $1 AND phone_e164 LIKE '+33%'",
+            uuid.UUID(campaign_id),
+        )
+        return rows if rows and all(row["state"] == "retry_wait" for row in rows) else None
+
+    waiting = await wait_for(french_waiting, 30, "the French recipients did not wait")
+    paris_opening = datetime(2026, 12, 10, 9, 0, tzinfo=ZoneInfo("Europe/Paris"))
+    assert {row["next_attempt_at"] for row in waiting} == {paris_opening}
+    assert {row["attempts"] for row in waiting} == {0}
+    us = await pool.fetchval(
+        "SELECT count(*) FROM recipients WHERE campaign_id = $1 AND phone_e164 LIKE '+1%'"
+        " AND state IN ('sent', 'delivered', 'read')",
+        uuid.UUID(campaign_id),
+    )
+    assert us == 10
+
+    # When Paris's window opens
+    move_clock_to(paris_opening.astimezone(NEW_YORK).replace(tzinfo=None))
+    # Then the French recipients are sent to by themselves, each once
+    counts = await wait_settled(pool, campaign_id, 20, timeout_s=120, stack=engine_stack)
+    assert set(counts) <= {"sent", "delivered", "read"}
+    stats = await simulator_stats(engine_stack, tenant.account_sid)
+    assert stats["accepted_total"] == 20 and not stats["duplicates"]
