@@ -5,12 +5,13 @@
 -- tenant gave the time in (shown back; the instant is `scheduled_at`).
 --
 -- A running campaign that may not send now (its tenant's sending window is closed, or another
--- hold) keeps its state and says why in `hold_reason`, until `hold_until` (when known).
+-- hold) keeps its state and says why in `hold_reason`, until `hold_until` (when known). Other
+-- holds (messaging limits) use the same two columns, whichever migration adds them first.
 ALTER TABLE campaigns
     ADD COLUMN scheduled_at      timestamptz,
     ADD COLUMN schedule_timezone text,
-    ADD COLUMN hold_reason       text,
-    ADD COLUMN hold_until        timestamptz;
+    ADD COLUMN IF NOT EXISTS hold_reason text,
+    ADD COLUMN IF NOT EXISTS hold_until  timestamptz;
 
 ALTER TABLE campaigns DROP CONSTRAINT campaigns_state_check;
 ALTER TABLE campaigns ADD CONSTRAINT campaigns_state_check
