@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     retry_tiers_s: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [5, 30, 120, 600, 1800])
     lease_s: float = 60.0
     reconcile_after_s: float = 30.0
+    # How long after a create's timeout Twilio may still create its message (a request it took
+    # before the client gave up): "not found" is believed only for a create last possibly written
+    # longer than twilio_timeout_s plus this ago (services/sender/maintenance.py).
+    reconcile_margin_s: float = Field(default=30.0, gt=0)
     sweep_idle_s: float = 30.0
     error_rate_threshold: float = 0.2
     error_rate_window: int = 200
