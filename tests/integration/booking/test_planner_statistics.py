@@ -375,3 +375,20 @@ async def test_the_segmenter_role_analyses_the_audience_tables_and_no_other(
             await tracker.fetchval(analyse, ["customers"], [NEVER_SKIP])
     finally:
         await tracker.close()
+
+
+async def test_autovacuum_sets_the_visibility_map_soon_after_a_bulk_load(pool: asyncpg.Pool) -> None:
+    # Given the audience tables' own autovacuum settings
+    options = {
+        row["relname"]: dict(option.split("=") for option in row["reloptions"])
+        for row in await pool.fetch(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN ('appointments', 'customers')"
+        )
+    }
+
+    # Then a new tenant's million rows in a table of fifty million are vacuumed after half a million
+    # inserts at most, not ten million (the server's default of 20 % of the table)
+    for table in ("appointments", "customers"):
+        threshold = int(options[table]["autovacuum_vacuum_insert_threshold"])
+        scale = float(options[table]["autovacuum_vacuum_insert_scale_factor"])
+        assert threshold + scale * 50_000_000 <= 510_000, table
