@@ -22,6 +22,7 @@ from services.segmenter import (
     routes_sends,
     routes_suppressions,
     routes_tenants,
+    routes_webhooks,
     sends,
 )
 from services.segmenter.booking.consumer import consume_booking
@@ -52,6 +53,7 @@ ROUTERS: list[APIRouter] = [
     routes_credits.router,
     routes_sends.router,
     routes_parked.router,
+    routes_webhooks.router,
 ]
 
 MONITOR_INTERVAL_S = 1.0
