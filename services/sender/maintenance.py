@@ -49,6 +49,7 @@ from services.sender.outcomes import after_lookup, not_found_believed
 from services.sender.recording import DB_ERRORS, Recorder, Settlement
 from shared import topology
 from shared.broker import BrokerUnavailable, Publisher, queue_depth
+from shared.clock import Clock
 from shared.db import AllTenants
 from shared.events import RecipientBatch, StatusCallback, StatusCallbackBatch
 from shared.logging import get_logger
@@ -120,7 +121,9 @@ class Maintenance:
         directory: Directory,
         recorder: Recorder,
         settings: MaintenanceSettings,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock or Clock()
         # Every statement of a pass spans tenants (the leader works for all of them); settling
         # goes through the recorder, one tenant at a time.
         self._all = AllTenants(pool)
@@ -362,7 +365,7 @@ class Maintenance:
             campaign_id: UUID = campaign["id"]
             seen.add(campaign_id)
             count = await self._all.fetchval(
-                queries.COUNT_WAITING, campaign_id, campaign["published_upto"], grace
+                queries.COUNT_WAITING, campaign_id, campaign["published_upto"], grace, self._clock.now()
             )
             previous = self._waiting.get(campaign_id)
             if not count:
@@ -395,7 +398,7 @@ class Maintenance:
             ids = [
                 r["id"]
                 for r in await self._all.fetch(
-                    queries.WAITING_IDS, campaign_id, published_upto, grace, cursor, size
+                    queries.WAITING_IDS, campaign_id, published_upto, grace, cursor, size, self._clock.now()
                 )
             ]
             if not ids:

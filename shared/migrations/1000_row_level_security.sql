@@ -54,8 +54,10 @@ BEGIN
 END
 $$;
 
--- One policy per tenant table, the same everywhere. A tenant table added later needs the same
--- three statements in a migration of its own (tests/security/test_row_level_security.py says so).
+-- One policy per tenant table, the same everywhere. shared/privileges.sql (applied after every
+-- migration run) keeps the complete list and creates the policy where it is missing, so a tenant
+-- table added by a later migration is covered by adding it there
+-- (tests/security/test_row_level_security.py fails, saying so, for one that is not).
 DO $$
 DECLARE
     name text;

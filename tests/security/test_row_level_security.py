@@ -216,16 +216,12 @@ async def test_every_tenant_table_has_row_level_security_and_the_tenant_policy(p
         if not (enabled and keyed):
             missing.append(table)
     assert not missing, (
-        f"tenant tables without row-level security: {', '.join(missing)}. Add to a new migration, for each:\n"
-        + "\n".join(
-            f"    ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;\n"
-            f"    CREATE POLICY tenant_isolation ON {table} USING ({POLICY}) WITH CHECK ({POLICY});"
-            for table in missing
-        )
-        + "\nthen run every statement on it inside shared.db.tenant_transaction(pool, tenant_id)"
-        " (or OneTenant);"
-        " a path that must span tenants uses all_tenants_transaction (or AllTenants) and is added to the list"
-        " in shared/privileges.sql's header and the README's security section"
+        f"tenant tables without row-level security: {', '.join(missing)}. Add each to the list of tenant"
+        " tables in shared/privileges.sql (the DO block under 'Row-level security'), which enables it and"
+        f" creates the policy tenant_isolation USING ({POLICY}) WITH CHECK (same) after every migration run."
+        " Then run every statement on the table inside shared.db.tenant_transaction(pool, tenant_id) (or"
+        " OneTenant); a path that must span tenants uses all_tenants_transaction (or AllTenants) and is"
+        " added to the cross-tenant list in shared/privileges.sql's header and the README"
     )
 
 
