@@ -194,27 +194,29 @@ async def test_a_schedule_in_the_past_in_an_unknown_zone_or_at_a_skipped_time_is
         await instance.close()
 
 
-async def test_a_scheduled_campaign_is_rescheduled_or_cancelled_until_it_starts_and_not_after(
+async def test_a_scheduled_campaign_is_rescheduled_cancelled_or_started_now_until_it_starts_and_not_after(
     pool: asyncpg.Pool, broker: Publisher, isolated_env: IsolatedEnvironment, clock_file: Path
 ) -> None:
-    # Given two campaigns scheduled for tomorrow, given in Paris time
+    # Given three campaigns scheduled for tomorrow, given in Paris time
     tenant_id = await seed(pool, Dataset(customers={"c": "+14155550002"}))
     await topology.declare_tenant(broker.channel, str(tenant_id))
-    moved, cancelled = await draft(pool, tenant_id), await draft(pool, tenant_id)
+    moved, cancelled, now = [await draft(pool, tenant_id) for _ in range(3)]
     instance = await segmenter(isolated_env, clock_file)
     try:
         tomorrow = datetime.now(UTC) + timedelta(days=1)
-        for campaign_id in (moved, cancelled):
+        for campaign_id in (moved, cancelled, now):
             await instance.lifecycle.schedule(tenant_id, campaign_id, at=tomorrow, timezone="Europe/Paris")
-        # When one is moved to the day after and the other cancelled
+        # When one is moved to the day after, one cancelled and one started at once
         later = await instance.lifecycle.schedule(
             tenant_id, moved, at=tomorrow + timedelta(days=1), timezone="Europe/Paris"
         )
         gone = await instance.lifecycle.cancel(tenant_id, cancelled)
-        # Then the first waits for its new time and the second is cancelled
+        early = await instance.lifecycle.start(tenant_id, now)
+        # Then the first waits for its new time, the second is cancelled, the third runs
         assert later["state"] == "scheduled" and later["scheduled_at"] == tomorrow + timedelta(days=1)
         assert gone["state"] == "cancelled"
-        # And at the first time nothing starts; at the new one only the moved campaign starts
+        assert early["state"] == "running"
+        # And at the first time nothing starts (again); at the new one only the moved campaign
         set_offset(clock_file, 86_400 + 60)
         await asyncio.sleep(0.3)
         assert [row["id"] for row in await instance.lifecycle.start_due()] == []
