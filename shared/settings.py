@@ -199,6 +199,12 @@ class Settings(BaseSettings):
     # must hold many tenants (shared/topology.py says why and what it costs).
     dispatch_queue_type: Literal["quorum", "classic"] = "quorum"
 
+    # Scheduled campaigns: how often each segmenter looks for campaigns whose time has come.
+    schedule_poll_s: float = Field(default=1.0, gt=0)
+    # Development and tests only: a file holding seconds to add to the clock that scheduling and
+    # sending windows read, so a test can move the services' time (shared/clock.py).
+    clock_offset_file: str | None = None
+
     # Outbound webhooks (README "Outbound webhooks"), delivered by the trackers. Outside
     # development an endpoint must be https to a public host, and a delivery connects only to
     # public addresses, unless insecure URLs are allowed (a closed test installation).
@@ -272,6 +278,8 @@ class Settings(BaseSettings):
     def _refuse_development_defaults(self) -> None:
         if DEVELOPMENT_ENCRYPTION_KEY in self.encryption_keys:
             raise ValueError("WCE_ENCRYPTION_KEYS must be set outside development")
+        if self.clock_offset_file is not None:
+            raise ValueError("WCE_CLOCK_OFFSET_FILE moves the services' clock: development and tests only")
         if self.operator_token == OperatorTokenDigest.of(DEVELOPMENT_OPERATOR_TOKEN):
             raise ValueError("WCE_OPERATOR_TOKEN must be set outside development")
         checks = [("WCE_PUBLIC_BASE_URL", self.public_base_url, self.allow_insecure_public_url, "PUBLIC_URL")]

@@ -30,6 +30,7 @@ from services.tracker.tokens import TokenCache
 from services.tracker.webhooks import WebhookRoutes
 from shared import topology
 from shared.broker import ConsumerPolicy
+from shared.clock import Clock
 from shared.crypto import SecretBox
 from shared.http import broker_check, install_common, pool_check
 from shared.metrics import CALLBACKS
@@ -93,9 +94,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     supervisor.spawn("status_batches", status_consumer.run_batches)
     await status_consumer.start()
     await start_inbound_consumer(inbound_queue, pool, resources.publisher)
+    clock = app.state.clock = Clock(settings.clock_offset_file)
     webhook_client = await _start_outbound_webhooks(resources, settings, supervisor)
     app.state.progress_hub = ProgressHub(
-        lambda tenant_id, campaign_id: load_progress(pool, tenant_id=tenant_id, campaign_id=campaign_id),
+        lambda tenant_id, campaign_id: load_progress(
+            pool, tenant_id=tenant_id, campaign_id=campaign_id, clock=clock
+        ),
         StreamLimits(
             per_key=settings.progress_streams_per_key,
             total=settings.progress_streams_max,

@@ -63,6 +63,7 @@ async def lifecycle_deliveries(pool: asyncpg.Pool, event: CampaignLifecycle) -> 
             "campaign_name": name,
             "state": event.state,
             "reason": event.reason,
+            "until": event.until,
             "at": event.at,
         },
     ).decode()

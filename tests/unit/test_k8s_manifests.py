@@ -36,6 +36,7 @@ SETTINGS = {f"WCE_{name.upper()}" for name in Settings.model_fields}
 MAY_BE_ABSENT = {
     "WCE_MIGRATION_DATABASE_URL": "only the migration Job migrates (WCE_MIGRATE_AT_START=false)",
     "WCE_DB_MAX_CONNECTIONS": "without a pooler the budget reads the server's limit",
+    "WCE_CLOCK_OFFSET_FILE": "tests move the clock with it; refused outside development",
 }
 
 needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
