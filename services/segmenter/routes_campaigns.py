@@ -90,7 +90,7 @@ async def _act(operation: Awaitable[asyncpg.Record]) -> CampaignOut:
 
 @router.post("/{campaign_id}/start", response_model=CampaignOut)
 async def start(campaign_id: UUID, tenant: Tenant, lifecycle: LifecycleDep) -> CampaignOut:
-    """Snapshot the audience and start sending."""
+    """Snapshot the audience and start sending (a scheduled campaign starts now instead)."""
     return await _act(lifecycle.start(tenant.tenant_id, campaign_id))
 
 
