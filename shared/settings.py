@@ -23,6 +23,8 @@ from shared.url_checks import insecure_url_reason
 # A valid Fernet key that is public on purpose: it only ever protects development data.
 DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZC0zMmI="
 DEVELOPMENT_OPERATOR_TOKEN = "development-operator-token-not-for-production"
+# The web console's session-cookie key in development, public on purpose like the one above.
+DEVELOPMENT_CONSOLE_SESSION_KEY = "ZGV2ZWxvcG1lbnQtY29uc29sZS1zZXNzaW9uLWtleS0="
 
 
 def _split_csv(value: object) -> object:
@@ -192,11 +194,46 @@ class Settings(BaseSettings):
     consumer_max_deliveries: int = Field(default=20, ge=1, lt=DELIVERY_LIMIT)
     consumer_retry_base_s: float = Field(default=0.5, gt=0)
     consumer_retry_max_s: float = Field(default=30.0, gt=0)
+
     # Per-tenant dispatch queues: replicated quorum queues, or classic ones where one broker node
     # must hold many tenants (shared/topology.py says why and what it costs).
     dispatch_queue_type: Literal["quorum", "classic"] = "quorum"
 
-    @field_validator("encryption_keys", "retry_tiers_s", "trusted_proxies", mode="before")
+    # Scheduled campaigns: how often each segmenter looks for campaigns whose time has come.
+    schedule_poll_s: float = Field(default=1.0, gt=0)
+    # Development and tests only: a file holding seconds to add to the clock that scheduling and
+    # sending windows read, so a test can move the services' time (shared/clock.py).
+    clock_offset_file: str | None = None
+
+    # Outbound webhooks (README "Outbound webhooks"), delivered by the trackers. Outside
+    # development an endpoint must be https to a public host, and a delivery connects only to
+    # public addresses, unless insecure URLs are allowed (a closed test installation).
+    webhook_delivery_enabled: bool = True
+    allow_insecure_webhook_urls: bool = False
+    # Delay before each retry of a delivery that failed; one attempt more than there are tiers.
+    webhook_retry_tiers_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [60.0, 300.0, 1800.0, 3600.0, 10800.0, 21600.0, 43200.0]
+    )
+    # The whole attempt (connect, send, answer) must end within this; the answer is read up to
+    # the byte limit, and only its first characters are kept.
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    webhook_max_response_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Deliveries in flight per tracker process, per endpoint and per tenant (the last two across
+    # every tracker): a slow endpoint holds at most its own share.
+    webhook_concurrency: int = Field(default=32, ge=1, le=1000)
+    webhook_endpoint_concurrency: int = Field(default=4, ge=1, le=100)
+    webhook_tenant_concurrency: int = Field(default=8, ge=1, le=1000)
+    # An endpoint is disabled once its attempts have all failed for this long and this many times.
+    webhook_disable_after_s: float = Field(default=3 * 86400.0, ge=0)
+    webhook_disable_after_failures: int = Field(default=50, ge=1)
+    # How often the trackers look for due deliveries and new message events.
+    webhook_poll_s: float = Field(default=0.5, gt=0)
+    # A message event id not yet visible (its transaction still open) is looked for this long.
+    webhook_event_settle_s: float = Field(default=60.0, gt=0)
+
+    @field_validator(
+        "encryption_keys", "retry_tiers_s", "trusted_proxies", "webhook_retry_tiers_s", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -229,11 +266,20 @@ class Settings(BaseSettings):
             raise ValueError(f"WCE_DB_REPLICAS names unknown services: {', '.join(sorted(unknown))}")
         if sorted(self.retry_tiers_s) != self.retry_tiers_s:
             raise ValueError("WCE_RETRY_TIERS_S must be ascending")
+        if not self.webhook_retry_tiers_s or min(self.webhook_retry_tiers_s) <= 0:
+            raise ValueError("WCE_WEBHOOK_RETRY_TIERS_S needs at least one delay, each above 0")
         return self
+
+    @property
+    def strict_webhook_urls(self) -> bool:
+        """Whether webhook endpoints must be https to public hosts (outside development)."""
+        return self.environment != "development" and not self.allow_insecure_webhook_urls
 
     def _refuse_development_defaults(self) -> None:
         if DEVELOPMENT_ENCRYPTION_KEY in self.encryption_keys:
             raise ValueError("WCE_ENCRYPTION_KEYS must be set outside development")
+        if self.clock_offset_file is not None:
+            raise ValueError("WCE_CLOCK_OFFSET_FILE moves the services' clock: development and tests only")
         if self.operator_token == OperatorTokenDigest.of(DEVELOPMENT_OPERATOR_TOKEN):
             raise ValueError("WCE_OPERATOR_TOKEN must be set outside development")
         checks = [("WCE_PUBLIC_BASE_URL", self.public_base_url, self.allow_insecure_public_url, "PUBLIC_URL")]
@@ -256,3 +302,49 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+class ConsoleSettings(BaseSettings):
+    """The web console's settings (services/console). It is given none of the engine's secrets —
+    no database, broker, encryption key or operator token — so it has settings of its own rather
+    than the engine's, which refuse to start without those outside development."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WCE_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+    http_host: str = "127.0.0.1"
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_bulk_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Its port, and the public APIs it calls for the signed-in tenant or operator.
+    console_port: int = 8004
+    console_api_url: str = "http://127.0.0.1:8000"
+    console_tracker_url: str = "http://127.0.0.1:8001"
+    # The session cookie: sealed with these Fernet keys (newest first; older ones still open
+    # cookies), marked Secure unless switched off for a plain-HTTP console on 127.0.0.1.
+    console_session_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [DEVELOPMENT_CONSOLE_SESSION_KEY]
+    )
+    console_cookie_secure: bool = True
+    console_session_max_age_s: int = Field(default=8 * 3600, gt=0, le=30 * 24 * 3600)
+    console_api_timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("trusted_proxies", "console_session_keys", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_sessions(self) -> ConsoleSettings:
+        if not self.console_session_keys:
+            raise ValueError("WCE_CONSOLE_SESSION_KEYS needs at least one key")
+        # Anyone could seal a session with the public development key.
+        if self.environment != "development" and DEVELOPMENT_CONSOLE_SESSION_KEY in self.console_session_keys:
+            raise ValueError("WCE_CONSOLE_SESSION_KEYS must be set outside development")
+        # A sealed credential sent over plain HTTP can be replayed by anyone on the path.
+        if self.environment == "production" and not self.console_cookie_secure:
+            raise ValueError("WCE_CONSOLE_COOKIE_SECURE=false is refused in production")
+        return self

@@ -1,4 +1,4 @@
-"""Campaigns: create, list, show, start, pause, resume, cancel, retry failed recipients."""
+"""Campaigns: create, list, show, schedule, start, pause, resume, cancel, retry failed recipients."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from services.segmenter import campaigns, queries
 from services.segmenter.deps import LifecycleDep
-from services.segmenter.schemas import CampaignAction, CampaignCreate, CampaignOut
+from services.segmenter.scheduling import resolve_schedule
+from services.segmenter.schemas import CampaignAction, CampaignCreate, CampaignOut, CampaignState, ScheduleIn
 from shared.http import Pool, Tenant, not_found
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
@@ -26,8 +27,18 @@ def campaign_out(row: object) -> CampaignOut:
 async def create_campaign(
     body: CampaignCreate, tenant: Tenant, pool: Pool, lifecycle: LifecycleDep, request: Request
 ) -> CampaignOut:
-    """Create a draft campaign (``start: true`` starts it at once). Unknown shortcodes, unapproved
-    Content templates and unknown audience references answer 422 naming the field."""
+    """Create a draft campaign (``start: true`` starts it at once, a ``schedule`` at that time).
+    Unknown shortcodes, unapproved Content templates, unknown audience references, a schedule in
+    the past or in an unknown zone answer 422 naming the field, and nothing is created."""
+    if body.schedule is not None:
+        # Checked before anything is stored: a refused schedule leaves no draft behind.
+        tenant_timezone = await pool.fetchval("SELECT timezone FROM tenants WHERE id = $1", tenant.tenant_id)
+        resolve_schedule(
+            at=body.schedule.at,
+            timezone=body.schedule.timezone,
+            tenant_timezone=tenant_timezone,
+            now=lifecycle.clock.now(),
+        )
     row = await campaigns.create_campaign(
         pool,
         tenant_id=tenant.tenant_id,
@@ -36,6 +47,10 @@ async def create_campaign(
     )
     if body.start:
         row = await lifecycle.start(tenant.tenant_id, row["id"])
+    elif body.schedule is not None:
+        row = await lifecycle.schedule(
+            tenant.tenant_id, row["id"], at=body.schedule.at, timezone=body.schedule.timezone
+        )
     return campaign_out(row)
 
 
@@ -45,8 +60,9 @@ async def list_campaigns(
     pool: Pool,
     before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    state: Annotated[CampaignState | None, Query(description="Only campaigns in this state.")] = None,
 ) -> list[CampaignOut]:
-    rows = await pool.fetch(queries.LIST_CAMPAIGNS, tenant.tenant_id, before, limit)
+    rows = await pool.fetch(queries.LIST_CAMPAIGNS, tenant.tenant_id, before, limit, state)
     return [campaign_out(row) for row in rows]
 
 
@@ -71,8 +87,19 @@ async def _act(operation: Awaitable[asyncpg.Record]) -> CampaignOut:
 
 @router.post("/{campaign_id}/start", response_model=CampaignOut)
 async def start(campaign_id: UUID, tenant: Tenant, lifecycle: LifecycleDep) -> CampaignOut:
-    """Snapshot the audience and start sending."""
+    """Snapshot the audience and start sending (a scheduled campaign starts now instead)."""
     return await _act(lifecycle.start(tenant.tenant_id, campaign_id))
+
+
+@router.post("/{campaign_id}/schedule", response_model=CampaignOut)
+async def schedule(
+    campaign_id: UUID, body: ScheduleIn, tenant: Tenant, lifecycle: LifecycleDep
+) -> CampaignOut:
+    """Schedule a draft, or reschedule a campaign that has not started yet (409 once it has); its
+    audience is taken when it starts. Cancel it before then with ``/cancel``."""
+    return await _act(
+        lifecycle.schedule(tenant.tenant_id, campaign_id, at=body.at, timezone=body.timezone, field="")
+    )
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignOut)

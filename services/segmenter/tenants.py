@@ -69,7 +69,7 @@ async def create_tenant(
                 await conn.execute(queries.INSERT_CREDIT_GRANT, tenant_id, kind, bucket, amount, "initial")
     # The dispatch queue must exist before the first recipient event is published to it.
     await topology.declare_tenant(publisher.channel, str(tenant_id))
-    await _announce(publisher, row)
+    await announce(publisher, row)
     return row, api_key
 
 
@@ -111,10 +111,10 @@ async def update_tenant(
     )
     if row is None:
         raise TenantNotFound(tenant_id)
-    await _announce(publisher, row)
+    await announce(publisher, row)
     return row
 
 
-async def _announce(publisher: Publisher, row: asyncpg.Record) -> None:
+async def announce(publisher: Publisher, row: asyncpg.Record) -> None:
     event = TenantChanged(tenant_id=row["id"], rate_per_second=row["rate_per_second"], active=row["active"])
     await publisher.publish(topology.EVENTS_EXCHANGE, TenantChanged.ROUTING_KEY, event, mandatory=False)

@@ -24,6 +24,7 @@ from services.sender.outcomes import late_create_bound_s
 from services.sender.pacer import Pacer
 from services.sender.recording import Recorder
 from shared import topology
+from shared.clock import Clock
 from shared.crypto import SecretBox
 from shared.http import broker_check, install_common, pool_check
 from shared.logging import get_logger
@@ -58,8 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             threshold=settings.error_rate_threshold,
             min_attempts=settings.error_rate_min_attempts,
         )
-        recorder = Recorder(resources.pool, resources.publisher)
+        clock = Clock(settings.clock_offset_file)
+        recorder = Recorder(resources.pool, resources.publisher, clock)
         engine = SendEngine(
+            clock=clock,
             pool=resources.pool,
             client=client,
             directory=directory,
@@ -79,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             auto_pause=AutoPauser(gate, resources.publisher),
         )
         maintenance = Maintenance(
+            clock=clock,
             pool=resources.pool,
             connection=resources.connection,
             publisher=resources.publisher,

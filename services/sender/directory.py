@@ -9,13 +9,16 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from services.sender import queries
 from shared.crypto import SecretBox
 from shared.phones import whatsapp_address
+from shared.sending_window import RecipientWindows, SendingWindow, WindowGate
 from shared.templating import Template, TenantStyle, parse_template
 from shared.twilio_client import TwilioCredentials
 
@@ -31,6 +34,18 @@ class TenantInfo:
     messaging_service_sid: str | None
     style: TenantStyle
     active: bool
+    # Whether the tenant's sending window is open (always, without one or when it is kept in
+    # each recipient's own zone instead: ``recipient_windows``).
+    window: WindowGate
+    recipient_windows: RecipientWindows | None = None
+
+
+def _windows(stored: dict[str, Any] | None, timezone: str) -> tuple[WindowGate, RecipientWindows | None]:
+    """The tenant's window gate, and the recipients' when the window is kept in their zones."""
+    window = None if stored is None else SendingWindow.from_json(stored)
+    if window is not None and window.recipient_timezone:
+        return WindowGate(None, ZoneInfo(timezone)), RecipientWindows(window, timezone)
+    return WindowGate(window, ZoneInfo(timezone)), None
 
 
 class TenantNotFound(LookupError):
@@ -51,6 +66,7 @@ class Directory:
         row = await self._pool.fetchrow(queries.SELECT_TENANT, tenant_id)
         if row is None:
             raise TenantNotFound(tenant_id)
+        window, recipient_windows = _windows(row["sending_window"], row["timezone"])
         info = TenantInfo(
             tenant_id=tenant_id,
             credentials=TwilioCredentials(
@@ -65,6 +81,8 @@ class Directory:
                 locale=row["locale"],
             ),
             active=row["active"],
+            window=window,
+            recipient_windows=recipient_windows,
         )
         self._tenants[tenant_id] = (time.monotonic() + TENANT_TTL_S, info)
         return info

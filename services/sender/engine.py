@@ -22,11 +22,19 @@ import asyncpg
 from services.sender import queries
 from services.sender.directory import Directory, TenantInfo
 from services.sender.gate import CampaignGate
-from services.sender.outcomes import Skip, Transition, after_attempt, refused_locally, skipped
+from services.sender.outcomes import (
+    Skip,
+    Transition,
+    after_attempt,
+    outside_window,
+    refused_locally,
+    skipped,
+)
 from services.sender.pacer import Pacer
 from services.sender.recording import Recorder, Settlement, with_db_retry
 from services.sender.sharing import CallSlots, SlotBook
 from shared import credits, metrics
+from shared.clock import Clock
 from shared.events import SendChunk
 from shared.logging import get_logger
 from shared.pacing import RATE_LIMIT_CODES
@@ -126,7 +134,9 @@ class SendEngine:
         concurrency: int,
         auto_pause: AutoPause,
         pacer: Pacer,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock or Clock()
         self._pool = pool
         self._client = client
         self._directory = directory
@@ -155,6 +165,10 @@ class SendEngine:
         tenant = await self._directory.tenant(chunk.tenant_id)
         template = await self._directory.template(chunk.tenant_id, chunk.campaign_id)
         if not tenant.active or template is None:
+            return True
+        if not self._window_open(tenant):
+            # Outside the sending window nothing is claimed: the rows wait, and the segmenter,
+            # which holds the campaign within a second, publishes them again when it opens.
             return True
         if chunk.first_slot_at is not None:
             return await self._process(chunk, tenant, template, reply_to)
@@ -260,15 +274,19 @@ class SendEngine:
             await self._pool.execute(queries.ROLL_CREDIT_PERIOD, tenant_id, month)
             self._rolled[tenant_id] = month
 
-    def _skip_reason(self, chunk: SendChunk, claimed_mono: float) -> Skip | None:
+    def _skip_reason(self, chunk: SendChunk, tenant: TenantInfo, claimed_mono: float) -> Skip | None:
         if self.stopping:
             return Skip.SHUTDOWN
-        if self._gate.blocked(chunk.campaign_id):
+        # The window closed after the claim: handed back like a pause, sent after it opens.
+        if self._gate.blocked(chunk.campaign_id) or not self._window_open(tenant):
             return Skip.PAUSED
         # Never start a call that could outlive the lease: the row would be reconciled mid-call.
         if time.monotonic() > self._write_by(claimed_mono):
             return Skip.LATE
         return None
+
+    def _window_open(self, tenant: TenantInfo) -> bool:
+        return tenant.window.always_open or tenant.window.open_at(self._clock.now())
 
     async def _call_at_a_slot(self, tenant_id: UUID, book: SlotBook, wait: float) -> bool:
         """Wait for a slot of the chunk and a call; False when the chunk has no slot left."""
@@ -315,6 +333,10 @@ class SendEngine:
                 accepted_at,
             )
 
+        if tenant.recipient_windows is not None:
+            opens_at = tenant.recipient_windows.opens_at(row.phone_e164, self._clock.now())
+            if opens_at is not None:
+                return settle(outside_window(opens_at))
         if book is not None and slot_at is not None:
             wait = slot_at - time.time()
             metrics.THROTTLE_WAIT.labels(str(chunk.tenant_id)).observe(max(wait, 0.0))
@@ -323,7 +345,7 @@ class SendEngine:
         else:
             await self._calls.acquire(chunk.tenant_id, timed=False)
         try:
-            reason = self._skip_reason(chunk, claimed_mono)
+            reason = self._skip_reason(chunk, tenant, claimed_mono)
             if reason is not None:
                 return settle(skipped(reason))
             message = render(template, row.data, tenant.style)

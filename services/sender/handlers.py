@@ -120,7 +120,7 @@ async def consume_events(channel: AbstractChannel, gate: CampaignGate, directory
                     directory.invalidate(TenantChanged.model_validate_json(message.body).tenant_id)
                 else:
                     event = CampaignLifecycle.model_validate_json(message.body)
-                    gate.observe(event.campaign_id, event.state, event.reason)
+                    gate.observe(event.campaign_id, event.gate_state, event.reason)
             except ValidationError as exc:
                 log.warning("unreadable event dropped", routing_key=message.routing_key, error=str(exc)[:300])
 

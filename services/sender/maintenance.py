@@ -49,6 +49,7 @@ from services.sender.outcomes import after_lookup, not_found_believed
 from services.sender.recording import DB_ERRORS, Recorder, Settlement
 from shared import topology
 from shared.broker import BrokerUnavailable, Publisher, queue_depth
+from shared.clock import Clock
 from shared.events import RecipientBatch, StatusCallback, StatusCallbackBatch
 from shared.logging import get_logger
 from shared.twilio_client import FetchedMessage, ListedMessage, TwilioClient, TwilioError
@@ -119,7 +120,9 @@ class Maintenance:
         directory: Directory,
         recorder: Recorder,
         settings: MaintenanceSettings,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock or Clock()
         self._pool = pool
         self._connection = connection
         self._publisher = publisher
@@ -359,7 +362,7 @@ class Maintenance:
             campaign_id: UUID = campaign["id"]
             seen.add(campaign_id)
             count = await self._pool.fetchval(
-                queries.COUNT_WAITING, campaign_id, campaign["published_upto"], grace
+                queries.COUNT_WAITING, campaign_id, campaign["published_upto"], grace, self._clock.now()
             )
             previous = self._waiting.get(campaign_id)
             if not count:
@@ -392,7 +395,7 @@ class Maintenance:
             ids = [
                 r["id"]
                 for r in await self._pool.fetch(
-                    queries.WAITING_IDS, campaign_id, published_upto, grace, cursor, size
+                    queries.WAITING_IDS, campaign_id, published_upto, grace, cursor, size, self._clock.now()
                 )
             ]
             if not ids:

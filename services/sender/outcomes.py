@@ -42,6 +42,8 @@ class Transition:
     # A request reached Twilio's API for this outcome (not skipped, not refused here).
     requested: bool = True
     retry_after_s: float | None = None
+    # Waits until then (system clock) rather than a retry tier: the sweeper publishes it again.
+    wait_until: datetime | None = None
 
     @property
     def is_error(self) -> bool:
@@ -200,6 +202,18 @@ def refused_locally(message: RenderedMessage) -> Transition | None:
             requested=False,
         )
     return None
+
+
+def outside_window(opens_at: datetime) -> Transition:
+    """Not sent: the recipient's own sending window is closed. The row waits (not an attempt)
+    until it opens; the sweeper publishes it again then."""
+    return Transition(
+        "retry_wait",
+        uncount=True,
+        error_message="not sent: outside the recipient's sending window",
+        requested=False,
+        wait_until=opens_at,
+    )
 
 
 def skipped(reason: Skip) -> Transition:

@@ -15,7 +15,7 @@ columns are never null, so it means ``=``), ``(...) IS TRUE`` for the state.
 
 SELECT_TENANT = """
 SELECT id, name, business_name, twilio_account_sid, twilio_auth_token_enc, whatsapp_from,
-       messaging_service_sid, timezone, locale, active
+       messaging_service_sid, timezone, locale, active, sending_window
 FROM tenants WHERE id = $1
 """
 
@@ -23,7 +23,12 @@ SELECT_CAMPAIGN = (
     "SELECT id, tenant_id, kind, state, template FROM campaigns WHERE tenant_id = $1 AND id = $2"
 )
 
-CAMPAIGN_STATES = "SELECT id, state, pause_reason FROM campaigns WHERE id = ANY($1::uuid[])"
+# A running campaign that holds (outside its tenant's sending window) reads as ``held``.
+CAMPAIGN_STATES = """
+SELECT id, CASE WHEN state = 'running' AND hold_reason IS NOT NULL THEN 'held' ELSE state END AS state,
+       pause_reason
+FROM campaigns WHERE id = ANY($1::uuid[])
+"""
 
 # Claim ----------------------------------------------------------------------------------------
 
@@ -54,7 +59,8 @@ WITH candidates AS (
     WHERE r.id = ANY($3::bigint[])
       AND r.tenant_id IS NOT DISTINCT FROM $1 AND r.campaign_id IS NOT DISTINCT FROM $2
       AND r.state IN ('pending', 'queued', 'retry_wait')
-      AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $2 AND c.tenant_id = $1 AND c.state = 'running')
+      AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $2 AND c.tenant_id = $1 AND c.state = 'running'
+                                                     AND c.hold_reason IS NULL)
     ORDER BY r.id
     FOR UPDATE OF r SKIP LOCKED
 ), account AS (
@@ -296,19 +302,20 @@ TAKEN_SIDS = "SELECT twilio_sid FROM recipients WHERE twilio_sid = ANY($1::text[
 
 RUNNING_CAMPAIGNS = "SELECT id, tenant_id, published_upto FROM campaigns WHERE state = 'running'"
 
-# Rows of a running campaign that wait for a broker message that may be gone.
+# Rows of a running campaign that wait for a broker message that may be gone ($4: now, on the
+# clock the retry times were written with).
 COUNT_WAITING = """
 SELECT count(*) FROM recipients
 WHERE campaign_id = $1 AND (
     (state IN ('pending', 'queued') AND id <= $2)
-    OR (state = 'retry_wait' AND next_attempt_at < now() - make_interval(secs => $3)))
+    OR (state = 'retry_wait' AND next_attempt_at < $4::timestamptz - make_interval(secs => $3)))
 """
 
 WAITING_IDS = """
 SELECT id FROM recipients
 WHERE campaign_id = $1 AND id > $4 AND (
     (state IN ('pending', 'queued') AND id <= $2)
-    OR (state = 'retry_wait' AND next_attempt_at < now() - make_interval(secs => $3)))
+    OR (state = 'retry_wait' AND next_attempt_at < $6::timestamptz - make_interval(secs => $3)))
 ORDER BY id
 LIMIT $5
 """

@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import typer
+
 from services.tracker.progress import RECIPIENT_STATES
 from shared.templating import SHORTCODES
 from wce_cli import reference
+from wce_cli.app import parse_days
 from wce_cli.rate import RecentRate, eta_seconds
 from wce_cli.render import describe
 
@@ -21,11 +25,21 @@ def test_every_recipient_state_is_explained() -> None:
     assert list(reference.RECIPIENT_STATES) == list(RECIPIENT_STATES)
 
 
+STATE_CHECK = (
+    r"(?:state\s+text NOT NULL DEFAULT 'draft'\s+|campaigns_state_check\s+)"
+    r"CHECK \(state IN \(([^)]*)\)"
+)
+
+
 def test_every_campaign_state_of_the_schema_is_explained() -> None:
-    schema = (ROOT / "shared/migrations/0001_init.sql").read_text()
-    check = re.search(r"state\s+text NOT NULL DEFAULT 'draft'\s+CHECK \(state IN \(([^)]*)\)", schema)
-    assert check
-    assert set(reference.CAMPAIGN_STATES) == set(re.findall(r"'(\w+)'", check.group(1)))
+    # The states the last migration that defines the campaigns' state check allows.
+    checks = [
+        found
+        for path in sorted((ROOT / "shared/migrations").glob("*.sql"))
+        for found in re.findall(STATE_CHECK, path.read_text())
+    ]
+    assert checks
+    assert set(reference.CAMPAIGN_STATES) == set(re.findall(r"'(\w+)'", checks[-1]))
 
 
 def test_every_shortcode_templates_accept_is_listed_once() -> None:
@@ -63,6 +77,28 @@ def test_the_bar_shows_the_measured_rate_and_eta() -> None:
     fields = describe(update, rate=243.0, eta_s=65.0)
     assert fields["rate"] == "243.0/s"
     assert fields["eta"] == "ETA 1:05"
+
+
+def test_the_bar_says_what_a_held_campaign_waits_for_and_when_it_opens() -> None:
+    update = {
+        "state": "running",
+        "total": 100,
+        "done": 40,
+        "rate_per_s": 0.0,
+        "eta_s": 50_400.0,
+        "waiting": "waiting for the sending window (opens 2026-12-10T14:00:00+00:00)",
+    }
+    fields = describe(update)
+    assert "waiting for the sending window (opens 2026-12-10T14:00:00+00:00)" in fields["description"]
+    assert fields["eta"] == "ETA 14:00:00"
+
+
+def test_window_days_are_read_as_ranges_and_lists_in_week_order() -> None:
+    assert parse_days("mon-sat") == ["mon", "tue", "wed", "thu", "fri", "sat"]
+    assert parse_days("sat,mon-wed") == ["mon", "tue", "wed", "sat"]
+    for bad in ("fri-mon", "funday", "mon-"):
+        with pytest.raises(typer.BadParameter):
+            parse_days(bad)
 
 
 def test_shortcodes_and_statuses_are_printed_by_the_installed_command() -> None:

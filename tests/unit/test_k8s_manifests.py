@@ -23,7 +23,7 @@ import yaml
 from cryptography.fernet import Fernet
 
 from shared import topology
-from shared.settings import Settings
+from shared.settings import ConsoleSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy/k8s"
@@ -36,6 +36,7 @@ SETTINGS = {f"WCE_{name.upper()}" for name in Settings.model_fields}
 MAY_BE_ABSENT = {
     "WCE_MIGRATION_DATABASE_URL": "only the migration Job migrates (WCE_MIGRATE_AT_START=false)",
     "WCE_DB_MAX_CONNECTIONS": "without a pooler the budget reads the server's limit",
+    "WCE_CLOCK_OFFSET_FILE": "tests move the clock with it; refused outside development",
 }
 
 needs_kubectl = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
@@ -316,7 +317,7 @@ def egress_ports(rules: list[dict[str, Any]], peer_labels: dict[str, str]) -> se
 
 
 @needs_kubectl
-def test_network_policies_allow_the_database_the_broker_and_twilio_and_nothing_else() -> None:
+def test_network_policies_allow_the_database_the_broker_twilio_and_webhook_endpoints_only() -> None:
     database = named("dev", "StatefulSet", "wce-postgres")["spec"]["template"]["metadata"]["labels"]
     broker = named("dev", "StatefulSet", "wce-rabbitmq")["spec"]["template"]["metadata"]["labels"]
     simulator = named("dev", "Deployment", "wce-twilio-sim")["spec"]["template"]["metadata"]["labels"]
@@ -326,7 +327,8 @@ def test_network_policies_allow_the_database_the_broker_and_twilio_and_nothing_e
         assert egress_ports(rules, broker) == {5672}, name
         assert egress_ports(rules, simulator) == ({8010} if name in ("segmenter", "sender") else set()), name
         external = [rule for rule in rules for peer in rule.get("to", []) if "ipBlock" in peer]
-        if name in ("segmenter", "sender"):
+        # Twilio for the segmenter and the senders; tenants' webhook endpoints for the tracker.
+        if name in ("segmenter", "sender", "tracker"):
             assert [port["port"] for rule in external for port in rule["ports"]] == [443]
             assert "10.0.0.0/8" in external[0]["to"][0]["ipBlock"]["except"]
         else:
@@ -475,3 +477,71 @@ def test_the_services_accept_the_settings_each_overlay_gives_them(
         assert settings.migrate_at_start is False
         assert settings.http_host == "0.0.0.0"
         assert settings.environment == ("development" if overlay == "dev" else "production")
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_console_gets_its_own_settings_and_none_of_the_engines_secrets(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [container] = named(overlay, "Deployment", "wce-console")["spec"]["template"]["spec"]["containers"]
+    environment = container_environment(overlay, container)
+    assert not (SECRET_SETTINGS | {"PGPASSWORD"}) & environment.keys()
+    assert set(environment) == {f"WCE_{name.upper()}" for name in ConsoleSettings.model_fields}
+    assert re.fullmatch(
+        r"secret wce-console-secrets(-\w+)?/session-keys", environment["WCE_CONSOLE_SESSION_KEYS"]
+    )
+    secrets = {doc["metadata"]["name"]: doc for doc in objects(overlay, "Secret")}
+    for key in [key for key in os.environ if key.startswith("WCE_")]:
+        monkeypatch.delenv(key)
+    for key, source in environment.items():
+        if source.startswith("secret "):
+            name, _, secret_key = source.removeprefix("secret ").partition("/")
+            value = (
+                base64.b64decode(secrets[name]["data"][secret_key]).decode()
+                if name in secrets
+                else Fernet.generate_key().decode()
+            )
+        else:
+            value = source.removeprefix("configmap ")
+        monkeypatch.setenv(key, value)
+    settings = ConsoleSettings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.console_cookie_secure is True
+    assert settings.console_api_url == "http://wce-segmenter:8000"
+    assert settings.console_tracker_url == "http://wce-tracker:8001"
+
+
+@needs_kubectl
+def test_the_console_reaches_the_two_apis_and_nothing_else_and_they_accept_it() -> None:
+    console = pod_labels("dev", "wce-console")
+    rules = allowed_egress("dev", console)
+    peers = {
+        "segmenter": pod_labels("dev", "wce-segmenter"),
+        "tracker": pod_labels("dev", "wce-tracker"),
+        "database": named("dev", "StatefulSet", "wce-postgres")["spec"]["template"]["metadata"]["labels"],
+        "broker": named("dev", "StatefulSet", "wce-rabbitmq")["spec"]["template"]["metadata"]["labels"],
+        "simulator": named("dev", "Deployment", "wce-twilio-sim")["spec"]["template"]["metadata"]["labels"],
+    }
+    assert {name: egress_ports(rules, labels) for name, labels in peers.items()} == {
+        "segmenter": {8000},
+        "tracker": {8001},
+        "database": set(),
+        "broker": set(),
+        "simulator": set(),
+    }
+    assert not [peer for rule in rules for peer in rule.get("to", []) if "ipBlock" in peer]
+    for api in ("segmenter", "tracker"):
+        admitted = [
+            peer
+            for policy in objects("dev", "NetworkPolicy")
+            if selects(policy["spec"]["podSelector"], peers[api])
+            for rule in policy["spec"].get("ingress", [])
+            for peer in rule.get("from", [])
+            if "podSelector" in peer and selects(peer["podSelector"], console)
+        ]
+        assert admitted, f"the {api} refuses the console's calls"
+    [monitor] = objects("production", "ServiceMonitor")
+    expressions = monitor["spec"]["selector"]["matchExpressions"]
+    assert {"key": "app.kubernetes.io/component", "operator": "NotIn", "values": ["console"]} in expressions
+    ingress = named("production", "Ingress", "wce-console")["spec"]
+    assert ingress["tls"][0]["hosts"] == [rule["host"] for rule in ingress["rules"]]
