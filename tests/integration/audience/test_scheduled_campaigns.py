@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
@@ -19,43 +18,17 @@ import orjson
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from audience_data import Dataset, seed
+from segmenters import segmenter
 
 from services.segmenter.audience.model import Audience
-from services.segmenter.campaigns import InvalidTransition, Lifecycle
-from services.segmenter.runner import CampaignRunner
-from services.segmenter.snapshot import CampaignPublisher
+from services.segmenter.campaigns import InvalidTransition
 from shared import topology
-from shared.broker import Publisher, connect
-from shared.clock import Clock, set_offset
-from shared.db import create_pool
+from shared.broker import Publisher
+from shared.clock import set_offset
 from shared.http import InputError
 from tests.support import IsolatedEnvironment
 
 NEW_YORK = ZoneInfo("America/New_York")
-
-
-@dataclass
-class Segmenter:
-    """What a segmenter process uses to start campaigns: its own pool, connection and runner."""
-
-    pool: asyncpg.Pool
-    lifecycle: Lifecycle
-    runner: CampaignRunner
-    close_connection: object
-
-    async def close(self) -> None:
-        await self.runner.stop()
-        await self.close_connection()  # type: ignore[operator]
-        await self.pool.close()
-
-
-async def segmenter(env: IsolatedEnvironment, clock_file: Path) -> Segmenter:
-    pool = await create_pool(env.database_url, min_size=1, max_size=4)
-    connection = await connect(env.amqp_url, retry_s=10)
-    publisher = await Publisher.open(connection, timeout_s=5)
-    runner = CampaignRunner(pool, CampaignPublisher(pool, publisher, 500))
-    lifecycle = Lifecycle(pool, publisher, runner, Clock(str(clock_file)))
-    return Segmenter(pool, lifecycle, runner, connection.close)
 
 
 @pytest.fixture
