@@ -51,7 +51,7 @@ ORDER BY me.id
 SELECT_RECIPIENT_DETAILS = """
 SELECT r.id, r.phone_e164, r.twilio_sid, c.external_id AS customer_external_id
 FROM recipients r LEFT JOIN customers c ON c.id = r.customer_id AND c.tenant_id = r.tenant_id
-WHERE r.id = ANY ($1::bigint[])
+WHERE r.id = ANY ($1::bigint[]) AND r.tenant_id = ANY ($2::uuid[])
 """
 
 # Endpoints with deliveries due, each locked for this claim (another tracker skips it, so the
