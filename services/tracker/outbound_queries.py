@@ -123,7 +123,7 @@ WHERE id = $1 AND (consecutive_failures <> 0 OR failing_since IS NOT NULL)
 
 ENDPOINT_FAILED = """
 UPDATE webhook_endpoints
-SET consecutive_failures = consecutive_failures + 1, failing_since = COALESCE(failing_since, now()),
+SET consecutive_failures = consecutive_failures + $2, failing_since = COALESCE(failing_since, now()),
     updated_at = now()
 WHERE id = $1
 RETURNING tenant_id, enabled, consecutive_failures, failing_since, now() AS now
