@@ -39,6 +39,7 @@ from services.tracker.outbound_policy import (
 )
 from shared import audit
 from shared.crypto import SecretBox
+from shared.db import AllTenants, all_tenants_transaction, tenant_transaction
 from shared.logging import get_logger
 from shared.metrics import OUTBOUND_WEBHOOK_ATTEMPTS, OUTBOUND_WEBHOOK_DISABLED, OUTBOUND_WEBHOOK_SECONDS
 from shared.settings import Settings
@@ -110,7 +111,7 @@ class DeliveryWorker:
                 try:
                     async with self._database:
                         if passes % LEASE_CHECK_EVERY == 0:
-                            await self._pool.execute(queries.EXPIRE_LEASES)
+                            await AllTenants(self._pool).execute(queries.EXPIRE_LEASES)
                         claimed = await self._claim(free) if free > 0 else []
                 except (asyncpg.PostgresError, OSError) as exc:
                     log.warning("webhook claim failed", error=repr(exc))
@@ -137,7 +138,8 @@ class DeliveryWorker:
 
     async def _claim(self, free: int) -> list[asyncpg.Record]:
         settings = self._settings
-        async with self._pool.acquire() as conn, conn.transaction():
+        # Due deliveries of every tenant, shared out fairly: a cross-tenant transaction.
+        async with all_tenants_transaction(self._pool) as conn:
             due = [
                 DueEndpoint(row["id"], row["tenant_id"], row["in_flight"], row["due"])
                 for row in await conn.fetch(
@@ -209,13 +211,21 @@ class DeliveryWorker:
             self._wake.set()
 
     async def _record(self, batch: list[Finished]) -> None:
+        """Record the answers of a batch: one transaction per tenant in it."""
+        by_tenant: dict[UUID, list[Finished]] = {}
+        for item in batch:
+            by_tenant.setdefault(item.tenant_id, []).append(item)
+        for tenant_id, items in by_tenant.items():
+            await self._record_tenant(tenant_id, items)
+
+    async def _record_tenant(self, tenant_id: UUID, batch: list[Finished]) -> None:
         # Per endpoint, in the order attempts ended: whether one succeeded, and the failures after
         # the last success (those continue or start the endpoint's run of failures).
         runs: dict[UUID, tuple[bool, int]] = {}
         for item in batch:
             reset, failures = runs.get(item.endpoint_id, (False, 0))
             runs[item.endpoint_id] = (True, 0) if item.state == "succeeded" else (reset, failures + 1)
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with tenant_transaction(self._pool, tenant_id) as conn:
             await conn.executemany(
                 queries.INSERT_ATTEMPT,
                 [
