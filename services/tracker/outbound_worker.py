@@ -8,7 +8,7 @@ tracker (an endpoint is locked while its deliveries are claimed, and the in-flig
 from the rows themselves); free slots go round-robin to the tenants with the fewest in flight.
 A hanging endpoint thus holds its own few slots for one deadline at a time, nothing more.
 
-Answers are recorded in batches (one transaction for all the attempts that ended meanwhile), and
+Answers are recorded in batches (one transaction per tenant for the attempts that ended meanwhile), and
 the worker uses at most ``DATABASE_SHARE`` of the tracker's pool connections, so deliveries never
 queue the tracker's status-callback batches behind them.
 
