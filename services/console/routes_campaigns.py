@@ -31,7 +31,16 @@ from services.console.web import redirect as see_other
 router = APIRouter()
 
 FINAL_STATES = frozenset({"completed", "cancelled", "failed"})
-CAMPAIGN_STATES = ("draft", "snapshotting", "running", "paused", "completed", "cancelled", "failed")
+CAMPAIGN_STATES = (
+    "draft",
+    "scheduled",
+    "snapshotting",
+    "running",
+    "paused",
+    "completed",
+    "cancelled",
+    "failed",
+)
 KINDS = ("campaign", "test", "manual")
 RECIPIENT_STATES = (
     "pending",
@@ -99,7 +108,9 @@ async def campaigns_page(
     shown = [c for c in rows if _matches(c, state, kind, q)][:LIST_PAGE]
     progress = await asyncio.gather(*(_progress(request, session, c["id"]) for c in shown))
     more = len(shown) == LIST_PAGE or len(rows) == 200
-    live = [c["id"] for c in shown if c["state"] not in FINAL_STATES and c["state"] != "draft"]
+    live = [
+        c["id"] for c in shown if c["state"] not in FINAL_STATES and c["state"] not in ("draft", "scheduled")
+    ]
     return render(
         request,
         "campaigns.html",
