@@ -67,6 +67,9 @@ async def _follow(tracker_url: str, api_key: str, campaign_id: str, stream: bool
                 recent = rate.per_second()
                 shown = recent if recent is not None else float(update.get("rate_per_s") or 0.0)
                 eta = eta_seconds(update["remaining"], shown) if update["state"] == "running" else None
+                if update.get("waiting"):
+                    # Nothing moves while it waits: the server's estimate walks the windows.
+                    eta = update.get("eta_s")
                 bar.update(task, **describe(update, rate=shown, eta_s=eta))
                 last = update
     return last
@@ -335,8 +338,8 @@ def parse_days(text: str) -> list[str]:
     """``mon-sat`` or ``mon,wed,fri`` (or both: ``mon-wed,sat``) → the days, in week order."""
     days: list[str] = []
     for part in text.lower().split(","):
-        first, _, last = part.strip().partition("-")
-        if first not in DAY_ORDER or (last and last not in DAY_ORDER):
+        first, dash, last = part.strip().partition("-")
+        if first not in DAY_ORDER or (dash and last not in DAY_ORDER):
             raise typer.BadParameter(f"{part.strip()!r}: days are mon, tue, wed, thu, fri, sat, sun")
         start, end = DAY_ORDER.index(first), DAY_ORDER.index(last or first)
         if end < start:

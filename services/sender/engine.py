@@ -35,6 +35,7 @@ from services.sender.recording import Recorder, Settlement, with_db_retry
 from services.sender.sharing import CallSlots, SlotBook
 from shared import credits, metrics
 from shared.clock import Clock
+from shared.db import OneTenant
 from shared.events import SendChunk
 from shared.logging import get_logger
 from shared.pacing import RATE_LIMIT_CODES
@@ -242,7 +243,8 @@ class SendEngine:
     async def _claim(self, chunk: SendChunk) -> Claim:
         if self._settings.credits_enabled:
             await self._roll_credit_period(chunk.tenant_id)
-        rows = await self._pool.fetch(
+        rows = await OneTenant(self._pool).fetch(
+            chunk.tenant_id,
             queries.CLAIM,
             chunk.tenant_id,
             chunk.campaign_id,
@@ -271,7 +273,7 @@ class SendEngine:
         """Expire last month's plan credits and grant this month's, once per tenant and month."""
         month = credits.period_start(date.today())
         if self._rolled.get(tenant_id) != month:
-            await self._pool.execute(queries.ROLL_CREDIT_PERIOD, tenant_id, month)
+            await OneTenant(self._pool).execute(tenant_id, queries.ROLL_CREDIT_PERIOD, tenant_id, month)
             self._rolled[tenant_id] = month
 
     def _skip_reason(self, chunk: SendChunk, tenant: TenantInfo, claimed_mono: float) -> Skip | None:

@@ -12,6 +12,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from services.tracker import queries
 from shared import topology
+from shared.db import AllTenants
 from shared.metrics import CAMPAIGN_PROGRESS, QUEUE_DEPTH, RUNNING_CAMPAIGNS
 
 BROKER_TIMEOUT_S = 5.0
@@ -78,8 +79,9 @@ class CampaignSampler:
         self._running_labels: set[str] = set()
 
     async def sample(self) -> None:
-        progress = await self._pool.fetch(queries.RUNNING_PROGRESS, timeout=30)
-        running = await self._pool.fetch(queries.RUNNING_CAMPAIGNS, timeout=30)
+        # Metrics sampling: every tenant's campaigns, as the cross-tenant role.
+        progress = await AllTenants(self._pool).fetch(queries.RUNNING_PROGRESS, timeout_s=30)
+        running = await AllTenants(self._pool).fetch(queries.RUNNING_CAMPAIGNS, timeout_s=30)
         seen_progress = {(row["tenant"], row["state"]): row["n"] for row in progress}
         # Tenants whose campaigns finished go to zero rather than keep their last value.
         for labels in self._progress_labels - seen_progress.keys():

@@ -20,6 +20,7 @@ from services.segmenter.audience import statistics
 from services.segmenter.audience.model import Audience
 from services.segmenter.audience.query import preview_counts_query, preview_sample_query, validate_audience
 from services.segmenter.audience.windows import segment_window
+from shared.db import tenant_transaction
 from shared.phones import mask
 
 SAMPLE_SIZE = 20
@@ -94,7 +95,7 @@ async def preview_audience(
     pool: asyncpg.Pool, *, tenant_id: UUID, tz: str, audience: Audience, as_of: datetime | None
 ) -> PreviewOut:
     now = as_of or datetime.now(UTC)
-    async with pool.acquire() as conn:
+    async with tenant_transaction(pool, tenant_id, readonly=True) as conn:
         await validate_audience(conn, tenant_id=tenant_id, audience=audience, field_prefix="")
     # Planned on statistics from before a bulk load, these queries can take seconds instead of
     # milliseconds: stale tables are analysed first (statistics.py).
@@ -104,7 +105,7 @@ async def preview_audience(
         audience, tenant_id=tenant_id, now=now, tz=tz, limit=SAMPLE_SIZE
     )
     counts, sample = await asyncio.gather(
-        _fetch(pool, counts_sql, counts_params), _fetch(pool, sample_sql, sample_params)
+        _fetch(pool, tenant_id, counts_sql, counts_params), _fetch(pool, tenant_id, sample_sql, sample_params)
     )
     total = counts[0]
     window = segment_window(audience, now=now, tz=tz)
@@ -133,8 +134,8 @@ async def preview_audience(
     )
 
 
-async def _fetch(pool: asyncpg.Pool, sql: str, params: list[Any]) -> list[asyncpg.Record]:
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
+async def _fetch(pool: asyncpg.Pool, tenant_id: UUID, sql: str, params: list[Any]) -> list[asyncpg.Record]:
+    async with tenant_transaction(pool, tenant_id, readonly=True) as conn:
         # Compiling these scans costs more than running them; parallel workers would each rebuild
         # the same hash of the members; the members' hash fits in memory. Every plan is made for
         # the statement's own values: a generic plan, blind to how many customers a window or a
