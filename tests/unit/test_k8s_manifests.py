@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema
 import pytest
@@ -250,8 +251,8 @@ def test_dev_secrets_hold_every_key_the_pods_read_and_production_uses_the_operat
                     assert ref["key"] in {**secret.get("data", {}), **secret.get("stringData", {})}
     [sender] = named("production", "Deployment", "wce-sender")["spec"]["template"]["spec"]["containers"]
     environment = container_environment("production", sender)
-    assert environment["WCE_DATABASE_URL"] == "postgresql://wce@wce-postgres-pooler:5432/wce"
-    assert environment["PGPASSWORD"] == "secret wce-postgres-app/password"
+    assert environment["WCE_DATABASE_URL"] == "postgresql://wce_sender@wce-postgres-pooler:5432/wce"
+    assert environment["PGPASSWORD"] == "secret wce-postgres-sender/password"
     assert environment["WCE_AMQP_URL"] == "secret wce-rabbitmq-default-user/connection_string"
     assert not objects("production", "Secret"), "production secrets are never rendered from the repository"
 
@@ -268,6 +269,103 @@ def test_the_migration_job_runs_the_migrations_on_the_primary_not_through_the_po
     assert "pooler" not in url
     if overlay == "production":
         assert url == "secret wce-postgres-app/uri"
+
+
+# --- database roles ------------------------------------------------------------------------------
+
+OWNER = "wce"  # the owner CloudNativePG creates (bootstrap.initdb.owner); its Secret wce-postgres-app
+OWNER_SECRET = "wce-postgres-app"
+
+
+def database_user(environment: dict[str, str]) -> str | None:
+    """The role a container connects as: the user of its WCE_DATABASE_URL written out, or the
+    owner's when the URL comes from the owner's Secret."""
+    source = environment.get("WCE_DATABASE_URL")
+    if source is None:
+        return None
+    if source.startswith("secret "):
+        return OWNER if source.startswith(f"secret {OWNER_SECRET}/") else source
+    return urlsplit(source).username
+
+
+def managed_roles() -> dict[str, dict[str, Any]]:
+    cluster = named("production", "Cluster", "wce-postgres")["spec"]
+    return {role["name"]: role for role in cluster.get("managed", {}).get("roles", [])}
+
+
+@needs_kubectl
+def test_no_production_deployment_but_the_migration_job_uses_the_owners_credentials() -> None:
+    # Given every workload production renders
+    # When each container's database credentials are traced to their source
+    # Then only the migration Job reads the owner's Secret, and each service is its own role
+    for doc, pod in workloads("production"):
+        where = f"{doc['kind']}/{doc['metadata']['name']}"
+        for container in containers(pod):
+            environment = container_environment("production", container)
+            owner_secret = [key for key, source in environment.items() if f"secret {OWNER_SECRET}/" in source]
+            if doc["kind"] == "Job" and doc["metadata"]["name"] == "wce-migrate":
+                assert owner_secret == ["WCE_MIGRATION_DATABASE_URL"], where
+                continue
+            assert not owner_secret, f"{where} reads the owner's Secret: {owner_secret}"
+            assert "WCE_MIGRATION_DATABASE_URL" not in environment, where
+            user = database_user(environment)
+            assert user != OWNER, f"{where} connects as the owner {OWNER}"
+    for name in ENGINE:
+        pod = named("production", "Deployment", f"wce-{name}")["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        environment = container_environment("production", container)
+        assert database_user(environment) == f"wce_{name}", f"{name} connects as its own runtime role"
+        assert environment["PGPASSWORD"] == f"secret wce-postgres-{name}/password"
+        assert urlsplit(environment["WCE_DATABASE_URL"]).hostname == "wce-postgres-pooler"
+
+
+@needs_kubectl
+def test_every_runtime_role_a_deployment_uses_is_declared_with_its_cross_tenant_role() -> None:
+    # Given the roles the CloudNativePG Cluster declares
+    roles = managed_roles()
+    # When each Deployment's role is looked up among them
+    # Then it logs in with the password the pod reads and may switch to its cross-tenant role
+    pooler = named("production", "Pooler", "wce-postgres-pooler")["spec"]
+    assert "authQuerySecret" not in pooler.get("pgbouncer", {}), "the operator's auth_query finds the roles"
+    for doc, pod in workloads("production"):
+        for container in containers(pod):
+            environment = container_environment("production", container)
+            user = database_user(environment)
+            if user is None or doc["kind"] == "Job":
+                continue
+            where = f"{doc['kind']}/{doc['metadata']['name']}"
+            # The pooler's auth_query (pg_shadow) only finds a role that logs in with a password,
+            # and the password the pod reads is the one the operator sets.
+            assert user in roles, f"{where} connects as {user}, which managed.roles does not declare"
+            role = roles[user]
+            assert role.get("login") is True and role.get("ensure", "present") == "present", where
+            assert not role.get("superuser") and not role.get("bypassrls"), f"{user} skips row-level security"
+            assert not role.get("createrole") and not role.get("createdb"), user
+            secret = role["passwordSecret"]["name"]
+            assert environment["PGPASSWORD"] == f"secret {secret}/password", where
+            # Migration 1000 needs the cross-tenant role to exist and the runtime role to be a
+            # member of it; the owner, no superuser, can create neither.
+            cross_tenant = f"{user}_all_tenants"
+            assert role.get("inRoles") == [cross_tenant], user
+            assert roles[cross_tenant].get("bypassrls") is True, cross_tenant
+            assert roles[cross_tenant].get("login") is False, f"{cross_tenant} never logs in"
+            assert "passwordSecret" not in roles[cross_tenant], cross_tenant
+    declared_runtime = {name for name in roles if not name.endswith("_all_tenants")}
+    assert declared_runtime == {f"wce_{name}" for name in ENGINE}, "the roles of migration 0850"
+    migration = (ROOT / "shared/migrations/0850_service_roles.sql").read_text()
+    for name in declared_runtime:
+        assert f"'{name}'" in migration, f"{name} is not a role the migrations grant to"
+
+
+def test_the_policy_refuses_a_deployment_connected_as_the_owner() -> None:
+    # Given a container connected through the pooler as the owner, or with the owner's Secret
+    written_out = {"WCE_DATABASE_URL": "postgresql://wce@wce-postgres-pooler:5432/wce"}
+    from_secret = {"WCE_DATABASE_URL": f"secret {OWNER_SECRET}/uri"}
+    runtime = {"WCE_DATABASE_URL": "postgresql://wce_sender@wce-postgres-pooler:5432/wce"}
+    # When the policy reads their role / Then it names the owner for both, and the runtime role
+    assert database_user(written_out) == OWNER
+    assert database_user(from_secret) == OWNER
+    assert database_user(runtime) == "wce_sender"
 
 
 @needs_kubectl
@@ -452,7 +550,7 @@ def test_the_services_accept_the_settings_each_overlay_gives_them(
     stand_ins = {
         "wce-secrets/encryption-keys": Fernet.generate_key().decode(),
         "wce-secrets/operator-token": "an-operator-token-that-is-long-enough-0123",
-        "wce-postgres-app/password": "pg-password",
+        **{f"wce-postgres-{name}/password": f"{name}-password" for name in ENGINE},
         "wce-postgres-app/uri": "postgresql://wce:pg-password@wce-postgres-rw.wce:5432/wce",
         "wce-rabbitmq-default-user/connection_string": "amqp://user:pass@wce-rabbitmq.wce.svc:5672/",
     }
