@@ -5,11 +5,13 @@
 -- Reads: every runtime role reads every table (reads are what the services are for; isolation
 -- between tenants is each query's tenant predicate). Writes: only what the service owns.
 --   segmenter  tenants, API keys, booking data, campaigns, the recipient snapshot, credits,
---              broker publishers, the audit log (append only)
+--              broker publishers, the audit log (append only), messaging-limit counts (when the
+--              operator sets a tier)
 --   tracker    delivery status (recipients), message events, callbacks, inbound messages,
 --              opt-outs, an API key's last use; never tenants, API keys or campaigns
 --   sender     recipient send state, message events, credit debits, opt-outs from error codes,
---              its maintenance lease and the tenants' pacing
+--              its maintenance lease, the tenants' pacing and messaging-limit counts, and a
+--              running campaign's hold (never its state)
 --   dispatcher nothing
 -- The migration bookkeeping (schema_migrations, schema_migrations_lock) belongs to the owner.
 
@@ -24,7 +26,7 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO wce_segmenter, wce_sender, wce_
 GRANT INSERT, UPDATE, DELETE ON
     tenants, api_keys, customers, appointments, services, locations, staff, appointment_statuses,
     campaigns, recipients, suppressions, suppression_events, credit_accounts, credit_ledger,
-    rate_limit_hits, auth_lockouts, broker_publishers
+    rate_limit_hits, auth_lockouts, broker_publishers, tenant_contacts, tenant_send_limits
 TO wce_segmenter;
 GRANT INSERT ON message_events, audit_log TO wce_segmenter;
 
@@ -38,7 +40,9 @@ GRANT INSERT, UPDATE ON api_key_last_use TO wce_segmenter, wce_tracker;
 -- sender
 GRANT UPDATE ON recipients, credit_accounts TO wce_sender;
 GRANT INSERT ON message_events, credit_ledger, suppressions, suppression_events TO wce_sender;
-GRANT INSERT, UPDATE, DELETE ON leader_leases, tenant_pacing TO wce_sender;
+GRANT INSERT, UPDATE, DELETE ON leader_leases, tenant_pacing, tenant_contacts, tenant_send_limits TO wce_sender;
+-- A campaign's hold (its tenant's messaging limit, a spam-rate refusal), never its state.
+GRANT UPDATE (hold_reason, hold_until) ON campaigns TO wce_sender;
 
 -- Tables not listed above (the audit of what reads and writes each table is in this file):
 --   schema_migrations, schema_migrations_lock (owner only)

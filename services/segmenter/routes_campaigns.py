@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -13,13 +13,18 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from services.segmenter import campaigns, queries
 from services.segmenter.deps import LifecycleDep
 from services.segmenter.schemas import CampaignAction, CampaignCreate, CampaignOut
+from shared.holds import current_hold
 from shared.http import Pool, Tenant, not_found
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
 
-def campaign_out(row: object) -> CampaignOut:
-    return CampaignOut.model_validate(dict(row))  # type: ignore[call-overload]
+def campaign_out(row: asyncpg.Record) -> CampaignOut:
+    data = dict(row)
+    data["hold"] = current_hold(
+        state=row["state"], reason=row["hold_reason"], until=row["hold_until"], now=datetime.now(UTC)
+    )
+    return CampaignOut.model_validate(data)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CampaignOut)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -112,24 +112,54 @@ OPERATOR_ONLY = (
 )
 
 
+MESSAGING_LIMIT_OPERATOR_ONLY = (
+    "set by the operator only (it must match the messaging limit Meta gives the tenant's WhatsApp"
+    " sender); ask your operator"
+)
+# WhatsApp's messaging-limit tiers: unique numbers a sender may start conversations with in a
+# moving 24 hours. 2,000 is Meta's current second tier, 1,000 the older scheme's first.
+MESSAGING_TIERS = (250, 1000, 2000, 10_000, 100_000)
+MessagingLimit = Literal[250, 1000, 2000, 10000, 100000, "unlimited"]
+
+
 class TenantSettingsUpdate(TenantProfile):
-    """What a tenant may change about itself. Its rate is the operator's setting: a request that
-    names ``rate_per_second`` or ``unlimited_rate`` is refused, naming the field."""
+    """What a tenant may change about itself. Its rate and messaging limit are the operator's
+    settings: a request that names ``rate_per_second``, ``unlimited_rate`` or ``messaging_limit``
+    is refused, naming the field."""
 
     rate_per_second: None = Field(default=None, description=OPERATOR_ONLY)
     unlimited_rate: None = Field(default=None, description=OPERATOR_ONLY)
+    messaging_limit: None = Field(default=None, description=MESSAGING_LIMIT_OPERATOR_ONLY)
 
     @field_validator("rate_per_second", "unlimited_rate", mode="before")
     @classmethod
     def _operator_only(cls, value: object) -> None:
         raise ValueError(OPERATOR_ONLY)
 
+    @field_validator("messaging_limit", mode="before")
+    @classmethod
+    def _limit_operator_only(cls, value: object) -> None:
+        raise ValueError(MESSAGING_LIMIT_OPERATOR_ONLY)
+
 
 class OperatorTenantUpdate(TenantProfile):
-    """What the operator may change about a tenant, its rate included."""
+    """What the operator may change about a tenant, its rate and messaging limit included."""
 
     rate_per_second: int | None = Field(default=None, gt=0, le=10_000, strict=True)
     unlimited_rate: bool | None = Field(default=None, strict=True)
+    messaging_limit: MessagingLimit | None = Field(
+        default=None,
+        strict=True,
+        description=(
+            "WhatsApp messaging limit of the tenant's sender: unique numbers it may message in a"
+            ' moving 24 hours (250, 1000, 2000, 10000, 100000) or "unlimited". A campaign that'
+            " would pass it is held until the window has room."
+        ),
+    )
+
+    def messaging_limit_value(self) -> int | None:
+        """The limit to store (None: unlimited); only when ``messaging_limit`` was given."""
+        return None if self.messaging_limit in (None, "unlimited") else int(self.messaging_limit)
 
 
 class TenantCreate(OperatorTenantUpdate):
@@ -152,6 +182,9 @@ class TenantOut(BaseModel):
     whatsapp_from: str
     messaging_service_sid: str | None
     rate_per_second: int | None
+    messaging_limit: int | None = Field(
+        default=None, description="Unique numbers per moving 24 hours (null: unlimited)."
+    )
     timezone: str
     default_region: str
     locale: str
@@ -205,12 +238,22 @@ class CampaignCreate(Strict):
         return data
 
 
+class HoldOut(BaseModel):
+    """A running campaign that waits on purpose; it goes on by itself at ``until``."""
+
+    reason: str = Field(description="messaging_limit or spam_rate_limit")
+    description: str
+    until: datetime = Field(description="When sending is expected to go on.")
+    in_s: float = Field(description="Seconds from now until then.")
+
+
 class CampaignOut(BaseModel):
     id: UUID
     name: str
     kind: str
     state: str
     pause_reason: str | None
+    hold: HoldOut | None = Field(default=None, description="Set while a running campaign is held.")
     audience: dict[str, Any]
     template: dict[str, Any]
     total: int

@@ -72,6 +72,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_attempts=settings.max_attempts,
                 credits_enabled=settings.credits_enabled,
                 public_base_url=settings.public_base_url,
+                messaging_window_s=settings.messaging_window_s,
+                spam_hold_s=settings.spam_hold_s,
+                pair_rate_retry_s=settings.pair_rate_retry_s,
             ),
             concurrency=concurrency,
             pacer=Pacer(resources.pool, settings.pacing_recovery_per_s),
@@ -94,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 status_recheck_after_s=settings.status_recheck_after_s,
                 status_recheck_per_tenant=settings.status_recheck_per_tenant,
                 status_recheck_max=settings.status_recheck_max,
+                messaging_window_s=settings.messaging_window_s,
             ),
         )
         events_channel = await resources.connection.channel()

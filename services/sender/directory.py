@@ -31,6 +31,8 @@ class TenantInfo:
     messaging_service_sid: str | None
     style: TenantStyle
     active: bool
+    # WhatsApp messaging limit (unique numbers per moving window); None: unlimited.
+    messaging_limit: int | None = None
 
 
 class TenantNotFound(LookupError):
@@ -65,6 +67,7 @@ class Directory:
                 locale=row["locale"],
             ),
             active=row["active"],
+            messaging_limit=row["messaging_limit"],
         )
         self._tenants[tenant_id] = (time.monotonic() + TENANT_TTL_S, info)
         return info

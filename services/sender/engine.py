@@ -22,6 +22,7 @@ import asyncpg
 from services.sender import queries
 from services.sender.directory import Directory, TenantInfo
 from services.sender.gate import CampaignGate
+from services.sender.metrics import HOLDS
 from services.sender.outcomes import Skip, Transition, after_attempt, refused_locally, skipped
 from services.sender.pacer import Pacer
 from services.sender.recording import Recorder, Settlement, with_db_retry
@@ -44,6 +45,10 @@ VALIDITY_PERIOD_S = 14_400
 
 AutoPause = Callable[[UUID, UUID, str], Awaitable[None]]
 
+# A campaign's hold reasons set by the sender (the claim sets "messaging_limit").
+SPAM_HOLD_REASON = "spam_rate_limit"
+MAX_HOLDS_REMEMBERED = 4096
+
 
 @dataclass(frozen=True)
 class EngineSettings:
@@ -54,6 +59,11 @@ class EngineSettings:
     max_attempts: int
     credits_enabled: bool
     public_base_url: str
+    # WhatsApp messaging limits: the moving window, how long a spam refusal holds the tenant, the
+    # least wait after a pair-rate refusal.
+    messaging_window_s: float = 86_400.0
+    spam_hold_s: float = 900.0
+    pair_rate_retry_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -69,9 +79,18 @@ class Claimed:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """Why a claim left rows of its campaign where they were, and until when."""
+
+    reason: str
+    until: datetime
+
+
+@dataclass(frozen=True)
 class Claim:
     rows: list[Claimed]
     short_of_credits: bool = False
+    hold: Hold | None = None
 
 
 def recipient_data(row: asyncpg.Record) -> RecipientData:
@@ -140,6 +159,8 @@ class SendEngine:
         self._auto_pause = auto_pause
         self._pacer = pacer
         self._rolled: dict[UUID, date] = {}
+        # The last hold seen per campaign, so that each is counted and logged once.
+        self._holds: dict[UUID, Hold] = {}
         self.stopping = False
         # Campaigns this sender is working on, with when it last saw a chunk of theirs.
         self.active: dict[UUID, float] = {}
@@ -180,6 +201,8 @@ class SendEngine:
             return self._claim(chunk)
 
         claim = await with_db_retry("claim", claim_rows)
+        if claim.hold is not None:
+            self._held(chunk, claim.hold)
         if claim.short_of_credits:
             await self._auto_pause(chunk.tenant_id, chunk.campaign_id, "insufficient_credits")
         if not claim.rows:
@@ -204,7 +227,43 @@ class SendEngine:
         await self._after_chunk(chunk, settlements)
         return not any(s.transition.skip is Skip.SHUTDOWN for s in settlements)
 
+    def _held(self, chunk: SendChunk, hold: Hold) -> None:
+        if self._holds.get(chunk.campaign_id) == hold:
+            return
+        self._holds[chunk.campaign_id] = hold
+        while len(self._holds) > MAX_HOLDS_REMEMBERED:
+            del self._holds[next(iter(self._holds))]
+        HOLDS.labels(str(chunk.tenant_id), hold.reason).inc()
+        log.info(
+            "campaign held",
+            tenant_id=str(chunk.tenant_id),
+            campaign_id=str(chunk.campaign_id),
+            reason=hold.reason,
+            until=hold.until.isoformat(),
+        )
+
+    async def _hold_tenant(self, tenant_id: UUID, reason: str) -> None:
+        """Hold all the tenant's sending (and its running campaigns) for the spam hold."""
+
+        async def hold() -> list[asyncpg.Record]:
+            rows: list[asyncpg.Record] = await self._pool.fetch(
+                queries.HOLD_TENANT, tenant_id, reason, self._settings.spam_hold_s
+            )
+            return rows
+
+        held = await with_db_retry("hold", hold)
+        HOLDS.labels(str(tenant_id), reason).inc(len(held))
+        log.warning(
+            "tenant's sending held",
+            tenant_id=str(tenant_id),
+            reason=reason,
+            hold_s=self._settings.spam_hold_s,
+            campaigns=len(held),
+        )
+
     async def _after_chunk(self, chunk: SendChunk, settlements: list[Settlement]) -> None:
+        if any(s.transition.hold_tenant for s in settlements):
+            await self._hold_tenant(chunk.tenant_id, SPAM_HOLD_REASON)
         if chunk.first_slot_at is not None:
             await self._pace(chunk, settlements)
         if any(s.transition.auth_failure for s in settlements):
@@ -228,14 +287,12 @@ class SendEngine:
     async def _claim(self, chunk: SendChunk) -> Claim:
         if self._settings.credits_enabled:
             await self._roll_credit_period(chunk.tenant_id)
-        rows = await self._pool.fetch(
-            queries.CLAIM,
-            chunk.tenant_id,
-            chunk.campaign_id,
-            chunk.recipient_ids,
-            self._settings.lease_s,
-            self._settings.credits_enabled,
-        )
+        tenant = await self._directory.tenant(chunk.tenant_id)
+        rows = await self._claim_rows(chunk, locked=tenant.messaging_limit is not None)
+        if rows[0]["needs_lock"]:
+            # The tenant got a messaging limit since this sender read it.
+            self._directory.invalidate(chunk.tenant_id)
+            rows = await self._claim_rows(chunk, locked=True)
         summary = rows[0]
         if summary["suppressed_count"]:
             metrics.MESSAGES.labels(str(chunk.tenant_id), "suppressed").inc(summary["suppressed_count"])
@@ -251,7 +308,30 @@ class SendEngine:
             for row in rows
             if row["id"] is not None
         ]
-        return Claim(claimed, short_of_credits=summary["short_of_credits"])
+        hold = None
+        if summary["hold_reason"] is not None:
+            hold = Hold(summary["hold_reason"], summary["hold_until"])
+        return Claim(claimed, short_of_credits=summary["short_of_credits"], hold=hold)
+
+    async def _claim_rows(self, chunk: SendChunk, *, locked: bool) -> list[asyncpg.Record]:
+        """The claim statement; ``locked``: in a transaction behind the tenant's messaging-limit
+        lock, so that claims of a limited tenant take turns (see ``queries.CLAIM``)."""
+        args = (
+            chunk.tenant_id,
+            chunk.campaign_id,
+            chunk.recipient_ids,
+            self._settings.lease_s,
+            self._settings.credits_enabled,
+            self._settings.messaging_window_s,
+            locked,
+        )
+        if not locked:
+            unlocked: list[asyncpg.Record] = await self._pool.fetch(queries.CLAIM, *args)
+            return unlocked
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(queries.LOCK_SEND_LIMIT, chunk.tenant_id, self._settings.messaging_window_s)
+            rows: list[asyncpg.Record] = await conn.fetch(queries.CLAIM, *args)
+            return rows
 
     async def _roll_credit_period(self, tenant_id: UUID) -> None:
         """Expire last month's plan credits and grant this month's, once per tenant and month."""
@@ -376,5 +456,6 @@ class SendEngine:
             tiers=self._settings.retry_tiers_s,
             max_attempts=self._settings.max_attempts,
             paced=chunk.first_slot_at is not None,
+            pair_retry_s=self._settings.pair_rate_retry_s,
         )
         return settle(transition, sid, accepted_at)

@@ -42,6 +42,9 @@ class Progress:
     # The tenant's configured rate and the rate in force after Twilio's refusals (None: unlimited).
     configured_rate_per_s: float | None = None
     effective_rate_per_s: float | None = None
+    # Set while the running campaign is held on purpose (shared/holds.py): reason, description,
+    # until and in_s.
+    hold: dict[str, Any] | None = None
 
     @property
     def final(self) -> bool:
@@ -52,6 +55,7 @@ class Progress:
             "campaign_id": self.campaign_id,
             "state": self.state,
             "pause_reason": self.pause_reason,
+            "hold": self.hold,
             "counts": self.counts,
             "total": self.total,
             "done": self.done,
@@ -74,13 +78,16 @@ def build_progress(
     window_s: float = RATE_WINDOW_S,
     configured_rate_per_s: float | None = None,
     effective_rate_per_s: float | None = None,
+    hold: dict[str, Any] | None = None,
 ) -> Progress:
     full_counts = {name: int(counts.get(name, 0)) for name in RECIPIENT_STATES}
     total = sum(full_counts.values())
     remaining = sum(full_counts[name] for name in OPEN_RECIPIENT_STATES)
     rate = round(sent_in_window / window_s, 2) if window_s > 0 else 0.0
     # An ETA only means something while the campaign moves.
-    eta = round(remaining / rate, 1) if state == "running" and rate > 0 and remaining else None
+    eta = (
+        round(remaining / rate, 1) if state == "running" and hold is None and rate > 0 and remaining else None
+    )
     return Progress(
         campaign_id=campaign_id,
         state=state,
@@ -93,4 +100,5 @@ def build_progress(
         eta_s=eta,
         configured_rate_per_s=configured_rate_per_s,
         effective_rate_per_s=None if effective_rate_per_s is None else round(effective_rate_per_s, 1),
+        hold=hold,
     )

@@ -20,6 +20,7 @@ import asyncpg
 from services.tracker import queries
 from services.tracker.csvfmt import BOM, COLUMNS, recipient_view, row_cells
 from services.tracker.progress import RATE_WINDOW_S, Progress, build_progress
+from shared.holds import current_hold
 from shared.pacing import Pacing, effective_rate
 from shared.settings import get_settings
 
@@ -100,6 +101,12 @@ async def load_progress(pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUI
         sent_in_window=sent or 0,
         configured_rate_per_s=campaign["rate_per_second"],
         effective_rate_per_s=_effective_rate(campaign),
+        hold=current_hold(
+            state=campaign["state"],
+            reason=campaign["hold_reason"],
+            until=campaign["campaign_hold_until"],
+            now=datetime.now(UTC),
+        ),
     )
 
 
