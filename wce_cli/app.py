@@ -1,11 +1,11 @@
 """``wce``: list and steer campaigns, follow one live, read its recipient logs, export them as CSV;
-operators see and act on parked messages.
+operators see and act on parked messages and set a tenant's WhatsApp messaging limit.
 
 The campaign, progress, log and export commands take ``--api-key`` (or ``WCE_API_KEY``): campaign
 commands talk to the tenant API (``--api-url`` or ``WCE_API_URL``), progress, logs and exports to
-the tracker (``--tracker-url`` or ``WCE_TRACKER_URL``). ``wce parked`` takes the operator token
-instead (``--token`` or ``WCE_OPERATOR_TOKEN``). A mistake prints one line on stderr and exits
-non-zero.
+the tracker (``--tracker-url`` or ``WCE_TRACKER_URL``). ``wce parked`` and ``wce tenants`` take
+the operator token instead (``--token`` or ``WCE_OPERATOR_TOKEN``). A mistake prints one line on
+stderr and exits non-zero.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from wce_cli.common import console, require_key, run
 from wce_cli.parked import parked_app
 from wce_cli.rate import RecentRate, eta_seconds
 from wce_cli.reference import CAMPAIGN_STATES, RECIPIENT_STATES, shortcode_rows
-from wce_cli.render import campaign_table, describe, log_table, progress_bar, summary
+from wce_cli.render import campaign_table, describe, held, log_table, progress_bar, summary
+from wce_cli.tenants import tenants_app
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 DEFAULT_TRACKER_URL = "http://127.0.0.1:8001"
@@ -40,6 +41,7 @@ app = typer.Typer(
 campaigns_app = typer.Typer(help="List, show and steer campaigns (tenant API).", no_args_is_help=True)
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(parked_app, name="parked")
+app.add_typer(tenants_app, name="tenants")
 
 ApiUrl = Annotated[str, typer.Option(envvar="WCE_API_URL", help="Tenant API base URL.")]
 TrackerUrl = Annotated[str, typer.Option(envvar="WCE_TRACKER_URL", help="Tracker base URL.")]
@@ -60,7 +62,8 @@ async def _follow(tracker_url: str, api_key: str, campaign_id: str, stream: bool
                 rate.observe(time.monotonic(), update["done"])
                 recent = rate.per_second()
                 shown = recent if recent is not None else float(update.get("rate_per_s") or 0.0)
-                eta = eta_seconds(update["remaining"], shown) if update["state"] == "running" else None
+                moving = update["state"] == "running" and not update.get("hold")
+                eta = eta_seconds(update["remaining"], shown) if moving else None
                 bar.update(task, **describe(update, rate=shown, eta_s=eta))
                 last = update
     return last
@@ -170,7 +173,7 @@ def campaigns_list(
 
 @campaigns_app.command("show")
 def campaigns_show(campaign_id: CampaignId, api_url: ApiUrl = DEFAULT_API_URL, api_key: ApiKey = "") -> None:
-    """One campaign: state, pause reason, audience and template."""
+    """One campaign: state, pause reason or hold, audience and template."""
     key = require_key(api_key)
 
     async def fetch() -> dict[str, Any]:
@@ -179,6 +182,8 @@ def campaigns_show(campaign_id: CampaignId, api_url: ApiUrl = DEFAULT_API_URL, a
 
     campaign = run(fetch())
     console.print(campaign_table([campaign]))
+    if campaign.get("hold"):
+        console.print(held(campaign["hold"]) + f" — {campaign['hold']['description']}", markup=False)
     console.print_json(data={"audience": campaign["audience"], "template": campaign["template"]})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -42,6 +43,8 @@ def describe(update: dict[str, Any], *, rate: float | None = None, eta_s: Any = 
     label = f"[{style}]{state}[/]"
     if update.get("pause_reason"):
         label += f" ({update['pause_reason']})"
+    if update.get("hold"):
+        label += f" [yellow]{held(update['hold'])}[/]"
     eta = update.get("eta_s") if eta_s is _SERVER else eta_s
     shown_rate = update["rate_per_s"] if rate is None else rate
     return {
@@ -51,6 +54,12 @@ def describe(update: dict[str, Any], *, rate: float | None = None, eta_s: Any = 
         "rate": f"{shown_rate:.1f}/s" + _paced(update),
         "eta": f"ETA {_duration(eta)}" if eta is not None else "",
     }
+
+
+def held(hold: dict[str, Any]) -> str:
+    """A held campaign's reason and when it goes on, in the viewer's local time."""
+    until = datetime.fromisoformat(str(hold["until"])).astimezone()
+    return f"held: {hold['reason']} until {until:%Y-%m-%d %H:%M:%S}"
 
 
 def _paced(update: dict[str, Any]) -> str:
@@ -113,6 +122,8 @@ def campaign_table(campaigns: Sequence[dict[str, Any]]) -> Table:
         state = Text(campaign["state"], style=STATE_STYLES.get(campaign["state"], "white"))
         if campaign.get("pause_reason"):
             state.append(f" ({campaign['pause_reason']})")
+        if campaign.get("hold"):
+            state.append(f" {held(campaign['hold'])}", style="yellow")
         table.add_row(
             str(campaign["id"]),
             Text(campaign["name"]),
