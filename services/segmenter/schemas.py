@@ -118,7 +118,6 @@ MESSAGING_LIMIT_OPERATOR_ONLY = (
 )
 # WhatsApp's messaging-limit tiers: unique numbers a sender may start conversations with in a
 # moving 24 hours. 2,000 is Meta's current second tier, 1,000 the older scheme's first.
-MESSAGING_TIERS = (250, 1000, 2000, 10_000, 100_000)
 MessagingLimit = Literal[250, 1000, 2000, 10000, 100000, "unlimited"]
 
 
@@ -149,7 +148,6 @@ class OperatorTenantUpdate(TenantProfile):
     unlimited_rate: bool | None = Field(default=None, strict=True)
     messaging_limit: MessagingLimit | None = Field(
         default=None,
-        strict=True,
         description=(
             "WhatsApp messaging limit of the tenant's sender: unique numbers it may message in a"
             ' moving 24 hours (250, 1000, 2000, 10000, 100000) or "unlimited". A campaign that'
