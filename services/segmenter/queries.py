@@ -80,8 +80,7 @@ SELECT_TENANT_IDS = "SELECT id FROM tenants"
 # number claimed in it, at its last claim. Run in one transaction: the lock (LOCK_SEND_LIMIT, the
 # same as the sender's), the contacts, then the count.
 LOCK_SEND_LIMIT = """
-INSERT INTO tenant_send_limits AS w (tenant_id, counted_from)
-VALUES ($1, now() - make_interval(secs => $2))
+INSERT INTO tenant_send_limits AS w (tenant_id) VALUES ($1)
 ON CONFLICT (tenant_id) DO UPDATE SET tenant_id = w.tenant_id
 """
 
@@ -95,11 +94,12 @@ SET last_contacted_at = greatest(tc.last_contacted_at, EXCLUDED.last_contacted_a
 """
 
 RECOUNT_SEND_LIMIT = """
-UPDATE tenant_send_limits
-SET in_window = (SELECT count(*) FROM tenant_contacts
-                 WHERE tenant_id = $1 AND last_contacted_at > now() - make_interval(secs => $2)),
-    counted_from = now() - make_interval(secs => $2)
-WHERE tenant_id = $1
+UPDATE tenant_send_limits w
+SET in_window = (SELECT count(*) FROM tenant_contacts tc
+                 WHERE tc.tenant_id = $1
+                   AND tc.last_contacted_at > greatest(now(), w.counted_at) - make_interval(secs => $2)),
+    counted_at = greatest(now(), w.counted_at)
+WHERE w.tenant_id = $1
 """
 
 INSERT_CAMPAIGN = """

@@ -126,7 +126,7 @@ async def update_tenant(
 
 async def count_contacts(conn: asyncpg.Connection, tenant_id: UUID, window_s: float) -> None:
     """Start a limited tenant's messaging-limit count from what it really sent in the window."""
-    await conn.execute(queries.LOCK_SEND_LIMIT, tenant_id, window_s)
+    await conn.execute(queries.LOCK_SEND_LIMIT, tenant_id)
     await conn.execute(queries.SEED_CONTACTS, tenant_id, window_s)
     await conn.execute(queries.RECOUNT_SEND_LIMIT, tenant_id, window_s)
 

@@ -329,7 +329,7 @@ class SendEngine:
             unlocked: list[asyncpg.Record] = await self._pool.fetch(queries.CLAIM, *args)
             return unlocked
         async with self._pool.acquire() as conn, conn.transaction():
-            await conn.execute(queries.LOCK_SEND_LIMIT, chunk.tenant_id, self._settings.messaging_window_s)
+            await conn.execute(queries.LOCK_SEND_LIMIT, chunk.tenant_id)
             rows: list[asyncpg.Record] = await conn.fetch(queries.CLAIM, *args)
             return rows
 

@@ -53,7 +53,8 @@ WITH limits AS (
            (t.messaging_limit IS NOT NULL AND NOT $7) AS needs_lock,
            coalesce(w.hold_until > now(), false) AS tenant_held,
            w.hold_reason AS tenant_hold_reason, w.hold_until AS tenant_hold_until,
-           coalesce(w.in_window, 0) AS in_window, w.counted_from
+           coalesce(w.in_window, 0) AS in_window, w.counted_at,
+           greatest(now(), w.counted_at) AS claim_at
     FROM tenants t LEFT JOIN tenant_send_limits w ON w.tenant_id = t.id
     WHERE t.id = $1
 ), candidates AS (
@@ -81,13 +82,13 @@ WITH limits AS (
     SELECT c.id FROM candidates c
     JOIN tenant_contacts tc ON tc.tenant_id = $1 AND tc.phone_e164 = c.phone_e164
     WHERE (SELECT tier FROM limits) IS NOT NULL
-      AND tc.last_contacted_at > now() - make_interval(secs => $6)
+      AND tc.last_contacted_at > (SELECT claim_at FROM limits) - make_interval(secs => $6)
 ), expired AS (
     -- Contacts that left the window since the last claim counted.
     SELECT count(*) AS n FROM tenant_contacts tc, limits l
     WHERE l.tier IS NOT NULL AND $7 AND tc.tenant_id = $1
-      AND tc.last_contacted_at > l.counted_from
-      AND tc.last_contacted_at <= now() - make_interval(secs => $6)
+      AND tc.last_contacted_at > l.counted_at - make_interval(secs => $6)
+      AND tc.last_contacted_at <= l.claim_at - make_interval(secs => $6)
 ), ranked AS (
     SELECT c.id, c.state, (k.id IS NULL) AS is_new,
            row_number() OVER (PARTITION BY k.id IS NULL ORDER BY c.id) AS n
@@ -128,14 +129,14 @@ WITH limits AS (
     WHERE tenant_id = $1 AND (SELECT metered FROM policy) AND EXISTS (SELECT 1 FROM allowed)
 ), contacted AS (
     INSERT INTO tenant_contacts AS tc (tenant_id, phone_e164, last_contacted_at)
-    SELECT $1, c.phone_e164, now() FROM allowed a JOIN candidates c ON c.id = a.id
+    SELECT $1, c.phone_e164, (SELECT claim_at FROM limits) FROM allowed a JOIN candidates c ON c.id = a.id
     WHERE (SELECT tier FROM limits) IS NOT NULL
     ON CONFLICT (tenant_id, phone_e164) DO UPDATE SET last_contacted_at = EXCLUDED.last_contacted_at
 ), counted AS (
     UPDATE tenant_send_limits w
     SET in_window = greatest(w.in_window - (SELECT n FROM expired), 0)
                     + (SELECT count(*) FROM allowed WHERE is_new),
-        counted_from = greatest(w.counted_from, now() - make_interval(secs => $6))
+        counted_at = (SELECT claim_at FROM limits)
     WHERE w.tenant_id = $1 AND $7 AND (SELECT tier FROM limits) IS NOT NULL
 ), held AS (
     UPDATE campaigns c
@@ -143,8 +144,8 @@ WITH limits AS (
         hold_until = CASE WHEN l.tenant_held THEN l.tenant_hold_until
                           ELSE coalesce((SELECT min(tc.last_contacted_at) FROM tenant_contacts tc
                                          WHERE tc.tenant_id = $1
-                                           AND tc.last_contacted_at > now() - make_interval(secs => $6)),
-                                        now()) + make_interval(secs => $6) END
+                                           AND tc.last_contacted_at > l.claim_at - make_interval(secs => $6)),
+                                        l.claim_at) + make_interval(secs => $6) END
     FROM limits l
     WHERE c.id = $2 AND c.tenant_id = $1 AND NOT l.needs_lock
       AND (SELECT count(*) FROM ranked) > (SELECT count(*) FROM within_limit)
@@ -175,8 +176,7 @@ ORDER BY cl.id
 # The turn of a limited tenant's claim (see CLAIM): its row, created on first use, locked until
 # the claim's transaction ends.
 LOCK_SEND_LIMIT = """
-INSERT INTO tenant_send_limits AS w (tenant_id, counted_from)
-VALUES ($1, now() - make_interval(secs => $2))
+INSERT INTO tenant_send_limits AS w (tenant_id) VALUES ($1)
 ON CONFLICT (tenant_id) DO UPDATE SET tenant_id = w.tenant_id
 """
 
@@ -393,7 +393,7 @@ WHERE ctid = ANY(ARRAY(
         WHERE tc.tenant_id = w.tenant_id
           AND tc.last_contacted_at <= CASE WHEN t.messaging_limit IS NULL
                                            THEN now() - make_interval(secs => $1)
-                                           ELSE w.counted_from END
+                                           ELSE w.counted_at - make_interval(secs => $1) END
         LIMIT $2) gone
     LIMIT $2))
 """

@@ -23,13 +23,15 @@ CREATE TABLE tenant_contacts (
 CREATE INDEX tenant_contacts_by_time ON tenant_contacts (tenant_id, last_contacted_at);
 
 -- One row per tenant that has a limit (or a hold): the lock every claim of a limited tenant takes,
--- and the number of its contacts inside the window as of `counted_from` + window, kept up to date
--- by each claim (contacts that left the window since are counted off), so that no claim counts
--- the whole window. `hold_*`: the whole tenant waits (its sender was refused for spam, 131048).
+-- and the number of its contacts inside the window at `counted_at` (the last claim's time), kept
+-- up to date by each claim (contacts that left the window since are counted off), so that no
+-- claim counts the whole window. Claims take their time as the later of now and `counted_at`,
+-- so the count moves forward only, whatever order their transactions began in.
+-- `hold_*`: the whole tenant waits (its sender was refused for spam, 131048).
 CREATE TABLE tenant_send_limits (
     tenant_id    uuid PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,
     in_window    integer NOT NULL DEFAULT 0 CHECK (in_window >= 0),
-    counted_from timestamptz NOT NULL DEFAULT now(),
+    counted_at   timestamptz NOT NULL DEFAULT now(),
     hold_reason  text,
     hold_until   timestamptz
 );
