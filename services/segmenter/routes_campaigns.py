@@ -13,8 +13,10 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from services.segmenter import campaigns, queries
 from services.segmenter.deps import LifecycleDep
 from services.segmenter.schemas import CampaignAction, CampaignCreate, CampaignOut
+from services.segmenter.template_check import check_template
 from shared.holds import current_hold
 from shared.http import Pool, Tenant, not_found
+from shared.templating import parse_template
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
@@ -32,16 +34,29 @@ async def create_campaign(
     body: CampaignCreate, tenant: Tenant, pool: Pool, lifecycle: LifecycleDep, request: Request
 ) -> CampaignOut:
     """Create a draft campaign (``start: true`` starts it at once). Unknown shortcodes, unapproved
-    Content templates and unknown audience references answer 422 naming the field."""
+    Content templates and unknown audience references answer 422 naming the field. A template
+    that renders empty or past WhatsApp's limits for part of the audience is not refused: the
+    answer's ``warnings`` say for how many recipients and why (they will fail without being sent)."""
     row = await campaigns.create_campaign(
         pool,
         tenant_id=tenant.tenant_id,
         data=body,
         content_is_approved=request.app.state.content_is_approved,
     )
+    check = await check_template(
+        pool,
+        tenant_id=tenant.tenant_id,
+        tz=tenant.timezone,
+        audience=body.audience,
+        template=parse_template(row["template"]),
+        now=datetime.now(UTC),
+    )
     if body.start:
         row = await lifecycle.start(tenant.tenant_id, row["id"])
-    return campaign_out(row)
+    created = campaign_out(row)
+    if check is not None:
+        created.warnings = check.warnings
+    return created
 
 
 @router.get("", response_model=list[CampaignOut])

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.segmenter.audience.model import Audience
+from services.segmenter.template_check import TemplateWarning
 from shared.phones import InvalidPhone, is_valid_region, to_e164
 from shared.validation import Text
 
@@ -259,6 +260,13 @@ class CampaignOut(BaseModel):
     started_at: datetime | None
     paused_at: datetime | None
     completed_at: datetime | None
+    warnings: list[TemplateWarning] = Field(
+        default_factory=list,
+        description=(
+            "In the answer to a campaign's creation: recipients of its audience the template renders"
+            " empty or past WhatsApp's limits for (they will fail without being sent)."
+        ),
+    )
 
 
 class CampaignAction(Strict):

@@ -10,11 +10,8 @@ import enum
 from dataclasses import dataclass
 
 from shared.pacing import RATE_LIMIT_CODES
-from shared.templating import BODY_TOO_LONG_CODE, RenderedMessage, rendered_length_errors
+from shared.templating import BODY_TOO_LONG_CODE, EMPTY_BODY_CODE, RenderedMessage, rendered_length_errors
 from shared.twilio_errors import PAIR_RATE_CODE, SPAM_RATE_CODE, Outcome, OutcomeKind, next_tier
-
-# Twilio's code for a create with neither a body nor media (the body of a message rendered empty).
-EMPTY_BODY_CODE = 21619
 
 
 class Skip(enum.StrEnum):

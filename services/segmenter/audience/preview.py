@@ -14,12 +14,16 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from services.segmenter.audience.model import Audience
 from services.segmenter.audience.query import preview_counts_query, preview_sample_query, validate_audience
 from services.segmenter.audience.windows import segment_window
+from services.segmenter.schemas import BodyTemplate, ContentTemplate
+from services.segmenter.template_check import TemplateCheck, check_template
+from shared.http import InputError
 from shared.phones import mask
+from shared.templating import parse_template, validate_template
 
 SAMPLE_SIZE = 20
 
@@ -29,9 +33,26 @@ class PreviewRequest(Audience):
         default=None,
         description="The clock the windows use (ISO 8601 with an offset); default: now.",
     )
+    template: BodyTemplate | ContentTemplate | None = Field(
+        default=None,
+        description=(
+            "A campaign template to check against the audience: the preview then counts the"
+            " recipients it would render empty or past WhatsApp's limits for (never sent)."
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _template_kind(cls, data: Any) -> Any:
+        # As for a campaign: the template's keys choose its model, so errors name the right fields.
+        if isinstance(data, dict) and isinstance(data.get("template"), dict):
+            template = data["template"]
+            if "content_sid" in template and "body" in template:
+                raise ValueError("template: give either body or content_sid, not both")
+        return data
 
     def audience(self) -> Audience:
-        return Audience.model_validate(self.model_dump(exclude={"as_of"}))
+        return Audience.model_validate(self.model_dump(exclude={"as_of", "template"}))
 
 
 class Excluded(BaseModel):
@@ -62,6 +83,13 @@ class PreviewOut(BaseModel):
     as_of: datetime
     window: WindowOut | None
     provides_appointment: bool
+    template_check: TemplateCheck | None = Field(
+        default=None,
+        description=(
+            "With a template that can render empty or past WhatsApp's limits: how many recipients"
+            " it would, and why (they would fail without being sent)."
+        ),
+    )
 
 
 def _local(instant: datetime | None, zone: ZoneInfo) -> str:
@@ -90,17 +118,29 @@ def match_reason(audience: Audience, row: dict[str, Any], tz: str) -> str:
 
 
 async def preview_audience(
-    pool: asyncpg.Pool, *, tenant_id: UUID, tz: str, audience: Audience, as_of: datetime | None
+    pool: asyncpg.Pool,
+    *,
+    tenant_id: UUID,
+    tz: str,
+    audience: Audience,
+    as_of: datetime | None,
+    template: dict[str, Any] | None = None,
 ) -> PreviewOut:
     now = as_of or datetime.now(UTC)
+    if template is not None:
+        errors = validate_template(template, appointment_available=audience.provides_appointment)
+        if errors:
+            raise InputError(errors)
     async with pool.acquire() as conn:
         await validate_audience(conn, tenant_id=tenant_id, audience=audience, field_prefix="")
     counts_sql, counts_params = preview_counts_query(audience, tenant_id=tenant_id, now=now, tz=tz)
     sample_sql, sample_params = preview_sample_query(
         audience, tenant_id=tenant_id, now=now, tz=tz, limit=SAMPLE_SIZE
     )
-    counts, sample = await asyncio.gather(
-        _fetch(pool, counts_sql, counts_params), _fetch(pool, sample_sql, sample_params)
+    counts, sample, check = await asyncio.gather(
+        _fetch(pool, counts_sql, counts_params),
+        _fetch(pool, sample_sql, sample_params),
+        _check(pool, tenant_id=tenant_id, tz=tz, audience=audience, template=template, now=now),
     )
     total = counts[0]
     window = segment_window(audience, now=now, tz=tz)
@@ -126,6 +166,23 @@ async def preview_audience(
         as_of=now,
         window=WindowOut(start=window.start, end=window.end) if window else None,
         provides_appointment=audience.provides_appointment,
+        template_check=check,
+    )
+
+
+async def _check(
+    pool: asyncpg.Pool,
+    *,
+    tenant_id: UUID,
+    tz: str,
+    audience: Audience,
+    template: dict[str, Any] | None,
+    now: datetime,
+) -> TemplateCheck | None:
+    if template is None:
+        return None
+    return await check_template(
+        pool, tenant_id=tenant_id, tz=tz, audience=audience, template=parse_template(template), now=now
     )
 
 
