@@ -205,13 +205,16 @@ async def test_two_sends_of_a_limited_tenant_at_once_never_pass_its_tier(
     first, second = await asyncio.gather(
         manual([phone(i) for i in range(9000, 9200)]), manual([phone(i) for i in range(9200, 9400)])
     )
-    await wait_held(engine_stack, tenant, first["id"], "messaging_limit")
-    await wait_held(engine_stack, tenant, second["id"], "messaging_limit")
     await wait_sent_by(pool, tenant, 250)
 
-    # Then 250 numbers were messaged in all, not one more
+    # Then 250 numbers were messaged in all, not one more, and each send with numbers left is held
     stats = await simulator_stats(engine_stack, tenant.account_sid)
     assert stats["accepted_total"] == 250
+    for started in (first, second):
+        shown = await progress(engine_stack, tenant, started["id"])
+        if shown["remaining"]:
+            held = await wait_held(engine_stack, tenant, started["id"], "messaging_limit")
+            assert held["state"] == "running" and held["counts"]["failed"] == 0
     sent = await pool.fetchval(
         "SELECT count(*) FROM recipients WHERE tenant_id = $1 AND state IN ('sent', 'delivered', 'read')",
         uuid.UUID(tenant.id),
