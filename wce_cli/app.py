@@ -1,11 +1,12 @@
-"""``wce``: list and steer campaigns, follow one live, read its recipient logs, export them as CSV;
-operators see and act on parked messages and set a tenant's WhatsApp messaging limit.
+"""``wce``: list and steer campaigns, follow one live, read its recipient logs, export them as CSV,
+read the replies customers sent; operators see and act on parked messages and set a tenant's
+WhatsApp messaging limit.
 
 The campaign, progress, log and export commands take ``--api-key`` (or ``WCE_API_KEY``): campaign
-commands talk to the tenant API (``--api-url`` or ``WCE_API_URL``), progress, logs and exports to
-the tracker (``--tracker-url`` or ``WCE_TRACKER_URL``). ``wce parked`` and ``wce tenants`` take
-the operator token instead (``--token`` or ``WCE_OPERATOR_TOKEN``). A mistake prints one line on
-stderr and exits non-zero.
+commands talk to the tenant API (``--api-url`` or ``WCE_API_URL``), progress, logs, exports and
+replies to the tracker (``--tracker-url`` or ``WCE_TRACKER_URL``). ``wce parked`` and
+``wce tenants`` take the operator token instead (``--token`` or ``WCE_OPERATOR_TOKEN``). A mistake
+prints one line on stderr and exits non-zero.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from wce_cli.parked import parked_app
 from wce_cli.rate import RecentRate, eta_seconds
 from wce_cli.reference import CAMPAIGN_STATES, RECIPIENT_STATES, shortcode_rows
 from wce_cli.render import campaign_table, describe, held, log_table, progress_bar, summary
+from wce_cli.replies import replies
 from wce_cli.tenants import tenants_app
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
@@ -42,6 +44,7 @@ campaigns_app = typer.Typer(help="List, show and steer campaigns (tenant API).",
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(parked_app, name="parked")
 app.add_typer(tenants_app, name="tenants")
+app.command("replies")(replies)
 
 ApiUrl = Annotated[str, typer.Option(envvar="WCE_API_URL", help="Tenant API base URL.")]
 TrackerUrl = Annotated[str, typer.Option(envvar="WCE_TRACKER_URL", help="Tracker base URL.")]

@@ -85,6 +85,8 @@ def summary(update: dict[str, Any]) -> Table:
         if count:
             table.add_row(state, f"{count:,}")
     table.add_row("[bold]total[/]", f"[bold]{update['total']:,}[/]")
+    if update.get("replies"):
+        table.add_row("replies", f"{update['replies']:,} from {update.get('replied', 0):,} recipients")
     return table
 
 
@@ -100,6 +102,7 @@ LOG_COLUMNS: Sequence[tuple[str, str]] = (
     ("sent_at", "sent"),
     ("delivered_at", "delivered"),
     ("read_at", "read"),
+    ("replies", "replies"),
 )
 
 

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.tracker.api import router
+from services.tracker.api_replies import router as replies_router
 from services.tracker.callbacks import match_orphans
 from services.tracker.consumers import StatusConsumer, start_inbound_consumer
 from services.tracker.grouping import CallbackGrouper
@@ -129,6 +130,7 @@ def create_app() -> WebhookRoutes:
         max_body_bytes=settings.max_body_bytes,
     )
     app.include_router(router)
+    app.include_router(replies_router)
     # Series exist from the start, so rates and alerts see zero rather than nothing.
     for status in ("sent", "delivered", "read", "undelivered", "failed"):
         CALLBACKS.labels(status)

@@ -29,6 +29,7 @@ COLUMNS: tuple[str, ...] = (
     "delivered_at",
     "read_at",
     "failed_at",
+    "replies",
 )
 
 
@@ -65,6 +66,7 @@ def recipient_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "delivered_at": row["delivered_at"],
         "read_at": row["read_at"],
         "failed_at": row["failed_at"],
+        "replies": row["replies"],
     }
 
 

@@ -1,5 +1,7 @@
-"""Inbound messages: every one is stored once (by MessageSid); an opt-out keyword puts the number
-on the tenant's suppression list, an opt-in keyword takes an opt-out made by message off it."""
+"""Inbound messages: every one is stored once (by MessageSid), attributed to the message it replies
+to (the last one the engine sent that number in the 24 hours before it arrived); an opt-out keyword
+puts the number on the tenant's suppression list, an opt-in keyword takes an opt-out made by
+message off it."""
 
 from __future__ import annotations
 
@@ -50,6 +52,9 @@ async def record_inbound(
         # A sender that is not a valid number is stored as given and changes no list.
         if phone is None:
             action = None
+        answered = None
+        if phone is not None:
+            answered = await conn.fetchrow(queries.REPLY_ATTRIBUTION, tenant_id, phone, received_at)
         stored = await conn.fetchval(
             queries.INSERT_INBOUND,
             tenant_id,
@@ -58,6 +63,8 @@ async def record_inbound(
             body,
             action.value if action else None,
             received_at,
+            answered["campaign_id"] if answered else None,
+            answered["recipient_id"] if answered else None,
         )
         if stored is None:
             return InboundResult(action=action, stored=False, changed=False)

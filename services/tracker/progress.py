@@ -45,6 +45,9 @@ class Progress:
     # Set while the running campaign is held on purpose (shared/holds.py): reason, description,
     # until and in_s.
     hold: dict[str, Any] | None = None
+    # Replies attributed to the campaign's messages, and how many recipients sent them.
+    replies: int = 0
+    replied: int = 0
 
     @property
     def final(self) -> bool:
@@ -65,6 +68,8 @@ class Progress:
             "eta_s": self.eta_s,
             "configured_rate_per_s": self.configured_rate_per_s,
             "effective_rate_per_s": self.effective_rate_per_s,
+            "replies": self.replies,
+            "replied": self.replied,
         }
 
 
@@ -79,6 +84,8 @@ def build_progress(
     configured_rate_per_s: float | None = None,
     effective_rate_per_s: float | None = None,
     hold: dict[str, Any] | None = None,
+    replies: int = 0,
+    replied: int = 0,
 ) -> Progress:
     full_counts = {name: int(counts.get(name, 0)) for name in RECIPIENT_STATES}
     total = sum(full_counts.values())
@@ -101,4 +108,6 @@ def build_progress(
         configured_rate_per_s=configured_rate_per_s,
         effective_rate_per_s=None if effective_rate_per_s is None else round(effective_rate_per_s, 1),
         hold=hold,
+        replies=replies,
+        replied=replied,
     )

@@ -107,9 +107,26 @@ TENANT_KEYWORDS = """
 SELECT default_region, opt_out_keywords, opt_in_keywords FROM tenants WHERE id = $1
 """
 
+# The message a reply answers: the last one the engine sent that number in the 24 hours before
+# the reply arrived ($3, epoch seconds), whatever its campaign's kind. Only campaigns that were
+# running in that window can hold it, and each is probed by its unique (campaign, phone) key, so
+# the recipients table needs no index by phone for this.
+REPLY_ATTRIBUTION = """
+SELECT r.id AS recipient_id, r.campaign_id
+FROM campaigns c
+JOIN recipients r ON r.campaign_id = c.id AND r.phone_e164 = $2
+WHERE c.tenant_id = $1 AND c.started_at <= to_timestamp($3)
+  AND (c.completed_at IS NULL OR c.completed_at >= to_timestamp($3) - interval '24 hours')
+  AND r.tenant_id = $1
+  AND r.sent_at > to_timestamp($3) - interval '24 hours' AND r.sent_at <= to_timestamp($3)
+ORDER BY r.sent_at DESC, r.id DESC
+LIMIT 1
+"""
+
 INSERT_INBOUND = """
-INSERT INTO inbound_messages (tenant_id, message_sid, phone_e164, body, action, received_at)
-VALUES ($1, $2, $3, $4, $5, to_timestamp($6))
+INSERT INTO inbound_messages (tenant_id, message_sid, phone_e164, body, action, received_at, campaign_id,
+                              recipient_id)
+VALUES ($1, $2, $3, $4, $5, to_timestamp($6), $7, $8)
 ON CONFLICT (tenant_id, message_sid) DO NOTHING
 RETURNING id
 """
@@ -144,12 +161,19 @@ CAMPAIGN = """
 SELECT id, state, pause_reason FROM campaigns WHERE id = $1 AND tenant_id = $2
 """
 
-# Filters are optional: a NULL parameter means "any".
+# Filters are optional: a NULL parameter means "any". Replies are counted for the campaign's
+# replies in one pass (a hash join), not probed row by row.
 _RECIPIENT_ROWS = """
 SELECT r.id, r.phone_e164, r.state, r.attempts, r.error_code, r.error_message, r.twilio_sid,
-       r.sent_at, r.delivered_at, r.read_at, r.failed_at, c.first_name, c.last_name
+       r.sent_at, r.delivered_at, r.read_at, r.failed_at, c.first_name, c.last_name,
+       coalesce(rp.n, 0) AS replies
 FROM recipients r
 LEFT JOIN customers c ON c.id = r.customer_id AND c.tenant_id = r.tenant_id
+LEFT JOIN (
+    SELECT recipient_id, count(*)::int AS n FROM inbound_messages
+    WHERE tenant_id = $1 AND campaign_id = $2
+    GROUP BY recipient_id
+) rp ON rp.recipient_id = r.id
 WHERE r.tenant_id = $1 AND r.campaign_id = $2 AND r.id > $3
   AND ($4::text[] IS NULL OR r.state = ANY($4::text[]))
   AND ($5::int IS NULL OR r.error_code = $5)
@@ -171,6 +195,41 @@ SENT_IN_WINDOW = """
 SELECT count(*)::int FROM recipients
 WHERE tenant_id = $1 AND campaign_id = $2 AND sent_at >= now() - make_interval(secs => $3)
 """
+
+REPLY_COUNTS = """
+SELECT count(*)::int AS replies, count(DISTINCT recipient_id)::int AS replied FROM inbound_messages
+WHERE tenant_id = $1 AND campaign_id = $2
+"""
+
+_REPLY_COLUMNS = """
+SELECT id, message_sid, phone_e164, body, action, received_at, campaign_id, recipient_id
+FROM inbound_messages
+"""
+
+# Replies in id order after $2 (keyset pages); optional filters: a NULL parameter means "any".
+TENANT_REPLIES_PAGE = (
+    _REPLY_COLUMNS
+    + """WHERE tenant_id = $1 AND id > $2 AND ($3::text IS NULL OR phone_e164 = $3)
+ORDER BY id
+LIMIT $4
+"""
+)
+
+CAMPAIGN_REPLIES_PAGE = (
+    _REPLY_COLUMNS
+    + """WHERE tenant_id = $1 AND campaign_id = $2 AND id > $3
+ORDER BY id
+LIMIT $4
+"""
+)
+
+RECIPIENT_REPLIES_PAGE = (
+    _REPLY_COLUMNS
+    + """WHERE tenant_id = $1 AND recipient_id = $2 AND campaign_id = $3 AND id > $4
+ORDER BY id
+LIMIT $5
+"""
+)
 
 CAMPAIGN_EVENTS_PAGE = """
 SELECT id, recipient_id, from_state, to_state, source, error_code, detail, at

@@ -1,4 +1,5 @@
-"""What a tenant reads about its campaigns: recipient logs (paged or as CSV), progress, events.
+"""What a tenant reads about its campaigns: recipient logs (paged or as CSV, with each recipient's
+replies counted), progress (with the campaign's replies), events.
 
 Every read is scoped to the tenant; a campaign of another tenant reads as missing. The CSV
 export walks a server-side cursor inside one transaction and yields a few thousand rows at a
@@ -93,6 +94,7 @@ async def load_progress(pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUI
             return None
         counts = await conn.fetch(queries.STATE_COUNTS, tenant_id, campaign_id)
         sent = await conn.fetchval(queries.SENT_IN_WINDOW, tenant_id, campaign_id, RATE_WINDOW_S)
+        replies = await conn.fetchrow(queries.REPLY_COUNTS, tenant_id, campaign_id)
     return build_progress(
         campaign_id=str(campaign_id),
         state=campaign["state"],
@@ -107,6 +109,8 @@ async def load_progress(pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUI
             until=campaign["campaign_hold_until"],
             now=datetime.now(UTC),
         ),
+        replies=replies["replies"],
+        replied=replies["replied"],
     )
 
 

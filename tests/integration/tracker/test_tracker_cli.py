@@ -10,9 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
-from tests.integration.tracker.helpers import RunningTracker, seed_campaign, seed_recipients, seed_tenant
+from tests.integration.tracker.helpers import (
+    RunningTracker,
+    eventually,
+    seed_campaign,
+    seed_recipients,
+    seed_tenant,
+)
 from tests.support import ROOT, IsolatedEnvironment, ManagedProcess, free_port
 
 WCE = str(Path(sys.executable).parent / "wce")
@@ -190,3 +197,44 @@ async def test_campaigns_are_listed_and_a_paused_one_resumed(
     _, again_err = await _finish(again)
     assert again.returncode == 1
     assert again_err.startswith("error: HTTP 409:"), again_err
+
+
+async def test_replies_are_listed_for_the_tenant_a_campaign_and_one_recipient(
+    tracker: RunningTracker, pool: asyncpg.Pool
+) -> None:
+    # Given a campaign sent to two numbers, and a reply from the first
+    tenant = await seed_tenant(pool)
+    campaign_id = await seed_campaign(pool, tenant.id)
+    sent = await seed_recipients(pool, tenant.id, campaign_id, 2, start=4_400_000)
+    async with httpx.AsyncClient(timeout=10) as client:
+        await tracker.post_inbound(client, tenant, sender=sent[0].phone, body="See you Friday")
+
+    async def stored() -> bool:
+        return bool(
+            await pool.fetchval("SELECT count(*) FROM inbound_messages WHERE tenant_id = $1", tenant.id)
+        )
+
+    assert await eventually(stored)
+    env = {"WCE_TRACKER_URL": tracker.url, "WCE_API_KEY": tenant.api_key, "COLUMNS": "200"}
+
+    # When the CLI lists the tenant's, the campaign's and each recipient's replies
+    answers = {}
+    for name, args in {
+        "tenant": (),
+        "campaign": (str(campaign_id),),
+        "first": (str(campaign_id), "--recipient", str(sent[0].id)),
+        "second": (str(campaign_id), "--recipient", str(sent[1].id)),
+        "no campaign": ("--recipient", str(sent[0].id)),
+    }.items():
+        process = await _cli("replies", *args, **env)
+        out, err = await _finish(process)
+        answers[name] = (process.returncode, out, err)
+
+    # Then the reply shows with its campaign wherever it belongs, and nowhere else
+    for name in ("tenant", "campaign", "first"):
+        code, out, err = answers[name]
+        assert code == 0, out + err
+        assert "See you Friday" in out and str(campaign_id) in out
+    assert answers["second"][0] == 0 and "See you Friday" not in answers["second"][1]
+    assert answers["no campaign"][0] == 2
+    assert answers["no campaign"][2].strip() == "error: --recipient needs the campaign id"

@@ -72,7 +72,7 @@ async def test_logs_filter_by_state_error_code_and_phone_and_page_by_id(
     assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
     assert set(rows[0]) == {
         "id", "name", "phone", "state", "attempts", "error_code", "error_message", "twilio_sid",
-        "sent_at", "delivered_at", "read_at", "failed_at",
+        "sent_at", "delivered_at", "read_at", "failed_at", "replies",
     }  # fmt: skip
     assert rows[0]["name"] == "First500 Last500"
     assert rows[0]["twilio_sid"].startswith("SM")
@@ -102,6 +102,8 @@ async def test_another_tenants_key_gets_404_for_every_read(
         "progress/stream",
         "events",
         f"recipients/{recipient_id}/events",
+        "replies",
+        f"recipients/{recipient_id}/replies",
     ]
     async with httpx.AsyncClient(timeout=10, headers=other.headers) as client:
         answers = [await client.get(f"{tracker.url}/v1/campaigns/{campaign_id}/{path}") for path in paths]
@@ -137,7 +139,7 @@ async def test_csv_has_the_columns_neutralised_formulas_and_an_optional_bom(
     rows = list(csv.reader(io.StringIO(excel.content.decode("utf-8-sig"))))
     assert rows[0] == [
         "recipient_id", "name", "phone", "state", "attempts", "error_code", "error_message", "twilio_sid",
-        "sent_at", "delivered_at", "read_at", "failed_at",
+        "sent_at", "delivered_at", "read_at", "failed_at", "replies",
     ]  # fmt: skip
     assert len(rows) == 31
     assert rows[1][1] == "'@SUM(1+1)"

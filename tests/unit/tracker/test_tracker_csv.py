@@ -50,6 +50,7 @@ def test_a_row_has_every_column_in_order_with_names_joined_and_times_in_iso() ->
         "delivered_at": None,
         "read_at": None,
         "failed_at": None,
+        "replies": 3,
     }
     cells = row_cells(record)
     assert len(cells) == len(COLUMNS)
@@ -58,6 +59,7 @@ def test_a_row_has_every_column_in_order_with_names_joined_and_times_in_iso() ->
     assert by_name["phone"] == "+14155550123"
     assert by_name["error_message"] == "'-blocked"
     assert by_name["sent_at"] == "2026-01-02T03:04:05+00:00"
+    assert by_name["replies"] == "3"
     assert by_name["delivered_at"] == ""
     buffer = io.StringIO()
     csv.writer(buffer).writerow(cells)
