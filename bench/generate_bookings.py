@@ -7,7 +7,10 @@ data is deterministic (``setseed``) and shaped like a salon's: a skewed number o
 customer (many with none or one, a few regulars), three years of history and two months ahead,
 1% of customers without a valid phone, 2% sharing a number with another customer, 1% suppressed.
 
-    python -m bench.generate_bookings [--customers 1000000] [--appointments 5000000]
+``--cold`` leaves out the final ``VACUUM (ANALYZE)``: the tables are then as a bulk load leaves
+them, never analysed nor vacuumed, which is what the audience benchmark's cold mode measures.
+
+    python -m bench.generate_bookings [--customers 1000000] [--appointments 5000000] [--cold]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ TIMEZONE = "America/New_York"
 # The clock the benchmark's windows use: history runs up to it and two months past it.
 CLOCK = datetime(2026, 6, 15, 16, 0, tzinfo=UTC)
 SMALL_TENANTS = 20
+ANALYSED_TABLES = ("customers", "appointments", "suppressions")
 
 TENANT = """
 INSERT INTO tenants (id, name, twilio_account_sid, twilio_auth_token_enc, whatsapp_from, timezone)
@@ -114,6 +118,47 @@ ON CONFLICT DO NOTHING
 """
 
 
+async def vacuum_analyze(conn: asyncpg.Connection) -> None:
+    """What a load ends with when it is done by hand (and what autovacuum does some time later)."""
+    for table in ANALYSED_TABLES:
+        await conn.execute(f"VACUUM (ANALYZE) {table}")
+
+
+async def loaded(dsn: str, customers: int) -> bool:
+    """Whether the big tenant's customers are there (the data set takes minutes to make)."""
+    try:
+        conn = await asyncpg.connect(dsn)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    try:
+        count = await conn.fetchval("SELECT count(*) FROM customers WHERE tenant_id = $1", BIG_TENANT)
+        return bool(count >= customers)
+    except asyncpg.PostgresError:
+        return False
+    finally:
+        await conn.close()
+
+
+async def never_analysed(dsn: str) -> bool:
+    """Whether the tables are as a load leaves them: never analysed nor vacuumed (``--cold``)."""
+    try:
+        conn = await asyncpg.connect(dsn)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    try:
+        analysed = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE relname = ANY ($1::text[])"
+            " AND (last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL"
+            " OR last_vacuum IS NOT NULL OR last_autovacuum IS NOT NULL)",
+            list(ANALYSED_TABLES),
+        )
+        return bool(analysed == 0)
+    except asyncpg.PostgresError:
+        return False
+    finally:
+        await conn.close()
+
+
 async def _tenant(
     conn: asyncpg.Connection,
     tenant_id: uuid.UUID,
@@ -150,7 +195,7 @@ async def _create_indexes(conn: asyncpg.Connection, indexes: list[asyncpg.Record
         await conn.execute(index["definition"])
 
 
-async def generate(dsn: str, customers: int, appointments: int) -> None:
+async def generate(dsn: str, customers: int, appointments: int, *, analyse: bool = True) -> None:
     began = time.monotonic()
     admin = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/postgres")
     try:
@@ -175,8 +220,8 @@ async def generate(dsn: str, customers: int, appointments: int) -> None:
         await conn.execute(CUSTOMER_FACTS)
         await _create_indexes(conn, customer_indexes)
         print(f"indexes rebuilt at {time.monotonic() - began:.0f}s", flush=True)
-        for table in ("customers", "appointments", "suppressions"):
-            await conn.execute(f"VACUUM (ANALYZE) {table}")
+        if analyse:
+            await vacuum_analyze(conn)
     finally:
         await conn.close()
     print(f"generated in {time.monotonic() - began:.0f}s", flush=True)
@@ -189,8 +234,9 @@ def main() -> None:
     parser.add_argument("--dsn", default=BENCH_DSN)
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--appointments", type=int, default=5_000_000)
+    parser.add_argument("--cold", action="store_true", help="leave the tables unanalysed and unvacuumed")
     args = parser.parse_args()
-    asyncio.run(generate(args.dsn, args.customers, args.appointments))
+    asyncio.run(generate(args.dsn, args.customers, args.appointments, analyse=not args.cold))
 
 
 if __name__ == "__main__":

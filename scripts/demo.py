@@ -31,7 +31,7 @@ from rich.table import Table
 
 from scripts.demo_data import generate
 from shared import topology
-from shared.settings import DEVELOPMENT_OPERATOR_TOKEN, get_settings
+from shared.settings import DEVELOPMENT_OPERATOR_TOKEN, ConsoleSettings, get_settings
 from tools.stack import ROOT, Stack
 from tools.twilio_sim.admin_client import SimulatorAdmin
 
@@ -39,6 +39,7 @@ console = Console()
 OUT_DIR = ROOT / "var" / "demo"
 SIMULATOR_CONFIG = ROOT / "examples" / "simulator.json"
 DEMO_TENANT_NAME = "Bloom & Co. Salons (demo)"
+DEFAULT_CONSOLE_PORT = ConsoleSettings.model_fields["console_port"].default
 TEMPLATE = (
     "Hi {customer_first_name}! Spring is here at {business_name} — book your next visit this month "
     "and get 15% off any treatment. Reply STOP to opt out."
@@ -145,10 +146,14 @@ async def demo(args: argparse.Namespace) -> None:
         "WCE_LOG_LEVEL": "INFO",
     }
     stack = Stack(
-        env=env, log_dir=run_dir / "logs", senders=2, simulator_args=["--config", str(SIMULATOR_CONFIG)]
+        env=env,
+        log_dir=run_dir / "logs",
+        senders=2,
+        simulator_args=["--config", str(SIMULATOR_CONFIG)],
+        console=True,
     )
     console.rule("WhatsApp campaign engine — demo")
-    console.print("Starting the Twilio simulator and the four services …")
+    console.print("Starting the Twilio simulator, the four services and the web console …")
     stack.start()
     try:
         tenant_id, api_key, account_sid = await create_tenant(stack, operator_token, args.rate)
@@ -216,7 +221,7 @@ def explain_next_steps(stack: Stack, api_key: str, campaign_id: str, *, keep_run
         ]
     else:
         lines += [
-            "  make run                       # in another terminal: the stack on ports 8000/8001",
+            "  make run                       # in another terminal: APIs on 8000/8001, console on 8004",
             f"  export WCE_API_KEY={api_key}",
         ]
     lines += [
@@ -227,6 +232,14 @@ def explain_next_steps(stack: Stack, api_key: str, campaign_id: str, *, keep_run
     if not keep_running:
         lines.append("Or `make demo KEEP=1` to leave the demo's stack running.")
     lines.append("`make demo-clean` removes the demo tenants, their queues and var/demo.")
+    # The console of `make run` listens on its default port; a stack left running has its own.
+    console_url = stack.console_url if keep_running else f"http://127.0.0.1:{DEFAULT_CONSOLE_PORT}"
+    where = "" if keep_running else " (after `make run`)"
+    lines += [
+        "",
+        f"Web console{where}: {console_url}/signin",
+        f"Sign in with the API key: {api_key}",
+    ]
     console.print("\n".join(lines), soft_wrap=True, highlight=False, markup=False)
 
 

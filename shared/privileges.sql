@@ -29,6 +29,9 @@ GRANT INSERT, UPDATE, DELETE ON
     rate_limit_hits, auth_lockouts, broker_publishers, tenant_contacts, tenant_send_limits
 TO wce_segmenter;
 GRANT INSERT ON message_events, audit_log TO wce_segmenter;
+-- ANALYZE of the audience tables only, as their owner (migration 1500).
+REVOKE ALL ON FUNCTION analyze_audience_tables(text[], bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION analyze_audience_tables(text[], bigint[]) TO wce_segmenter;
 
 -- tracker
 GRANT UPDATE ON recipients TO wce_tracker;

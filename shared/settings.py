@@ -23,6 +23,8 @@ from shared.url_checks import insecure_url_reason
 # A valid Fernet key that is public on purpose: it only ever protects development data.
 DEVELOPMENT_ENCRYPTION_KEY = "ZGV2ZWxvcG1lbnQta2V5LW5vdC1mb3ItcHJvZC0zMmI="
 DEVELOPMENT_OPERATOR_TOKEN = "development-operator-token-not-for-production"
+# The web console's session-cookie key in development, public on purpose like the one above.
+DEVELOPMENT_CONSOLE_SESSION_KEY = "ZGV2ZWxvcG1lbnQtY29uc29sZS1zZXNzaW9uLWtleS0="
 
 
 def _split_csv(value: object) -> object:
@@ -133,6 +135,10 @@ class Settings(BaseSettings):
     retry_tiers_s: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [5, 30, 120, 600, 1800])
     lease_s: float = 60.0
     reconcile_after_s: float = 30.0
+    # How long after a create's timeout Twilio may still create its message (a request it took
+    # before the client gave up): "not found" is believed only for a create last possibly written
+    # longer than twilio_timeout_s plus this ago (services/sender/maintenance.py).
+    reconcile_margin_s: float = Field(default=30.0, gt=0)
     sweep_idle_s: float = 30.0
     error_rate_threshold: float = 0.2
     error_rate_window: int = 200
@@ -197,6 +203,7 @@ class Settings(BaseSettings):
     consumer_max_deliveries: int = Field(default=20, ge=1, lt=DELIVERY_LIMIT)
     consumer_retry_base_s: float = Field(default=0.5, gt=0)
     consumer_retry_max_s: float = Field(default=30.0, gt=0)
+
     # Per-tenant dispatch queues: replicated quorum queues, or classic ones where one broker node
     # must hold many tenants (shared/topology.py says why and what it costs).
     dispatch_queue_type: Literal["quorum", "classic"] = "quorum"
@@ -261,3 +268,49 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+class ConsoleSettings(BaseSettings):
+    """The web console's settings (services/console). It is given none of the engine's secrets —
+    no database, broker, encryption key or operator token — so it has settings of its own rather
+    than the engine's, which refuse to start without those outside development."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WCE_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
+
+    environment: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+    http_host: str = "127.0.0.1"
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_bulk_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Its port, and the public APIs it calls for the signed-in tenant or operator.
+    console_port: int = 8004
+    console_api_url: str = "http://127.0.0.1:8000"
+    console_tracker_url: str = "http://127.0.0.1:8001"
+    # The session cookie: sealed with these Fernet keys (newest first; older ones still open
+    # cookies), marked Secure unless switched off for a plain-HTTP console on 127.0.0.1.
+    console_session_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: [DEVELOPMENT_CONSOLE_SESSION_KEY]
+    )
+    console_cookie_secure: bool = True
+    console_session_max_age_s: int = Field(default=8 * 3600, gt=0, le=30 * 24 * 3600)
+    console_api_timeout_s: float = Field(default=30.0, gt=0)
+
+    @field_validator("trusted_proxies", "console_session_keys", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_sessions(self) -> ConsoleSettings:
+        if not self.console_session_keys:
+            raise ValueError("WCE_CONSOLE_SESSION_KEYS needs at least one key")
+        # Anyone could seal a session with the public development key.
+        if self.environment != "development" and DEVELOPMENT_CONSOLE_SESSION_KEY in self.console_session_keys:
+            raise ValueError("WCE_CONSOLE_SESSION_KEYS must be set outside development")
+        # A sealed credential sent over plain HTTP can be replayed by anyone on the path.
+        if self.environment == "production" and not self.console_cookie_secure:
+            raise ValueError("WCE_CONSOLE_COOKIE_SECURE=false is refused in production")
+        return self

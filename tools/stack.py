@@ -1,4 +1,5 @@
-"""Run the whole stack locally as processes: the Twilio simulator and the four services.
+"""Run the whole stack locally as processes: the Twilio simulator and the four services (and,
+when asked, the web console).
 
 Used by ``make demo``, the end-to-end tests and the benchmarks. Each process gets its own port
 and the same environment (database, broker, simulator URLs), so several stacks can run side by
@@ -131,6 +132,9 @@ class Stack:
     least_privilege: bool = True
     login_prefix: str = field(default_factory=lambda: f"wce_login_{uuid.uuid4().hex[:10]}")
     service_urls: dict[str, str] = field(default_factory=dict)
+    # The web console too, on a port of its own, calling the stack's APIs (plain HTTP on
+    # 127.0.0.1, so its cookie goes without the Secure flag).
+    console: bool = False
 
     def __post_init__(self) -> None:
         self.simulator_port = free_port()
@@ -139,6 +143,8 @@ class Stack:
         self.simulator_url = f"http://127.0.0.1:{self.simulator_port}"
         self.api_url = f"http://127.0.0.1:{self.segmenter_port}"
         self.tracker_url = f"http://127.0.0.1:{self.tracker_port}"
+        self.console_port = free_port()
+        self.console_url = f"http://127.0.0.1:{self.console_port}"
         self.env.update(
             {
                 "WCE_SEGMENTER_PORT": str(self.segmenter_port),
@@ -247,9 +253,27 @@ class Stack:
             )
         for index in range(self.senders):
             started.append(self._service(f"sender{index}", "services.sender", free_port(), "WCE_SENDER_PORT"))
+        if self.console:
+            started.append(self._console())
         for process in started:
             process.wait_healthy(timeout_s)
         return self
+
+    def _console(self) -> ManagedProcess:
+        env = {
+            **self.env,
+            "WCE_CONSOLE_PORT": str(self.console_port),
+            "WCE_CONSOLE_API_URL": self.api_url,
+            "WCE_CONSOLE_TRACKER_URL": self.tracker_url,
+            "WCE_CONSOLE_COOKIE_SECURE": "false",
+            # The console reaches the engine through its APIs only: it gets no database or
+            # broker it could use.
+            "WCE_DATABASE_URL": "postgresql://the-console-has-no-database@127.0.0.1:1/none",
+            "WCE_AMQP_URL": "amqp://the-console-has-no-broker@127.0.0.1:1/",
+        }
+        process = ManagedProcess("services.console", env, f"{self.console_url}/healthz", self.log_dir)
+        self.processes["console"] = process
+        return process
 
     def stop(self) -> None:
         for name, process in reversed(list(self.processes.items())):

@@ -263,3 +263,18 @@ SELECT EXISTS (
 COUNT_BY_STATE = """
 SELECT state, count(*)::int AS n FROM recipients WHERE tenant_id = $1 AND campaign_id = $2 GROUP BY state
 """
+
+# Planner statistics of the audience tables (services/segmenter/audience/statistics.py): rows as
+# the planner estimates them (-1: never counted), rows changed since the last analysis, and how
+# many analyses there have been (the function skips a table whose count moved meanwhile).
+AUDIENCE_TABLE_COUNTERS = """
+SELECT c.relname AS name, c.reltuples::float8 AS estimated_rows,
+       coalesce(s.n_mod_since_analyze, 0) AS changed,
+       coalesce(s.analyze_count + s.autoanalyze_count, 0) AS analyses
+FROM pg_class c
+LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND c.relname = ANY ($1::text[])
+ORDER BY c.relname
+"""
+
+ANALYZE_AUDIENCE_TABLES = "SELECT analyze_audience_tables($1::text[], $2::bigint[])"

@@ -3,12 +3,15 @@
 Each request is all-or-nothing: a bad row answers 422 naming the row and the field
 (``rows.<index>.<field>``) and nothing of the request is written. Replaying a request is harmless.
 One bulk request per tenant at a time: a second one meanwhile gets 409 (with Retry-After).
+A request that leaves an audience table stale for the planner analyses it before answering
+(services/segmenter/audience/statistics.py).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from services.segmenter.audience import statistics
 from services.segmenter.booking import service
 from services.segmenter.booking.schemas import (
     AppointmentsUpsert,
@@ -42,6 +45,7 @@ async def upsert_customers(body: CustomersUpsert, tenant: Tenant, pool: Pool) ->
         outcome = await service.upsert_customers(
             conn, tenant_id=tenant.tenant_id, rows=body.rows, check=check
         )
+    await statistics.STATISTICS.after_write(pool, {"customers": outcome.result.written})
     return outcome.result
 
 
@@ -52,6 +56,7 @@ async def upsert_appointments(body: AppointmentsUpsert, tenant: Tenant, pool: Po
     ``status`` must be built-in or defined with ``/v1/booking/statuses:upsert``."""
     async with pool.acquire() as conn, conn.transaction():
         outcome = await service.upsert_appointments(conn, tenant_id=tenant.tenant_id, rows=body.rows)
+    await statistics.STATISTICS.after_write(pool, {"appointments": outcome.result.written})
     return outcome.result
 
 
@@ -59,6 +64,7 @@ async def upsert_appointments(body: AppointmentsUpsert, tenant: Tenant, pool: Po
 async def upsert_services(body: ServicesUpsert, tenant: Tenant, pool: Pool) -> UpsertResult:
     async with pool.acquire() as conn, conn.transaction():
         outcome = await service.upsert_services(conn, tenant_id=tenant.tenant_id, rows=body.rows)
+    await statistics.STATISTICS.after_write(pool, {"services": outcome.result.written})
     return outcome.result
 
 
@@ -66,6 +72,7 @@ async def upsert_services(body: ServicesUpsert, tenant: Tenant, pool: Pool) -> U
 async def upsert_locations(body: LocationsUpsert, tenant: Tenant, pool: Pool) -> UpsertResult:
     async with pool.acquire() as conn, conn.transaction():
         outcome = await service.upsert_locations(conn, tenant_id=tenant.tenant_id, rows=body.rows)
+    await statistics.STATISTICS.after_write(pool, {"locations": outcome.result.written})
     return outcome.result
 
 
@@ -93,9 +100,11 @@ async def list_statuses(tenant: Tenant, pool: Pool) -> list[StatusOut]:
 def _delete_route(kind: str, note: str) -> None:
     async def delete(body: DeleteRequest, tenant: Tenant, pool: Pool) -> DeleteResult:
         async with pool.acquire() as conn, conn.transaction():
-            return await service.delete(
+            result = await service.delete(
                 conn, tenant_id=tenant.tenant_id, kind=kind, external_ids=body.external_ids
             )
+        await statistics.STATISTICS.after_write(pool, {kind: result.deleted})
+        return result
 
     delete.__doc__ = f"Delete {kind} by external id; ids not found are listed, not refused. {note}"
     router.add_api_route(

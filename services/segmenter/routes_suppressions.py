@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.segmenter import suppressions
+from services.segmenter.audience import statistics
 from services.segmenter.bulk import ONE_BULK_REQUEST_PER_TENANT
 from shared.http import Pool, Tenant, not_found
 from shared.validation import Text
@@ -108,6 +109,7 @@ async def import_suppressions(body: SuppressionImport, tenant: Tenant, pool: Poo
         reason=body.reason,
         field="phones",
     )
+    await statistics.STATISTICS.after_write(pool, {"suppressions": added})
     return ImportResult(added=added, already_suppressed=already)
 
 

@@ -21,6 +21,7 @@ from uuid import UUID
 import asyncpg
 
 from services.segmenter import queries
+from services.segmenter.audience import statistics
 from services.segmenter.audience.model import Audience
 from services.segmenter.audience.query import recipients_query
 from shared import topology
@@ -218,6 +219,8 @@ async def _snapshot_audience(
     if cursor is not None:
         # A previous runner may have stopped between a chunk's commit and its publication.
         await campaign_publisher.publish_pending(tenant_id, campaign_id)
+    # As for the preview: chunks planned on statistics from before a bulk load can be slow.
+    await statistics.STATISTICS.before_read(pool)
     sizes = chunk_sizes()
     # A chunk's rows are published while the next chunk is inserted, so that the broker's work
     # and the database's writing overlap instead of taking turns.

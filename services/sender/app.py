@@ -20,6 +20,7 @@ from services.sender.engine import EngineSettings, SendEngine
 from services.sender.gate import CampaignGate
 from services.sender.handlers import AutoPauser, InFlight, consume_chunks, consume_events, poll_gate
 from services.sender.maintenance import Maintenance, MaintenanceSettings
+from services.sender.outcomes import late_create_bound_s
 from services.sender.pacer import Pacer
 from services.sender.recording import Recorder
 from shared import topology
@@ -98,6 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 status_recheck_per_tenant=settings.status_recheck_per_tenant,
                 status_recheck_max=settings.status_recheck_max,
                 messaging_window_s=settings.messaging_window_s,
+                late_create_bound_s=late_create_bound_s(
+                    settings.twilio_timeout_s, settings.reconcile_margin_s
+                ),
             ),
         )
         events_channel = await resources.connection.channel()

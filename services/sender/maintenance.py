@@ -8,9 +8,15 @@ renewed by a heartbeat; when its holder dies or freezes, another sender takes ov
 - An ``unknown`` row older than ``reconcile_after_s`` is looked up: first among the status
   callbacks the tracker could not match (by the recipient's number, since the sender never learnt
   the sid), then in Twilio's message list (To, From, sent on or after the claim). Found: ``sent``
-  with that sid. Not found twice, a reconcile interval apart (a create can reach Twilio late):
-  the attempt failed before Twilio took it, so it goes through the retry tiers without counting
-  as an attempt, keeping the last Twilio error. Nothing is re-sent without looking first.
+  with that sid. Not found: believed (``outcomes.not_found_believed``) only on a second look that
+  began once the create's latest possible write (``recipients.latest_write_at``: when the
+  ambiguous answer was recorded, or the end of the lease of a sender that died) was older than
+  the late-create bound, the Twilio timeout plus ``WCE_RECONCILE_MARGIN_S`` — not after some
+  number of lookups: a starved server answers lookups on one connection before it reads a create
+  written long before on another. Until then the row is not looked up again. Believed: Twilio
+  never took the create, so the row goes through the retry tiers without counting an attempt,
+  keeping the last Twilio error. Nothing is re-sent without looking first. The reasoning, what
+  it assumes of Twilio and what the simulator does to match: ``docs/duplicates.md``.
 - A row left at ``sent`` or ``delivered`` for ``status_recheck_after_s`` (its status callbacks
   may have been lost: tracker down, Twilio gave up) is fetched from Twilio, at most
   ``status_recheck_per_tenant`` per tenant and ``STATUS_RECHECK_BATCH`` in all per pass, oldest
@@ -42,7 +48,7 @@ from services.sender import queries
 from services.sender.directory import Directory, TenantNotFound
 from services.sender.leadership import LeadershipLost, Lease
 from services.sender.metrics import RECONCILED, STATUS_RECHECKS
-from services.sender.outcomes import after_lookup
+from services.sender.outcomes import after_lookup, not_found_believed
 from services.sender.recording import DB_ERRORS, Recorder, Settlement
 from shared import topology
 from shared.broker import BrokerUnavailable, Publisher, queue_depth
@@ -79,6 +85,8 @@ class MaintenanceSettings:
     sweep_idle_s: float
     retry_tiers_s: list[int]
     publish_batch_size: int
+    # How old a create's write must be before "not found" is believed (outcomes.late_create_bound_s).
+    late_create_bound_s: float
     lease_s: float = 5.0
     status_recheck_after_s: float = 900.0
     status_recheck_per_tenant: int = 50
@@ -210,7 +218,12 @@ class Maintenance:
                 return
 
     async def reconcile(self) -> None:
-        rows = await self._pool.fetch(queries.UNKNOWN_DUE, self._settings.reconcile_after_s, RECONCILE_BATCH)
+        rows = await self._pool.fetch(
+            queries.UNKNOWN_DUE,
+            self._settings.reconcile_after_s,
+            RECONCILE_BATCH,
+            self._settings.late_create_bound_s,
+        )
         if not rows:
             return
         limit = asyncio.Semaphore(LOOKUP_CONCURRENCY)
@@ -268,7 +281,12 @@ class Maintenance:
             sid = found.sid if found else None
         transition = after_lookup(
             sid is not None,
-            lookups=row["lookups"],
+            believed=not_found_believed(
+                lookups=row["lookups"],
+                looked_at=row["looked_at"],
+                latest_write_at=row["latest_write_at"],
+                bound_s=self._settings.late_create_bound_s,
+            ),
             attempts=row["attempts"],
             deferrals=row["deferrals"],
             tiers=self._settings.retry_tiers_s,

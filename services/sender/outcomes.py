@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from shared.pacing import RATE_LIMIT_CODES
 from shared.templating import BODY_TOO_LONG_CODE, EMPTY_BODY_CODE, RenderedMessage, rendered_length_errors
@@ -137,30 +138,53 @@ def _uncapped_tier(tries: int, retry_after_s: float | None, tiers: list[int]) ->
     return next_tier(max(tries, 1), retry_after_s, tiers, max_attempts=max(tries, 1) + 1)
 
 
-# Looks for an ``unknown`` row's message that must all come back empty before it is sent again:
-# a create can reach Twilio late (queued on the way while the sender timed out), so one empty
-# answer a reconcile interval after the claim is not proof that it never will.
+# Looks for an ``unknown`` row's message that must all come back empty before it is sent again;
+# the last of them begins only once the create's write is older than the late-create bound.
 LOOKUPS_BEFORE_RESEND = 2
+
+
+def late_create_bound_s(twilio_timeout_s: float, margin_s: float) -> float:
+    """How long after a create was last possibly written Twilio may still create its message: the
+    request timeout (the time its client waited, and the server had, for an answer) plus a margin
+    for a server that took the request before its client gave up and created the message after.
+    A later creation is what the engine assumes never happens (docs/duplicates.md)."""
+    return twilio_timeout_s + margin_s
+
+
+def not_found_believed(
+    *, lookups: int, looked_at: datetime, latest_write_at: datetime, bound_s: float
+) -> bool:
+    """Whether an empty lookup proves Twilio never created an ``unknown`` row's message.
+
+    ``lookups`` earlier looks found nothing; this one began at ``looked_at``; the create can have
+    been written at ``latest_write_at`` at the latest (both on the database's clock). Believed
+    only for a create whose write is older than ``bound_s`` (``late_create_bound_s``) when the look
+    began — a create still within it may yet be created, however many looks came back empty — and
+    never on the first look."""
+    if lookups + 1 < LOOKUPS_BEFORE_RESEND:
+        return False
+    return looked_at - latest_write_at > timedelta(seconds=bound_s)
 
 
 def after_lookup(
     found: bool,
     *,
-    lookups: int,
+    believed: bool,
     attempts: int,
     tiers: list[int],
     deferrals: int = 0,
     last_code: int | None = None,
     last_message: str | None = None,
 ) -> Transition | None:
-    """An ``unknown`` row after the reconciler looked for its message at Twilio (``lookups``
-    earlier looks found nothing); None: look again later.
+    """An ``unknown`` row after the reconciler looked for its message at Twilio; ``believed``:
+    an empty answer proves Twilio never created it (``not_found_believed``). None: look again
+    later.
 
-    Two empty looks prove Twilio never created the message: like a 429, the attempt does not
-    count (a 5xx storm cannot fail recipients). The row keeps the attempt's last Twilio error."""
+    A message proven never created: like a 429, the attempt does not count (a 5xx storm cannot
+    fail recipients). The row keeps the attempt's last Twilio error."""
     if found:
         return Transition("sent")
-    if lookups + 1 < LOOKUPS_BEFORE_RESEND:
+    if not believed:
         return None
     tier = _uncapped_tier(attempts + deferrals, None, tiers)
     what = f" ({last_message})" if last_message else ""

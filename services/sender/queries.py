@@ -113,7 +113,7 @@ WITH limits AS (
     LIMIT (SELECT CASE WHEN metered THEN available END FROM policy)
 ), claimed AS (
     UPDATE recipients r
-    SET state = 'sending', attempts = r.attempts + 1, claimed_at = now(), lookups = 0,
+    SET state = 'sending', attempts = r.attempts + 1, claimed_at = now(), lookups = 0, latest_write_at = NULL,
         lease_until = now() + make_interval(secs => $4), credit_held = (SELECT metered FROM policy),
         next_attempt_at = NULL, updated_at = now()
     FROM allowed a
@@ -240,6 +240,8 @@ WITH outcome AS (
                                                       r.delivered_at, r.read_at)) END,
         failed_at = CASE WHEN o.to_state = 'failed' THEN now() ELSE r.failed_at END,
         lease_until = NULL,
+        -- An ambiguous answer: the call has ended, so the create was written (if at all) before now.
+        latest_write_at = CASE WHEN f.to_state = 'unknown' THEN now() END,
         next_attempt_at = o.next_attempt_at,
         credit_held = (f.to_state = 'unknown' AND before.credit_held),
         updated_at = now()
@@ -318,11 +320,13 @@ RETURNING factor
 # Maintenance (one sender at a time) --------------------------------------------------------------
 
 # A row still ``sending`` past its lease lost its sender mid-call: whether Twilio got the request
-# is unknown, so it is reconciled, never re-sent blindly.
+# is unknown, so it is reconciled, never re-sent blindly. No sender writes a create after its
+# claim's lease (it stops a call that could outlive it), so the lease's end bounds the write.
 EXPIRE_LEASES = """
 WITH expired AS (
     UPDATE recipients
-    SET state = 'unknown', lease_until = NULL, error_message = 'lease expired', updated_at = now()
+    SET state = 'unknown', lease_until = NULL, latest_write_at = lease_until, error_message = 'lease expired',
+        updated_at = now()
     WHERE id IN (
         SELECT id FROM recipients WHERE state = 'sending' AND lease_until < now() ORDER BY id LIMIT $1
         FOR UPDATE SKIP LOCKED)
@@ -332,21 +336,39 @@ INSERT INTO message_events (tenant_id, campaign_id, recipient_id, from_state, to
 SELECT tenant_id, campaign_id, id, 'sending', 'unknown', 'lease', 'lease expired' FROM expired
 """
 
+# ``unknown`` rows due for a lookup: a reconcile interval after their last change, and, once one
+# lookup has found nothing, only when their create's write is older than the late-create bound
+# ($3 seconds): before that, "not found" would not be believed, so there is nothing to ask.
+# ``latest_write_at`` is the latest moment the row's create can have been written: as recorded
+# for the current claim (every value recorded for a claim is later than the claim), or else (a
+# row made unknown before the column existed) the row's last change, no earlier than the moment
+# it became unknown; LOOK_AGAIN pins it. ``looked_at`` is the database's clock as the rows are
+# read, before any lookup is sent.
 UNKNOWN_DUE = """
 SELECT r.id, r.tenant_id, r.campaign_id, r.phone_e164, r.claimed_at, r.attempts, r.deferrals,
-       r.lookups, r.error_code, r.error_message
+       r.lookups, r.error_code, r.error_message,
+       CASE WHEN r.latest_write_at >= r.claimed_at THEN r.latest_write_at ELSE r.updated_at END
+           AS latest_write_at,
+       now() AS looked_at
 FROM recipients r
 WHERE r.state = 'unknown' AND r.updated_at < now() - make_interval(secs => $1)
+  AND (r.lookups = 0
+       OR CASE WHEN r.latest_write_at >= r.claimed_at THEN r.latest_write_at ELSE r.updated_at END
+          < now() - make_interval(secs => $3))
 ORDER BY r.id
 LIMIT $2
 """
 
-# Rows whose message was not found yet: looked up again a reconcile interval later (the claim
-# must still be the same one, and no other lookup counted meanwhile: two lookups at once, from
-# a leader and one that replaced it, count once).
+# Rows whose message was not found yet: looked up again later (the claim must still be the same
+# one, and no other lookup counted meanwhile: two lookups at once, from a leader and one that
+# replaced it, count once). The latest write is pinned first, so a row whose own was not recorded
+# does not count from the change made here.
 LOOK_AGAIN = """
 UPDATE recipients r
-SET lookups = r.lookups + 1, updated_at = now()
+SET lookups = r.lookups + 1,
+    latest_write_at = CASE WHEN r.latest_write_at >= r.claimed_at THEN r.latest_write_at
+                           ELSE r.updated_at END,
+    updated_at = now()
 FROM unnest($2::bigint[], $3::timestamptz[], $4::int[]) AS l(id, claimed_at, lookups)
 WHERE r.id = l.id AND r.tenant_id IS NOT DISTINCT FROM $1 AND (r.state = 'unknown') IS TRUE
   AND r.claimed_at = l.claimed_at AND r.lookups = l.lookups

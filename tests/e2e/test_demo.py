@@ -56,13 +56,20 @@ def test_make_demo_runs_a_campaign_from_a_fresh_clone(
     assert f"Campaign {Path(match.group(1)).stem.removeprefix('campaign-')} —" not in result.stdout
     assert ".venv/bin/wce campaigns list" in result.stdout
     assert "make demo-clean" in result.stdout
+    # And it ends with the web console's address and the key to sign in with
+    last_lines = result.stdout.strip().splitlines()[-2:]
+    assert re.fullmatch(
+        r"Web console \(after `make run`\): http://127\.0\.0\.1:8004/signin", last_lines[0]
+    ), last_lines
+    assert re.fullmatch(r"Sign in with the API key: wce_\S+", last_lines[1]), last_lines
 
     # And this run's service logs, at INFO, are in one folder of their own
     logs = re.search(r"Service logs of this run: (\S+)", result.stdout)
     assert logs, output[-3000:]
     log_files = list(Path(logs.group(1)).glob("*.log"))
     assert Path(logs.group(1)).parent == Path(match.group(1)).parent
-    assert len(log_files) == 6  # the simulator, segmenter, tracker, dispatcher and two senders
+    # the simulator, segmenter, tracker, dispatcher, two senders and the console
+    assert len(log_files) == 7
     assert all(path.stat().st_size > 0 for path in log_files), [p.name for p in log_files]
 
     # When `make demo-clean` runs

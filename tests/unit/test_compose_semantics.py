@@ -29,6 +29,7 @@ SECRETS = {
     "WCE_OPERATOR_TOKEN": "an-operator-token-of-some-length",
     "WCE_POSTGRES_PASSWORD": "pg-secret",
     "WCE_RABBITMQ_PASSWORD": "mq-secret",
+    "WCE_CONSOLE_SESSION_KEYS": "h8kL2mN4pQ6rS8tV0wX2yZ4aB6cD8eF0gH2iJ4kL6mN=",
 }
 
 
@@ -72,7 +73,7 @@ def test_every_published_port_is_bound_to_the_loopback_interface() -> None:
 
 def test_the_simulator_runs_only_under_the_dev_profile_and_monitoring_under_its_own() -> None:
     config = rendered()
-    assert active_services(config, set()) == {"rabbitmq", "postgres", "migrate", *ENGINE}
+    assert active_services(config, set()) == {"rabbitmq", "postgres", "migrate", "console", *ENGINE}
     assert active_services(config, {"dev"}) - active_services(config, set()) == {"twilio-sim"}
     assert active_services(config, {"monitoring"}) - active_services(config, set()) == {
         "prometheus",

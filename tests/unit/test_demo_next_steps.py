@@ -25,6 +25,10 @@ def test_a_demo_left_running_gives_its_urls_and_key(stack: Stack, capsys: pytest
     )
     assert f"{stack.tracker_url}/v1/campaigns/c-1/recipients" in out
     assert "make run" not in out
+    assert out.strip().splitlines()[-2:] == [
+        f"Web console: {stack.console_url}/signin",
+        "Sign in with the API key: wce_key123",
+    ]
 
 
 def test_a_stopped_demo_points_to_make_run_and_the_key(
@@ -35,3 +39,7 @@ def test_a_stopped_demo_points_to_make_run_and_the_key(
     assert "make run" in out and "export WCE_API_KEY=wce_key123" in out
     assert stack.tracker_url not in out  # its stack is gone: no dead URL
     assert ".venv/bin/wce logs c-1" in out and "make demo KEEP=1" in out and "make demo-clean" in out
+    assert out.strip().splitlines()[-2:] == [
+        "Web console (after `make run`): http://127.0.0.1:8004/signin",
+        "Sign in with the API key: wce_key123",
+    ]

@@ -23,7 +23,7 @@ import yaml
 from cryptography.fernet import Fernet
 
 from shared import topology
-from shared.settings import Settings
+from shared.settings import ConsoleSettings, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy/k8s"
@@ -475,3 +475,71 @@ def test_the_services_accept_the_settings_each_overlay_gives_them(
         assert settings.migrate_at_start is False
         assert settings.http_host == "0.0.0.0"
         assert settings.environment == ("development" if overlay == "dev" else "production")
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_console_gets_its_own_settings_and_none_of_the_engines_secrets(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [container] = named(overlay, "Deployment", "wce-console")["spec"]["template"]["spec"]["containers"]
+    environment = container_environment(overlay, container)
+    assert not (SECRET_SETTINGS | {"PGPASSWORD"}) & environment.keys()
+    assert set(environment) == {f"WCE_{name.upper()}" for name in ConsoleSettings.model_fields}
+    assert re.fullmatch(
+        r"secret wce-console-secrets(-\w+)?/session-keys", environment["WCE_CONSOLE_SESSION_KEYS"]
+    )
+    secrets = {doc["metadata"]["name"]: doc for doc in objects(overlay, "Secret")}
+    for key in [key for key in os.environ if key.startswith("WCE_")]:
+        monkeypatch.delenv(key)
+    for key, source in environment.items():
+        if source.startswith("secret "):
+            name, _, secret_key = source.removeprefix("secret ").partition("/")
+            value = (
+                base64.b64decode(secrets[name]["data"][secret_key]).decode()
+                if name in secrets
+                else Fernet.generate_key().decode()
+            )
+        else:
+            value = source.removeprefix("configmap ")
+        monkeypatch.setenv(key, value)
+    settings = ConsoleSettings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.console_cookie_secure is True
+    assert settings.console_api_url == "http://wce-segmenter:8000"
+    assert settings.console_tracker_url == "http://wce-tracker:8001"
+
+
+@needs_kubectl
+def test_the_console_reaches_the_two_apis_and_nothing_else_and_they_accept_it() -> None:
+    console = pod_labels("dev", "wce-console")
+    rules = allowed_egress("dev", console)
+    peers = {
+        "segmenter": pod_labels("dev", "wce-segmenter"),
+        "tracker": pod_labels("dev", "wce-tracker"),
+        "database": named("dev", "StatefulSet", "wce-postgres")["spec"]["template"]["metadata"]["labels"],
+        "broker": named("dev", "StatefulSet", "wce-rabbitmq")["spec"]["template"]["metadata"]["labels"],
+        "simulator": named("dev", "Deployment", "wce-twilio-sim")["spec"]["template"]["metadata"]["labels"],
+    }
+    assert {name: egress_ports(rules, labels) for name, labels in peers.items()} == {
+        "segmenter": {8000},
+        "tracker": {8001},
+        "database": set(),
+        "broker": set(),
+        "simulator": set(),
+    }
+    assert not [peer for rule in rules for peer in rule.get("to", []) if "ipBlock" in peer]
+    for api in ("segmenter", "tracker"):
+        admitted = [
+            peer
+            for policy in objects("dev", "NetworkPolicy")
+            if selects(policy["spec"]["podSelector"], peers[api])
+            for rule in policy["spec"].get("ingress", [])
+            for peer in rule.get("from", [])
+            if "podSelector" in peer and selects(peer["podSelector"], console)
+        ]
+        assert admitted, f"the {api} refuses the console's calls"
+    [monitor] = objects("production", "ServiceMonitor")
+    expressions = monitor["spec"]["selector"]["matchExpressions"]
+    assert {"key": "app.kubernetes.io/component", "operator": "NotIn", "values": ["console"]} in expressions
+    ingress = named("production", "Ingress", "wce-console")["spec"]
+    assert ingress["tls"][0]["hosts"] == [rule["host"] for rule in ingress["rules"]]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import pytest
+import uvloop
 
 from shared.http1 import KeepAliveClient, ResponseLost
 from tools.twilio_sim.app import Request, SimulatorApp
@@ -233,3 +235,101 @@ async def test_a_client_with_an_idle_limit_below_the_timeout_never_reuses_a_clos
     # Then every request was answered and none was sent on a socket past the timeout
     assert outcomes == [200] * 25
     assert server.events["closed_under_request"] == 0
+
+
+def _write_and_leave(port: int, raw: bytes, *, close: bool) -> socket.socket | None:
+    """A blocking client: writes ``raw`` (the kernel queues it, and the connection, until the
+    server's loop gets round to them) and closes at once, or returns the open socket."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(raw)
+    if close:
+        sock.close()
+        return None
+    return sock
+
+
+async def _while_the_loop_is_starved(close: bool) -> tuple[list[str], Counter[str], bytes]:
+    """A create written while the server's loop cannot run (called without awaiting, so the loop
+    is blocked as a CPU-starved one is), then read once it runs; returns the paths processed, the
+    server's events, and what the client got back when it stayed."""
+    routes = _Routes()
+    port = _free_port()
+    server = SimulatorServer(cast(SimulatorApp, routes), asyncio.get_running_loop())
+    await server.start("127.0.0.1", port)
+    answer = b""
+    try:
+        sock = _write_and_leave(
+            port, b"POST /create HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", close=close
+        )
+        await asyncio.sleep(0.3)
+        if sock is not None:
+            sock.settimeout(2)
+            answer = sock.recv(65536)
+            sock.close()
+    finally:
+        await server.stop(0.5)
+    return [request.path for request in routes.seen], server.events, answer
+
+
+@pytest.mark.parametrize(
+    "loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
+)
+async def test_a_request_whose_client_left_before_it_was_read_is_never_processed(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    # Given a server whose loop is starved while a client writes a create and gives up (closes)
+    def run() -> tuple[list[str], Counter[str], bytes]:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(_while_the_loop_is_starved(close=True))
+
+    # When the loop runs again and reads the request
+    seen, events, _ = await asyncio.to_thread(run)
+
+    # Then the request is dropped unprocessed: nobody waits for its answer
+    assert seen == []
+    assert events["dropped_client_gone"] == 1
+
+
+@pytest.mark.parametrize(
+    "loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
+)
+async def test_a_request_read_late_whose_client_still_waits_is_processed(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    # Given the same starved loop, and a client that keeps waiting
+    def run() -> tuple[list[str], Counter[str], bytes]:
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(_while_the_loop_is_starved(close=False))
+
+    # When the loop runs again
+    seen, events, answer = await asyncio.to_thread(run)
+
+    # Then the request is processed and answered
+    assert seen == ["/create"]
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert events["dropped_client_gone"] == 0
+
+
+async def test_a_request_that_waited_past_the_maximum_age_is_answered_503_unprocessed() -> None:
+    # Given a server that serves requests at most 0.1 s old, and a request pipelined behind a
+    # reply that takes 0.2 s
+    routes = _Routes()
+    port = _free_port()
+    server = SimulatorServer(cast(SimulatorApp, routes), asyncio.get_running_loop(), max_request_age_s=0.1)
+    await server.start("127.0.0.1", port)
+    try:
+        # When both are sent at once
+        data = await _exchange(
+            port,
+            b"POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+            b"POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+    finally:
+        await server.stop(0.5)
+
+    # Then the second is answered 503 with Twilio's 20503, without being processed
+    answers = _responses(data)
+    assert [a[0] for a in answers] == ["HTTP/1.1 201 Created", "HTTP/1.1 503 Service Unavailable"]
+    assert b'"code": 20503' in answers[1][2]
+    assert [r.path for r in routes.seen] == ["/slow"]
+    assert server.events["expired"] == 1

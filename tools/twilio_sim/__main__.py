@@ -53,12 +53,24 @@ async def serve(settings: SimSettings) -> None:
         loop.add_signal_handler(signum, stopping.set)
     await app.simulator.start()
     server = SimulatorServer(
-        app, loop, settings.keep_alive_s, app.simulator.connection_events, sweep_s=settings.idle_sweep_s
+        app,
+        loop,
+        settings.keep_alive_s,
+        app.simulator.connection_events,
+        sweep_s=settings.idle_sweep_s,
+        max_request_age_s=settings.max_request_age_s,
+        read_delay=app.simulator.connection_read_delay,
     )
     # The same API over TLS on a port of its own, for the HTTPS path real Twilio is reached by.
     tls_server = (
         SimulatorServer(
-            app, loop, settings.keep_alive_s, app.simulator.connection_events, sweep_s=settings.idle_sweep_s
+            app,
+            loop,
+            settings.keep_alive_s,
+            app.simulator.connection_events,
+            sweep_s=settings.idle_sweep_s,
+            max_request_age_s=settings.max_request_age_s,
+            read_delay=app.simulator.connection_read_delay,
         )
         if settings.tls_port is not None
         else None

@@ -7,7 +7,7 @@ Config file shape (every key optional)::
      "accounts": [{"account_sid": "AC...", "auth_token": "...", "rate_limit_mps": null,
                    "inbound_url": null, "faults": {...}, "templates": [...]}]}
 
-Environment: SIM_HOST, SIM_PORT, SIM_CONFIG (file path), SIM_SEED, SIM_KEEP_ALIVE_S,
+Environment: SIM_HOST, SIM_PORT, SIM_CONFIG (file path), SIM_SEED, SIM_KEEP_ALIVE_S, SIM_MAX_REQUEST_AGE_S,
 SIM_FAULTS (JSON object of global knobs), SIM_ACCOUNTS ("AC...:token,AC...:token"),
 SIM_CALLBACKS ("0" disables status callbacks).
 """
@@ -39,6 +39,9 @@ class SimSettings:
     # How often idle connections are looked for (None: every keep_alive_s). Until then, one past
     # its timeout is closed only when a request arrives on it — the race a client must avoid.
     idle_sweep_s: float | None = None
+    # A request that waited longer than this for its turn is answered 503 unprocessed (one whose
+    # client has gone is never processed at all; server.py).
+    max_request_age_s: float = 15.0
     # A TLS listener (certificate and key as PEM files) beside the plain one.
     tls_port: int | None = None
     tls_cert: str | None = None
@@ -56,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--callback-workers", type=int, help="concurrent status-callback deliveries")
     parser.add_argument("--keep-alive-s", type=float, help="idle keep-alive timeout of client connections")
     parser.add_argument("--idle-sweep-s", type=float, help="how often idle connections are closed")
+    parser.add_argument(
+        "--max-request-age-s",
+        type=float,
+        help="a request older than this when its turn comes is answered 503",
+    )
     parser.add_argument("--tls-port", type=int, help="also serve the API over TLS on this port")
     parser.add_argument("--tls-cert", help="PEM certificate chain of the TLS listener")
     parser.add_argument("--tls-key", help="PEM private key of the TLS listener")
@@ -99,6 +107,12 @@ def load_settings(argv: Sequence[str] | None, env: Mapping[str, str]) -> SimSett
             or SimSettings.keep_alive_s
         ),
         idle_sweep_s=args.idle_sweep_s or file.get("idle_sweep_s"),
+        max_request_age_s=float(
+            args.max_request_age_s
+            or env.get("SIM_MAX_REQUEST_AGE_S")
+            or file.get("max_request_age_s")
+            or SimSettings.max_request_age_s
+        ),
         tls_port=args.tls_port or file.get("tls_port"),
         tls_cert=args.tls_cert or file.get("tls_cert"),
         tls_key=args.tls_key or file.get("tls_key"),

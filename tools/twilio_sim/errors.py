@@ -21,6 +21,7 @@ _SYNC: dict[int, tuple[int, str]] = {
     20404: (404, "The requested resource was not found"),
     20429: (429, "Too Many Requests"),
     20500: (500, "Internal Server Error"),
+    20503: (503, "Service Unavailable"),
     21211: (400, "Invalid 'To' Phone Number"),
     21408: (
         400,

@@ -41,6 +41,11 @@ class FaultConfig:
     p_duplicate_callback: float = 0.0
     p_out_of_order: float = 0.0
     p_drop_callback: float = 0.0
+    # A new connection is left unread this long, with this probability, as a starved server's
+    # listen queue leaves it: its requests wait in the socket. Connections belong to no account
+    # until a request is read, so only the global layer counts.
+    p_connection_unread: float = 0.0
+    connection_unread_s: float = 0.0
 
 
 _PROBABILITIES = frozenset(
@@ -54,6 +59,7 @@ _PROBABILITIES = frozenset(
         "p_duplicate_callback",
         "p_out_of_order",
         "p_drop_callback",
+        "p_connection_unread",
     }
 )
 _DURATIONS = frozenset(
@@ -64,6 +70,7 @@ _DURATIONS = frozenset(
         "status_delay_ms",
         "status_jitter_ms",
         "pair_rate_window_s",
+        "connection_unread_s",
     }
 )
 _OPTIONAL_INTS = frozenset({"retry_after_s", "rate_limit_mps", "pair_rate_limit"})
@@ -146,6 +153,13 @@ class FaultBook:
         config = self._cache.get(account_sid)
         if config is None:
             config = self._cache[account_sid] = resolve(self._global, self._accounts.get(account_sid, {}))
+        return config
+
+    def global_config(self) -> FaultConfig:
+        """The knobs without any account's overrides (for what belongs to no account)."""
+        config = self._cache.get("")
+        if config is None:
+            config = self._cache[""] = resolve(self._global)
         return config
 
     def reset(self) -> None:

@@ -5,16 +5,27 @@ for a create: a task, an event and message dicts per request, a keep-alive
 timer re-armed per response. Here a complete request is routed in the parser's
 callback and the reply written at once; only replies that must wait (simulated
 latency, a hang, an admin call doing I/O) get a timer or a task.
+
+Like a real server it does not work for a client that has gone. A request is served only while
+its client still waits: one whose client closed the connection before the request's turn came
+(it gave up on its timeout, or died; the close is queued behind the request on the socket, so
+the socket is peeked for it) is dropped unanswered and unprocessed, as a proxy in front of an
+API drops a request whose client aborted. And a request that waited longer than the maximum
+request age for its turn is answered 503 (Twilio's 20503) unprocessed. So a create is processed
+before its client gave up or never, however late a starved simulator reads it: the engine's
+duplicate protection (services/sender/maintenance.py) counts on Twilio's edge doing the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import ssl as ssl_module
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import cast
@@ -35,6 +46,11 @@ _INVALID = "Invalid HTTP request received."
 _INTERNAL_ERROR = "Internal Server Error"
 # Seconds an idle keep-alive connection is kept, like a real edge (uvicorn's default is 5 s).
 KEEP_ALIVE_S = 5.0
+# Seconds a request may wait for its turn (behind a slow reply on its connection) and still be
+# processed; Twilio's own webhook timeout is 15 s.
+MAX_REQUEST_AGE_S = 15.0
+_EXPIRED = b'{"code": 20503, "message": "Service Unavailable", "more_info": "", "status": 503}'
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 
 
 class _DateHeader:
@@ -101,6 +117,15 @@ class HttpProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # The client closed its side (the loop read the end of its stream).
+        self._peer_closed = False
+        # A second handle on a plain TCP socket, to peek for a close not read yet (None: TLS,
+        # whose close arrives as a record the loop must decrypt).
+        self._peek: socket.socket | None = None
+        # Left unread on purpose (a fault): as if still in the listen queue, so not idle either;
+        # what arrives meanwhile is held, as the socket would hold it.
+        self._unread = False
+        self._held: list[bytes] = []
         self.idle_since = self._loop.time()
 
     # asyncio.Protocol
@@ -109,16 +134,40 @@ class HttpProtocol(asyncio.Protocol):
         # uvloop's transports implement the interface without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
         self._server.connections.add(self)
+        raw = transport.get_extra_info("socket")
+        if raw is not None and transport.get_extra_info("ssl_object") is None:
+            self._peek = socket.socket(fileno=os.dup(raw.fileno()))
+        delay = self._server.read_delay() if self._server.read_delay is not None else 0.0
+        if delay > 0:
+            self._unread = True
+            self._loop.call_later(delay, self._read_again)
+
+    def _read_again(self) -> None:
+        # Accepted only now, as far as the keep-alive timeout is concerned; the client may have
+        # closed meanwhile, and its close is seen behind what it wrote, as in the socket.
+        self._unread = False
+        self._server.events["read_late_done"] += 1
+        self.idle_since = self._loop.time()
+        held, self._held = b"".join(self._held), []
+        if held:
+            self.data_received(held)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.forget(self)
         self._transport = None
+        if self._peek is not None:
+            # The duplicate handle would keep the socket open after the transport closed it.
+            self._peek.close()
+            self._peek = None
         self._queue.clear()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def data_received(self, data: bytes) -> None:
+        if self._unread:
+            self._held.append(data)
+            return
         now = self._loop.time()
         if self.idle and not self._url and now - self.idle_since >= self._server.keep_alive_s:
             # The idle timer has fired: a real server closes the socket at that instant, and a
@@ -136,6 +185,10 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserError:
             log.warning(_INVALID)
             self._write_plain(400, _INVALID)
+
+    def eof_received(self) -> None:
+        # Nothing more will come and nobody waits for an answer: the transport closes.
+        self._peer_closed = True
 
     def pause_writing(self) -> None:
         if self._transport is not None:
@@ -188,7 +241,31 @@ class HttpProtocol(asyncio.Protocol):
 
     # replies
 
+    def _client_gone(self) -> bool:
+        """Whether the client closed the connection: seen by the loop, or queued on the socket
+        behind the requests already read (an empty peek is the end of the stream)."""
+        if self._transport is None or self._peer_closed:
+            return True
+        if self._peek is None:
+            return False
+        try:
+            return self._peek.recv(1, _PEEK) == b""
+        except BlockingIOError:
+            return False
+        except OSError:
+            # Reset by the peer.
+            return True
+
     def _serve(self, pending: _Pending) -> None:
+        if self._client_gone():
+            self._server.events["dropped_client_gone"] += 1
+            self._close()
+            return
+        age = time.time() - pending.received_at
+        if age > self._server.max_request_age_s and not pending.request.path.startswith("/admin/"):
+            self._server.events["expired"] += 1
+            self._reply(pending, Reply(503, _EXPIRED))
+            return
         try:
             result = self._app.handle(pending.request, pending.received_at)
         except Exception:
@@ -256,7 +333,7 @@ class HttpProtocol(asyncio.Protocol):
 
     @property
     def idle(self) -> bool:
-        return not self._busy and not self._queue
+        return not self._busy and not self._queue and not self._unread
 
     def shutdown(self) -> None:
         """Close now if idle, else after the reply being waited for."""
@@ -280,13 +357,19 @@ class SimulatorServer:
         events: Counter[str] | None = None,
         *,
         sweep_s: float | None = None,
+        max_request_age_s: float = MAX_REQUEST_AGE_S,
+        read_delay: Callable[[], float] | None = None,
     ) -> None:
         self.app = app
         self.loop = loop
         self.keep_alive_s = keep_alive_s
+        self.max_request_age_s = max_request_age_s
+        # How long to leave a new connection unread (a fault: a starved server's listen queue).
+        self.read_delay = read_delay
         self._sweep_s = sweep_s if sweep_s is not None else keep_alive_s
         # Connections closed by the keep-alive timeout: "closed_idle" by the sweep,
-        # "closed_under_request" when a request arrived after the timeout.
+        # "closed_under_request" when a request arrived after the timeout; requests not processed:
+        # "dropped_client_gone" (its client had closed the connection), "expired" (answered 503).
         self.events: Counter[str] = events if events is not None else Counter()
         self.connections: set[HttpProtocol] = set()
         self._server: asyncio.AbstractServer | None = None

@@ -158,6 +158,14 @@ class Simulator:
             self._seed = self._startup_seed
             self._rng.seed(self._startup_seed)
 
+    def connection_read_delay(self) -> float:
+        """How long a new connection is left unread (the ``p_connection_unread`` fault)."""
+        config = self.faults.global_config()
+        if config.p_connection_unread and self._rng.random() < config.p_connection_unread:
+            self.connection_events["read_late"] += 1
+            return config.connection_unread_s
+        return 0.0
+
     # Messages API
 
     def create_message(self, account: Account, form: Mapping[str, str], num_media: int, at: float) -> Reply:

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
+from services.segmenter.audience import statistics
 from services.segmenter.audience.model import Audience
 from services.segmenter.audience.query import preview_counts_query, preview_sample_query, validate_audience
 from services.segmenter.audience.windows import segment_window
@@ -133,6 +134,9 @@ async def preview_audience(
             raise InputError(errors)
     async with pool.acquire() as conn:
         await validate_audience(conn, tenant_id=tenant_id, audience=audience, field_prefix="")
+    # Planned on statistics from before a bulk load, these queries can take seconds instead of
+    # milliseconds: stale tables are analysed first (statistics.py).
+    await statistics.STATISTICS.before_read(pool)
     counts_sql, counts_params = preview_counts_query(audience, tenant_id=tenant_id, now=now, tz=tz)
     sample_sql, sample_params = preview_sample_query(
         audience, tenant_id=tenant_id, now=now, tz=tz, limit=SAMPLE_SIZE

@@ -14,6 +14,7 @@ import asyncpg
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from pydantic import ValidationError
 
+from services.segmenter.audience import statistics
 from services.segmenter.booking import service
 from services.segmenter.booking.schemas import AppointmentRow, CustomerRow, LocationRow, ServiceRow, StaffRow
 from shared import topology
@@ -35,6 +36,16 @@ from shared.publishers import PublisherCheck
 log = get_logger(__name__)
 
 Apply = Callable[[asyncpg.Connection, Any], Awaitable[None]]
+# The audience table each event writes a row of: a sync of thousands of events leaves the
+# planner's statistics stale like a bulk import does (services/segmenter/audience/statistics.py).
+WRITES = {
+    BookingCustomerUpserted.TYPE: "customers",
+    BookingCustomerDeleted.TYPE: "customers",
+    BookingAppointmentUpserted.TYPE: "appointments",
+    BookingAppointmentDeleted.TYPE: "appointments",
+    BookingServiceUpserted.TYPE: "services",
+    BookingLocationUpserted.TYPE: "locations",
+}
 
 
 class RawBookingEvent(Event):
@@ -132,6 +143,8 @@ async def apply_event(
         raise PoisonMessage(f"unknown tenant {exc}") from exc
     except (InputError, ValidationError) as exc:
         raise PoisonMessage(f"{routing_key}: {exc}") from exc
+    if routing_key in WRITES:
+        await statistics.STATISTICS.after_write(pool, {WRITES[routing_key]: 1})
 
 
 async def consume_booking(

@@ -145,6 +145,10 @@ class UpsertResult(BaseModel):
     updated: int
     flagged: list[RowIssue] = Field(default_factory=list, description="Rows kept with an unusable phone.")
 
+    @property
+    def written(self) -> int:
+        return self.inserted + self.updated
+
 
 class DeleteResult(BaseModel):
     deleted: int

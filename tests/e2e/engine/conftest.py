@@ -18,6 +18,10 @@ FAST_ENV = {
     "WCE_TWILIO_TIMEOUT_S": "4",
     "WCE_LEASE_S": "10",
     "WCE_RECONCILE_AFTER_S": "1",
+    # "Not found" believed 4 + 2 s after a create was last possibly written: the simulator never
+    # processes a create after its client gave up, so the margin only needs to cover the moment
+    # between its reading a request and processing it.
+    "WCE_RECONCILE_MARGIN_S": "2",
     "WCE_SWEEP_IDLE_S": "4",
     "WCE_RETRY_TIERS_S": "1,2,3",
     "WCE_MAINTENANCE_INTERVAL_S": "0.5",

@@ -263,3 +263,98 @@ async def test_an_uncounted_retry_gives_the_attempt_back_and_counts_a_deferral(p
     # Then the attempt is given back, the deferral counted, and the next claim shows both
     again = await claim(pool, tenant_id, campaign_id, ids)
     assert [(r["attempts"], r["deferrals"]) for r in again] == [(1, 1)]
+
+
+async def make_unknown(pool: asyncpg.Pool, rows: list[asyncpg.Record], tenant_id: uuid.UUID) -> None:
+    await settle(pool, tenant_id, [(r["id"], r["claimed_at"], "unknown") for r in rows])
+
+
+async def due_for_lookup(pool: asyncpg.Pool, ids: list[int], bound_s: float) -> dict[int, asyncpg.Record]:
+    rows = await pool.fetch(queries.UNKNOWN_DUE, 0.0, 10_000, bound_s)
+    return {r["id"]: r for r in rows if r["id"] in ids}
+
+
+async def test_an_ambiguous_answer_records_when_its_create_was_last_possibly_written(
+    pool: asyncpg.Pool,
+) -> None:
+    # Given a claimed row
+    tenant_id, campaign_id, ids = await tenant_and_campaign(pool, phones=phones(1))
+    claimed = await claim(pool, tenant_id, campaign_id, ids)
+    # When its answer is ambiguous
+    before = await pool.fetchval("SELECT now()")
+    await make_unknown(pool, claimed, tenant_id)
+    # Then the row records the moment the answer was recorded (the call had ended by then)
+    row = await pool.fetchrow(
+        "SELECT state, latest_write_at, claimed_at FROM recipients WHERE id = $1", ids[0]
+    )
+    assert row["state"] == "unknown"
+    assert row["claimed_at"] <= before <= row["latest_write_at"]
+
+
+async def test_a_lease_that_runs_out_records_its_end_as_the_latest_write(pool: asyncpg.Pool) -> None:
+    # Given a claimed row whose lease ended a second ago (its sender died)
+    tenant_id, campaign_id, ids = await tenant_and_campaign(pool, phones=phones(1))
+    await claim(pool, tenant_id, campaign_id, ids)
+    lease_end = await pool.fetchval(
+        "UPDATE recipients SET lease_until = now() - interval '1 second' WHERE id = $1 RETURNING lease_until",
+        ids[0],
+    )
+    # When leases are expired
+    await pool.execute(queries.EXPIRE_LEASES, 1000)
+    # Then the row is unknown, and its create counts as written at the lease's end at the latest
+    row = await pool.fetchrow("SELECT state, latest_write_at FROM recipients WHERE id = $1", ids[0])
+    assert (row["state"], row["latest_write_at"]) == ("unknown", lease_end)
+
+
+async def test_after_an_empty_look_a_row_is_looked_up_again_only_past_the_late_create_bound(
+    pool: asyncpg.Pool,
+) -> None:
+    # Given two unknown rows whose creates were last possibly written 5 s ago, one not looked up
+    # yet and one whose first look found nothing
+    tenant_id, campaign_id, ids = await tenant_and_campaign(pool, phones=phones(2))
+    claimed = await claim(pool, tenant_id, campaign_id, ids)
+    await make_unknown(pool, claimed, tenant_id)
+    await pool.execute(
+        "UPDATE recipients SET latest_write_at = now() - interval '5 seconds',"
+        " claimed_at = now() - interval '6 seconds' WHERE id = ANY($1)",
+        ids,
+    )
+    await pool.execute("UPDATE recipients SET lookups = 1 WHERE id = $1", ids[1])
+
+    # When the reconciler asks for due rows with a bound of 10 s, then of 3 s
+    within = await due_for_lookup(pool, ids, 10.0)
+    past = await due_for_lookup(pool, ids, 3.0)
+
+    # Then the first look is due at once, the second only once the write is older than the bound
+    assert set(within) == {ids[0]}
+    assert set(past) == set(ids)
+    # And each due row says when its create was last possibly written and when the look began
+    row = past[ids[1]]
+    assert (row["looked_at"] - row["latest_write_at"]).total_seconds() >= 5
+
+
+async def test_a_row_without_a_recorded_write_counts_from_its_last_change_pinned_at_the_first_look(
+    pool: asyncpg.Pool,
+) -> None:
+    # Given an unknown row whose latest write was not recorded for its claim (made unknown before
+    # the column existed), last changed 20 s ago
+    tenant_id, campaign_id, ids = await tenant_and_campaign(pool, phones=phones(1))
+    claimed = await claim(pool, tenant_id, campaign_id, ids)
+    await make_unknown(pool, claimed, tenant_id)
+    changed = await pool.fetchval(
+        "UPDATE recipients SET latest_write_at = NULL, claimed_at = now() - interval '30 seconds',"
+        " updated_at = now() - interval '20 seconds' WHERE id = $1 RETURNING updated_at",
+        ids[0],
+    )
+    [due] = (await due_for_lookup(pool, ids, 10.0)).values()
+    assert due["latest_write_at"] == changed
+
+    # When a look finds nothing
+    await pool.execute(queries.LOOK_AGAIN, tenant_id, ids, [due["claimed_at"]], [0])
+
+    # Then the row's last change is kept as its latest write, not the change the look made
+    row = await pool.fetchrow(
+        "SELECT lookups, latest_write_at, updated_at FROM recipients WHERE id = $1", ids[0]
+    )
+    assert (row["lookups"], row["latest_write_at"]) == (1, changed)
+    assert row["updated_at"] > changed

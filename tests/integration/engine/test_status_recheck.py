@@ -196,6 +196,7 @@ def maintenance(
             sweep_idle_s=30,
             retry_tiers_s=[1],
             publish_batch_size=100,
+            late_create_bound_s=40,
             lease_s=30,
             status_recheck_after_s=settings.get("after_s", 60),
             status_recheck_per_tenant=int(settings.get("per_tenant", 50)),

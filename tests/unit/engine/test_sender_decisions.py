@@ -13,6 +13,8 @@ from services.sender.outcomes import (
     Skip,
     after_attempt,
     after_lookup,
+    late_create_bound_s,
+    not_found_believed,
     refused_locally,
     skipped,
 )
@@ -115,24 +117,74 @@ def test_an_auth_error_requeues_without_counting_the_attempt() -> None:
 
 
 def test_a_lookup_that_finds_the_message_settles_it_as_sent() -> None:
-    for lookups in (0, 1):
-        found = after_lookup(True, lookups=lookups, attempts=1, tiers=TIERS)
+    for believed in (False, True):
+        found = after_lookup(True, believed=believed, attempts=1, tiers=TIERS)
         assert found is not None and found.to_state == "sent"
 
 
-def test_a_first_lookup_that_finds_nothing_looks_again_later() -> None:
-    assert after_lookup(False, lookups=0, attempts=1, tiers=TIERS) is None
+def test_an_empty_lookup_that_is_not_believed_looks_again_later() -> None:
+    assert after_lookup(False, believed=False, attempts=1, tiers=TIERS) is None
 
 
-def test_a_second_empty_lookup_retries_uncounted_and_keeps_the_last_twilio_error() -> None:
-    # Given an attempt answered 20500 whose message two lookups did not find, at the attempt cap
+def test_a_believed_empty_lookup_retries_uncounted_and_keeps_the_last_twilio_error() -> None:
+    # Given an attempt answered 20500 whose message a believed lookup did not find, at the attempt cap
     retry = after_lookup(
-        False, lookups=1, attempts=4, tiers=TIERS, last_code=20500, last_message="Internal Server Error"
+        False, believed=True, attempts=4, tiers=TIERS, last_code=20500, last_message="Internal Server Error"
     )
     # Then Twilio never created it: the row retries, the attempt does not count, the code stays
     assert retry is not None
     assert (retry.to_state, retry.tier_s, retry.uncount, retry.error_code) == ("retry_wait", 120, True, 20500)
     assert "Internal Server Error" in (retry.error_message or "")
+
+
+WRITTEN = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+# The engine's defaults: a 10 s Twilio timeout and a 30 s margin.
+BOUND_S = late_create_bound_s(10.0, 30.0)
+
+
+def believed_after(seconds: float, *, lookups: int = 1) -> bool:
+    """Whether an empty look begun ``seconds`` after the create's latest possible write is believed."""
+    return not_found_believed(
+        lookups=lookups,
+        looked_at=WRITTEN + timedelta(seconds=seconds),
+        latest_write_at=WRITTEN,
+        bound_s=BOUND_S,
+    )
+
+
+def test_the_late_create_bound_is_the_twilio_timeout_plus_the_margin() -> None:
+    assert BOUND_S == 40.0
+    assert late_create_bound_s(4.0, 2.0) == 6.0
+
+
+def test_not_found_is_believed_only_once_the_write_is_older_than_the_bound() -> None:
+    # Given a second empty look
+    # Then it is not believed while the create's write may still be processed, nor exactly at the
+    # bound, and it is believed the moment the write is older than the bound
+    assert not believed_after(0)
+    assert not believed_after(BOUND_S - 0.001)
+    assert not believed_after(BOUND_S)
+    assert believed_after(BOUND_S + 0.000001)
+    assert believed_after(3600)
+
+
+def test_a_first_empty_look_is_never_believed_however_old_the_write() -> None:
+    assert not believed_after(BOUND_S + 1, lookups=0)
+    assert not believed_after(86_400, lookups=0)
+    # And any later look past the bound is
+    assert believed_after(BOUND_S + 1, lookups=5)
+
+
+def test_many_empty_looks_within_the_bound_are_not_believed() -> None:
+    # Given a Twilio that answered "not found" to many quick looks (the starved-server case: the
+    # looks are answered before the create queued on another connection)
+    # Then the number of looks changes nothing until the write is older than the bound
+    assert not believed_after(BOUND_S - 1, lookups=50)
+
+
+def test_a_latest_write_in_the_looks_future_is_not_believed() -> None:
+    # Given a lease-expired row whose bound is the lease's end, later than the look (clock skew)
+    assert not believed_after(-5)
 
 
 def test_a_body_twilio_would_refuse_fails_locally_without_weighing_on_the_error_rate() -> None:
