@@ -36,6 +36,8 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "webhook_ingest": (["-m", "bench.webhook_ingest"], ["--runs", "1", "--count", "10000"]),
     # Generates its data set without the final analyse, measures, analyses and measures again.
     "audience": (["-m", "bench.audience_bench", "--cold"], []),
+    # The web console's pages on the audience benchmark's data set (reused when present).
+    "console_pages": (["-m", "bench.console_pages"], []),
     "pacing": (["-m", "bench.pacing_bench"], ["--quick"]),
     "noisy_neighbour": (["-m", "bench.noisy_neighbour"], ["--quick"]),
     "bulk_fairness": (["-m", "bench.bulk_fairness"], ["--quick"]),

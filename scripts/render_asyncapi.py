@@ -23,6 +23,7 @@ from shared.events import (
     CampaignLifecycle,
     CampaignRejected,
     CampaignRequested,
+    CampaignRequestedV2,
     Event,
     LifecycleName,
     TenantChanged,
@@ -61,6 +62,12 @@ class Channel:
     action: str  # "receive": the engine consumes it; "send": the engine publishes it
     description: str
     parameters: dict[str, Any] | None = None
+    # Later versions of the payload the channel also carries (the AMQP ``type`` tells them apart).
+    later_versions: tuple[type[Event], ...] = ()
+
+    @property
+    def models(self) -> tuple[type[Event], ...]:
+        return (self.model, *self.later_versions)
 
 
 def _booking_channel(model: type[Event]) -> Channel:
@@ -102,10 +109,14 @@ CHANNELS: tuple[Channel, ...] = (
         address=CampaignRequested.ROUTING_KEY,
         exchange=topology.COMMANDS_EXCHANGE,
         model=CampaignRequested,
+        later_versions=(CampaignRequestedV2,),
         action="receive",
         description=(
             f"Publish to exchange `{topology.COMMANDS_EXCHANGE}` with routing key `campaign.requested` (queue"
-            f" `{topology.COMMANDS_QUEUE}`). The outcome is published on `{topology.EVENTS_EXCHANGE}`:"
+            f" `{topology.COMMANDS_QUEUE}`), version 1 (start now) or version 2 (optionally a `schedule`:"
+            " the campaign starts by itself at that time, its audience taken then; a time in the past or an"
+            " unknown zone is rejected naming `schedule.at` or `schedule.timezone`). The outcome is published"
+            f" on `{topology.EVENTS_EXCHANGE}`:"
             " `campaign.accepted` with the campaign id, or `campaign.rejected` with field-level reasons (the"
             " field names of the HTTP API, e.g. `audience.days`, `template.body`). A repeated idempotency key"
             " creates nothing new and answers `campaign.accepted` with the campaign that key made. A body"
@@ -139,7 +150,9 @@ CHANNELS: tuple[Channel, ...] = (
         action="send",
         description=(
             "A campaign started, was paused (by a tenant, an operator or the engine, with the reason),"
-            " resumed, completed or was cancelled. Bind the keys of the events to follow"
+            " resumed, completed or was cancelled; or, still running, holds (`held`: it sends nothing, with"
+            " the reason, e.g. `sending_window`, and `until`, when it resumes) or sends again (`released`)."
+            " Bind the keys of the events to follow"
             f" ({', '.join(f'`{key}`' for key in CampaignLifecycle.ROUTING_KEYS)}); `campaign.*` also matches"
             " `campaign.accepted` and `campaign.rejected`, whose payloads differ."
         ),
@@ -211,14 +224,15 @@ def render() -> dict[str, Any]:
     messages: dict[str, Any] = {}
     schemas: dict[str, Any] = {}
     for channel in CHANNELS:
-        name = channel.model.__name__
-        if name not in messages:
-            messages[name], definitions = _message(channel.model)
-            schemas.update(definitions)
+        names = [model.__name__ for model in channel.models]
+        for model in channel.models:
+            if model.__name__ not in messages:
+                messages[model.__name__], definitions = _message(model)
+                schemas.update(definitions)
         entry: dict[str, Any] = {
             "address": channel.address,
             "description": channel.description,
-            "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+            "messages": {name: {"$ref": f"#/components/messages/{name}"} for name in names},
             "bindings": {
                 "amqp": {
                     "is": "routingKey",
@@ -244,7 +258,7 @@ def render() -> dict[str, Any]:
                 if channel.action == "receive"
                 else f"The engine publishes {channel.address}."
             ),
-            "messages": [{"$ref": f"#/channels/{channel.id}/messages/{name}"}],
+            "messages": [{"$ref": f"#/channels/{channel.id}/messages/{name}"} for name in names],
             "bindings": {"amqp": {"deliveryMode": 2, "bindingVersion": AMQP_BINDING_VERSION}},
         }
     return {

@@ -90,7 +90,7 @@ class InboundMessage(Event):
     received_at: float = Field(default_factory=time.time)
 
 
-LifecycleName = Literal["started", "paused", "resumed", "completed", "cancelled"]
+LifecycleName = Literal["started", "paused", "resumed", "completed", "cancelled", "held", "released"]
 
 
 class CampaignLifecycle(Event):
@@ -103,6 +103,9 @@ class CampaignLifecycle(Event):
     state: str
     reason: str | None = None
     at: datetime
+    # ``held``: the campaign stays ``running`` but sends nothing (``reason``: why, e.g.
+    # ``sending_window``) until ``until`` (None when not known); ``released``: it sends again.
+    until: datetime | None = None
 
     # The keys lifecycle events are published on: followers bind these, not campaign.*, which
     # also carries the answers to campaign requests (campaign.accepted, campaign.rejected).
@@ -110,6 +113,15 @@ class CampaignLifecycle(Event):
 
     def routing_key(self) -> str:
         return f"campaign.{self.event}"
+
+    @property
+    def gate_state(self) -> str:
+        """The state senders and dispatchers gate on: a held campaign is ``held``, not ``running``."""
+        return HELD if self.event == "held" else self.state
+
+
+# What senders and dispatchers read for a running campaign that holds (shared/events.py).
+HELD = "held"
 
 
 class TenantChanged(Event):
@@ -253,6 +265,27 @@ class CampaignRequested(Event):
     options: JsonObject = Field(default_factory=dict)
 
 
+class CampaignSchedule(BaseModel):
+    """When a requested campaign starts: ``at`` is a local date and time in ``timezone`` (an IANA
+    zone; default the tenant's), or an instant with its UTC offset."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    at: datetime
+    timezone: Annotated[str, Text(64)] | None = None
+
+
+class CampaignRequestedV2(CampaignRequested):
+    """Version 2 of ``campaign.requested``: as version 1, plus an optional ``schedule``. Without
+    one the campaign starts at once; with one it waits, scheduled, and its audience is taken when
+    it starts. A schedule in the past or in an unknown zone is rejected naming ``schedule.at`` or
+    ``schedule.timezone``."""
+
+    VERSION: ClassVar[int] = 2
+    v: int = Field(default=2, strict=True)
+    schedule: CampaignSchedule | None = None
+
+
 class CampaignRequestKey(BaseModel):
     """What a reply needs: enough of a request to say which one was rejected."""
 
@@ -260,6 +293,8 @@ class CampaignRequestKey(BaseModel):
 
     tenant_id: UUID
     idempotency_key: Annotated[str, Text(200, min_length=1)]
+    # Which version's model reads the rest (a value no model reads is rejected by version 1's).
+    v: Any = 1
 
 
 class CampaignAccepted(Event):

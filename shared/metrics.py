@@ -165,3 +165,22 @@ HTTP_REQUEST_DURATION = Histogram(
     namespace=NAMESPACE,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+OUTBOUND_WEBHOOK_ATTEMPTS = Counter(
+    "outbound_webhook_attempts",
+    "Outbound webhook delivery attempts by outcome: succeeded, retry (failed, tried again later),"
+    " failed (failed for the last time).",
+    ["tenant", "outcome"],
+    namespace=NAMESPACE,
+)
+OUTBOUND_WEBHOOK_SECONDS = Histogram(
+    "outbound_webhook_attempt_seconds",
+    "Duration of outbound webhook attempts, up to the attempt deadline.",
+    namespace=NAMESPACE,
+    buckets=_LATENCY_BUCKETS,
+)
+OUTBOUND_WEBHOOK_DISABLED = Counter(
+    "outbound_webhook_endpoints_disabled",
+    "Outbound webhook endpoints disabled because every attempt kept failing.",
+    ["tenant"],
+    namespace=NAMESPACE,
+)

@@ -5,10 +5,12 @@
 -- Reads: every runtime role reads every table (reads are what the services are for; isolation
 -- between tenants is each query's tenant predicate). Writes: only what the service owns.
 --   segmenter  tenants, API keys, booking data, campaigns, the recipient snapshot, credits,
---              broker publishers, the audit log (append only), messaging-limit counts (when the
---              operator sets a tier)
+--              broker publishers, the audit log (append only), webhook endpoints, resent
+--              webhook deliveries, messaging-limit counts (when the operator sets a tier)
 --   tracker    delivery status (recipients), message events, callbacks, inbound messages,
---              opt-outs, an API key's last use; never tenants, API keys or campaigns
+--              opt-outs, an API key's last use, outbound webhook deliveries and attempts,
+--              an endpoint's failure run and its disabling (audited); never tenants, API keys
+--              or campaigns
 --   sender     recipient send state, message events, credit debits, opt-outs from error codes,
 --              its maintenance lease, the tenants' pacing and messaging-limit counts, and a
 --              running campaign's hold (never its state)
@@ -29,6 +31,8 @@ GRANT INSERT, UPDATE, DELETE ON
     rate_limit_hits, auth_lockouts, broker_publishers, tenant_contacts, tenant_send_limits
 TO wce_segmenter;
 GRANT INSERT ON message_events, audit_log TO wce_segmenter;
+GRANT INSERT, UPDATE, DELETE ON webhook_endpoints TO wce_segmenter;
+GRANT INSERT ON webhook_deliveries TO wce_segmenter;
 -- ANALYZE of the audience tables only, as their owner (migration 1500).
 REVOKE ALL ON FUNCTION analyze_audience_tables(text[], bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION analyze_audience_tables(text[], bigint[]) TO wce_segmenter;
@@ -39,6 +43,9 @@ GRANT INSERT, DELETE ON message_events, callback_receipts, inbound_messages, sup
 GRANT INSERT, UPDATE, DELETE ON orphan_callbacks, rate_limit_hits, auth_lockouts TO wce_tracker;
 GRANT INSERT ON suppression_events TO wce_tracker;
 GRANT INSERT, UPDATE ON api_key_last_use TO wce_segmenter, wce_tracker;
+GRANT INSERT, UPDATE, DELETE ON webhook_deliveries, webhook_attempts TO wce_tracker;
+GRANT UPDATE ON webhook_endpoints, webhook_feed TO wce_tracker;
+GRANT INSERT ON audit_log TO wce_tracker;
 
 -- sender
 GRANT UPDATE ON recipients, credit_accounts TO wce_sender;

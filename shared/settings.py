@@ -208,7 +208,41 @@ class Settings(BaseSettings):
     # must hold many tenants (shared/topology.py says why and what it costs).
     dispatch_queue_type: Literal["quorum", "classic"] = "quorum"
 
-    @field_validator("encryption_keys", "retry_tiers_s", "trusted_proxies", mode="before")
+    # Scheduled campaigns: how often each segmenter looks for campaigns whose time has come.
+    schedule_poll_s: float = Field(default=1.0, gt=0)
+    # Development and tests only: a file holding seconds to add to the clock that scheduling and
+    # sending windows read, so a test can move the services' time (shared/clock.py).
+    clock_offset_file: str | None = None
+
+    # Outbound webhooks (README "Outbound webhooks"), delivered by the trackers. Outside
+    # development an endpoint must be https to a public host, and a delivery connects only to
+    # public addresses, unless insecure URLs are allowed (a closed test installation).
+    webhook_delivery_enabled: bool = True
+    allow_insecure_webhook_urls: bool = False
+    # Delay before each retry of a delivery that failed; one attempt more than there are tiers.
+    webhook_retry_tiers_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [60.0, 300.0, 1800.0, 3600.0, 10800.0, 21600.0, 43200.0]
+    )
+    # The whole attempt (connect, send, answer) must end within this; the answer is read up to
+    # the byte limit, and only its first characters are kept.
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=60)
+    webhook_max_response_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Deliveries in flight per tracker process, per endpoint and per tenant (the last two across
+    # every tracker): a slow endpoint holds at most its own share.
+    webhook_concurrency: int = Field(default=32, ge=1, le=1000)
+    webhook_endpoint_concurrency: int = Field(default=4, ge=1, le=100)
+    webhook_tenant_concurrency: int = Field(default=8, ge=1, le=1000)
+    # An endpoint is disabled once its attempts have all failed for this long and this many times.
+    webhook_disable_after_s: float = Field(default=3 * 86400.0, ge=0)
+    webhook_disable_after_failures: int = Field(default=50, ge=1)
+    # How often the trackers look for due deliveries and new message events.
+    webhook_poll_s: float = Field(default=0.5, gt=0)
+    # A message event id not yet visible (its transaction still open) is looked for this long.
+    webhook_event_settle_s: float = Field(default=60.0, gt=0)
+
+    @field_validator(
+        "encryption_keys", "retry_tiers_s", "trusted_proxies", "webhook_retry_tiers_s", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -241,11 +275,20 @@ class Settings(BaseSettings):
             raise ValueError(f"WCE_DB_REPLICAS names unknown services: {', '.join(sorted(unknown))}")
         if sorted(self.retry_tiers_s) != self.retry_tiers_s:
             raise ValueError("WCE_RETRY_TIERS_S must be ascending")
+        if not self.webhook_retry_tiers_s or min(self.webhook_retry_tiers_s) <= 0:
+            raise ValueError("WCE_WEBHOOK_RETRY_TIERS_S needs at least one delay, each above 0")
         return self
+
+    @property
+    def strict_webhook_urls(self) -> bool:
+        """Whether webhook endpoints must be https to public hosts (outside development)."""
+        return self.environment != "development" and not self.allow_insecure_webhook_urls
 
     def _refuse_development_defaults(self) -> None:
         if DEVELOPMENT_ENCRYPTION_KEY in self.encryption_keys:
             raise ValueError("WCE_ENCRYPTION_KEYS must be set outside development")
+        if self.clock_offset_file is not None:
+            raise ValueError("WCE_CLOCK_OFFSET_FILE moves the services' clock: development and tests only")
         if self.operator_token == OperatorTokenDigest.of(DEVELOPMENT_OPERATOR_TOKEN):
             raise ValueError("WCE_OPERATOR_TOKEN must be set outside development")
         checks = [("WCE_PUBLIC_BASE_URL", self.public_base_url, self.allow_insecure_public_url, "PUBLIC_URL")]

@@ -48,6 +48,8 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, ExchangeType
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.events import CampaignLifecycle
+
 PREFIX = "wce"
 
 RECIPIENTS_EXCHANGE = f"{PREFIX}.recipients"
@@ -70,6 +72,8 @@ STATUS_QUEUE = f"{PREFIX}.status.callbacks.{QUEUE_GENERATION}"
 INBOUND_QUEUE = f"{PREFIX}.status.inbound.{QUEUE_GENERATION}"
 COMMANDS_QUEUE = f"{PREFIX}.segmenter.commands.{QUEUE_GENERATION}"
 BOOKING_QUEUE = f"{PREFIX}.segmenter.booking.{QUEUE_GENERATION}"
+# Campaign lifecycle events for outbound webhooks (the trackers turn them into deliveries).
+WEBHOOK_LIFECYCLE_QUEUE = f"{PREFIX}.tracker.webhooks.lifecycle.{QUEUE_GENERATION}"
 
 STATUS_ROUTING_KEY = "callback"
 INBOUND_ROUTING_KEY = "inbound"
@@ -228,8 +232,11 @@ STATUS = work_queue(STATUS_QUEUE, (STATUS_EXCHANGE, STATUS_ROUTING_KEY))
 INBOUND = work_queue(INBOUND_QUEUE, (STATUS_EXCHANGE, INBOUND_ROUTING_KEY))
 COMMANDS = work_queue(COMMANDS_QUEUE, (COMMANDS_EXCHANGE, "campaign.#"))
 BOOKING = work_queue(BOOKING_QUEUE, (BOOKING_EXCHANGE, "booking.#"))
+WEBHOOK_LIFECYCLE = work_queue(
+    WEBHOOK_LIFECYCLE_QUEUE, *((EVENTS_EXCHANGE, key) for key in CampaignLifecycle.ROUTING_KEYS)
+)
 
-WORK_QUEUES: tuple[QueueSpec, ...] = (SEND, STATUS, INBOUND, COMMANDS, BOOKING)
+WORK_QUEUES: tuple[QueueSpec, ...] = (SEND, STATUS, INBOUND, COMMANDS, BOOKING, WEBHOOK_LIFECYCLE)
 
 
 async def declare_exchanges(

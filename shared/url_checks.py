@@ -37,3 +37,39 @@ def insecure_url_reason(url: str) -> str | None:
     if parts.username or parts.password:
         return "carries credentials"
     return _local_host_reason(host)
+
+
+def is_public_address(address: str) -> bool:
+    """Whether an IP address belongs to the public internet (not this machine, a private network,
+    link-local addresses such as cloud metadata services, or reserved ranges)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def webhook_url_reason(url: str, *, strict: bool) -> str | None:
+    """None when ``url`` may receive webhook deliveries; otherwise what is wrong with it.
+
+    Every environment needs an http(s) URL with a host and no credentials in it; a strict one
+    (outside development, unless allowed) needs https to a public host. Host names are checked
+    again where it counts, when a delivery connects: the addresses they resolve to must be public.
+    """
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in ("http", "https"):
+        return "is not an http(s) URL"
+    if not host:
+        return "has no host"
+    if parts.username or parts.password:
+        return "carries credentials"
+    if parts.fragment:
+        return "has a fragment"
+    return insecure_url_reason(url) if strict else None

@@ -23,7 +23,7 @@ from wce_cli.common import console, require_key, run
 from wce_cli.parked import parked_app
 from wce_cli.rate import RecentRate, eta_seconds
 from wce_cli.reference import CAMPAIGN_STATES, RECIPIENT_STATES, shortcode_rows
-from wce_cli.render import campaign_table, describe, held, log_table, progress_bar, summary
+from wce_cli.render import campaign_table, describe, log_table, progress_bar, summary
 from wce_cli.replies import replies
 from wce_cli.tenants import tenants_app
 
@@ -31,7 +31,7 @@ DEFAULT_API_URL = "http://127.0.0.1:8000"
 DEFAULT_TRACKER_URL = "http://127.0.0.1:8001"
 
 # Exit codes of `wce progress` besides 0 (completed) and 1 (an error).
-EXIT_STOPPED = 3  # paused, or a draft never started: it will not move on its own
+EXIT_STOPPED = 3  # paused, a draft never started, or scheduled: it does not move now
 EXIT_ENDED_UNFINISHED = 4  # cancelled or failed
 
 app = typer.Typer(
@@ -44,6 +44,10 @@ campaigns_app = typer.Typer(help="List, show and steer campaigns (tenant API).",
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(parked_app, name="parked")
 app.add_typer(tenants_app, name="tenants")
+window_app = typer.Typer(
+    help="The tenant's sending window (quiet hours): campaigns send only inside it.", no_args_is_help=True
+)
+app.add_typer(window_app, name="sending-window")
 app.command("replies")(replies)
 
 ApiUrl = Annotated[str, typer.Option(envvar="WCE_API_URL", help="Tenant API base URL.")]
@@ -65,7 +69,7 @@ async def _follow(tracker_url: str, api_key: str, campaign_id: str, stream: bool
                 rate.observe(time.monotonic(), update["done"])
                 recent = rate.per_second()
                 shown = recent if recent is not None else float(update.get("rate_per_s") or 0.0)
-                moving = update["state"] == "running" and not update.get("hold")
+                moving = update["state"] == "running" and not update.get("hold_reason")
                 eta = eta_seconds(update["remaining"], shown) if moving else None
                 bar.update(task, **describe(update, rate=shown, eta_s=eta))
                 last = update
@@ -84,7 +88,8 @@ def progress(
 ) -> None:
     """Show a campaign's progress live until it ends or stops, then a summary by state.
 
-    Exit code 0: completed; 3: paused (or a draft never started); 4: cancelled or failed.
+    Exit code 0: completed; 3: paused, scheduled (not started yet) or a draft; 4: cancelled or
+    failed. A campaign waiting for its tenant's sending window is followed on: it resumes by itself.
     """
     final = run(_follow(tracker_url, require_key(api_key), campaign_id, stream=not poll))
     if show_summary:
@@ -96,6 +101,15 @@ def progress(
         console.print(
             f"Campaign paused ({reason or 'no reason given'}): nothing more is sent until it is resumed"
             f" — wce campaigns resume {campaign_id}",
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
+        raise typer.Exit(EXIT_STOPPED)
+    if state == "scheduled":
+        console.print(
+            f"Campaign {final.get('waiting') or 'scheduled'}: it starts by itself"
+            f" — wce campaigns reschedule {campaign_id} --at …, or wce campaigns cancel {campaign_id}",
             soft_wrap=True,
             highlight=False,
             markup=False,
@@ -163,13 +177,16 @@ def campaigns_list(
     api_url: ApiUrl = DEFAULT_API_URL,
     api_key: ApiKey = "",
     limit: Annotated[int, typer.Option(min=1, max=200, help="How many, newest first.")] = 50,
+    state: Annotated[
+        str | None, typer.Option(help="Only campaigns in this state (e.g. scheduled; see `wce statuses`).")
+    ] = None,
 ) -> None:
     """The tenant's campaigns, newest first."""
     key = require_key(api_key)
 
     async def fetch() -> list[dict[str, Any]]:
         async with TenantApiClient(api_url, key) as client:
-            return await client.campaigns(limit=limit)
+            return await client.campaigns(limit=limit, state=state)
 
     console.print(campaign_table(run(fetch())))
 
@@ -185,8 +202,6 @@ def campaigns_show(campaign_id: CampaignId, api_url: ApiUrl = DEFAULT_API_URL, a
 
     campaign = run(fetch())
     console.print(campaign_table([campaign]))
-    if campaign.get("hold"):
-        console.print(held(campaign["hold"]) + f" — {campaign['hold']['description']}", markup=False)
     console.print_json(data={"audience": campaign["audience"], "template": campaign["template"]})
 
 
@@ -205,6 +220,57 @@ def _act(action: str, campaign_id: str, api_url: str, api_key: str, reason: str 
 def campaigns_start(campaign_id: CampaignId, api_url: ApiUrl = DEFAULT_API_URL, api_key: ApiKey = "") -> None:
     """Start a draft campaign."""
     _act("start", campaign_id, api_url, api_key)
+
+
+At = Annotated[
+    str,
+    typer.Option(
+        help="When: a local date and time (2026-12-24T09:00, in --timezone) or an instant with its offset."
+    ),
+]
+Timezone = Annotated[
+    str | None, typer.Option(help="IANA zone of --at (e.g. Europe/Paris); default: the tenant's.")
+]
+
+
+def _schedule(campaign_id: str, at: str, timezone: str | None, api_url: str, api_key: str) -> None:
+    key = require_key(api_key)
+
+    async def schedule() -> dict[str, Any]:
+        async with TenantApiClient(api_url, key) as client:
+            return await client.schedule(campaign_id, at, timezone)
+
+    campaign = run(schedule())
+    console.print(
+        f"campaign {campaign['id']}: {campaign['state']} for {campaign['scheduled_at']}"
+        f" ({campaign['schedule_timezone']})",
+        highlight=False,
+        markup=False,
+    )
+
+
+@campaigns_app.command("schedule")
+def campaigns_schedule(
+    campaign_id: CampaignId,
+    at: At,
+    timezone: Timezone = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = "",
+) -> None:
+    """Schedule a draft campaign: it starts by itself at that time, its audience taken then."""
+    _schedule(campaign_id, at, timezone, api_url, api_key)
+
+
+@campaigns_app.command("reschedule")
+def campaigns_reschedule(
+    campaign_id: CampaignId,
+    at: At,
+    timezone: Timezone = None,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = "",
+) -> None:
+    """Move a scheduled campaign to another time (before it starts; cancel it with `cancel`)."""
+    _schedule(campaign_id, at, timezone, api_url, api_key)
 
 
 @campaigns_app.command("pause")
@@ -232,6 +298,83 @@ def campaigns_cancel(
 ) -> None:
     """Cancel a campaign for good (recipients not yet sent are never sent)."""
     _act("cancel", campaign_id, api_url, api_key)
+
+
+def _print_window(answer: dict[str, Any]) -> None:
+    window = answer["window"]
+    if window is None:
+        console.print(f"no sending window: campaigns send at any time ({answer['timezone']})", markup=False)
+        return
+    days = ",".join(window["days"])
+    where = "the recipient's zone where their country has one, else " if window["recipient_timezone"] else ""
+    console.print(
+        f"{days} {window['start']}–{window['end']} ({where}{answer['timezone']}): "
+        + (
+            f"open, closes {answer['next_closing']}"
+            if answer["open_now"]
+            else f"closed, opens {answer['next_opening']}"
+        ),
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
+
+
+def _window_call(api_url: str, api_key: str, window: dict[str, Any] | None, change: bool) -> None:
+    key = require_key(api_key)
+
+    async def call() -> dict[str, Any]:
+        async with TenantApiClient(api_url, key) as client:
+            if change:
+                return await client.set_sending_window(window)
+            return await client.sending_window()
+
+    _print_window(run(call()))
+
+
+DAY_ORDER = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def parse_days(text: str) -> list[str]:
+    """``mon-sat`` or ``mon,wed,fri`` (or both: ``mon-wed,sat``) → the days, in week order."""
+    days: list[str] = []
+    for part in text.lower().split(","):
+        first, _, last = part.strip().partition("-")
+        if first not in DAY_ORDER or (last and last not in DAY_ORDER):
+            raise typer.BadParameter(f"{part.strip()!r}: days are mon, tue, wed, thu, fri, sat, sun")
+        start, end = DAY_ORDER.index(first), DAY_ORDER.index(last or first)
+        if end < start:
+            raise typer.BadParameter(f"{part.strip()!r}: a range runs from Monday towards Sunday")
+        days.extend(DAY_ORDER[start : end + 1])
+    return [day for day in DAY_ORDER if day in days]
+
+
+@window_app.command("show")
+def window_show(api_url: ApiUrl = DEFAULT_API_URL, api_key: ApiKey = "") -> None:
+    """The tenant's sending window, and whether it is open now."""
+    _window_call(api_url, api_key, None, change=False)
+
+
+@window_app.command("set")
+def window_set(
+    days: Annotated[str, typer.Option(help="Days: mon-sat, or mon,wed,fri.")],
+    start: Annotated[str, typer.Option(help="Opens at HH:MM (local time).")],
+    end: Annotated[str, typer.Option(help="Closes at HH:MM (24:00 for midnight).")],
+    recipient_timezone: Annotated[
+        bool, typer.Option(help="In each recipient's zone where their number's country has a single one.")
+    ] = False,
+    api_url: ApiUrl = DEFAULT_API_URL,
+    api_key: ApiKey = "",
+) -> None:
+    """Campaigns send only inside this window; running ones hold at its end and resume at its opening."""
+    window = {"days": parse_days(days), "start": start, "end": end, "recipient_timezone": recipient_timezone}
+    _window_call(api_url, api_key, window, change=True)
+
+
+@window_app.command("clear")
+def window_clear(api_url: ApiUrl = DEFAULT_API_URL, api_key: ApiKey = "") -> None:
+    """Remove the window: campaigns send at any time."""
+    _window_call(api_url, api_key, None, change=True)
 
 
 @app.command()

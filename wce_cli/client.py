@@ -16,7 +16,7 @@ from wce_cli.sse import EventParser
 
 FINAL_STATES = frozenset({"completed", "cancelled", "failed"})
 # States in which a campaign does not move on its own: following it further would wait forever.
-STOPPED_STATES = frozenset({"paused", "draft"})
+STOPPED_STATES = frozenset({"paused", "draft", "scheduled"})
 POLL_INTERVAL_S = 1.0
 # The server pushes twice a second; a silence this long means the stream is gone.
 STREAM_TIMEOUT = httpx.Timeout(10.0, read=30.0)
@@ -90,8 +90,28 @@ class ApiClient:
 class TenantApiClient(ApiClient):
     """The tenant API of the segmenter: campaigns and their lifecycle."""
 
-    async def campaigns(self, *, limit: int, before: str | None = None) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self.get_json("/v1/campaigns", limit=limit, before=before)
+    async def campaigns(
+        self, *, limit: int, before: str | None = None, state: str | None = None
+    ) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self.get_json(
+            "/v1/campaigns", limit=limit, before=before, state=state
+        )
+        return result
+
+    async def schedule(self, campaign_id: str, at: str, timezone: str | None) -> dict[str, Any]:
+        body = {"at": at} | ({"timezone": timezone} if timezone else {})
+        result: dict[str, Any] = await self.post_json(f"/v1/campaigns/{campaign_id}/schedule", body)
+        return result
+
+    async def sending_window(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.get_json("/v1/tenant/sending-window")
+        return result
+
+    async def set_sending_window(self, window: dict[str, Any] | None) -> dict[str, Any]:
+        path = "/v1/tenant/sending-window"
+        response = await (self._http.delete(path) if window is None else self._http.put(path, json=window))
+        raise_for(response)
+        result: dict[str, Any] = response.json()
         return result
 
     async def campaign(self, campaign_id: str) -> dict[str, Any]:

@@ -58,9 +58,10 @@ RECIPIENT_STATES: dict[str, str] = {
 
 # A campaign's state → what it means.
 CAMPAIGN_STATES: dict[str, str] = {
-    "draft": "created, not started (wce campaigns start)",
+    "draft": "created, not started (wce campaigns start, or wce campaigns schedule)",
+    "scheduled": "starts by itself at its time, its audience taken then (wce campaigns reschedule, cancel)",
     "snapshotting": "starting: its audience is being fixed",
-    "running": "sending",
+    "running": "sending, or waiting for the sending window to open (shown with the time it opens)",
     "paused": "stopped until resumed (wce campaigns resume); see its pause reason",
     "completed": "every recipient reached an outcome",
     "cancelled": "stopped for good",

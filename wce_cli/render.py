@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -14,6 +13,7 @@ from rich.text import Text
 STATE_STYLES = {
     "completed": "green",
     "running": "cyan",
+    "scheduled": "blue",
     "paused": "yellow",
     "cancelled": "red",
     "failed": "red",
@@ -43,8 +43,8 @@ def describe(update: dict[str, Any], *, rate: float | None = None, eta_s: Any = 
     label = f"[{style}]{state}[/]"
     if update.get("pause_reason"):
         label += f" ({update['pause_reason']})"
-    if update.get("hold"):
-        label += f" [yellow]{held(update['hold'])}[/]"
+    if update.get("waiting"):
+        label += f" — {update['waiting']}"
     eta = update.get("eta_s") if eta_s is _SERVER else eta_s
     shown_rate = update["rate_per_s"] if rate is None else rate
     return {
@@ -54,12 +54,6 @@ def describe(update: dict[str, Any], *, rate: float | None = None, eta_s: Any = 
         "rate": f"{shown_rate:.1f}/s" + _paced(update),
         "eta": f"ETA {_duration(eta)}" if eta is not None else "",
     }
-
-
-def held(hold: dict[str, Any]) -> str:
-    """A held campaign's reason and when it goes on, in the viewer's local time."""
-    until = datetime.fromisoformat(str(hold["until"])).astimezone()
-    return f"held: {hold['reason']} until {until:%Y-%m-%d %H:%M:%S}"
 
 
 def _paced(update: dict[str, Any]) -> str:
@@ -119,14 +113,14 @@ def campaign_table(campaigns: Sequence[dict[str, Any]]) -> Table:
     table = Table()
     table.add_column("id", no_wrap=True)
     table.add_column("name", overflow="fold")
-    for title in ("kind", "state", "recipients", "created", "started"):
+    for title in ("kind", "state", "recipients", "created", "started", "scheduled for"):
         table.add_column(title, justify="right" if title == "recipients" else "left")
     for campaign in campaigns:
         state = Text(campaign["state"], style=STATE_STYLES.get(campaign["state"], "white"))
         if campaign.get("pause_reason"):
             state.append(f" ({campaign['pause_reason']})")
-        if campaign.get("hold"):
-            state.append(f" {held(campaign['hold'])}", style="yellow")
+        if campaign.get("hold_reason") and campaign["state"] == "running":
+            state.append(f" (waiting: {campaign['hold_reason']} until {_when(campaign.get('hold_until'))})")
         table.add_row(
             str(campaign["id"]),
             Text(campaign["name"]),
@@ -135,6 +129,7 @@ def campaign_table(campaigns: Sequence[dict[str, Any]]) -> Table:
             f"{campaign['total']:,}",
             _when(campaign.get("created_at")),
             _when(campaign.get("started_at")),
+            _when(campaign.get("scheduled_at")),
         )
     return table
 

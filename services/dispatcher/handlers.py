@@ -84,7 +84,7 @@ async def consume_events(
                     await consumers.ensure(changed.tenant_id, changed.rate_per_second)
                 else:
                     event = CampaignLifecycle.model_validate_json(message.body)
-                    campaigns.observe(event.campaign_id, event.state)
+                    campaigns.observe(event.campaign_id, event.gate_state)
             except ValidationError as exc:
                 log.warning("unreadable event dropped", routing_key=message.routing_key, error=str(exc)[:300])
 

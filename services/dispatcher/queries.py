@@ -11,4 +11,8 @@ SELECT tenant_id, factor, changed_at, hold_until FROM tenant_pacing
 WHERE $1::float8 IS NULL OR changed_at > now() - make_interval(secs => $1) OR hold_until > now()
 """
 
-CAMPAIGN_STATES = "SELECT id, state FROM campaigns WHERE id = ANY($1::uuid[])"
+# A running campaign that holds (outside its tenant's sending window) reads as ``held``.
+CAMPAIGN_STATES = """
+SELECT id, CASE WHEN state = 'running' AND hold_reason IS NOT NULL THEN 'held' ELSE state END AS state
+FROM campaigns WHERE id = ANY($1::uuid[])
+"""

@@ -18,17 +18,21 @@ from services.segmenter import (
     routes_credits,
     routes_parked,
     routes_publishers,
+    routes_sending_window,
     routes_sends,
     routes_suppressions,
     routes_tenants,
+    routes_webhooks,
     sends,
 )
 from services.segmenter.booking.consumer import consume_booking
 from services.segmenter.campaigns import Lifecycle
+from services.segmenter.clockwork import schedule_loop, window_loop
 from services.segmenter.runner import CampaignRunner, monitor_loop
 from services.segmenter.snapshot import CampaignPublisher
 from shared import topology
 from shared.body_limit import bulk_paths
+from shared.clock import Clock
 from shared.crypto import SecretBox
 from shared.events import CampaignRequested
 from shared.http import broker_check, install_common, pool_check
@@ -39,6 +43,7 @@ from shared.supervision import Supervisor
 
 ROUTERS: list[APIRouter] = [
     routes_tenants.router,
+    routes_sending_window.router,
     routes_api_keys.router,
     routes_publishers.router,
     routes_campaigns.router,
@@ -48,6 +53,7 @@ ROUTERS: list[APIRouter] = [
     routes_credits.router,
     routes_sends.router,
     routes_parked.router,
+    routes_webhooks.router,
 ]
 
 MONITOR_INTERVAL_S = 1.0
@@ -74,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             resources.pool, resources.publisher, settings.publish_batch_size
         )
         runner = CampaignRunner(resources.pool, campaign_publisher)
-        lifecycle = Lifecycle(resources.pool, resources.publisher, runner)
+        lifecycle = Lifecycle(resources.pool, resources.publisher, runner, Clock(settings.clock_offset_file))
         app.state.lifecycle = lifecycle
         app.state.campaign_publisher = campaign_publisher
 
@@ -96,6 +102,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await consume_booking(resources.connection, resources.publisher, resources.pool, publishers)
         supervisor.spawn(
             "campaign_monitor", lambda: monitor_loop(resources.pool, runner, lifecycle, MONITOR_INTERVAL_S)
+        )
+        supervisor.spawn("campaign_schedule", lambda: schedule_loop(lifecycle, settings.schedule_poll_s))
+        supervisor.spawn(
+            "sending_windows", lambda: window_loop(resources.pool, lifecycle, MONITOR_INTERVAL_S)
         )
         try:
             yield

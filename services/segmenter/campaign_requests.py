@@ -1,10 +1,10 @@
 """``campaign.requested``: other systems create and start a campaign over the broker.
 
-A request creates and starts one campaign per (tenant, idempotency key): a repeated key — a
-redelivery, or the requester retrying — answers ``campaign.accepted`` with the campaign the key
-already made. A request that cannot be accepted answers ``campaign.rejected`` with the field-level
-reasons the HTTP API gives for the same body. Only a body without a usable tenant id and key is
-parked, since no one could be told about it.
+A request creates and starts (version 2: or schedules) one campaign per (tenant, idempotency
+key): a repeated key — a redelivery, or the requester retrying — answers ``campaign.accepted``
+with the campaign the key already made. A request that cannot be accepted answers
+``campaign.rejected`` with the field-level reasons the HTTP API gives for the same body. Only a
+body without a usable tenant id and key is parked, since no one could be told about it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from services.segmenter import campaigns, queries
 from services.segmenter.campaigns import ContentCheck, Lifecycle
 from services.segmenter.commands import CommandHandler
+from services.segmenter.scheduling import resolve_schedule
 from services.segmenter.schemas import CampaignCreate
 from shared import topology
 from shared.broker import PoisonMessage, Publisher
@@ -22,7 +23,9 @@ from shared.events import (
     CampaignAccepted,
     CampaignRejected,
     CampaignRequested,
+    CampaignRequestedV2,
     CampaignRequestKey,
+    CampaignSchedule,
     RejectionReason,
 )
 from shared.http import InputError
@@ -40,9 +43,14 @@ def _reasons(exc: ValidationError) -> list[RejectionReason]:
     ]
 
 
-async def _accepted(lifecycle: Lifecycle, key: CampaignRequestKey, row: asyncpg.Record) -> CampaignAccepted:
-    # A campaign left in draft (the process stopped between creating and starting it) is started now.
-    if row["state"] == "draft":
+async def _accepted(
+    lifecycle: Lifecycle, key: CampaignRequestKey, row: asyncpg.Record, schedule: CampaignSchedule | None
+) -> CampaignAccepted:
+    # A campaign left in draft (the process stopped between creating and starting or scheduling
+    # it) is started or scheduled now.
+    if row["state"] == "draft" and schedule is not None:
+        row = await lifecycle.schedule(key.tenant_id, row["id"], at=schedule.at, timezone=schedule.timezone)
+    elif row["state"] == "draft":
         row = await lifecycle.start(key.tenant_id, row["id"])
     return CampaignAccepted(
         tenant_id=key.tenant_id,
@@ -67,19 +75,35 @@ async def handle_request(
     def rejected(reasons: list[RejectionReason]) -> CampaignRejected:
         return CampaignRejected(tenant_id=key.tenant_id, idempotency_key=key.idempotency_key, reasons=reasons)
 
+    model = CampaignRequestedV2 if key.v == CampaignRequestedV2.VERSION else CampaignRequested
+    try:
+        request = model.model_validate_json(body)
+    except ValidationError as exc:
+        request = None
+        invalid = exc
+    schedule = request.schedule if isinstance(request, CampaignRequestedV2) else None
     existing = await pool.fetchrow(queries.SELECT_CAMPAIGN_BY_KEY, key.tenant_id, key.idempotency_key)
     if existing is not None:
-        return await _accepted(lifecycle, key, existing)
-    if await pool.fetchval("SELECT 1 FROM tenants WHERE id = $1 AND active", key.tenant_id) is None:
+        return await _accepted(lifecycle, key, existing, schedule)
+    timezone = await pool.fetchval("SELECT timezone FROM tenants WHERE id = $1 AND active", key.tenant_id)
+    if timezone is None:
         return rejected([RejectionReason(field="tenant_id", message="unknown or inactive tenant")])
+    if request is None:
+        return rejected(_reasons(invalid))
     try:
-        request = CampaignRequested.model_validate_json(body)
         data = CampaignCreate.model_validate(
             {"name": request.name, "audience": request.audience, "template": request.template}
         )
     except ValidationError as exc:
         return rejected(_reasons(exc))
     try:
+        if schedule is not None:
+            resolve_schedule(
+                at=schedule.at,
+                timezone=schedule.timezone,
+                tenant_timezone=timezone,
+                now=lifecycle.clock.now(),
+            )
         row = await campaigns.create_campaign(
             pool,
             tenant_id=key.tenant_id,
@@ -93,7 +117,7 @@ async def handle_request(
     except asyncpg.UniqueViolationError:
         # The same key is being handled concurrently (a redelivery): the other one created it.
         row = await pool.fetchrow(queries.SELECT_CAMPAIGN_BY_KEY, key.tenant_id, key.idempotency_key)
-    return await _accepted(lifecycle, key, row)
+    return await _accepted(lifecycle, key, row, schedule)
 
 
 def requested_handler(

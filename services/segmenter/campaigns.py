@@ -1,4 +1,5 @@
-"""Campaign lifecycle: create, start, pause, resume, cancel, retry failed, complete.
+"""Campaign lifecycle: create, schedule, start, pause, resume, cancel, retry failed, complete; and
+the holds of running campaigns (outside the sending window).
 
 State changes are conditional UPDATEs (concurrent requests settle on one outcome) followed by a
 lifecycle event on ``wce.events`` that dispatchers and senders gate on and anyone may follow.
@@ -16,9 +17,11 @@ import asyncpg
 
 from services.segmenter import queries
 from services.segmenter.audience.query import validate_audience
+from services.segmenter.scheduling import resolve_schedule
 from services.segmenter.schemas import CampaignCreate
 from shared import topology
 from shared.broker import Publisher
+from shared.clock import Clock
 from shared.events import CampaignLifecycle, LifecycleName
 from shared.http import InputError
 from shared.logging import get_logger
@@ -90,13 +93,15 @@ async def get_campaign(pool: asyncpg.Pool, tenant_id: UUID, campaign_id: UUID) -
 
 
 async def publish_lifecycle(publisher: Publisher, row: asyncpg.Record, event: LifecycleName) -> None:
+    held = event == "held"
     message = CampaignLifecycle(
         event=event,
         tenant_id=row["tenant_id"],
         campaign_id=row["id"],
         state=row["state"],
-        reason=row["pause_reason"],
+        reason=row["hold_reason"] if held else row["pause_reason"],
         at=datetime.now(UTC),
+        until=row["hold_until"] if held else None,
     )
     await publisher.publish(topology.EVENTS_EXCHANGE, message.routing_key(), message, mandatory=False)
 
@@ -118,10 +123,77 @@ class CampaignRunnerProtocol(Protocol):
 class Lifecycle:
     """The campaign operations, shared by the HTTP API and the broker command consumer."""
 
-    def __init__(self, pool: asyncpg.Pool, publisher: Publisher, runner: CampaignRunnerProtocol) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        publisher: Publisher,
+        runner: CampaignRunnerProtocol,
+        clock: Clock | None = None,
+    ) -> None:
         self._pool = pool
         self._publisher = publisher
         self._runner = runner
+        self.clock = clock or Clock()
+
+    async def schedule(
+        self,
+        tenant_id: UUID,
+        campaign_id: UUID,
+        *,
+        at: datetime,
+        timezone: str | None,
+        field: str = "schedule",
+    ) -> asyncpg.Record:
+        """Schedule a draft, or move a campaign's time while it waits; InputError for a time in the
+        past or an unknown zone (``field`` prefixes the names), InvalidTransition once it started."""
+        current = await get_campaign(self._pool, tenant_id, campaign_id)
+        if current["state"] not in ("draft", "scheduled"):
+            raise InvalidTransition(campaign_id, current["state"], "schedule")
+        tenant_timezone = await self._pool.fetchval("SELECT timezone FROM tenants WHERE id = $1", tenant_id)
+        resolved = resolve_schedule(
+            at=at, timezone=timezone, tenant_timezone=tenant_timezone, now=self.clock.now(), field=field
+        )
+        return await _transition(
+            self._pool,
+            queries.MARK_SCHEDULED,
+            tenant_id,
+            campaign_id,
+            "schedule",
+            resolved.at,
+            resolved.timezone,
+        )
+
+    async def start_due(self, limit: int = 100) -> list[asyncpg.Record]:
+        """Start the scheduled campaigns whose time has come (each exactly once, whichever
+        segmenter gets it); the runner takes their audience now."""
+        rows = await self._pool.fetch(queries.START_DUE, self.clock.now(), limit)
+        for row in rows:
+            log.info(
+                "scheduled campaign started", tenant_id=str(row["tenant_id"]), campaign_id=str(row["id"])
+            )
+            await publish_lifecycle(self._publisher, row, "started")
+            self._runner.launch(row["tenant_id"], row["id"])
+        return rows
+
+    async def hold(self, tenant_id: UUID, campaign_id: UUID, reason: str, until: datetime | None) -> bool:
+        """Stop a running campaign from sending, keeping it running; False when it holds already."""
+        row = await self._pool.fetchrow(queries.SET_HOLD, tenant_id, campaign_id, reason, until)
+        if row is None:
+            await self._pool.execute(queries.MOVE_HOLD, tenant_id, campaign_id, reason, until)
+            return False
+        log.info("campaign holds", campaign_id=str(campaign_id), reason=reason, until=str(until))
+        await publish_lifecycle(self._publisher, row, "held")
+        return True
+
+    async def release(self, tenant_id: UUID, campaign_id: UUID, reason: str) -> bool:
+        """End a hold of this reason; the recipients the broker no longer holds go out again."""
+        row = await self._pool.fetchrow(queries.RELEASE_HOLD, tenant_id, campaign_id, reason)
+        if row is None:
+            return False
+        log.info("campaign hold released", campaign_id=str(campaign_id), reason=reason)
+        await publish_lifecycle(self._publisher, row, "released")
+        self._runner.launch(tenant_id, campaign_id, republish=True)
+        return True
 
     async def start(self, tenant_id: UUID, campaign_id: UUID) -> asyncpg.Record:
         row = await _transition(self._pool, queries.MARK_STARTED, tenant_id, campaign_id, "start")

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from uuid import UUID
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
-from pydantic import ValidationError
+from pydantic import ValidationError, field_validator
 
 from services.segmenter.campaigns import CampaignNotFound, InvalidTransition, Lifecycle
 from shared.broker import PoisonMessage, Publisher, consume
@@ -21,9 +21,15 @@ CommandHandler = Callable[[bytes], Awaitable[None]]
 
 
 class RawCommand(Event):
-    """Any body: commands are decoded per routing key by their handler."""
+    """Any body: commands are decoded per routing key by their handler, whose model also judges
+    the version (``campaign.requested`` reads versions 1 and 2)."""
 
     model_config = Event.model_config | {"extra": "allow"}
+
+    @field_validator("v")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        return value
 
 
 def lifecycle_handlers(lifecycle: Lifecycle) -> dict[str, CommandHandler]:

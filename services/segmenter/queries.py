@@ -114,7 +114,7 @@ SELECT_CAMPAIGN_BY_KEY = "SELECT * FROM campaigns WHERE tenant_id = $1 AND idemp
 
 LIST_CAMPAIGNS = """
 SELECT * FROM campaigns
-WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR created_at < $2)
+WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR created_at < $2) AND ($4::text IS NULL OR state = $4)
 ORDER BY created_at DESC
 LIMIT $3
 """
@@ -132,18 +132,69 @@ WHERE tenant_id = $1 AND id = $2 AND state = 'running'
 RETURNING *
 """
 
+# A hold is evaluated again within a second of resuming (sending_windows.py).
 MARK_RESUMED = """
 UPDATE campaigns SET state = 'running', pause_reason = NULL, paused_at = NULL, hold_reason = NULL,
-    hold_until = NULL, updated_at = now()
+                     hold_until = NULL, updated_at = now()
 WHERE tenant_id = $1 AND id = $2 AND state = 'paused'
 RETURNING *
 """
 
 MARK_CANCELLED = """
 UPDATE campaigns SET state = 'cancelled', completed_at = now(), updated_at = now()
-WHERE tenant_id = $1 AND id = $2 AND state IN ('draft', 'running', 'paused')
+WHERE tenant_id = $1 AND id = $2 AND state IN ('draft', 'scheduled', 'running', 'paused')
 RETURNING *
 """
+
+# Scheduling and rescheduling: a draft or a campaign still waiting for its time.
+MARK_SCHEDULED = """
+UPDATE campaigns SET state = 'scheduled', scheduled_at = $3, schedule_timezone = $4, updated_at = now()
+WHERE tenant_id = $1 AND id = $2 AND state IN ('draft', 'scheduled')
+RETURNING *
+"""
+
+# Campaigns whose time has come ($1: now), started by whichever segmenter claims them first:
+# SKIP LOCKED leaves a row another segmenter is starting to it, and the state condition makes a
+# second start of the same campaign (a slower replica, a replay) change nothing.
+START_DUE = """
+UPDATE campaigns c SET state = 'running', started_at = $1, updated_at = now()
+FROM (
+    SELECT id FROM campaigns
+    WHERE state = 'scheduled' AND scheduled_at <= $1
+    ORDER BY scheduled_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+) due
+WHERE c.id = due.id AND c.state = 'scheduled'
+RETURNING c.*
+"""
+
+# Running campaigns of tenants with a sending window in the tenant's zone, with their hold.
+WINDOWED_CAMPAIGNS = """
+SELECT c.tenant_id, c.id, c.hold_reason, c.hold_until, t.timezone, t.sending_window
+FROM campaigns c JOIN tenants t ON t.id = c.tenant_id
+WHERE c.state = 'running' AND (t.sending_window IS NOT NULL OR c.hold_reason = $1)
+"""
+
+SET_HOLD = """
+UPDATE campaigns SET hold_reason = $3, hold_until = $4, updated_at = now()
+WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND hold_reason IS NULL
+RETURNING *
+"""
+
+# A hold already set moves its end (the window changed); only holds of this reason.
+MOVE_HOLD = """
+UPDATE campaigns SET hold_until = $4, updated_at = now()
+WHERE tenant_id = $1 AND id = $2 AND hold_reason = $3 AND hold_until IS DISTINCT FROM $4
+"""
+
+RELEASE_HOLD = """
+UPDATE campaigns SET hold_reason = NULL, hold_until = NULL, updated_at = now()
+WHERE tenant_id = $1 AND id = $2 AND state = 'running' AND hold_reason = $3
+RETURNING *
+"""
+
+SET_SENDING_WINDOW = "UPDATE tenants SET sending_window = $2, updated_at = now() WHERE id = $1 RETURNING *"
 
 MARK_COMPLETED = """
 UPDATE campaigns SET state = 'completed', completed_at = now(), updated_at = now()

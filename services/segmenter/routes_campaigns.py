@@ -1,9 +1,9 @@
-"""Campaigns: create, list, show, start, pause, resume, cancel, retry failed recipients."""
+"""Campaigns: create, list, show, schedule, start, pause, resume, cancel, retry failed recipients."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -12,31 +12,37 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 
 from services.segmenter import campaigns, queries
 from services.segmenter.deps import LifecycleDep
-from services.segmenter.schemas import CampaignAction, CampaignCreate, CampaignOut
+from services.segmenter.scheduling import resolve_schedule
+from services.segmenter.schemas import CampaignAction, CampaignCreate, CampaignOut, CampaignState, ScheduleIn
 from services.segmenter.template_check import check_template
-from shared.holds import current_hold
 from shared.http import Pool, Tenant, not_found
 from shared.templating import parse_template
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
 
-def campaign_out(row: asyncpg.Record) -> CampaignOut:
-    data = dict(row)
-    data["hold"] = current_hold(
-        state=row["state"], reason=row["hold_reason"], until=row["hold_until"], now=datetime.now(UTC)
-    )
-    return CampaignOut.model_validate(data)
+def campaign_out(row: object) -> CampaignOut:
+    return CampaignOut.model_validate(dict(row))  # type: ignore[call-overload]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CampaignOut)
 async def create_campaign(
     body: CampaignCreate, tenant: Tenant, pool: Pool, lifecycle: LifecycleDep, request: Request
 ) -> CampaignOut:
-    """Create a draft campaign (``start: true`` starts it at once). Unknown shortcodes, unapproved
-    Content templates and unknown audience references answer 422 naming the field. A template
+    """Create a draft campaign (``start: true`` starts it at once, a ``schedule`` at that time).
+    Unknown shortcodes, unapproved Content templates, unknown audience references, a schedule in
+    the past or in an unknown zone answer 422 naming the field, and nothing is created. A template
     that renders empty or past WhatsApp's limits for part of the audience is not refused: the
     answer's ``warnings`` say for how many recipients and why (they will fail without being sent)."""
+    if body.schedule is not None:
+        # Checked before anything is stored: a refused schedule leaves no draft behind.
+        tenant_timezone = await pool.fetchval("SELECT timezone FROM tenants WHERE id = $1", tenant.tenant_id)
+        resolve_schedule(
+            at=body.schedule.at,
+            timezone=body.schedule.timezone,
+            tenant_timezone=tenant_timezone,
+            now=lifecycle.clock.now(),
+        )
     row = await campaigns.create_campaign(
         pool,
         tenant_id=tenant.tenant_id,
@@ -49,10 +55,14 @@ async def create_campaign(
         tz=tenant.timezone,
         audience=body.audience,
         template=parse_template(row["template"]),
-        now=datetime.now(UTC),
+        now=lifecycle.clock.now(),
     )
     if body.start:
         row = await lifecycle.start(tenant.tenant_id, row["id"])
+    elif body.schedule is not None:
+        row = await lifecycle.schedule(
+            tenant.tenant_id, row["id"], at=body.schedule.at, timezone=body.schedule.timezone
+        )
     created = campaign_out(row)
     if check is not None:
         created.warnings = check.warnings
@@ -65,8 +75,9 @@ async def list_campaigns(
     pool: Pool,
     before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    state: Annotated[CampaignState | None, Query(description="Only campaigns in this state.")] = None,
 ) -> list[CampaignOut]:
-    rows = await pool.fetch(queries.LIST_CAMPAIGNS, tenant.tenant_id, before, limit)
+    rows = await pool.fetch(queries.LIST_CAMPAIGNS, tenant.tenant_id, before, limit, state)
     return [campaign_out(row) for row in rows]
 
 
@@ -93,6 +104,17 @@ async def _act(operation: Awaitable[asyncpg.Record]) -> CampaignOut:
 async def start(campaign_id: UUID, tenant: Tenant, lifecycle: LifecycleDep) -> CampaignOut:
     """Snapshot the audience and start sending."""
     return await _act(lifecycle.start(tenant.tenant_id, campaign_id))
+
+
+@router.post("/{campaign_id}/schedule", response_model=CampaignOut)
+async def schedule(
+    campaign_id: UUID, body: ScheduleIn, tenant: Tenant, lifecycle: LifecycleDep
+) -> CampaignOut:
+    """Schedule a draft, or reschedule a campaign that has not started yet (409 once it has); its
+    audience is taken when it starts. Cancel it before then with ``/cancel``."""
+    return await _act(
+        lifecycle.schedule(tenant.tenant_id, campaign_id, at=body.at, timezone=body.timezone, field="")
+    )
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignOut)

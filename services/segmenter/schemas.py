@@ -8,11 +8,12 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from services.segmenter.audience.model import Audience
 from services.segmenter.template_check import TemplateWarning
 from shared.phones import InvalidPhone, is_valid_region, to_e164
+from shared.sending_window import DAY_NAMES
 from shared.validation import Text
 
 ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
@@ -193,6 +194,7 @@ class TenantOut(BaseModel):
     opt_in_keywords: list[str]
     active: bool
     created_at: datetime
+    sending_window: dict[str, Any] | None = None
     status_callback_url: str
     inbound_url: str
 
@@ -220,11 +222,29 @@ class ContentTemplate(Strict):
         return value
 
 
+class ScheduleIn(Strict):
+    """When to start: a local date and time (``2026-12-24T09:00``) in ``timezone`` — an IANA zone,
+    the tenant's by default — or an instant with its UTC offset."""
+
+    at: datetime
+    timezone: Annotated[str, Text(64)] | None = None
+
+
 class CampaignCreate(Strict):
     name: Annotated[str, Text(200, min_length=1)]
     audience: Audience = Field(default_factory=Audience)
     template: BodyTemplate | ContentTemplate
     start: bool = Field(default=False, strict=True)
+    schedule: ScheduleIn | None = Field(
+        default=None, description="Start at this time instead of now (the audience is taken then)."
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _start_or_schedule(cls, value: ScheduleIn | None, info: ValidationInfo) -> ScheduleIn | None:
+        if value is not None and info.data.get("start"):
+            raise ValueError("give either start: true or a schedule, not both")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -237,13 +257,9 @@ class CampaignCreate(Strict):
         return data
 
 
-class HoldOut(BaseModel):
-    """A running campaign that waits on purpose; it goes on by itself at ``until``."""
-
-    reason: str = Field(description="messaging_limit or spam_rate_limit")
-    description: str
-    until: datetime = Field(description="When sending is expected to go on.")
-    in_s: float = Field(description="Seconds from now until then.")
+CampaignState = Literal[
+    "draft", "scheduled", "snapshotting", "running", "paused", "completed", "cancelled", "failed"
+]
 
 
 class CampaignOut(BaseModel):
@@ -252,7 +268,6 @@ class CampaignOut(BaseModel):
     kind: str
     state: str
     pause_reason: str | None
-    hold: HoldOut | None = Field(default=None, description="Set while a running campaign is held.")
     audience: dict[str, Any]
     template: dict[str, Any]
     total: int
@@ -260,6 +275,16 @@ class CampaignOut(BaseModel):
     started_at: datetime | None
     paused_at: datetime | None
     completed_at: datetime | None
+    scheduled_at: datetime | None = Field(description="When a scheduled campaign starts.")
+    schedule_timezone: str | None = Field(description="The zone its time was given in.")
+    hold_reason: str | None = Field(
+        description="Why a running campaign sends nothing now: `sending_window` (outside the tenant's"
+        " sending window), `messaging_limit` (the tenant's WhatsApp messaging limit is reached) or"
+        " `spam_rate_limit` (WhatsApp refused the sender for spam, 131048)."
+    )
+    hold_until: datetime | None = Field(
+        description="When the hold ends (the window opens, the messaging limit has room, the spam hold ends)."
+    )
     warnings: list[TemplateWarning] = Field(
         default_factory=list,
         description=(
@@ -271,3 +296,41 @@ class CampaignOut(BaseModel):
 
 class CampaignAction(Strict):
     reason: Annotated[str, Text(200)] | None = None
+
+
+DayName = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+HOUR_MINUTE = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+class SendingWindowIn(Strict):
+    """When campaigns may send: on ``days``, from ``start`` until ``end`` (``HH:MM``, local time in
+    the tenant's zone; ``end`` may be ``24:00``). With ``recipient_timezone``, a recipient whose
+    number's country has a single time zone gets the window in that zone instead."""
+
+    days: list[DayName] = Field(min_length=1, max_length=7)
+    start: Annotated[str, Text(5, pattern=HOUR_MINUTE)]
+    end: Annotated[str, Text(5, pattern=HOUR_MINUTE + "|^24:00$")]
+    recipient_timezone: bool = Field(default=False, strict=True)
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each day at most once")
+        return sorted(value, key=DAY_NAMES.index)
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, value: str, info: ValidationInfo) -> str:
+        start = info.data.get("start")
+        if start is not None and value != "24:00" and value <= start:
+            raise ValueError("must be after start (a window ends on the day it starts)")
+        return value
+
+
+class SendingWindowOut(BaseModel):
+    window: dict[str, Any] | None = Field(description="The window; null: campaigns send at any time.")
+    timezone: str
+    open_now: bool
+    next_opening: datetime | None = Field(description="When it next opens (null while open).")
+    next_closing: datetime | None = Field(description="When it next closes (null without a window).")

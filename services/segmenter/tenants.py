@@ -70,7 +70,7 @@ async def create_tenant(
                 await conn.execute(queries.INSERT_CREDIT_GRANT, tenant_id, kind, bucket, amount, "initial")
     # The dispatch queue must exist before the first recipient event is published to it.
     await topology.declare_tenant(publisher.channel, str(tenant_id))
-    await _announce(publisher, row)
+    await announce(publisher, row)
     return row, api_key
 
 
@@ -120,7 +120,7 @@ async def update_tenant(
             raise TenantNotFound(tenant_id)
         if limit is not None:
             await count_contacts(conn, tenant_id, messaging_window_s)
-    await _announce(publisher, row)
+    await announce(publisher, row)
     return row
 
 
@@ -131,6 +131,6 @@ async def count_contacts(conn: asyncpg.Connection, tenant_id: UUID, window_s: fl
     await conn.execute(queries.RECOUNT_SEND_LIMIT, tenant_id, window_s)
 
 
-async def _announce(publisher: Publisher, row: asyncpg.Record) -> None:
+async def announce(publisher: Publisher, row: asyncpg.Record) -> None:
     event = TenantChanged(tenant_id=row["id"], rate_per_second=row["rate_per_second"], active=row["active"])
     await publisher.publish(topology.EVENTS_EXCHANGE, TenantChanged.ROUTING_KEY, event, mandatory=False)

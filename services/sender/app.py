@@ -18,12 +18,20 @@ from fastapi import FastAPI
 from services.sender.directory import Directory
 from services.sender.engine import EngineSettings, SendEngine
 from services.sender.gate import CampaignGate
-from services.sender.handlers import AutoPauser, InFlight, consume_chunks, consume_events, poll_gate
+from services.sender.handlers import (
+    AutoPauser,
+    HoldAnnouncer,
+    InFlight,
+    consume_chunks,
+    consume_events,
+    poll_gate,
+)
 from services.sender.maintenance import Maintenance, MaintenanceSettings
 from services.sender.outcomes import late_create_bound_s
 from services.sender.pacer import Pacer
 from services.sender.recording import Recorder
 from shared import topology
+from shared.clock import Clock
 from shared.crypto import SecretBox
 from shared.http import broker_check, install_common, pool_check
 from shared.logging import get_logger
@@ -58,8 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             threshold=settings.error_rate_threshold,
             min_attempts=settings.error_rate_min_attempts,
         )
-        recorder = Recorder(resources.pool, resources.publisher)
+        clock = Clock(settings.clock_offset_file)
+        recorder = Recorder(resources.pool, resources.publisher, clock)
         engine = SendEngine(
+            clock=clock,
             pool=resources.pool,
             client=client,
             directory=directory,
@@ -80,8 +90,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             concurrency=concurrency,
             pacer=Pacer(resources.pool, settings.pacing_recovery_per_s),
             auto_pause=AutoPauser(gate, resources.publisher),
+            announce_hold=HoldAnnouncer(resources.publisher),
         )
         maintenance = Maintenance(
+            clock=clock,
             pool=resources.pool,
             connection=resources.connection,
             publisher=resources.publisher,

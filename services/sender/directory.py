@@ -9,13 +9,16 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from services.sender import queries
 from shared.crypto import SecretBox
 from shared.phones import whatsapp_address
+from shared.sending_window import RecipientWindows, SendingWindow, WindowGate
 from shared.templating import Template, TenantStyle, parse_template
 from shared.twilio_client import TwilioCredentials
 
@@ -31,8 +34,20 @@ class TenantInfo:
     messaging_service_sid: str | None
     style: TenantStyle
     active: bool
+    # Whether the tenant's sending window is open (always, without one or when it is kept in
+    # each recipient's own zone instead: ``recipient_windows``).
+    window: WindowGate
+    recipient_windows: RecipientWindows | None = None
     # WhatsApp messaging limit (unique numbers per moving window); None: unlimited.
     messaging_limit: int | None = None
+
+
+def _windows(stored: dict[str, Any] | None, timezone: str) -> tuple[WindowGate, RecipientWindows | None]:
+    """The tenant's window gate, and the recipients' when the window is kept in their zones."""
+    window = None if stored is None else SendingWindow.from_json(stored)
+    if window is not None and window.recipient_timezone:
+        return WindowGate(None, ZoneInfo(timezone)), RecipientWindows(window, timezone)
+    return WindowGate(window, ZoneInfo(timezone)), None
 
 
 class TenantNotFound(LookupError):
@@ -53,6 +68,7 @@ class Directory:
         row = await self._pool.fetchrow(queries.SELECT_TENANT, tenant_id)
         if row is None:
             raise TenantNotFound(tenant_id)
+        window, recipient_windows = _windows(row["sending_window"], row["timezone"])
         info = TenantInfo(
             tenant_id=tenant_id,
             credentials=TwilioCredentials(
@@ -68,6 +84,8 @@ class Directory:
             ),
             active=row["active"],
             messaging_limit=row["messaging_limit"],
+            window=window,
+            recipient_windows=recipient_windows,
         )
         self._tenants[tenant_id] = (time.monotonic() + TENANT_TTL_S, info)
         return info

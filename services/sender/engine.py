@@ -23,11 +23,19 @@ from services.sender import queries
 from services.sender.directory import Directory, TenantInfo
 from services.sender.gate import CampaignGate
 from services.sender.metrics import HOLDS
-from services.sender.outcomes import Skip, Transition, after_attempt, refused_locally, skipped
+from services.sender.outcomes import (
+    Skip,
+    Transition,
+    after_attempt,
+    outside_window,
+    refused_locally,
+    skipped,
+)
 from services.sender.pacer import Pacer
 from services.sender.recording import Recorder, Settlement, with_db_retry
 from services.sender.sharing import CallSlots, SlotBook
 from shared import credits, metrics
+from shared.clock import Clock
 from shared.events import SendChunk
 from shared.logging import get_logger
 from shared.pacing import RATE_LIMIT_CODES
@@ -44,6 +52,8 @@ SEND_STAGE = "send"
 VALIDITY_PERIOD_S = 14_400
 
 AutoPause = Callable[[UUID, UUID, str], Awaitable[None]]
+# Tells everyone a campaign holds (tenant, campaign, reason, until).
+AnnounceHold = Callable[[UUID, UUID, str, datetime], Awaitable[None]]
 
 # A campaign's hold reasons set by the sender (the claim sets "messaging_limit").
 SPAM_HOLD_REASON = "spam_rate_limit"
@@ -145,7 +155,10 @@ class SendEngine:
         concurrency: int,
         auto_pause: AutoPause,
         pacer: Pacer,
+        clock: Clock | None = None,
+        announce_hold: AnnounceHold | None = None,
     ) -> None:
+        self._clock = clock or Clock()
         self._pool = pool
         self._client = client
         self._directory = directory
@@ -157,6 +170,7 @@ class SendEngine:
         self._budget = MessageBudget(2 * concurrency)
         self._concurrency = concurrency
         self._auto_pause = auto_pause
+        self._announce_hold = announce_hold
         self._pacer = pacer
         self._rolled: dict[UUID, date] = {}
         # The last hold seen per campaign, so that each is counted and logged once.
@@ -171,11 +185,17 @@ class SendEngine:
         self.active[chunk.campaign_id] = time.monotonic()
         if self.stopping:
             return False
-        if self._gate.blocked(chunk.campaign_id):
+        # A held campaign's chunk is most likely one its hold's end published again, which can
+        # overtake the event saying so: the claim, which reads the campaign, decides.
+        if self._gate.blocked(chunk.campaign_id) and not self._gate.held(chunk.campaign_id):
             return True
         tenant = await self._directory.tenant(chunk.tenant_id)
         template = await self._directory.template(chunk.tenant_id, chunk.campaign_id)
         if not tenant.active or template is None:
+            return True
+        if not self._window_open(tenant):
+            # Outside the sending window nothing is claimed: the rows wait, and the segmenter,
+            # which holds the campaign within a second, publishes them again when it opens.
             return True
         if chunk.first_slot_at is not None:
             return await self._process(chunk, tenant, template, reply_to)
@@ -202,7 +222,7 @@ class SendEngine:
 
         claim = await with_db_retry("claim", claim_rows)
         if claim.hold is not None:
-            self._held(chunk, claim.hold)
+            await self._held(chunk.tenant_id, chunk.campaign_id, claim.hold)
         if claim.short_of_credits:
             await self._auto_pause(chunk.tenant_id, chunk.campaign_id, "insufficient_credits")
         if not claim.rows:
@@ -227,20 +247,23 @@ class SendEngine:
         await self._after_chunk(chunk, settlements)
         return not any(s.transition.skip is Skip.SHUTDOWN for s in settlements)
 
-    def _held(self, chunk: SendChunk, hold: Hold) -> None:
-        if self._holds.get(chunk.campaign_id) == hold:
+    async def _held(self, tenant_id: UUID, campaign_id: UUID, hold: Hold) -> None:
+        """Count, log and announce a hold once (the claims of its other chunks see it again)."""
+        if self._holds.get(campaign_id) == hold:
             return
-        self._holds[chunk.campaign_id] = hold
+        self._holds[campaign_id] = hold
         while len(self._holds) > MAX_HOLDS_REMEMBERED:
             del self._holds[next(iter(self._holds))]
-        HOLDS.labels(str(chunk.tenant_id), hold.reason).inc()
+        HOLDS.labels(str(tenant_id), hold.reason).inc()
         log.info(
             "campaign held",
-            tenant_id=str(chunk.tenant_id),
-            campaign_id=str(chunk.campaign_id),
+            tenant_id=str(tenant_id),
+            campaign_id=str(campaign_id),
             reason=hold.reason,
             until=hold.until.isoformat(),
         )
+        if self._announce_hold is not None:
+            await self._announce_hold(tenant_id, campaign_id, hold.reason, hold.until)
 
     async def _hold_tenant(self, tenant_id: UUID, reason: str) -> None:
         """Hold all the tenant's sending (and its running campaigns) for the spam hold."""
@@ -252,7 +275,6 @@ class SendEngine:
             return rows
 
         held = await with_db_retry("hold", hold)
-        HOLDS.labels(str(tenant_id), reason).inc(len(held))
         log.warning(
             "tenant's sending held",
             tenant_id=str(tenant_id),
@@ -260,6 +282,8 @@ class SendEngine:
             hold_s=self._settings.spam_hold_s,
             campaigns=len(held),
         )
+        for row in held:
+            await self._held(tenant_id, row["id"], Hold(reason, row["hold_until"]))
 
     async def _after_chunk(self, chunk: SendChunk, settlements: list[Settlement]) -> None:
         if any(s.transition.hold_tenant for s in settlements):
@@ -340,15 +364,19 @@ class SendEngine:
             await self._pool.execute(queries.ROLL_CREDIT_PERIOD, tenant_id, month)
             self._rolled[tenant_id] = month
 
-    def _skip_reason(self, chunk: SendChunk, claimed_mono: float) -> Skip | None:
+    def _skip_reason(self, chunk: SendChunk, tenant: TenantInfo, claimed_mono: float) -> Skip | None:
         if self.stopping:
             return Skip.SHUTDOWN
-        if self._gate.blocked(chunk.campaign_id):
+        # The window closed after the claim: handed back like a pause, sent after it opens.
+        if self._gate.blocked(chunk.campaign_id) or not self._window_open(tenant):
             return Skip.PAUSED
         # Never start a call that could outlive the lease: the row would be reconciled mid-call.
         if time.monotonic() > self._write_by(claimed_mono):
             return Skip.LATE
         return None
+
+    def _window_open(self, tenant: TenantInfo) -> bool:
+        return tenant.window.always_open or tenant.window.open_at(self._clock.now())
 
     async def _call_at_a_slot(self, tenant_id: UUID, book: SlotBook, wait: float) -> bool:
         """Wait for a slot of the chunk and a call; False when the chunk has no slot left."""
@@ -395,6 +423,10 @@ class SendEngine:
                 accepted_at,
             )
 
+        if tenant.recipient_windows is not None:
+            opens_at = tenant.recipient_windows.opens_at(row.phone_e164, self._clock.now())
+            if opens_at is not None:
+                return settle(outside_window(opens_at))
         if book is not None and slot_at is not None:
             wait = slot_at - time.time()
             metrics.THROTTLE_WAIT.labels(str(chunk.tenant_id)).observe(max(wait, 0.0))
@@ -403,7 +435,7 @@ class SendEngine:
         else:
             await self._calls.acquire(chunk.tenant_id, timed=False)
         try:
-            reason = self._skip_reason(chunk, claimed_mono)
+            reason = self._skip_reason(chunk, tenant, claimed_mono)
             if reason is not None:
                 return settle(skipped(reason))
             message = render(template, row.data, tenant.style)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections import deque
 from uuid import UUID
 
+from shared.events import HELD
+
 SENDABLE = "running"
 # Paused for lack of credits: messages already claimed hold a reserved credit each, so they may
 # still go; nothing new is claimed because a claim needs a running campaign.
@@ -57,6 +59,10 @@ class CampaignGate:
         return state != SENDABLE and not (
             state == "paused" and self._reasons.get(campaign_id) == INSUFFICIENT_CREDITS
         )
+
+    def held(self, campaign_id: UUID) -> bool:
+        """Running but holding (blocked only by that, not by a pause of this sender's)."""
+        return campaign_id not in self._local and self._states.get(campaign_id) == HELD
 
     def observe(self, campaign_id: UUID, state: str, reason: str | None = None) -> None:
         self._reasons[campaign_id] = reason

@@ -52,7 +52,8 @@ from services.sender.outcomes import after_lookup, not_found_believed
 from services.sender.recording import DB_ERRORS, Recorder, Settlement
 from shared import topology
 from shared.broker import BrokerUnavailable, Publisher, queue_depth
-from shared.events import RecipientBatch, StatusCallback, StatusCallbackBatch
+from shared.clock import Clock
+from shared.events import CampaignLifecycle, RecipientBatch, StatusCallback, StatusCallbackBatch
 from shared.logging import get_logger
 from shared.twilio_client import FetchedMessage, ListedMessage, TwilioClient, TwilioError
 
@@ -125,7 +126,9 @@ class Maintenance:
         directory: Directory,
         recorder: Recorder,
         settings: MaintenanceSettings,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock or Clock()
         self._pool = pool
         self._connection = connection
         self._publisher = publisher
@@ -195,6 +198,17 @@ class Maintenance:
             if row["state"] != "running":
                 continue
             self.lease.ensure_held()
+            released = CampaignLifecycle(
+                event="released",
+                tenant_id=row["tenant_id"],
+                campaign_id=row["id"],
+                state="running",
+                reason=row["hold_reason"],
+                at=self._clock.now(),
+            )
+            await self._publisher.publish(
+                topology.EVENTS_EXCHANGE, released.routing_key(), released, mandatory=False
+            )
             count = await self._republish(row["tenant_id"], row["id"], row["published_upto"], 0.0)
             log.info(
                 "campaign hold ended",
@@ -391,7 +405,7 @@ class Maintenance:
             campaign_id: UUID = campaign["id"]
             seen.add(campaign_id)
             count = await self._pool.fetchval(
-                queries.COUNT_WAITING, campaign_id, campaign["published_upto"], grace
+                queries.COUNT_WAITING, campaign_id, campaign["published_upto"], grace, self._clock.now()
             )
             previous = self._waiting.get(campaign_id)
             if not count:
@@ -424,7 +438,7 @@ class Maintenance:
             ids = [
                 r["id"]
                 for r in await self._pool.fetch(
-                    queries.WAITING_IDS, campaign_id, published_upto, grace, cursor, size
+                    queries.WAITING_IDS, campaign_id, published_upto, grace, cursor, size, self._clock.now()
                 )
             ]
             if not ids:

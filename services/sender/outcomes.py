@@ -41,6 +41,8 @@ class Transition:
     retry_after_s: float | None = None
     # The tenant's sending is held for a while (Meta refused the sender for spam).
     hold_tenant: bool = False
+    # Waits until then (system clock) rather than a retry tier: the sweeper publishes it again.
+    wait_until: datetime | None = None
 
     @property
     def is_error(self) -> bool:
@@ -219,6 +221,18 @@ def refused_locally(message: RenderedMessage) -> Transition | None:
             requested=False,
         )
     return None
+
+
+def outside_window(opens_at: datetime) -> Transition:
+    """Not sent: the recipient's own sending window is closed. The row waits (not an attempt)
+    until it opens; the sweeper publishes it again then."""
+    return Transition(
+        "retry_wait",
+        uncount=True,
+        error_message="not sent: outside the recipient's sending window",
+        requested=False,
+        wait_until=opens_at,
+    )
 
 
 def skipped(reason: Skip) -> Transition:

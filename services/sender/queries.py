@@ -15,7 +15,7 @@ columns are never null, so it means ``=``), ``(...) IS TRUE`` for the state.
 
 SELECT_TENANT = """
 SELECT id, name, business_name, twilio_account_sid, twilio_auth_token_enc, whatsapp_from,
-       messaging_service_sid, timezone, locale, active, messaging_limit
+       messaging_service_sid, timezone, locale, active, sending_window, messaging_limit
 FROM tenants WHERE id = $1
 """
 
@@ -23,7 +23,12 @@ SELECT_CAMPAIGN = (
     "SELECT id, tenant_id, kind, state, template FROM campaigns WHERE tenant_id = $1 AND id = $2"
 )
 
-CAMPAIGN_STATES = "SELECT id, state, pause_reason FROM campaigns WHERE id = ANY($1::uuid[])"
+# A running campaign that holds (outside its tenant's sending window) reads as ``held``.
+CAMPAIGN_STATES = """
+SELECT id, CASE WHEN state = 'running' AND hold_reason IS NOT NULL THEN 'held' ELSE state END AS state,
+       pause_reason
+FROM campaigns WHERE id = ANY($1::uuid[])
+"""
 
 # Claim ----------------------------------------------------------------------------------------
 
@@ -74,7 +79,8 @@ WITH limits AS (
     WHERE r.id = ANY($3::bigint[])
       AND r.tenant_id IS NOT DISTINCT FROM $1 AND r.campaign_id IS NOT DISTINCT FROM $2
       AND r.state IN ('pending', 'queued', 'retry_wait')
-      AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $2 AND c.tenant_id = $1 AND c.state = 'running')
+      AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $2 AND c.tenant_id = $1 AND c.state = 'running'
+                                                     AND c.hold_reason IS NULL)
     ORDER BY r.id
     FOR UPDATE OF r SKIP LOCKED
 ), known AS (
@@ -149,6 +155,8 @@ WITH limits AS (
     FROM limits l
     WHERE c.id = $2 AND c.tenant_id = $1 AND NOT l.needs_lock
       AND (SELECT count(*) FROM ranked) > (SELECT count(*) FROM within_limit)
+      -- Never in place of another kind of hold (a closed sending window) set meanwhile.
+      AND (c.hold_reason IS NULL OR c.hold_reason IN ('messaging_limit', 'spam_rate_limit'))
     RETURNING c.hold_reason, c.hold_until
 ), logged AS (
     INSERT INTO message_events (tenant_id, campaign_id, recipient_id, from_state, to_state, source, detail)
@@ -194,7 +202,8 @@ WITH tenant AS (
 UPDATE campaigns c
 SET hold_reason = $2, hold_until = greatest(coalesce(c.hold_until, now()), (SELECT hold_until FROM tenant))
 WHERE c.tenant_id = $1 AND c.state = 'running'
-RETURNING c.id
+  AND (c.hold_reason IS NULL OR c.hold_reason IN ('messaging_limit', 'spam_rate_limit'))
+RETURNING c.id, c.hold_until
 """
 
 ROLL_CREDIT_PERIOD = """
@@ -385,17 +394,21 @@ LIMIT 1
 
 TAKEN_SIDS = "SELECT twilio_sid FROM recipients WHERE twilio_sid = ANY($1::text[])"
 
-# Held campaigns wait for their hold to end (their rows wait on purpose).
+# Campaigns held by the sender wait for their hold to end (their rows wait on purpose).
 RUNNING_CAMPAIGNS = """
 SELECT id, tenant_id, published_upto FROM campaigns
-WHERE state = 'running' AND (hold_until IS NULL OR hold_until <= now())
+WHERE state = 'running'
+  AND NOT (hold_reason IN ('messaging_limit', 'spam_rate_limit') AND hold_until > now())
 """
 
-# Holds whose time has come: cleared, and the running campaigns among them get their waiting rows
-# published again (a claim that still finds no room holds the campaign anew).
+# The sender's holds (the messaging limit, a spam hold; a closed sending window is the
+# segmenter's) whose time has come: cleared, and the running campaigns among them get their
+# waiting rows published again (a claim that still finds no room holds the campaign anew).
 HOLDS_ENDED = """
 UPDATE campaigns c SET hold_reason = NULL, hold_until = NULL
-FROM (SELECT id, hold_reason FROM campaigns WHERE hold_until <= now() ORDER BY hold_until LIMIT $1
+FROM (SELECT id, hold_reason FROM campaigns
+      WHERE hold_until <= now() AND hold_reason IN ('messaging_limit', 'spam_rate_limit')
+      ORDER BY hold_until LIMIT $1
       FOR UPDATE SKIP LOCKED) ended
 WHERE c.id = ended.id
 RETURNING c.id, c.tenant_id, c.state, c.published_upto, ended.hold_reason
@@ -420,19 +433,20 @@ WHERE ctid = ANY(ARRAY(
     LIMIT $2))
 """
 
-# Rows of a running campaign that wait for a broker message that may be gone.
+# Rows of a running campaign that wait for a broker message that may be gone ($4: now, on the
+# clock the retry times were written with).
 COUNT_WAITING = """
 SELECT count(*) FROM recipients
 WHERE campaign_id = $1 AND (
     (state IN ('pending', 'queued') AND id <= $2)
-    OR (state = 'retry_wait' AND next_attempt_at < now() - make_interval(secs => $3)))
+    OR (state = 'retry_wait' AND next_attempt_at < $4::timestamptz - make_interval(secs => $3)))
 """
 
 WAITING_IDS = """
 SELECT id FROM recipients
 WHERE campaign_id = $1 AND id > $4 AND (
     (state IN ('pending', 'queued') AND id <= $2)
-    OR (state = 'retry_wait' AND next_attempt_at < now() - make_interval(secs => $3)))
+    OR (state = 'retry_wait' AND next_attempt_at < $6::timestamptz - make_interval(secs => $3)))
 ORDER BY id
 LIMIT $5
 """

@@ -13,7 +13,7 @@ import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 from uuid import UUID
 
@@ -24,6 +24,7 @@ from services.sender.metrics import CREDITS_DEBITED
 from services.sender.outcomes import Transition
 from shared import metrics, topology
 from shared.broker import BrokerUnavailable, Publisher
+from shared.clock import Clock
 from shared.events import ChunkDone, RecipientBatch
 from shared.logging import get_logger
 
@@ -106,10 +107,18 @@ def _log_retries(tenant_id: UUID, applied: list[Settlement], source: str) -> Non
         )
 
 
+def _next_attempt_at(transition: Transition, now: datetime) -> datetime | None:
+    if transition.wait_until is not None:
+        return transition.wait_until
+    return now + timedelta(seconds=transition.tier_s) if transition.tier_s else None
+
+
 class Recorder:
-    def __init__(self, pool: asyncpg.Pool, publisher: Publisher) -> None:
+    def __init__(self, pool: asyncpg.Pool, publisher: Publisher, clock: Clock | None = None) -> None:
         self._pool = pool
         self._publisher = publisher
+        # Retry times are written on the clock the sweeper reads them with.
+        self._clock = clock or Clock()
 
     async def settle(
         self, tenant_id: UUID, settlements: list[Settlement], *, source: str, reply_to: str | None = None
@@ -147,7 +156,7 @@ class Recorder:
         return True
 
     async def _write(self, tenant_id: UUID, settlements: list[Settlement], source: str) -> Settled:
-        now = datetime.now(UTC)
+        now = self._clock.now()
         ordered = sorted(settlements, key=lambda s: s.recipient_id)
         by_id = {s.recipient_id: s for s in ordered}
         rows = await self._pool.fetch(
@@ -160,7 +169,7 @@ class Recorder:
             [s.transition.error_code for s in ordered],
             [s.transition.error_message for s in ordered],
             [s.transition.uncount for s in ordered],
-            [now + timedelta(seconds=s.transition.tier_s) if s.transition.tier_s else None for s in ordered],
+            [_next_attempt_at(s.transition, now) for s in ordered],
             source,
             [s.transition.suppress for s in ordered],
             [s.accepted_at for s in ordered],

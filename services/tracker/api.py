@@ -125,8 +125,12 @@ async def export_recipients(
 
 
 @router.get("/{campaign_id}/progress")
-async def get_progress(campaign_id: UUID, tenant: Tenant, pool: Pool) -> dict[str, Any]:
-    progress = await reports.load_progress(pool, tenant_id=tenant.tenant_id, campaign_id=campaign_id)
+async def get_progress(campaign_id: UUID, tenant: Tenant, pool: Pool, request: Request) -> dict[str, Any]:
+    """Counts by state, rate, the estimated finish (rate and sending windows considered) and, for
+    a campaign that waits, what for: ``waiting``, ``hold_reason`` and ``hold_until``."""
+    progress = await reports.load_progress(
+        pool, tenant_id=tenant.tenant_id, campaign_id=campaign_id, clock=request.app.state.clock
+    )
     if progress is None:
         raise not_found("campaign not found")
     return progress.as_dict()

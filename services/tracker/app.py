@@ -20,6 +20,9 @@ from services.tracker.grouping import CallbackGrouper
 from services.tracker.ingest import Ingest
 from services.tracker.live import ProgressHub, StreamLimits
 from services.tracker.observe import CampaignSampler, QueueSampler
+from services.tracker.outbound_client import WebhookClient
+from services.tracker.outbound_fanout import start_lifecycle_consumer
+from services.tracker.outbound_worker import DeliveryWorker, run_feed
 from services.tracker.periodic import run_every
 from services.tracker.reports import load_progress
 from services.tracker.tenant_gate import ActiveTenants
@@ -27,11 +30,12 @@ from services.tracker.tokens import TokenCache
 from services.tracker.webhooks import WebhookRoutes
 from shared import topology
 from shared.broker import ConsumerPolicy
+from shared.clock import Clock
 from shared.crypto import SecretBox
 from shared.http import broker_check, install_common, pool_check
 from shared.metrics import CALLBACKS
-from shared.runtime import attach, open_resources, serve
-from shared.settings import get_settings
+from shared.runtime import Resources, attach, open_resources, serve
+from shared.settings import Settings, get_settings
 from shared.supervision import Supervisor
 
 SERVICE = "tracker"
@@ -44,6 +48,7 @@ TENANT_RELOAD_S = 5.0
 # Progress streams of a running campaign: pushing twice a second keeps a client at or above one
 # update per second despite jitter.
 PROGRESS_INTERVAL_S = 0.5
+LIFECYCLE_PREFETCH = 16
 
 
 @asynccontextmanager
@@ -89,8 +94,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     supervisor.spawn("status_batches", status_consumer.run_batches)
     await status_consumer.start()
     await start_inbound_consumer(inbound_queue, pool, resources.publisher)
+    clock = app.state.clock = Clock(settings.clock_offset_file)
+    webhook_client = await _start_outbound_webhooks(resources, settings, supervisor)
     app.state.progress_hub = ProgressHub(
-        lambda tenant_id, campaign_id: load_progress(pool, tenant_id=tenant_id, campaign_id=campaign_id),
+        lambda tenant_id, campaign_id: load_progress(
+            pool, tenant_id=tenant_id, campaign_id=campaign_id, clock=clock
+        ),
         StreamLimits(
             per_key=settings.progress_streams_per_key,
             total=settings.progress_streams_max,
@@ -116,8 +125,35 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.progress_hub.close()
         await status_consumer.stop()
         await supervisor.stop()
+        if webhook_client is not None:
+            await webhook_client.close()
         await queues.close()
         await resources.close()
+
+
+async def _start_outbound_webhooks(
+    resources: Resources, settings: Settings, supervisor: Supervisor
+) -> WebhookClient | None:
+    """Outbound webhooks (services/tracker/outbound_*): lifecycle events from their queue and
+    status events from the message event log become deliveries, which a bounded worker makes.
+    Their own channel, pool connections and HTTP client: a slow endpoint never touches the
+    callback path."""
+    if not settings.webhook_delivery_enabled:
+        return None
+    channel = await resources.connection.channel()
+    await channel.set_qos(prefetch_count=LIFECYCLE_PREFETCH)
+    queue = await topology.declare_queue(channel, topology.WEBHOOK_LIFECYCLE)
+    await start_lifecycle_consumer(queue, resources.pool, resources.publisher)
+    client = WebhookClient(
+        max_connections=settings.webhook_concurrency,
+        timeout_s=settings.webhook_timeout_s,
+        max_response_bytes=settings.webhook_max_response_bytes,
+        public_only=settings.strict_webhook_urls,
+    )
+    worker = DeliveryWorker(resources.pool, SecretBox(settings.encryption_keys), settings, client)
+    supervisor.spawn("webhook_deliveries", worker.run)
+    supervisor.spawn("webhook_feed", lambda: run_feed(resources.pool, settings))
+    return client
 
 
 def create_app() -> WebhookRoutes:

@@ -146,11 +146,12 @@ RETURNING id
 
 # Tenant reads ------------------------------------------------------------------------------------
 
-# A campaign's state and hold (shared/holds.py) with its tenant's configured rate and back-off
-# record (shared/pacing.py).
+# A campaign's state and hold with its tenant's configured rate and back-off record
+# (shared/pacing.py).
 CAMPAIGN_PROGRESS = """
-SELECT c.state, c.pause_reason, c.hold_reason, c.hold_until AS campaign_hold_until, t.rate_per_second,
-       p.factor, p.changed_at, p.hold_until
+SELECT c.state, c.pause_reason, t.rate_per_second, p.factor, p.changed_at, p.hold_until,
+       c.hold_reason AS campaign_hold_reason, c.hold_until AS campaign_hold_until, c.scheduled_at,
+       t.timezone, t.sending_window
 FROM campaigns c
 JOIN tenants t ON t.id = c.tenant_id
 LEFT JOIN tenant_pacing p ON p.tenant_id = c.tenant_id

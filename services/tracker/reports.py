@@ -20,9 +20,10 @@ import asyncpg
 
 from services.tracker import queries
 from services.tracker.csvfmt import BOM, COLUMNS, recipient_view, row_cells
-from services.tracker.progress import RATE_WINDOW_S, Progress, build_progress
-from shared.holds import current_hold
+from services.tracker.progress import RATE_WINDOW_S, Progress, Timing, build_progress
+from shared.clock import Clock
 from shared.pacing import Pacing, effective_rate
+from shared.sending_window import SendingWindow
 from shared.settings import get_settings
 
 CSV_CHUNK_ROWS = 2000
@@ -87,7 +88,9 @@ async def recipients_csv(
     yield buffer.getvalue().encode("utf-8")
 
 
-async def load_progress(pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID) -> Progress | None:
+async def load_progress(
+    pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID, clock: Clock | None = None
+) -> Progress | None:
     async with pool.acquire() as conn:
         campaign = await conn.fetchrow(queries.CAMPAIGN_PROGRESS, campaign_id, tenant_id)
         if campaign is None:
@@ -103,11 +106,15 @@ async def load_progress(pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUI
         sent_in_window=sent or 0,
         configured_rate_per_s=campaign["rate_per_second"],
         effective_rate_per_s=_effective_rate(campaign),
-        hold=current_hold(
-            state=campaign["state"],
-            reason=campaign["hold_reason"],
-            until=campaign["campaign_hold_until"],
-            now=datetime.now(UTC),
+        timing=Timing(
+            now=(clock or Clock()).now(),
+            timezone=campaign["timezone"],
+            window=None
+            if campaign["sending_window"] is None
+            else SendingWindow.from_json(campaign["sending_window"]),
+            hold_reason=campaign["campaign_hold_reason"],
+            hold_until=campaign["campaign_hold_until"],
+            scheduled_at=campaign["scheduled_at"],
         ),
         replies=replies["replies"],
         replied=replies["replied"],

@@ -1,5 +1,5 @@
-"""Retention: delete message events, callback receipts, kept callbacks and inbound messages (the
-people's phone numbers and words) older than an age.
+"""Retention: delete message events, callback receipts, kept callbacks, inbound messages (the
+people's phone numbers and words) and finished outbound webhook deliveries older than an age.
 
     python -m services.tracker.retention --older-than-days 90
 
@@ -17,7 +17,7 @@ from typing import Annotated
 import asyncpg
 import typer
 
-from services.tracker import queries
+from services.tracker import outbound_queries, queries
 from shared.db import create_pool
 from shared.logging import configure_logging, get_logger
 from shared.settings import get_settings
@@ -33,6 +33,7 @@ class Deleted:
     receipts: int
     orphans: int
     inbound: int
+    webhook_deliveries: int = 0
 
 
 def cutoff(now: datetime, older_than_days: int) -> datetime:
@@ -57,6 +58,9 @@ async def purge(pool: asyncpg.Pool, *, before: datetime) -> Deleted:
         receipts=await _delete_in_slices(pool, queries.DELETE_RECEIPTS_BEFORE, before),
         orphans=await _delete_in_slices(pool, queries.DELETE_ORPHANS_BEFORE, before),
         inbound=await _delete_in_slices(pool, queries.DELETE_INBOUND_BEFORE, before),
+        webhook_deliveries=await _delete_in_slices(
+            pool, outbound_queries.DELETE_FINISHED_DELIVERIES_BEFORE, before
+        ),
     )
 
 
@@ -89,10 +93,11 @@ def main(
         receipts=deleted.receipts,
         orphans=deleted.orphans,
         inbound=deleted.inbound,
+        webhook_deliveries=deleted.webhook_deliveries,
     )
     typer.echo(
         f"deleted {deleted.events} events, {deleted.receipts} receipts, {deleted.orphans} kept callbacks,"
-        f" {deleted.inbound} inbound messages"
+        f" {deleted.inbound} inbound messages, {deleted.webhook_deliveries} finished webhook deliveries"
     )
 
 

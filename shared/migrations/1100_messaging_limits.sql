@@ -5,11 +5,13 @@ ALTER TABLE tenants ADD COLUMN messaging_limit integer
     CHECK (messaging_limit IN (250, 1000, 2000, 10000, 100000));
 
 -- A running campaign that waits (its tenant's messaging limit is reached, its sender was told to
--- slow down for spam, ...): why, and when it is expected to go on. Holds end by themselves: when
--- `hold_until` has passed, the sender's maintenance clears the hold and publishes the campaign's
--- waiting recipients again. Not a state: a held campaign is still `running` (pause, resume and
--- cancel work as always).
-ALTER TABLE campaigns ADD COLUMN hold_reason text, ADD COLUMN hold_until timestamptz;
+-- slow down for spam, its tenant's sending window is closed): why, and when it is expected to go
+-- on. Not a state: a held campaign is still `running` (pause, resume and cancel work as always).
+-- The sender's holds end by themselves: when `hold_until` has passed, its maintenance clears them
+-- and publishes the campaign's waiting recipients again. The sending-window migration adds the
+-- same two columns; whichever runs first adds them.
+ALTER TABLE campaigns ADD COLUMN IF NOT EXISTS hold_reason text,
+                      ADD COLUMN IF NOT EXISTS hold_until timestamptz;
 CREATE INDEX campaigns_held ON campaigns (hold_until) WHERE hold_until IS NOT NULL;
 
 -- The numbers a limited tenant messaged, each with its last claim: a number counts against the

@@ -32,7 +32,8 @@ async def _routes(stack: Stack) -> list[Route]:
 
 
 async def _a_with_objects(stack: Stack) -> tuple[TenantHandle, dict[str, str]]:
-    """Tenant A with a campaign that sent to its customers, a suppression and a second key."""
+    """Tenant A with a campaign that sent to its customers, a suppression, a second key and a
+    webhook endpoint with a delivery (of the campaign's start)."""
     tenant = await new_tenant(stack)
     await import_customers(
         stack,
@@ -40,6 +41,12 @@ async def _a_with_objects(stack: Stack) -> tuple[TenantHandle, dict[str, str]]:
         [{"external_id": f"m{i}", "first_name": "Ann", "phone": f"+1415777{i:04d}"} for i in range(3)],
     )
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30, headers=tenant.headers) as api:
+        endpoint = (
+            await api.post(
+                "/v1/webhooks/endpoints",
+                json={"url": "http://127.0.0.1:9/matrix", "event_types": ["campaign.started"]},
+            )
+        ).json()["endpoint"]
         campaign = (
             await api.post(
                 "/v1/campaigns", json={"name": "matrix", "template": {"body": "Hi"}, "start": True}
@@ -54,7 +61,15 @@ async def _a_with_objects(stack: Stack) -> tuple[TenantHandle, dict[str, str]]:
             return list(page.get("items", []))
 
         recipient = (await eventually(recipients, timeout_s=60.0, every_s=0.2))[0]
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30, headers=tenant.headers) as api:
+
+        async def deliveries() -> list[dict[str, Any]]:
+            return list((await api.get("/v1/webhooks/deliveries")).json()["items"])
+
+        delivery = (await eventually(deliveries, timeout_s=60.0, every_s=0.2))[0]
     return tenant, {
+        "delivery_id": str(delivery["id"]),
+        "endpoint_id": endpoint["id"],
         "campaign_id": campaign["id"],
         "key_id": str(key["id"]),
         "phone": "+14157779999",
@@ -63,6 +78,8 @@ async def _a_with_objects(stack: Stack) -> tuple[TenantHandle, dict[str, str]]:
 
 
 NONEXISTENT = {
+    "delivery_id": "987654321",
+    "endpoint_id": str(uuid.uuid4()),
     "campaign_id": str(uuid.uuid4()),
     "key_id": "987654321",
     "phone": "+14157778888",
@@ -95,7 +112,7 @@ async def test_another_tenants_objects_look_exactly_like_missing_ones(
     a, objects = await _a_with_objects(stack)
     b = await new_tenant(stack)
     tenant_routes = [r for r in routes if "{" in r[2] and not r[2].startswith("/v1/operator")]
-    assert {"campaign_id", "key_id", "phone", "recipient_id"} == {
+    assert {"campaign_id", "delivery_id", "endpoint_id", "key_id", "phone", "recipient_id"} == {
         name for _, _, path in tenant_routes for name in re.findall(r"\{(\w+)\}", path)
     }, "a new path parameter: give A an object for it"
 
@@ -121,6 +138,10 @@ async def test_another_tenants_objects_look_exactly_like_missing_ones(
         assert objects["key_id"] in {str(key["id"]) for key in keys}
         suppressed = await client.get(f"{stack.api_url}/v1/suppressions/{objects['phone']}")
         assert suppressed.status_code == 200
+        endpoint = (
+            await client.get(f"{stack.api_url}/v1/webhooks/endpoints/{objects['endpoint_id']}")
+        ).json()
+        assert endpoint["url"] == "http://127.0.0.1:9/matrix"
 
 
 async def test_every_tenant_route_refuses_a_request_without_a_key(stack: Stack, routes: list[Route]) -> None:

@@ -10,6 +10,8 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
+from services.segmenter.routes_webhooks import _checked_url
+from shared.http import InputError
 from shared.settings import DEVELOPMENT_ENCRYPTION_KEY, DEVELOPMENT_OPERATOR_TOKEN, Settings
 from shared.url_checks import insecure_url_reason
 
@@ -88,3 +90,28 @@ def test_development_keeps_its_local_defaults() -> None:
 )
 def test_url_checks_name_what_is_wrong(url: str, reason: str | None) -> None:
     assert insecure_url_reason(url) == reason
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.example.com/x",
+        "https://127.0.0.1:9000/x",
+        "https://10.0.0.5/x",
+        "https://169.254.169.254/x",
+    ],
+)
+def test_a_strict_environment_refuses_webhook_endpoints_that_are_not_public_https(url: str) -> None:
+    strict = Settings(environment="production", **SAFE)
+    with pytest.raises(InputError) as refused:
+        _checked_url(url, strict)
+    assert refused.value.errors[0]["field"] == "url"
+    assert _checked_url("https://hooks.example.com/x", strict) == "https://hooks.example.com/x"
+
+
+def test_a_closed_test_installation_may_allow_local_webhook_endpoints_explicitly() -> None:
+    allowed = Settings(environment="test", allow_insecure_webhook_urls=True, **SAFE)
+    assert not allowed.strict_webhook_urls
+    assert _checked_url("http://127.0.0.1:9000/x", allowed) == "http://127.0.0.1:9000/x"
+    assert Settings(environment="production", **SAFE).strict_webhook_urls
+    assert not Settings().strict_webhook_urls

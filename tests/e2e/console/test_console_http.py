@@ -219,3 +219,43 @@ async def test_sign_in_never_redirects_to_another_site(
     # Then they land on the console's own page
     assert answer.status_code == 303
     assert answer.headers["location"] == "/campaigns"
+
+
+async def test_the_wizard_works_as_plain_forms_without_javascript(
+    console_stack: Stack, browser_client: httpx.AsyncClient
+) -> None:
+    # Given a tenant with three customers and a test number, signed in
+    tenant = await new_tenant(console_stack, rate=None, test_numbers=["+14155550100"])
+    await import_customers(console_stack, tenant, customers(3))
+    token = await signed_in(browser_client, tenant.api_key)
+    fields = {
+        "csrf_token": token,
+        "audience_form": "1",
+        "name": "No script",
+        "segment": "all_customers",
+        "exclude_suppressed": "on",
+        "message_kind": "body",
+        "body": "Hi {customer_first_name}!",
+    }
+
+    # When the form is posted with each of its buttons, as a browser without JavaScript does
+    preview = await browser_client.post("/campaigns/new", data={**fields, "action": "preview"})
+    test = await browser_client.post("/campaigns/new", data={**fields, "action": "test"})
+    bad = await browser_client.post("/campaigns/new", data={**fields, "body": "Hi {nope}", "action": "send"})
+    sent = await browser_client.post("/campaigns/new", data={**fields, "action": "send"})
+
+    # Then the page comes back with the count, the message and the test's status, fields kept
+    assert preview.status_code == 200
+    assert "<strong>3</strong> recipients" in preview.text
+    assert "Hi First0!" in preview.text
+    assert 'value="No script"' in preview.text
+    assert test.status_code == 200
+    assert 'id="test-status"' in test.text
+    assert "Check the delivery status" in test.text
+    # And a refused campaign names the problem and keeps the text, and a good one is sent
+    assert bad.status_code == 422
+    assert "unknown shortcode" in bad.text and "Hi {nope}" in bad.text
+    assert sent.status_code == 303
+    page = await browser_client.get(sent.headers["location"])
+    assert page.status_code == 200
+    assert "No script" in page.text

@@ -8,7 +8,9 @@ import asyncio
 import json
 import time
 import uuid
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import jsonschema
@@ -33,10 +35,15 @@ class Contract:
     def exchange(self, channel_id: str) -> str:
         return str(self.channel(channel_id)["bindings"]["amqp"]["exchange"]["name"])
 
-    def message(self, channel_id: str) -> dict[str, Any]:
-        [name] = self.channel(channel_id)["messages"]
-        message: dict[str, Any] = self.document["components"]["messages"][name]
-        return message
+    def message(self, channel_id: str, version: int = 1) -> dict[str, Any]:
+        """The channel's message of this payload version (the first when it carries only one)."""
+        names = list(self.channel(channel_id)["messages"])
+        messages = [self.document["components"]["messages"][name] for name in names]
+        for message in messages:
+            if message["bindings"]["amqp"]["messageType"].endswith(f".v{version}"):
+                found: dict[str, Any] = message
+                return found
+        raise AssertionError(f"{channel_id} carries no version {version}")
 
     def operation(self, channel_id: str) -> dict[str, Any]:
         [operation] = [
@@ -87,7 +94,7 @@ class ExternalSystem:
     def request(self, body: dict[str, Any]) -> None:
         channel_id = "campaign.requested"
         assert self.contract.operation(channel_id)["action"] == "receive"
-        message = self.contract.message(channel_id)
+        message = self.contract.message(channel_id, version=body["v"])
         self.channel.basic_publish(
             self.contract.exchange(channel_id),
             self.contract.channel(channel_id)["address"],
@@ -205,3 +212,48 @@ async def test_a_request_for_an_unknown_template_shortcode_is_rejected_naming_th
     key, body = await asyncio.to_thread(ask)
     assert key == "campaign.rejected"
     assert [reason["field"].split(".")[0] for reason in body["reasons"]] == ["template"]
+
+
+async def test_a_request_of_version_2_schedules_the_campaign_and_a_bad_schedule_is_rejected_naming_it(
+    stack: Stack, isolated_env: IsolatedEnvironment, pool: asyncpg.Pool
+) -> None:
+    # Given a tenant of New York
+    tenant = await new_tenant(stack, timezone="America/New_York")
+
+    def ask() -> list[tuple[str, dict[str, Any]]]:
+        system = ExternalSystem(isolated_env.amqp_url)
+        try:
+            answers = []
+            for key, schedule in (
+                ("later-1", {"at": "2031-05-04T09:30"}),
+                ("later-2", {"at": "2001-05-04T09:30"}),
+                ("later-3", {"at": "2031-05-04T09:30", "timezone": "Atlantis/Capital"}),
+            ):
+                system.request(request_body(tenant.id, key, v=2, schedule=schedule))
+                answers.append(system.next_event())
+            return answers
+        finally:
+            system.close()
+
+    # When another system requests a campaign for a local time, one in the past, one in no zone
+    scheduled, past, nowhere = await asyncio.to_thread(ask)
+    # Then the first is accepted, scheduled for that New York time, and not started
+    assert scheduled[0] == "campaign.accepted" and scheduled[1]["state"] == "scheduled"
+    row = await pool.fetchrow(
+        "SELECT state, scheduled_at, schedule_timezone, started_at FROM campaigns WHERE id = $1",
+        uuid.UUID(scheduled[1]["campaign_id"]),
+    )
+    assert row["scheduled_at"] == datetime(2031, 5, 4, 9, 30, tzinfo=ZoneInfo("America/New_York"))
+    assert (row["state"], row["schedule_timezone"], row["started_at"]) == (
+        "scheduled",
+        "America/New_York",
+        None,
+    )
+    # And the others are rejected naming the schedule's field, and create nothing
+    assert past[0] == "campaign.rejected"
+    assert [reason["field"] for reason in past[1]["reasons"]] == ["schedule.at"]
+    assert nowhere[0] == "campaign.rejected"
+    assert [reason["field"] for reason in nowhere[1]["reasons"]] == ["schedule.timezone"]
+    assert (
+        await pool.fetchval("SELECT count(*) FROM campaigns WHERE tenant_id = $1", uuid.UUID(tenant.id)) == 1
+    )

@@ -16,6 +16,7 @@ from shared.events import (
     CampaignLifecycle,
     CampaignRejected,
     CampaignRequested,
+    CampaignRequestedV2,
     Event,
 )
 
@@ -23,6 +24,7 @@ DOC = yaml.safe_load((Path(__file__).resolve().parents[3] / "docs" / "asyncapi.y
 DOCUMENTED: list[type[Event]] = [
     *BOOKING_EVENTS,
     CampaignRequested,
+    CampaignRequestedV2,
     CampaignAccepted,
     CampaignRejected,
     CampaignLifecycle,
