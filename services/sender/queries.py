@@ -24,9 +24,11 @@ SELECT_CAMPAIGN = (
 )
 
 # A running campaign that holds (outside its tenant's sending window) reads as ``held``.
+# A held campaign's reason is its hold's (the gate lets claimed messages of some holds go).
 CAMPAIGN_STATES = """
 SELECT id, CASE WHEN state = 'running' AND hold_reason IS NOT NULL THEN 'held' ELSE state END AS state,
-       pause_reason
+       CASE WHEN state = 'running' AND hold_reason IS NOT NULL THEN hold_reason ELSE pause_reason END
+           AS pause_reason
 FROM campaigns WHERE id = ANY($1::uuid[])
 """
 
