@@ -53,7 +53,8 @@ FROM campaigns WHERE id = ANY($1::uuid[])
 # Without the lock (``$7`` false) a limited tenant's claim takes nothing and says so
 # (``needs_lock``): the sender's view of the tenant was out of date. A claim that left rows for
 # the limit, or for a hold of the whole tenant, holds the campaign until the window has room (the
-# oldest contact leaves it) or the tenant's hold ends; the rows stay where they were.
+# oldest contact leaves it) or the tenant's hold ends; the rows stay where they were. A campaign
+# held for the limit is still claimed from: numbers already counted go, new ones keep waiting.
 CLAIM = """
 WITH limits AS (
     SELECT t.messaging_limit AS tier,
@@ -82,7 +83,7 @@ WITH limits AS (
       AND r.tenant_id IS NOT DISTINCT FROM $1 AND r.campaign_id IS NOT DISTINCT FROM $2
       AND r.state IN ('pending', 'queued', 'retry_wait')
       AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $2 AND c.tenant_id = $1 AND c.state = 'running'
-                                                     AND c.hold_reason IS NULL)
+                  AND (c.hold_reason IS NULL OR c.hold_reason = 'messaging_limit'))
     ORDER BY r.id
     FOR UPDATE OF r SKIP LOCKED
 ), known AS (

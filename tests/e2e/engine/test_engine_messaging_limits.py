@@ -246,7 +246,11 @@ async def test_a_spam_refusal_holds_the_tenant_and_its_campaign_then_sends_every
 
     # Then the first is held for the spam limit, nothing failed and no attempt counted
     held = await wait_held(engine_stack, tenant, started["id"], "spam_rate_limit")
-    assert held["counts"]["failed"] == 0
+    failed = await pool.fetch(
+        "SELECT attempts, error_code, error_message FROM recipients WHERE campaign_id = $1 AND state = 'failed'",
+        uuid.UUID(started["id"]),
+    )
+    assert not failed, [dict(row) for row in failed[:3]]
     attempts = await pool.fetchval(
         "SELECT coalesce(sum(attempts), 0) FROM recipients WHERE campaign_id = $1", uuid.UUID(started["id"])
     )
