@@ -245,9 +245,10 @@ async def test_a_spam_refusal_holds_the_tenant_and_its_campaign_then_sends_every
     other_started = await create_campaign(engine_stack, other)
 
     # Then the first is held for the spam limit, nothing failed and no attempt counted
-    held = await wait_held(engine_stack, tenant, started["id"], "spam_rate_limit")
+    await wait_held(engine_stack, tenant, started["id"], "spam_rate_limit")
     failed = await pool.fetch(
-        "SELECT attempts, error_code, error_message FROM recipients WHERE campaign_id = $1 AND state = 'failed'",
+        "SELECT attempts, error_code, error_message FROM recipients"
+        " WHERE campaign_id = $1 AND state = 'failed'",
         uuid.UUID(started["id"]),
     )
     assert not failed, [dict(row) for row in failed[:3]]
