@@ -156,7 +156,10 @@ CHANNELS: tuple[Channel, ...] = (
             " resumes) or sends again (`released`)."
             " Bind the keys of the events to follow"
             f" ({', '.join(f'`{key}`' for key in CampaignLifecycle.ROUTING_KEYS)}); `campaign.*` also matches"
-            " `campaign.accepted` and `campaign.rejected`, whose payloads differ."
+            " `campaign.accepted` and `campaign.rejected`, whose payloads differ. The engine's trackers"
+            f" follow them too (queue `{topology.WEBHOOK_LIFECYCLE_QUEUE}`) and deliver them to the"
+            " tenants' outbound webhook endpoints subscribed to `campaign.<event>`"
+            ' (README, "Outbound webhooks").'
         ),
         parameters={
             "event": {

@@ -15,6 +15,8 @@ from uuid import UUID
 
 import asyncpg
 
+from shared.db import AllTenants, OneTenant
+
 INSERT = "INSERT INTO audit_log (actor, action, tenant_id, detail) VALUES ($1, $2, $3, $4::jsonb)"
 
 SELECT = """
@@ -35,7 +37,16 @@ async def record(
     tenant_id: UUID | None,
     detail: Mapping[str, Any] | None = None,
 ) -> None:
-    await conn.execute(INSERT, actor, action, tenant_id, json.dumps(dict(detail or {}), default=str))
+    """Add an entry. On a connection, in the caller's transaction (which names the tenant); on
+    the pool, in a transaction of its own for ``tenant_id`` (an entry of no tenant, such as a
+    re-encryption of every tenant's secrets, is written as the cross-tenant role)."""
+    args = (actor, action, tenant_id, json.dumps(dict(detail or {}), default=str))
+    if not isinstance(conn, asyncpg.Pool):
+        await conn.execute(INSERT, *args)
+    elif tenant_id is None:
+        await AllTenants(conn).execute(INSERT, *args)
+    else:
+        await OneTenant(conn).execute(tenant_id, INSERT, *args)
 
 
 async def entries(
@@ -46,7 +57,8 @@ async def entries(
     before_id: int | None = None,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    rows = await pool.fetch(SELECT, tenant_id, action, before_id, limit)
+    # The operator's audit listing spans tenants (and holds entries of none).
+    rows = await AllTenants(pool).fetch(SELECT, tenant_id, action, before_id, limit)
     return [
         {
             "id": row["id"],

@@ -9,9 +9,11 @@ runner is ``shared/schema.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar
+from uuid import UUID
 
 import asyncpg
 import orjson
@@ -39,6 +41,89 @@ _TRANSIENT_SQLSTATES = frozenset(
 
 class DatabaseUnavailable(RuntimeError):
     pass
+
+
+# Row-level security (migration 1000): a runtime role sees and writes the rows of the tenant named
+# by this transaction-local setting, and nothing when it is unset. A transaction that works for one
+# tenant names it with ``tenant_transaction``; one that deliberately spans tenants (maintenance,
+# sweeps, metrics sampling, authentication by key hash, batches of callbacks) takes the service's
+# cross-tenant role with ``all_tenants_transaction``.
+TENANT_SETTING = "wce.tenant_id"
+
+# Sent as one simple-protocol message with the BEGIN, so naming the tenant costs no round trip of
+# its own: a path that already ran in a transaction sends exactly what it sent before. The tenant
+# id is a canonical UUID (``UUID(...)`` refuses anything else), so it is safe as a literal.
+_BEGIN_FOR_TENANT = "BEGIN{mode}; SELECT set_config('" + TENANT_SETTING + "', '{tenant}', true)"
+
+# The service's cross-tenant role is the one ``wce_<service>_all_tenants`` role (BYPASSRLS, the
+# service's own grants; shared/privileges.sql) its login may switch to. Found by membership so
+# the same code serves every service; a superuser or the schema owner (not subject to row-level
+# security) keeps its own identity.
+_BEGIN_FOR_ALL_TENANTS = """BEGIN{mode};
+SELECT set_config('role', r.rolname, true) FROM pg_roles r
+WHERE r.rolname IN ('wce_segmenter_all_tenants', 'wce_tracker_all_tenants', 'wce_sender_all_tenants',
+                    'wce_dispatcher_all_tenants')
+  AND pg_has_role(r.rolname, 'MEMBER')
+  AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+ORDER BY r.rolname LIMIT 1"""
+
+# A pool (a connection is taken for the transaction) or a connection, pooled or not.
+Connectable: TypeAlias = "asyncpg.Pool | asyncpg.Connection | asyncpg.pool.PoolConnectionProxy"
+
+
+@contextlib.asynccontextmanager
+async def tenant_transaction(
+    source: Connectable, tenant_id: UUID | str, *, readonly: bool = False
+) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction in which the runtime roles see and write ``tenant_id``'s rows only.
+
+    ``source`` is a pool (a connection is taken for the transaction) or a connection not in a
+    transaction. Inside, use the connection's own statements; ``conn.transaction()`` would be
+    refused by asyncpg (the transaction is begun here, together with the tenant setting)."""
+    begin = _BEGIN_FOR_TENANT.format(mode=" READ ONLY" if readonly else "", tenant=UUID(str(tenant_id)))
+    async with _transaction(source, begin) as conn:
+        yield conn
+
+
+async def set_tenant(conn: asyncpg.Connection, tenant_id: UUID | str) -> None:
+    """Name the tenant inside a transaction already begun (one round trip): for a transaction
+    that learns its tenant on the way, e.g. the one creating it."""
+    await conn.execute(SET_TENANT, str(UUID(str(tenant_id))))
+
+
+SET_TENANT = "SELECT set_config('" + TENANT_SETTING + "', $1, true)"
+
+
+@contextlib.asynccontextmanager
+async def all_tenants_transaction(
+    source: Connectable, *, readonly: bool = False
+) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction of a deliberately cross-tenant path, as the service's cross-tenant role.
+    Every caller is listed in shared/privileges.sql's header and the README's security section."""
+    async with _transaction(
+        source, _BEGIN_FOR_ALL_TENANTS.format(mode=" READ ONLY" if readonly else "")
+    ) as conn:
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def _transaction(source: Connectable, begin: str) -> AsyncIterator[asyncpg.Connection]:
+    if hasattr(source, "acquire"):  # a pool (or a stand-in for one); a connection has no acquire
+        async with source.acquire() as conn:
+            async with _transaction(conn, begin) as inner:
+                yield inner
+        return
+    conn = source
+    await conn.execute(begin)
+    try:
+        yield conn  # type: ignore[misc]
+    except BaseException:
+        if not conn.is_closed():
+            # A broken connection cannot roll back; the pool discards it either way.
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
+        raise
+    await conn.execute("COMMIT")
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -128,3 +213,62 @@ async def create_pool(
         return pool
 
     return await _retrying("pool", attempt, retry_s)
+
+
+class AllTenants:
+    """Single statements of a deliberately cross-tenant path, each in an all-tenants transaction
+    of its own (``all_tenants_transaction``): for background passes that read or write across
+    tenants one statement at a time."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def fetch(self, sql: str, *args: object, timeout_s: float | None = None) -> list[asyncpg.Record]:
+        async with all_tenants_transaction(self._pool) as conn:
+            return await conn.fetch(sql, *args, timeout=timeout_s)
+
+    async def fetchrow(
+        self, sql: str, *args: object, timeout_s: float | None = None
+    ) -> asyncpg.Record | None:
+        async with all_tenants_transaction(self._pool) as conn:
+            return await conn.fetchrow(sql, *args, timeout=timeout_s)
+
+    async def fetchval(self, sql: str, *args: object, timeout_s: float | None = None) -> Any:
+        async with all_tenants_transaction(self._pool) as conn:
+            return await conn.fetchval(sql, *args, timeout=timeout_s)
+
+    async def execute(self, sql: str, *args: object, timeout_s: float | None = None) -> str:
+        async with all_tenants_transaction(self._pool) as conn:
+            return await conn.execute(sql, *args, timeout=timeout_s)
+
+
+class OneTenant:
+    """Single statements for one tenant, each in a ``tenant_transaction`` of its own: the
+    statement-at-a-time paths (a route's one read, a sender's claim) keep their shape."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def fetch(
+        self, tenant_id: UUID | str, sql: str, *args: object, timeout_s: float | None = None
+    ) -> list[asyncpg.Record]:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            return await conn.fetch(sql, *args, timeout=timeout_s)
+
+    async def fetchrow(
+        self, tenant_id: UUID | str, sql: str, *args: object, timeout_s: float | None = None
+    ) -> asyncpg.Record | None:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            return await conn.fetchrow(sql, *args, timeout=timeout_s)
+
+    async def fetchval(
+        self, tenant_id: UUID | str, sql: str, *args: object, timeout_s: float | None = None
+    ) -> Any:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            return await conn.fetchval(sql, *args, timeout=timeout_s)
+
+    async def execute(
+        self, tenant_id: UUID | str, sql: str, *args: object, timeout_s: float | None = None
+    ) -> str:
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            return await conn.execute(sql, *args, timeout=timeout_s)

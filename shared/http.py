@@ -29,6 +29,7 @@ from shared.body_limit import (
     PathTest,
     body_too_large,
 )
+from shared.db import AllTenants
 from shared.logging import get_logger
 from shared.metrics import AUTH_FAILURES, RATE_LIMITED
 from shared.openapi import install_openapi
@@ -169,7 +170,8 @@ async def current_tenant(
     if not key:
         _authentication_failed(request, "tenant_api", None)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API key", {"WWW-Authenticate": "Bearer"})
-    row = await pool.fetchrow(AUTHENTICATE, key_hash)
+    # The key names its tenant: finding it spans tenants (the cross-tenant role).
+    row = await AllTenants(pool).fetchrow(AUTHENTICATE, key_hash)
     if row is None:
         _authentication_failed(request, "tenant_api", key)
         if limits is not None:

@@ -17,6 +17,7 @@ import asyncpg
 from yarl import URL
 
 from shared.broker import PoisonMessage, broker_addresses
+from shared.db import OneTenant
 
 ALLOWED = "SELECT EXISTS (SELECT 1 FROM broker_publishers WHERE username = $1 AND tenant_id = $2)"
 CACHE_S = 5.0
@@ -54,7 +55,7 @@ class PublisherCheck:
         cached = self._cache.get((user_id, tenant_id))
         if cached is not None and now - cached[1] < CACHE_S:
             return cached[0]
-        allowed = bool(await self._pool.fetchval(ALLOWED, user_id, tenant_id))
+        allowed = bool(await OneTenant(self._pool).fetchval(tenant_id, ALLOWED, user_id, tenant_id))
         if len(self._cache) >= MAX_CACHED:
             self._cache.clear()
         self._cache[(user_id, tenant_id)] = (allowed, now)

@@ -1,12 +1,11 @@
 """``wce``: list and steer campaigns, follow one live, read its recipient logs, export them as CSV,
-read the replies customers sent; operators see and act on parked messages and set a tenant's
-WhatsApp messaging limit.
+read the replies customers sent; operators see and act on parked messages.
 
 The campaign, progress, log and export commands take ``--api-key`` (or ``WCE_API_KEY``): campaign
-commands talk to the tenant API (``--api-url`` or ``WCE_API_URL``), progress, logs, exports and
-replies to the tracker (``--tracker-url`` or ``WCE_TRACKER_URL``). ``wce parked`` and
-``wce tenants`` take the operator token instead (``--token`` or ``WCE_OPERATOR_TOKEN``). A mistake
-prints one line on stderr and exits non-zero.
+commands talk to the tenant API (``--api-url`` or ``WCE_API_URL``), progress, logs, exports and replies to
+the tracker (``--tracker-url`` or ``WCE_TRACKER_URL``). ``wce parked`` takes the operator token
+instead (``--token`` or ``WCE_OPERATOR_TOKEN``). A mistake prints one line on stderr and exits
+non-zero.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from wce_cli.rate import RecentRate, eta_seconds
 from wce_cli.reference import CAMPAIGN_STATES, RECIPIENT_STATES, shortcode_rows
 from wce_cli.render import campaign_table, describe, log_table, progress_bar, summary
 from wce_cli.replies import replies
-from wce_cli.tenants import tenants_app
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 DEFAULT_TRACKER_URL = "http://127.0.0.1:8001"
@@ -43,7 +41,6 @@ app = typer.Typer(
 campaigns_app = typer.Typer(help="List, show and steer campaigns (tenant API).", no_args_is_help=True)
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(parked_app, name="parked")
-app.add_typer(tenants_app, name="tenants")
 window_app = typer.Typer(
     help="The tenant's sending window (quiet hours): campaigns send only inside it.", no_args_is_help=True
 )
@@ -69,8 +66,10 @@ async def _follow(tracker_url: str, api_key: str, campaign_id: str, stream: bool
                 rate.observe(time.monotonic(), update["done"])
                 recent = rate.per_second()
                 shown = recent if recent is not None else float(update.get("rate_per_s") or 0.0)
-                moving = update["state"] == "running" and not update.get("hold_reason")
-                eta = eta_seconds(update["remaining"], shown) if moving else None
+                eta = eta_seconds(update["remaining"], shown) if update["state"] == "running" else None
+                if update.get("waiting"):
+                    # Nothing moves while it waits: the server's estimate walks the windows.
+                    eta = update.get("eta_s")
                 bar.update(task, **describe(update, rate=shown, eta_s=eta))
                 last = update
     return last
@@ -193,7 +192,7 @@ def campaigns_list(
 
 @campaigns_app.command("show")
 def campaigns_show(campaign_id: CampaignId, api_url: ApiUrl = DEFAULT_API_URL, api_key: ApiKey = "") -> None:
-    """One campaign: state, pause reason or hold, audience and template."""
+    """One campaign: state, pause reason, audience and template."""
     key = require_key(api_key)
 
     async def fetch() -> dict[str, Any]:
@@ -339,8 +338,8 @@ def parse_days(text: str) -> list[str]:
     """``mon-sat`` or ``mon,wed,fri`` (or both: ``mon-wed,sat``) → the days, in week order."""
     days: list[str] = []
     for part in text.lower().split(","):
-        first, _, last = part.strip().partition("-")
-        if first not in DAY_ORDER or (last and last not in DAY_ORDER):
+        first, dash, last = part.strip().partition("-")
+        if first not in DAY_ORDER or (dash and last not in DAY_ORDER):
             raise typer.BadParameter(f"{part.strip()!r}: days are mon, tue, wed, thu, fri, sat, sun")
         start, end = DAY_ORDER.index(first), DAY_ORDER.index(last or first)
         if end < start:

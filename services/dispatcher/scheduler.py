@@ -31,6 +31,7 @@ from services.dispatcher.metrics import (
     RESLOTTED,
     TENANT_RATE,
 )
+from shared.db import AllTenants
 from shared.events import HELD, ChunkDone, RecipientBatch, SendChunk
 from shared.metrics import EFFECTIVE_RATE
 from shared.pacing import Pacing, effective_rate
@@ -115,7 +116,7 @@ class CampaignStates:
         # A held campaign's batch is most likely the one its hold's end publishes, which can
         # overtake the event saying so: the database says whether it still holds.
         if state is None or state == HELD:
-            rows = await self._pool.fetch(queries.CAMPAIGN_STATES, [campaign_id])
+            rows = await AllTenants(self._pool).fetch(queries.CAMPAIGN_STATES, [campaign_id])
             state = rows[0]["state"] if rows else "missing"
             self._states[campaign_id] = state
         return state == SENDABLE
@@ -130,7 +131,7 @@ class CampaignStates:
                 del self._asked[campaign_id]
                 self._states.pop(campaign_id, None)
         if self._states:
-            for row in await self._pool.fetch(queries.CAMPAIGN_STATES, list(self._states)):
+            for row in await AllTenants(self._pool).fetch(queries.CAMPAIGN_STATES, list(self._states)):
                 self._states[row["id"]] = row["state"]
 
 
@@ -159,7 +160,7 @@ class PacingRecords:
 
     async def _read(self) -> None:
         read_at = time.monotonic()
-        rows = await self._pool.fetch(queries.PACING_IN_FORCE, self._in_force_s)
+        rows = await AllTenants(self._pool).fetch(queries.PACING_IN_FORCE, self._in_force_s)
         self._records = {
             row["tenant_id"]: Pacing(row["factor"], row["changed_at"], row["hold_until"]) for row in rows
         }

@@ -12,6 +12,7 @@ import asyncpg
 from services.segmenter import queries
 from shared import audit
 from shared.apikeys import display_prefix, hash_api_key, new_api_key
+from shared.db import OneTenant, tenant_transaction
 
 # Keys a tenant may hold at once: one per integration is the use, and the table is shared.
 MAX_ACTIVE_KEYS = 20
@@ -32,7 +33,7 @@ class TooManyKeys(ValueError):
 async def list_keys(
     pool: asyncpg.Pool, tenant_id: UUID, *, include_inactive: bool = False
 ) -> list[asyncpg.Record]:
-    return list(await pool.fetch(queries.SELECT_API_KEYS, tenant_id, include_inactive))
+    return list(await OneTenant(pool).fetch(tenant_id, queries.SELECT_API_KEYS, tenant_id, include_inactive))
 
 
 async def _insert(
@@ -68,7 +69,7 @@ async def _room_for_one_more(conn: asyncpg.Connection, tenant_id: UUID, *, repla
 async def create_key(
     pool: asyncpg.Pool, tenant_id: UUID, *, name: str, expires_at: datetime | None, actor: str
 ) -> tuple[asyncpg.Record, str]:
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         await _lock_tenant(conn, tenant_id)
         await _room_for_one_more(conn, tenant_id, replacing=set())
         row, api_key = await _insert(conn, tenant_id, name, expires_at)
@@ -83,7 +84,7 @@ async def create_key(
 
 
 async def revoke_key(pool: asyncpg.Pool, tenant_id: UUID, key_id: int, *, actor: str) -> asyncpg.Record:
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         row = await conn.fetchrow(queries.REVOKE_API_KEY, tenant_id, key_id)
         if row is None:
             raise KeyNotFound(key_id)
@@ -109,7 +110,7 @@ async def rotate(
     """Issue a new key replacing ``key_id`` (or every active key); the replaced keys expire after
     ``overlap_s`` (0: at once). The new key keeps the replaced key's name unless one is given.
     TooManyKeys when the tenant's other active keys already fill the bound."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         await _lock_tenant(conn, tenant_id)
         replaced = list(await conn.fetch(queries.EXPIRE_API_KEYS, tenant_id, key_id, float(overlap_s)))
         if key_id is not None and not replaced:

@@ -19,6 +19,7 @@ from services.segmenter.scheduling import resolve_schedule
 from services.segmenter.schemas import CampaignCreate
 from shared import topology
 from shared.broker import PoisonMessage, Publisher
+from shared.db import OneTenant
 from shared.events import (
     CampaignAccepted,
     CampaignRejected,
@@ -82,7 +83,9 @@ async def handle_request(
         request = None
         invalid = exc
     schedule = request.schedule if isinstance(request, CampaignRequestedV2) else None
-    existing = await pool.fetchrow(queries.SELECT_CAMPAIGN_BY_KEY, key.tenant_id, key.idempotency_key)
+    existing = await OneTenant(pool).fetchrow(
+        key.tenant_id, queries.SELECT_CAMPAIGN_BY_KEY, key.tenant_id, key.idempotency_key
+    )
     if existing is not None:
         return await _accepted(lifecycle, key, existing, schedule)
     timezone = await pool.fetchval("SELECT timezone FROM tenants WHERE id = $1 AND active", key.tenant_id)
@@ -116,7 +119,9 @@ async def handle_request(
         return rejected([RejectionReason(field=e["field"], message=e["message"]) for e in exc.errors])
     except asyncpg.UniqueViolationError:
         # The same key is being handled concurrently (a redelivery): the other one created it.
-        row = await pool.fetchrow(queries.SELECT_CAMPAIGN_BY_KEY, key.tenant_id, key.idempotency_key)
+        row = await OneTenant(pool).fetchrow(
+            key.tenant_id, queries.SELECT_CAMPAIGN_BY_KEY, key.tenant_id, key.idempotency_key
+        )
     return await _accepted(lifecycle, key, row, schedule)
 
 

@@ -22,6 +22,7 @@ from services.segmenter.schemas import CampaignCreate
 from shared import topology
 from shared.broker import Publisher
 from shared.clock import Clock
+from shared.db import AllTenants, OneTenant, tenant_transaction
 from shared.events import CampaignLifecycle, LifecycleName
 from shared.http import InputError
 from shared.logging import get_logger
@@ -65,7 +66,7 @@ async def create_campaign(
                     "message": "not an approved WhatsApp template of this account",
                 }
             )
-    async with pool.acquire() as conn:
+    async with tenant_transaction(pool, tenant_id) as conn:
         try:
             await validate_audience(conn, tenant_id=tenant_id, audience=data.audience)
         except InputError as exc:
@@ -86,7 +87,7 @@ async def create_campaign(
 
 
 async def get_campaign(pool: asyncpg.Pool, tenant_id: UUID, campaign_id: UUID) -> asyncpg.Record:
-    row = await pool.fetchrow(queries.SELECT_CAMPAIGN, tenant_id, campaign_id)
+    row = await OneTenant(pool).fetchrow(tenant_id, queries.SELECT_CAMPAIGN, tenant_id, campaign_id)
     if row is None:
         raise CampaignNotFound(campaign_id)
     return row
@@ -109,7 +110,7 @@ async def publish_lifecycle(publisher: Publisher, row: asyncpg.Record, event: Li
 async def _transition(
     pool: asyncpg.Pool, sql: str, tenant_id: UUID, campaign_id: UUID, action: str, *args: Any
 ) -> asyncpg.Record:
-    row = await pool.fetchrow(sql, tenant_id, campaign_id, *args)
+    row = await OneTenant(pool).fetchrow(tenant_id, sql, tenant_id, campaign_id, *args)
     if row is None:
         current = await get_campaign(pool, tenant_id, campaign_id)
         raise InvalidTransition(campaign_id, current["state"], action)
@@ -166,7 +167,8 @@ class Lifecycle:
     async def start_due(self, limit: int = 100) -> list[asyncpg.Record]:
         """Start the scheduled campaigns whose time has come (each exactly once, whichever
         segmenter gets it); the runner takes their audience now."""
-        rows = await self._pool.fetch(queries.START_DUE, self.clock.now(), limit)
+        # Scheduled campaigns of every tenant: a cross-tenant pass.
+        rows = await AllTenants(self._pool).fetch(queries.START_DUE, self.clock.now(), limit)
         for row in rows:
             log.info(
                 "scheduled campaign started", tenant_id=str(row["tenant_id"]), campaign_id=str(row["id"])
@@ -177,9 +179,13 @@ class Lifecycle:
 
     async def hold(self, tenant_id: UUID, campaign_id: UUID, reason: str, until: datetime | None) -> bool:
         """Stop a running campaign from sending, keeping it running; False when it holds already."""
-        row = await self._pool.fetchrow(queries.SET_HOLD, tenant_id, campaign_id, reason, until)
+        row = await OneTenant(self._pool).fetchrow(
+            tenant_id, queries.SET_HOLD, tenant_id, campaign_id, reason, until
+        )
         if row is None:
-            await self._pool.execute(queries.MOVE_HOLD, tenant_id, campaign_id, reason, until)
+            await OneTenant(self._pool).execute(
+                tenant_id, queries.MOVE_HOLD, tenant_id, campaign_id, reason, until
+            )
             return False
         log.info("campaign holds", campaign_id=str(campaign_id), reason=reason, until=str(until))
         await publish_lifecycle(self._publisher, row, "held")
@@ -187,7 +193,9 @@ class Lifecycle:
 
     async def release(self, tenant_id: UUID, campaign_id: UUID, reason: str) -> bool:
         """End a hold of this reason; the recipients the broker no longer holds go out again."""
-        row = await self._pool.fetchrow(queries.RELEASE_HOLD, tenant_id, campaign_id, reason)
+        row = await OneTenant(self._pool).fetchrow(
+            tenant_id, queries.RELEASE_HOLD, tenant_id, campaign_id, reason
+        )
         if row is None:
             return False
         log.info("campaign hold released", campaign_id=str(campaign_id), reason=reason)
@@ -216,12 +224,12 @@ class Lifecycle:
 
     async def cancel(self, tenant_id: UUID, campaign_id: UUID) -> asyncpg.Record:
         row = await _transition(self._pool, queries.MARK_CANCELLED, tenant_id, campaign_id, "cancel")
-        await self._pool.execute(queries.CANCEL_LEFT_RECIPIENTS, tenant_id, campaign_id)
+        await OneTenant(self._pool).execute(tenant_id, queries.CANCEL_LEFT_RECIPIENTS, tenant_id, campaign_id)
         await publish_lifecycle(self._publisher, row, "cancelled")
         return row
 
     async def retry_failed(self, tenant_id: UUID, campaign_id: UUID) -> asyncpg.Record:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with tenant_transaction(self._pool, tenant_id) as conn:
             row = await conn.fetchrow(queries.REOPEN_FOR_RETRY, tenant_id, campaign_id)
             if row is None:
                 current = await get_campaign(self._pool, tenant_id, campaign_id)
@@ -232,9 +240,9 @@ class Lifecycle:
         return row
 
     async def complete_if_done(self, tenant_id: UUID, campaign_id: UUID) -> bool:
-        if await self._pool.fetchval(queries.HAS_UNSETTLED, campaign_id):
+        if await OneTenant(self._pool).fetchval(tenant_id, queries.HAS_UNSETTLED, campaign_id):
             return False
-        row = await self._pool.fetchrow(queries.MARK_COMPLETED, tenant_id, campaign_id)
+        row = await OneTenant(self._pool).fetchrow(tenant_id, queries.MARK_COMPLETED, tenant_id, campaign_id)
         if row is None:
             return False
         await publish_lifecycle(self._publisher, row, "completed")

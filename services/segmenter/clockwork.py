@@ -11,6 +11,7 @@ import asyncpg
 
 from services.segmenter import queries
 from services.segmenter.campaigns import Lifecycle
+from shared.db import AllTenants
 from shared.logging import get_logger
 from shared.sending_window import SendingWindow, is_open, next_opening
 
@@ -36,7 +37,8 @@ async def hold_for_windows(pool: asyncpg.Pool, lifecycle: Lifecycle) -> None:
     A window in recipients' own zones does not hold the whole campaign: the sender keeps each
     recipient back until that recipient's window opens."""
     now = lifecycle.clock.now()
-    for row in await pool.fetch(queries.WINDOWED_CAMPAIGNS, SENDING_WINDOW):
+    # Running campaigns of every tenant with a sending window: a cross-tenant pass.
+    for row in await AllTenants(pool).fetch(queries.WINDOWED_CAMPAIGNS, SENDING_WINDOW):
         data = row["sending_window"]
         window = SendingWindow.from_json(data) if data is not None else None
         tz = ZoneInfo(row["timezone"])

@@ -16,6 +16,7 @@ import asyncpg
 
 from shared import credits, topology
 from shared.broker import Publisher
+from shared.db import OneTenant, tenant_transaction
 from shared.events import CampaignCommand
 from shared.logging import get_logger
 
@@ -118,14 +119,17 @@ async def _locked_balance(conn: asyncpg.Connection, tenant_id: UUID, today: date
 
 
 async def balance(pool: asyncpg.Pool, tenant_id: UUID, *, today: date | None = None) -> Balance:
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         return await _locked_balance(conn, tenant_id, today or date.today())
 
 
 async def ledger(
     pool: asyncpg.Pool, tenant_id: UUID, *, before_id: int | None, limit: int
 ) -> list[LedgerEntry]:
-    return [LedgerEntry(**dict(row)) for row in await pool.fetch(LEDGER_PAGE, tenant_id, before_id, limit)]
+    return [
+        LedgerEntry(**dict(row))
+        for row in await OneTenant(pool).fetch(tenant_id, LEDGER_PAGE, tenant_id, before_id, limit)
+    ]
 
 
 async def change_account(
@@ -140,7 +144,7 @@ async def change_account(
     today: date | None = None,
 ) -> Balance:
     """Top up purchased credits and/or change the plan; then resume campaigns that ran out."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         await conn.execute(CREATE_ACCOUNT, tenant_id)
         await _locked_balance(conn, tenant_id, today or date.today())
         await conn.execute(UPDATE_ACCOUNT, tenant_id, top_up, plan_monthly, enabled)

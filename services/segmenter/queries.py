@@ -122,7 +122,7 @@ LIMIT $3
 # Lifecycle transitions are conditional on the current state so concurrent requests settle on one.
 MARK_STARTED = """
 UPDATE campaigns SET state = 'running', started_at = now(), updated_at = now()
-WHERE tenant_id = $1 AND id = $2 AND state = 'draft'
+WHERE tenant_id = $1 AND id = $2 AND state IN ('draft', 'scheduled')
 RETURNING *
 """
 
@@ -132,10 +132,8 @@ WHERE tenant_id = $1 AND id = $2 AND state = 'running'
 RETURNING *
 """
 
-# A hold is evaluated again within a second of resuming (sending_windows.py).
 MARK_RESUMED = """
-UPDATE campaigns SET state = 'running', pause_reason = NULL, paused_at = NULL, hold_reason = NULL,
-                     hold_until = NULL, updated_at = now()
+UPDATE campaigns SET state = 'running', pause_reason = NULL, paused_at = NULL, updated_at = now()
 WHERE tenant_id = $1 AND id = $2 AND state = 'paused'
 RETURNING *
 """

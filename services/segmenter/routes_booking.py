@@ -26,6 +26,7 @@ from services.segmenter.booking.schemas import (
     UpsertResult,
 )
 from services.segmenter.bulk import ONE_BULK_REQUEST_PER_TENANT
+from shared.db import tenant_transaction
 from shared.http import Pool, Tenant
 
 router = APIRouter(prefix="/v1/booking", tags=["booking"])
@@ -41,7 +42,7 @@ async def upsert_customers(body: CustomersUpsert, tenant: Tenant, pool: Pool) ->
     check = await service.check_customers(
         body.rows, region=tenant.default_region, invalid_phones=body.invalid_phones
     )
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant.tenant_id) as conn:
         outcome = await service.upsert_customers(
             conn, tenant_id=tenant.tenant_id, rows=body.rows, check=check
         )
@@ -54,7 +55,7 @@ async def upsert_appointments(body: AppointmentsUpsert, tenant: Tenant, pool: Po
     """Create or replace appointments. ``customer_id``, ``service_id``, ``location_id`` and
     ``staff_id`` are external ids that must exist already (else 422 naming the row and field);
     ``status`` must be built-in or defined with ``/v1/booking/statuses:upsert``."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant.tenant_id) as conn:
         outcome = await service.upsert_appointments(conn, tenant_id=tenant.tenant_id, rows=body.rows)
     await statistics.STATISTICS.after_write(pool, {"appointments": outcome.result.written})
     return outcome.result
@@ -62,7 +63,7 @@ async def upsert_appointments(body: AppointmentsUpsert, tenant: Tenant, pool: Po
 
 @router.post("/services:upsert", response_model=UpsertResult, dependencies=[ONE_BULK_REQUEST_PER_TENANT])
 async def upsert_services(body: ServicesUpsert, tenant: Tenant, pool: Pool) -> UpsertResult:
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant.tenant_id) as conn:
         outcome = await service.upsert_services(conn, tenant_id=tenant.tenant_id, rows=body.rows)
     await statistics.STATISTICS.after_write(pool, {"services": outcome.result.written})
     return outcome.result
@@ -70,7 +71,7 @@ async def upsert_services(body: ServicesUpsert, tenant: Tenant, pool: Pool) -> U
 
 @router.post("/locations:upsert", response_model=UpsertResult, dependencies=[ONE_BULK_REQUEST_PER_TENANT])
 async def upsert_locations(body: LocationsUpsert, tenant: Tenant, pool: Pool) -> UpsertResult:
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant.tenant_id) as conn:
         outcome = await service.upsert_locations(conn, tenant_id=tenant.tenant_id, rows=body.rows)
     await statistics.STATISTICS.after_write(pool, {"locations": outcome.result.written})
     return outcome.result
@@ -78,7 +79,7 @@ async def upsert_locations(body: LocationsUpsert, tenant: Tenant, pool: Pool) ->
 
 @router.post("/staff:upsert", response_model=UpsertResult, dependencies=[ONE_BULK_REQUEST_PER_TENANT])
 async def upsert_staff(body: StaffUpsert, tenant: Tenant, pool: Pool) -> UpsertResult:
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant.tenant_id) as conn:
         outcome = await service.upsert_staff(conn, tenant_id=tenant.tenant_id, rows=body.rows)
     return outcome.result
 
@@ -87,19 +88,19 @@ async def upsert_staff(body: StaffUpsert, tenant: Tenant, pool: Pool) -> UpsertR
 async def upsert_statuses(body: StatusesUpsert, tenant: Tenant, pool: Pool) -> UpsertResult:
     """Define custom statuses, each saying whether it counts as cancelled (as ``canceled`` and
     ``rejected`` do). Built-in names cannot be redefined."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant.tenant_id) as conn:
         return await service.upsert_statuses(conn, tenant_id=tenant.tenant_id, statuses=body.statuses)
 
 
 @router.get("/statuses", response_model=list[StatusOut])
 async def list_statuses(tenant: Tenant, pool: Pool) -> list[StatusOut]:
-    async with pool.acquire() as conn:
+    async with tenant_transaction(pool, tenant.tenant_id, readonly=True) as conn:
         return await service.known_statuses(conn, tenant.tenant_id)
 
 
 def _delete_route(kind: str, note: str) -> None:
     async def delete(body: DeleteRequest, tenant: Tenant, pool: Pool) -> DeleteResult:
-        async with pool.acquire() as conn, conn.transaction():
+        async with tenant_transaction(pool, tenant.tenant_id) as conn:
             result = await service.delete(
                 conn, tenant_id=tenant.tenant_id, kind=kind, external_ids=body.external_ids
             )

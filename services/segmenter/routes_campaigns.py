@@ -15,6 +15,7 @@ from services.segmenter.deps import LifecycleDep
 from services.segmenter.scheduling import resolve_schedule
 from services.segmenter.schemas import CampaignAction, CampaignCreate, CampaignOut, CampaignState, ScheduleIn
 from services.segmenter.template_check import check_template
+from shared.db import OneTenant
 from shared.http import Pool, Tenant, not_found
 from shared.templating import parse_template
 
@@ -77,7 +78,9 @@ async def list_campaigns(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     state: Annotated[CampaignState | None, Query(description="Only campaigns in this state.")] = None,
 ) -> list[CampaignOut]:
-    rows = await pool.fetch(queries.LIST_CAMPAIGNS, tenant.tenant_id, before, limit, state)
+    rows = await OneTenant(pool).fetch(
+        tenant.tenant_id, queries.LIST_CAMPAIGNS, tenant.tenant_id, before, limit, state
+    )
     return [campaign_out(row) for row in rows]
 
 
@@ -102,7 +105,7 @@ async def _act(operation: Awaitable[asyncpg.Record]) -> CampaignOut:
 
 @router.post("/{campaign_id}/start", response_model=CampaignOut)
 async def start(campaign_id: UUID, tenant: Tenant, lifecycle: LifecycleDep) -> CampaignOut:
-    """Snapshot the audience and start sending."""
+    """Snapshot the audience and start sending (a scheduled campaign starts now instead)."""
     return await _act(lifecycle.start(tenant.tenant_id, campaign_id))
 
 

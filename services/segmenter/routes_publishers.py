@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path, Response, status
 from pydantic import BaseModel
 
 from shared import audit
+from shared.db import OneTenant
 from shared.http import Operator, Pool, not_found
 
 router = APIRouter(prefix="/v1/operator", tags=["broker publishers"])
@@ -38,14 +39,14 @@ class PublisherOut(BaseModel):
 
 @router.get("/tenants/{tenant_id}/broker-publishers", response_model=list[PublisherOut])
 async def list_publishers(tenant_id: UUID, _: Operator, pool: Pool) -> list[PublisherOut]:
-    return [PublisherOut(**dict(row)) for row in await pool.fetch(LIST, tenant_id)]
+    return [PublisherOut(**dict(row)) for row in await OneTenant(pool).fetch(tenant_id, LIST, tenant_id)]
 
 
 @router.put("/tenants/{tenant_id}/broker-publishers/{username}", status_code=status.HTTP_204_NO_CONTENT)
 async def allow_publisher(tenant_id: UUID, username: Username, operator: Operator, pool: Pool) -> Response:
     """Let broker user ``username`` publish for the tenant (idempotent)."""
     try:
-        created = await pool.fetchval(ALLOW, username, tenant_id)
+        created = await OneTenant(pool).fetchval(tenant_id, ALLOW, username, tenant_id)
     except asyncpg.ForeignKeyViolationError:
         raise not_found("tenant not found") from None
     if created is not None:
@@ -61,7 +62,7 @@ async def allow_publisher(tenant_id: UUID, username: Username, operator: Operato
 
 @router.delete("/tenants/{tenant_id}/broker-publishers/{username}", status_code=status.HTTP_204_NO_CONTENT)
 async def disallow_publisher(tenant_id: UUID, username: Username, operator: Operator, pool: Pool) -> Response:
-    if await pool.fetchval(DISALLOW, username, tenant_id) is None:
+    if await OneTenant(pool).fetchval(tenant_id, DISALLOW, username, tenant_id) is None:
         raise not_found("no such publisher for this tenant")
     await audit.record(
         pool,

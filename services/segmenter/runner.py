@@ -20,6 +20,7 @@ import asyncpg
 from services.segmenter import queries
 from services.segmenter.campaigns import Lifecycle
 from services.segmenter.snapshot import CampaignPublisher, run_snapshot
+from shared.db import AllTenants, OneTenant
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -88,12 +89,13 @@ async def monitor_loop(
     """Complete campaigns with nothing left to settle; restart runners a dead process left behind."""
     while True:
         try:
-            for row in await pool.fetch(queries.RUNNING_CAMPAIGNS):
+            # The campaign monitor spans tenants: its listing runs as the cross-tenant role.
+            for row in await AllTenants(pool).fetch(queries.RUNNING_CAMPAIGNS):
                 tenant_id, campaign_id = row["tenant_id"], row["id"]
                 if runner.running(campaign_id):
                     continue
-                if row["snapshot_completed_at"] is None or await pool.fetchval(
-                    queries.HAS_UNPUBLISHED, campaign_id, row["published_upto"]
+                if row["snapshot_completed_at"] is None or await OneTenant(pool).fetchval(
+                    tenant_id, queries.HAS_UNPUBLISHED, campaign_id, row["published_upto"]
                 ):
                     runner.launch(tenant_id, campaign_id)
                     continue

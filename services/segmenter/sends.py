@@ -23,6 +23,7 @@ from services.segmenter import queries
 from services.segmenter.audience.model import Audience
 from services.segmenter.campaigns import Lifecycle
 from shared.crypto import SecretBox
+from shared.db import OneTenant, tenant_transaction
 from shared.http import InputError
 from shared.phones import InvalidPhone, to_e164
 from shared.settings import Settings
@@ -170,7 +171,7 @@ async def _start_send(
     recipients: list[tuple[str, dict[str, str]]],
 ) -> asyncpg.Record:
     campaign_id = uuid.uuid4()
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         await conn.execute(
             queries.INSERT_CAMPAIGN,
             campaign_id,
@@ -211,7 +212,7 @@ async def send_test(
             "test_numbers", "the tenant has no test numbers; set them in the tenant settings"
         )
     await _check_content(template, tenant_id, content_check)
-    sample_row = await pool.fetchrow(SAMPLE_RECIPIENT, tenant_id)
+    sample_row = await OneTenant(pool).fetchrow(tenant_id, SAMPLE_RECIPIENT, tenant_id)
     sample = SAMPLE if sample_row is None else RecipientData(**dict(sample_row))
     values = shortcode_values(sample, _style(row))
     rendered = render(

@@ -26,6 +26,7 @@ from services.segmenter.audience.model import Audience
 from services.segmenter.audience.query import recipients_query
 from shared import topology
 from shared.broker import Publisher
+from shared.db import OneTenant, tenant_transaction
 from shared.events import RecipientBatch
 from shared.logging import get_logger
 
@@ -89,12 +90,17 @@ class CampaignPublisher:
 
     async def publish_pending(self, tenant_id: UUID, campaign_id: UUID) -> int:
         """Publish every unpublished row; returns how many were published."""
-        cursor = await self._pool.fetchval(
-            "SELECT published_upto FROM campaigns WHERE tenant_id = $1 AND id = $2", tenant_id, campaign_id
+        cursor = await OneTenant(self._pool).fetchval(
+            tenant_id,
+            "SELECT published_upto FROM campaigns WHERE tenant_id = $1 AND id = $2",
+            tenant_id,
+            campaign_id,
         )
         published = 0
         while True:
-            rows = await self._pool.fetch(queries.NEXT_UNPUBLISHED, campaign_id, cursor, self._batch_size * 8)
+            rows = await OneTenant(self._pool).fetch(
+                tenant_id, queries.NEXT_UNPUBLISHED, campaign_id, cursor, self._batch_size * 8
+            )
             if not rows:
                 return published
             ids = [row["id"] for row in rows]
@@ -137,20 +143,25 @@ class CampaignPublisher:
                 task.cancel()
             if confirmed is not None:
                 await asyncio.shield(
-                    self._pool.execute(queries.SET_PUBLISHED_UPTO, tenant_id, campaign_id, confirmed[-1])
+                    OneTenant(self._pool).execute(
+                        tenant_id, queries.SET_PUBLISHED_UPTO, tenant_id, campaign_id, confirmed[-1]
+                    )
                 )
         if failure is not None:
             raise failure
 
     async def republish(self, tenant_id: UUID, campaign_id: UUID) -> int:
         """Publish again the rows the broker may no longer hold (after a pause, or a lost message)."""
-        upto = await self._pool.fetchval(
-            "SELECT published_upto FROM campaigns WHERE tenant_id = $1 AND id = $2", tenant_id, campaign_id
+        upto = await OneTenant(self._pool).fetchval(
+            tenant_id,
+            "SELECT published_upto FROM campaigns WHERE tenant_id = $1 AND id = $2",
+            tenant_id,
+            campaign_id,
         )
         cursor, count = 0, 0
         while True:
-            rows = await self._pool.fetch(
-                queries.REPUBLISHABLE, campaign_id, cursor, upto, self._batch_size * 8
+            rows = await OneTenant(self._pool).fetch(
+                tenant_id, queries.REPUBLISHABLE, campaign_id, cursor, upto, self._batch_size * 8
             )
             if not rows:
                 return count
@@ -178,7 +189,8 @@ async def run_snapshot(
     now: datetime | None = None,
 ) -> int:
     """Snapshot (resuming from the stored cursor) and publish as each chunk commits; return the total."""
-    row = await pool.fetchrow(
+    row = await OneTenant(pool).fetchrow(
+        tenant_id,
         "SELECT c.kind, c.audience, c.snapshot_cursor, c.snapshot_completed_at, c.started_at, t.timezone"
         " FROM campaigns c JOIN tenants t ON t.id = c.tenant_id WHERE c.tenant_id = $1 AND c.id = $2",
         tenant_id,
@@ -200,9 +212,11 @@ async def run_snapshot(
             cursor=row["snapshot_cursor"],
         )
     elif row["snapshot_completed_at"] is None:
-        await pool.execute(queries.FINISH_SNAPSHOT, tenant_id, campaign_id)
+        await OneTenant(pool).execute(tenant_id, queries.FINISH_SNAPSHOT, tenant_id, campaign_id)
     await campaign_publisher.publish_pending(tenant_id, campaign_id)
-    return int(await pool.fetchval("SELECT total FROM campaigns WHERE id = $1", campaign_id))
+    return int(
+        await OneTenant(pool).fetchval(tenant_id, "SELECT total FROM campaigns WHERE id = $1", campaign_id)
+    )
 
 
 async def _snapshot_audience(
@@ -227,8 +241,10 @@ async def _snapshot_audience(
     publishing: asyncio.Task[None] | None = None
     try:
         while True:
-            upto = await pool.fetchval(queries.NEXT_PHONE_BOUNDARY, tenant_id, cursor, next(sizes) - 1)
-            async with pool.acquire() as conn, conn.transaction():
+            upto = await OneTenant(pool).fetchval(
+                tenant_id, queries.NEXT_PHONE_BOUNDARY, tenant_id, cursor, next(sizes) - 1
+            )
+            async with tenant_transaction(pool, tenant_id) as conn:
                 await conn.execute(_CHUNK_SETTINGS)
                 ids = await snapshot_chunk(
                     conn,

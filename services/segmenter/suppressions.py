@@ -15,6 +15,7 @@ import asyncpg
 
 from services.segmenter.workers import row_work
 from shared import metrics
+from shared.db import OneTenant
 from shared.http import InputError
 from shared.phones import InvalidPhone, to_e164
 
@@ -87,11 +88,14 @@ def _distinct_e164(phones: list[str], region: str, field: str) -> list[str]:
 async def list_suppressions(
     pool: asyncpg.Pool, tenant_id: UUID, *, after: str | None, limit: int
 ) -> list[Suppression]:
-    return [Suppression(**dict(row)) for row in await pool.fetch(LIST, tenant_id, after, limit)]
+    return [
+        Suppression(**dict(row))
+        for row in await OneTenant(pool).fetch(tenant_id, LIST, tenant_id, after, limit)
+    ]
 
 
 async def get_suppression(pool: asyncpg.Pool, tenant_id: UUID, phone: str, region: str) -> Suppression:
-    row = await pool.fetchrow(GET, tenant_id, normalise([phone], region, "phone")[0])
+    row = await OneTenant(pool).fetchrow(tenant_id, GET, tenant_id, normalise([phone], region, "phone")[0])
     if row is None:
         raise NotSuppressed(phone)
     return Suppression(**dict(row))
@@ -109,7 +113,7 @@ async def add(
 ) -> tuple[int, int]:
     """Suppress the numbers; returns (newly added, already suppressed)."""
     normalised = await row_work(len(phones), _distinct_e164, phones, region, field)
-    added: int = await pool.fetchval(ADD, tenant_id, normalised, source, reason)
+    added: int = await OneTenant(pool).fetchval(tenant_id, ADD, tenant_id, normalised, source, reason)
     if added:
         metrics.SUPPRESSION_CHANGES.labels("added", source).inc(added)
     return added, len(normalised) - added
@@ -117,6 +121,6 @@ async def add(
 
 async def remove(pool: asyncpg.Pool, tenant_id: UUID, phone: str, *, region: str, reason: str | None) -> None:
     normalised = normalise([phone], region, "phone")[0]
-    if not await pool.fetchval(REMOVE, tenant_id, normalised, reason):
+    if not await OneTenant(pool).fetchval(tenant_id, REMOVE, tenant_id, normalised, reason):
         raise NotSuppressed(phone)
     metrics.SUPPRESSION_CHANGES.labels("removed", "api").inc()

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from services.segmenter.audience.model import Audience
 from services.segmenter.audience.query import render_values_query
+from shared.db import tenant_transaction
 from shared.templating import (
     BODY_TOO_LONG_CODE,
     EMPTY_BODY_CODE,
@@ -70,7 +71,7 @@ async def check_template(
     sql, params = render_values_query(
         audience, tenant_id=tenant_id, now=now, tz=tz, shortcodes=template.shortcodes
     )
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
+    async with tenant_transaction(pool, tenant_id, readonly=True) as conn:
         # As for the preview: plans for this statement's values, no parallel workers.
         await conn.execute(
             "SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0;"

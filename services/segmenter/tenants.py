@@ -14,6 +14,7 @@ from shared import topology
 from shared.apikeys import display_prefix, hash_api_key, new_api_key
 from shared.broker import Publisher
 from shared.crypto import SecretBox
+from shared.db import tenant_transaction
 from shared.events import TenantChanged
 from shared.webhooks import inbound_url, status_callback_url
 
@@ -41,7 +42,7 @@ async def create_tenant(
     tenant_id = uuid.uuid4()
     api_key = new_api_key()
     rate = None if data.unlimited_rate else (data.rate_per_second or default_rate)
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         row = await conn.fetchrow(
             queries.INSERT_TENANT,
             tenant_id,
@@ -95,7 +96,7 @@ async def update_tenant(
     rate = None if data.unlimited_rate else data.rate_per_second
     operator = isinstance(data, OperatorTenantUpdate)
     limit = data.messaging_limit_value() if isinstance(data, OperatorTenantUpdate) else None
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         row = await conn.fetchrow(
             queries.UPDATE_TENANT,
             tenant_id,

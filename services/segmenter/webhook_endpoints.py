@@ -15,6 +15,7 @@ import orjson
 from services.segmenter import webhook_queries as queries
 from shared import audit
 from shared.crypto import SecretBox
+from shared.db import OneTenant, tenant_transaction
 from shared.webhook_signature import new_secret
 
 # Endpoints a tenant may register: one per receiving system is the use.
@@ -38,11 +39,11 @@ class EndpointDisabled(ValueError):
 
 
 async def list_endpoints(pool: asyncpg.Pool, tenant_id: UUID) -> list[asyncpg.Record]:
-    return list(await pool.fetch(queries.SELECT_ENDPOINTS, tenant_id))
+    return list(await OneTenant(pool).fetch(tenant_id, queries.SELECT_ENDPOINTS, tenant_id))
 
 
 async def get_endpoint(pool: asyncpg.Pool, tenant_id: UUID, endpoint_id: UUID) -> asyncpg.Record:
-    row = await pool.fetchrow(queries.SELECT_ENDPOINT, tenant_id, endpoint_id)
+    row = await OneTenant(pool).fetchrow(tenant_id, queries.SELECT_ENDPOINT, tenant_id, endpoint_id)
     if row is None:
         raise EndpointNotFound(endpoint_id)
     return row
@@ -60,7 +61,7 @@ async def create_endpoint(
 ) -> tuple[asyncpg.Record, str]:
     """The new endpoint and its signing secret (shown this once; stored encrypted)."""
     secret = new_secret()
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         await conn.execute(queries.LOCK_TENANT, tenant_id)
         if await conn.fetchval(queries.COUNT_ENDPOINTS, tenant_id) >= MAX_ENDPOINTS:
             raise TooManyEndpoints(f"a tenant may register at most {MAX_ENDPOINTS} webhook endpoints")
@@ -94,7 +95,7 @@ async def update_endpoint(
     enabled: bool | None,
     actor: str,
 ) -> asyncpg.Record:
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         row = await conn.fetchrow(
             queries.UPDATE_ENDPOINT,
             tenant_id,
@@ -128,7 +129,7 @@ async def update_endpoint(
 
 async def delete_endpoint(pool: asyncpg.Pool, tenant_id: UUID, endpoint_id: UUID, *, actor: str) -> None:
     """Removes the endpoint with its deliveries and their attempts."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         if await conn.fetchval(queries.DELETE_ENDPOINT, tenant_id, endpoint_id) is None:
             raise EndpointNotFound(endpoint_id)
         await audit.record(
@@ -149,24 +150,30 @@ async def list_deliveries(
     before_id: int | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    return list(await pool.fetch(queries.SELECT_DELIVERIES, tenant_id, endpoint_id, state, before_id, limit))
+    return list(
+        await OneTenant(pool).fetch(
+            tenant_id, queries.SELECT_DELIVERIES, tenant_id, endpoint_id, state, before_id, limit
+        )
+    )
 
 
 async def get_delivery(
     pool: asyncpg.Pool, tenant_id: UUID, delivery_id: int
 ) -> tuple[dict[str, Any], list[asyncpg.Record]]:
     """A delivery with the event it carries, and every attempt with its answer."""
-    row = await pool.fetchrow(queries.SELECT_DELIVERY, tenant_id, delivery_id)
+    row = await OneTenant(pool).fetchrow(tenant_id, queries.SELECT_DELIVERY, tenant_id, delivery_id)
     if row is None:
         raise DeliveryNotFound(delivery_id)
     delivery = dict(row)
     delivery["event"] = orjson.loads(delivery.pop("body"))
-    return delivery, list(await pool.fetch(queries.SELECT_ATTEMPTS, tenant_id, delivery_id))
+    return delivery, list(
+        await OneTenant(pool).fetch(tenant_id, queries.SELECT_ATTEMPTS, tenant_id, delivery_id)
+    )
 
 
 async def resend(pool: asyncpg.Pool, tenant_id: UUID, delivery_id: int) -> asyncpg.Record:
     """A new delivery of the same event to the same endpoint, due at once."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         enabled = await conn.fetchval(queries.SELECT_DELIVERY_ENDPOINT_ENABLED, tenant_id, delivery_id)
         if enabled is None:
             raise DeliveryNotFound(delivery_id)

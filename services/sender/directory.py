@@ -17,6 +17,7 @@ import asyncpg
 
 from services.sender import queries
 from shared.crypto import SecretBox
+from shared.db import OneTenant
 from shared.phones import whatsapp_address
 from shared.sending_window import RecipientWindows, SendingWindow, WindowGate
 from shared.templating import Template, TenantStyle, parse_template
@@ -98,7 +99,7 @@ class Directory:
         if template is not None:
             self._templates.move_to_end(campaign_id)
             return template
-        row = await self._pool.fetchrow(queries.SELECT_CAMPAIGN, tenant_id, campaign_id)
+        row = await OneTenant(self._pool).fetchrow(tenant_id, queries.SELECT_CAMPAIGN, tenant_id, campaign_id)
         if row is None:
             return None
         template = parse_template(row["template"])

@@ -36,6 +36,7 @@ from services.sender.recording import Recorder, Settlement, with_db_retry
 from services.sender.sharing import CallSlots, SlotBook
 from shared import credits, metrics
 from shared.clock import Clock
+from shared.db import OneTenant, tenant_transaction
 from shared.events import SendChunk
 from shared.logging import get_logger
 from shared.pacing import RATE_LIMIT_CODES
@@ -269,8 +270,8 @@ class SendEngine:
         """Hold all the tenant's sending (and its running campaigns) for the spam hold."""
 
         async def hold() -> list[asyncpg.Record]:
-            rows: list[asyncpg.Record] = await self._pool.fetch(
-                queries.HOLD_TENANT, tenant_id, reason, self._settings.spam_hold_s
+            rows: list[asyncpg.Record] = await OneTenant(self._pool).fetch(
+                tenant_id, queries.HOLD_TENANT, tenant_id, reason, self._settings.spam_hold_s
             )
             return rows
 
@@ -350,9 +351,11 @@ class SendEngine:
             locked,
         )
         if not locked:
-            unlocked: list[asyncpg.Record] = await self._pool.fetch(queries.CLAIM, *args)
+            unlocked: list[asyncpg.Record] = await OneTenant(self._pool).fetch(
+                chunk.tenant_id, queries.CLAIM, *args
+            )
             return unlocked
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with tenant_transaction(self._pool, chunk.tenant_id) as conn:
             await conn.execute(queries.LOCK_SEND_LIMIT, chunk.tenant_id)
             rows: list[asyncpg.Record] = await conn.fetch(queries.CLAIM, *args)
             return rows
@@ -361,7 +364,7 @@ class SendEngine:
         """Expire last month's plan credits and grant this month's, once per tenant and month."""
         month = credits.period_start(date.today())
         if self._rolled.get(tenant_id) != month:
-            await self._pool.execute(queries.ROLL_CREDIT_PERIOD, tenant_id, month)
+            await OneTenant(self._pool).execute(tenant_id, queries.ROLL_CREDIT_PERIOD, tenant_id, month)
             self._rolled[tenant_id] = month
 
     def _skip_reason(self, chunk: SendChunk, tenant: TenantInfo, claimed_mono: float) -> Skip | None:

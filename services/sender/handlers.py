@@ -19,6 +19,7 @@ from services.sender.gate import INSUFFICIENT_CREDITS, CampaignGate
 from services.sender.metrics import AUTO_PAUSES, CHUNKS_IN_FLIGHT
 from shared import topology
 from shared.broker import BrokerUnavailable, PoisonMessage, Publisher, consume
+from shared.db import AllTenants
 from shared.events import CampaignCommand, CampaignLifecycle, ChunkDone, SendChunk, TenantChanged
 from shared.logging import get_logger
 
@@ -197,7 +198,8 @@ async def poll_gate(pool: asyncpg.Pool, engine: SendEngine, gate: CampaignGate, 
         gate.prune(watched)
         if watched:
             try:
-                for row in await pool.fetch(queries.CAMPAIGN_STATES, list(watched)):
+                # Campaigns of every tenant this sender works for: a cross-tenant read.
+                for row in await AllTenants(pool).fetch(queries.CAMPAIGN_STATES, list(watched)):
                     gate.observe(row["id"], row["state"], row["pause_reason"])
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("campaign state poll failed", error=repr(exc))

@@ -53,6 +53,7 @@ from services.sender.recording import DB_ERRORS, Recorder, Settlement
 from shared import topology
 from shared.broker import BrokerUnavailable, Publisher, queue_depth
 from shared.clock import Clock
+from shared.db import AllTenants
 from shared.events import CampaignLifecycle, RecipientBatch, StatusCallback, StatusCallbackBatch
 from shared.logging import get_logger
 from shared.twilio_client import FetchedMessage, ListedMessage, TwilioClient, TwilioError
@@ -129,7 +130,9 @@ class Maintenance:
         clock: Clock | None = None,
     ) -> None:
         self._clock = clock or Clock()
-        self._pool = pool
+        # Every statement of a pass spans tenants (the leader works for all of them); settling
+        # goes through the recorder, one tenant at a time.
+        self._all = AllTenants(pool)
         self._connection = connection
         self._publisher = publisher
         self._client = client
@@ -194,7 +197,7 @@ class Maintenance:
         """Clear the holds whose time has come and publish those campaigns' waiting rows again;
         how many rows were published."""
         published = 0
-        for row in await self._pool.fetch(queries.HOLDS_ENDED, HOLDS_BATCH):
+        for row in await self._all.fetch(queries.HOLDS_ENDED, HOLDS_BATCH):
             if row["state"] != "running":
                 continue
             self.lease.ensure_held()
@@ -221,18 +224,18 @@ class Maintenance:
         return published
 
     async def forget_contacts(self) -> None:
-        await self._pool.execute(
+        await self._all.execute(
             queries.FORGET_CONTACTS, self._settings.messaging_window_s, FORGET_CONTACTS_BATCH
         )
 
     async def expire_leases(self) -> None:
         while True:
-            status = await self._pool.execute(queries.EXPIRE_LEASES, EXPIRE_BATCH)
+            status = await self._all.execute(queries.EXPIRE_LEASES, EXPIRE_BATCH)
             if int(status.split()[-1]) < EXPIRE_BATCH:
                 return
 
     async def reconcile(self) -> None:
-        rows = await self._pool.fetch(
+        rows = await self._all.fetch(
             queries.UNKNOWN_DUE,
             self._settings.reconcile_after_s,
             RECONCILE_BATCH,
@@ -257,7 +260,7 @@ class Maintenance:
             elif outcome is LOOK_AGAIN:
                 look_again[row["tenant_id"]].append(row)
         for tenant_id, waiting in look_again.items():
-            await self._pool.execute(
+            await self._all.execute(
                 queries.LOOK_AGAIN,
                 tenant_id,
                 [r["id"] for r in waiting],
@@ -276,7 +279,7 @@ class Maintenance:
         tenant_id: UUID = row["tenant_id"]
         to = f"whatsapp:{row['phone_e164']}"
         not_before = row["claimed_at"] - CLOCK_SKEW
-        sid: str | None = await self._pool.fetchval(queries.ORPHAN_FOR_PHONE, tenant_id, to, not_before)
+        sid: str | None = await self._all.fetchval(queries.ORPHAN_FOR_PHONE, tenant_id, to, not_before)
         if sid is None:
             try:
                 tenant = await self._directory.tenant(tenant_id)
@@ -289,7 +292,7 @@ class Maintenance:
                 log.warning("lookup failed; the row stays unknown", recipient_id=row["id"], error=str(exc))
                 return None
             taken = {
-                r["twilio_sid"] for r in await self._pool.fetch(queries.TAKEN_SIDS, [m.sid for m in messages])
+                r["twilio_sid"] for r in await self._all.fetch(queries.TAKEN_SIDS, [m.sid for m in messages])
             }
             found = pick_message(messages, not_before, taken)
             sid = found.sid if found else None
@@ -324,7 +327,7 @@ class Maintenance:
         status callbacks; how many were published."""
         if self._settings.status_recheck_max <= 0:
             return 0
-        rows = await self._pool.fetch(
+        rows = await self._all.fetch(
             queries.STATUS_RECHECK_DUE,
             self._settings.status_recheck_after_s,
             self._settings.status_recheck_per_tenant,
@@ -364,9 +367,9 @@ class Maintenance:
             )
         STATUS_RECHECKS.labels("changed").inc(len(callbacks))
         if checked:
-            await self._pool.execute(queries.STATUS_RECHECKED, checked, 1)
+            await self._all.execute(queries.STATUS_RECHECKED, checked, 1)
         if postponed:
-            await self._pool.execute(queries.STATUS_RECHECKED, postponed, 0)
+            await self._all.execute(queries.STATUS_RECHECKED, postponed, 0)
         if callbacks:
             log.info("statuses repaired from Twilio", count=len(callbacks))
         return len(callbacks)
@@ -398,13 +401,13 @@ class Maintenance:
 
     async def sweep(self) -> None:
         grace = self._settings.sweep_idle_s
-        running = await self._pool.fetch(queries.RUNNING_CAMPAIGNS)
+        running = await self._all.fetch(queries.RUNNING_CAMPAIGNS)
         seen: set[UUID] = set()
         now = time.monotonic()
         for campaign in running:
             campaign_id: UUID = campaign["id"]
             seen.add(campaign_id)
-            count = await self._pool.fetchval(
+            count = await self._all.fetchval(
                 queries.COUNT_WAITING, campaign_id, campaign["published_upto"], grace, self._clock.now()
             )
             previous = self._waiting.get(campaign_id)
@@ -437,7 +440,7 @@ class Maintenance:
         while True:
             ids = [
                 r["id"]
-                for r in await self._pool.fetch(
+                for r in await self._all.fetch(
                     queries.WAITING_IDS, campaign_id, published_upto, grace, cursor, size, self._clock.now()
                 )
             ]

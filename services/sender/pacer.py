@@ -15,6 +15,7 @@ from uuid import UUID
 import asyncpg
 
 from services.sender import queries
+from shared.db import OneTenant
 from shared.logging import get_logger
 from shared.pacing import DECREASE_GAP_S, MIN_FACTOR, decrease_multiplier
 
@@ -70,7 +71,8 @@ class Pacer:
             return
         multiplier = decrease_multiplier(refused_recently, attempted_recently)
         try:
-            factor = await self._pool.fetchval(
+            factor = await OneTenant(self._pool).fetchval(
+                tenant_id,
                 queries.BACK_OFF,
                 tenant_id,
                 multiplier,

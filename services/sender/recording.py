@@ -25,6 +25,7 @@ from services.sender.outcomes import Transition
 from shared import metrics, topology
 from shared.broker import BrokerUnavailable, Publisher
 from shared.clock import Clock
+from shared.db import OneTenant
 from shared.events import ChunkDone, RecipientBatch
 from shared.logging import get_logger
 
@@ -159,7 +160,8 @@ class Recorder:
         now = self._clock.now()
         ordered = sorted(settlements, key=lambda s: s.recipient_id)
         by_id = {s.recipient_id: s for s in ordered}
-        rows = await self._pool.fetch(
+        rows = await OneTenant(self._pool).fetch(
+            tenant_id,
             queries.SETTLE,
             tenant_id,
             [s.recipient_id for s in ordered],

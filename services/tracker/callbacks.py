@@ -15,6 +15,7 @@ import asyncpg
 
 from services.tracker import queries
 from services.tracker.status import Callback, Plan, RecipientRow, plan_callbacks
+from shared.db import all_tenants_transaction
 
 EVENT_SOURCE = "callback"
 SUPPRESSION_SOURCE = "error_code"
@@ -38,7 +39,9 @@ async def record_callbacks(pool: asyncpg.Pool, received: Sequence[tuple[str, Cal
     for key, callback in received:
         unique.setdefault((callback.tenant_id, key), callback)
     result = BatchResult(replays=len(received) - len(unique))
-    async with pool.acquire() as conn, conn.transaction():
+    # A batch holds callbacks of many tenants (one transaction per batch is what keeps up with
+    # the callback rate): a cross-tenant path, every statement of it keyed on each row's tenant.
+    async with all_tenants_transaction(pool) as conn:
         fresh_keys = await conn.fetch(
             queries.INSERT_RECEIPTS, [tenant for tenant, _ in unique], [key for _, key in unique]
         )
@@ -63,7 +66,7 @@ async def record_callbacks(pool: asyncpg.Pool, received: Sequence[tuple[str, Cal
 async def match_orphans(pool: asyncpg.Pool, *, limit: int = 1000) -> BatchResult:
     """Apply kept callbacks whose recipient now has its SID and a settled send."""
     result = BatchResult()
-    async with pool.acquire() as conn, conn.transaction():
+    async with all_tenants_transaction(pool) as conn:
         rows = await conn.fetch(queries.LOCK_MATCHABLE_ORPHANS, limit)
         callbacks = [
             callback

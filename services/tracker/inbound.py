@@ -12,6 +12,7 @@ import asyncpg
 
 from services.tracker import queries
 from services.tracker.keywords import Action, classify
+from shared.db import tenant_transaction
 from shared.phones import strip_channel, to_e164_or_none
 
 SUPPRESSION_SOURCE = "inbound"
@@ -38,7 +39,7 @@ async def record_inbound(
     if not sid or not sender:
         raise InvalidInbound("inbound message without MessageSid or From")
     body = params.get("Body") or ""
-    async with pool.acquire() as conn, conn.transaction():
+    async with tenant_transaction(pool, tenant_id) as conn:
         tenant = await conn.fetchrow(queries.TENANT_KEYWORDS, tenant_id)
         if tenant is None:
             raise InvalidInbound(f"tenant {tenant_id} does not exist")

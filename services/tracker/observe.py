@@ -12,6 +12,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from services.tracker import queries
 from shared import topology
+from shared.db import AllTenants
 from shared.metrics import CAMPAIGN_PROGRESS, HELD_CAMPAIGNS, QUEUE_DEPTH, RUNNING_CAMPAIGNS
 
 BROKER_TIMEOUT_S = 5.0
@@ -79,8 +80,9 @@ class CampaignSampler:
         self._held_labels: set[tuple[str, str]] = set()
 
     async def sample(self) -> None:
-        progress = await self._pool.fetch(queries.RUNNING_PROGRESS, timeout=30)
-        running = await self._pool.fetch(queries.RUNNING_CAMPAIGNS, timeout=30)
+        # Metrics sampling: every tenant's campaigns, as the cross-tenant role.
+        progress = await AllTenants(self._pool).fetch(queries.RUNNING_PROGRESS, timeout_s=30)
+        running = await AllTenants(self._pool).fetch(queries.RUNNING_CAMPAIGNS, timeout_s=30)
         seen_progress = {(row["tenant"], row["state"]): row["n"] for row in progress}
         # Tenants whose campaigns finished go to zero rather than keep their last value.
         for labels in self._progress_labels - seen_progress.keys():
@@ -94,7 +96,7 @@ class CampaignSampler:
         for tenant, count in seen_running.items():
             RUNNING_CAMPAIGNS.labels(tenant).set(count)
         self._running_labels |= seen_running.keys()
-        held = await self._pool.fetch(queries.HELD_CAMPAIGNS, timeout=30)
+        held = await AllTenants(self._pool).fetch(queries.HELD_CAMPAIGNS, timeout_s=30)
         seen_held = {(row["tenant"], row["reason"]): row["n"] for row in held}
         for labels in self._held_labels - seen_held.keys():
             HELD_CAMPAIGNS.labels(*labels).set(0)

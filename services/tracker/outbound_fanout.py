@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from services.tracker import outbound_queries as queries
 from services.tracker.outbound_policy import Gap, advance_feed
 from shared.broker import Publisher, consume
+from shared.db import OneTenant, all_tenants_transaction, tenant_transaction
 from shared.events import CampaignLifecycle
 from shared.outbound_events import RECIPIENT_EVENT_TYPES, RECIPIENT_STATES, envelope, recipient_event_type
 
@@ -48,10 +49,13 @@ async def _insert(conn: asyncpg.Connection | asyncpg.Pool, rows: Sequence[tuple[
 
 async def lifecycle_deliveries(pool: asyncpg.Pool, event: CampaignLifecycle) -> int:
     event_type = event.routing_key()
-    endpoints = await pool.fetch(queries.SELECT_SUBSCRIBED, event.tenant_id, event_type)
+    tenant = OneTenant(pool)
+    endpoints = await tenant.fetch(event.tenant_id, queries.SELECT_SUBSCRIBED, event.tenant_id, event_type)
     if not endpoints:
         return 0
-    name = await pool.fetchval(queries.SELECT_CAMPAIGN_NAME, event.tenant_id, event.campaign_id)
+    name = await tenant.fetchval(
+        event.tenant_id, queries.SELECT_CAMPAIGN_NAME, event.tenant_id, event.campaign_id
+    )
     event_id = lifecycle_event_id(event)
     body = envelope(
         event_id=event_id,
@@ -63,10 +67,12 @@ async def lifecycle_deliveries(pool: asyncpg.Pool, event: CampaignLifecycle) -> 
             "campaign_name": name,
             "state": event.state,
             "reason": event.reason,
+            "until": event.until,
             "at": event.at,
         },
     ).decode()
-    await _insert(pool, [(event.tenant_id, row["id"], event_id, event_type, body) for row in endpoints])
+    async with tenant_transaction(pool, event.tenant_id) as conn:
+        await _insert(conn, [(event.tenant_id, row["id"], event_id, event_type, body) for row in endpoints])
     return len(endpoints)
 
 
@@ -102,8 +108,9 @@ def _status_body(event: asyncpg.Record, details: asyncpg.Record | None) -> tuple
 
 async def feed_once(pool: asyncpg.Pool, *, settle_s: float, batch: int = FEED_BATCH) -> int:
     """Read the message events written since the last pass into deliveries; the number read
-    (0 when another tracker holds the feed, or nothing is new)."""
-    async with pool.acquire() as conn, conn.transaction():
+    (0 when another tracker holds the feed, or nothing is new). The feed reads every tenant's
+    events: a cross-tenant transaction."""
+    async with all_tenants_transaction(pool) as conn:
         feed = await conn.fetchrow(queries.LOCK_FEED, FEED)
         if feed is None:
             return 0

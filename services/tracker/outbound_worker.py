@@ -33,6 +33,7 @@ from services.tracker.outbound_policy import (
 )
 from shared import audit
 from shared.crypto import SecretBox
+from shared.db import AllTenants, all_tenants_transaction, tenant_transaction
 from shared.logging import get_logger
 from shared.metrics import OUTBOUND_WEBHOOK_ATTEMPTS, OUTBOUND_WEBHOOK_DISABLED, OUTBOUND_WEBHOOK_SECONDS
 from shared.settings import Settings
@@ -68,7 +69,7 @@ class DeliveryWorker:
                 try:
                     async with self._database:
                         if passes % LEASE_CHECK_EVERY == 0:
-                            await self._pool.execute(queries.EXPIRE_LEASES)
+                            await AllTenants(self._pool).execute(queries.EXPIRE_LEASES)
                         claimed = await self._claim(free) if free > 0 else []
                 except (asyncpg.PostgresError, OSError) as exc:
                     log.warning("webhook claim failed", error=repr(exc))
@@ -95,7 +96,8 @@ class DeliveryWorker:
 
     async def _claim(self, free: int) -> list[asyncpg.Record]:
         settings = self._settings
-        async with self._pool.acquire() as conn, conn.transaction():
+        # Due deliveries of every tenant, shared out fairly: a cross-tenant transaction.
+        async with all_tenants_transaction(self._pool) as conn:
             due = [
                 DueEndpoint(row["id"], row["tenant_id"], row["in_flight"], row["due"])
                 for row in await conn.fetch(
@@ -152,7 +154,7 @@ class DeliveryWorker:
         state = "succeeded" if succeeded else ("pending" if delay is not None else "failed")
         outcome = "succeeded" if succeeded else ("retry" if delay is not None else "failed")
         OUTBOUND_WEBHOOK_ATTEMPTS.labels(str(delivery["tenant_id"]), outcome).inc()
-        async with self._database, self._pool.acquire() as conn, conn.transaction():
+        async with self._database, tenant_transaction(self._pool, delivery["tenant_id"]) as conn:
             await conn.execute(
                 queries.INSERT_ATTEMPT,
                 delivery["id"],

@@ -15,6 +15,7 @@ from uuid import UUID
 import asyncpg
 
 from services.tracker import queries
+from shared.db import OneTenant, tenant_transaction
 
 
 def reply_view(row: asyncpg.Record) -> dict[str, Any]:
@@ -38,14 +39,18 @@ def _page(rows: list[asyncpg.Record], limit: int) -> dict[str, Any]:
 async def tenant_replies(
     pool: asyncpg.Pool, *, tenant_id: UUID, phone_e164: str | None, after: int, limit: int
 ) -> dict[str, Any]:
-    rows = await pool.fetch(queries.TENANT_REPLIES_PAGE, tenant_id, after, phone_e164, limit)
+    rows = await OneTenant(pool).fetch(
+        tenant_id, queries.TENANT_REPLIES_PAGE, tenant_id, after, phone_e164, limit
+    )
     return _page(rows, limit)
 
 
 async def campaign_replies(
     pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID, after: int, limit: int
 ) -> dict[str, Any]:
-    rows = await pool.fetch(queries.CAMPAIGN_REPLIES_PAGE, tenant_id, campaign_id, after, limit)
+    rows = await OneTenant(pool).fetch(
+        tenant_id, queries.CAMPAIGN_REPLIES_PAGE, tenant_id, campaign_id, after, limit
+    )
     return _page(rows, limit)
 
 
@@ -53,7 +58,7 @@ async def recipient_replies(
     pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID, recipient_id: int, after: int, limit: int
 ) -> dict[str, Any] | None:
     """None when the recipient is not one of the tenant's campaign's."""
-    async with pool.acquire() as conn:
+    async with tenant_transaction(pool, tenant_id, readonly=True) as conn:
         if await conn.fetchval(queries.RECIPIENT_EXISTS, recipient_id, campaign_id, tenant_id) is None:
             return None
         rows = await conn.fetch(

@@ -22,6 +22,7 @@ from services.tracker import queries
 from services.tracker.csvfmt import BOM, COLUMNS, recipient_view, row_cells
 from services.tracker.progress import RATE_WINDOW_S, Progress, Timing, build_progress
 from shared.clock import Clock
+from shared.db import OneTenant, tenant_transaction
 from shared.pacing import Pacing, effective_rate
 from shared.sending_window import SendingWindow
 from shared.settings import get_settings
@@ -40,7 +41,7 @@ class RecipientFilters:
 
 
 async def campaign_exists(pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID) -> bool:
-    return await pool.fetchrow(queries.CAMPAIGN, campaign_id, tenant_id) is not None
+    return await OneTenant(pool).fetchrow(tenant_id, queries.CAMPAIGN, campaign_id, tenant_id) is not None
 
 
 async def recipients_page(
@@ -52,7 +53,9 @@ async def recipients_page(
     after: int,
     limit: int,
 ) -> dict[str, Any]:
-    rows = await pool.fetch(queries.RECIPIENTS_PAGE, tenant_id, campaign_id, after, *filters.args(), limit)
+    rows = await OneTenant(pool).fetch(
+        tenant_id, queries.RECIPIENTS_PAGE, tenant_id, campaign_id, after, *filters.args(), limit
+    )
     items = [recipient_view(row) for row in rows]
     next_after = items[-1]["id"] if len(items) == limit else None
     return {"items": items, "next_after": next_after}
@@ -73,7 +76,7 @@ async def recipients_csv(
         buffer.write(BOM)
     writer.writerow(COLUMNS)
     pending = 0
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
+    async with tenant_transaction(pool, tenant_id, readonly=True) as conn:
         cursor = conn.cursor(
             queries.RECIPIENTS_EXPORT, tenant_id, campaign_id, 0, *filters.args(), prefetch=chunk_rows
         )
@@ -91,7 +94,7 @@ async def recipients_csv(
 async def load_progress(
     pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID, clock: Clock | None = None
 ) -> Progress | None:
-    async with pool.acquire() as conn:
+    async with tenant_transaction(pool, tenant_id, readonly=True) as conn:
         campaign = await conn.fetchrow(queries.CAMPAIGN_PROGRESS, campaign_id, tenant_id)
         if campaign is None:
             return None
@@ -150,7 +153,9 @@ def _event(row: asyncpg.Record) -> dict[str, Any]:
 async def campaign_events(
     pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID, after: int, limit: int
 ) -> dict[str, Any]:
-    rows = await pool.fetch(queries.CAMPAIGN_EVENTS_PAGE, tenant_id, campaign_id, after, limit)
+    rows = await OneTenant(pool).fetch(
+        tenant_id, queries.CAMPAIGN_EVENTS_PAGE, tenant_id, campaign_id, after, limit
+    )
     items = [_event(row) for row in rows]
     return {"items": items, "next_after": items[-1]["id"] if len(items) == limit else None}
 
@@ -158,7 +163,7 @@ async def campaign_events(
 async def recipient_events(
     pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID, recipient_id: int
 ) -> list[dict[str, Any]] | None:
-    async with pool.acquire() as conn:
+    async with tenant_transaction(pool, tenant_id, readonly=True) as conn:
         if await conn.fetchval(queries.RECIPIENT_EXISTS, recipient_id, campaign_id, tenant_id) is None:
             return None
         rows = await conn.fetch(queries.RECIPIENT_EVENTS, tenant_id, recipient_id, campaign_id)

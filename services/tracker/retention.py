@@ -18,7 +18,7 @@ import asyncpg
 import typer
 
 from services.tracker import outbound_queries, queries
-from shared.db import create_pool
+from shared.db import AllTenants, create_pool
 from shared.logging import configure_logging, get_logger
 from shared.settings import get_settings
 
@@ -45,7 +45,8 @@ def cutoff(now: datetime, older_than_days: int) -> datetime:
 async def _delete_in_slices(pool: asyncpg.Pool, statement: str, before: datetime) -> int:
     total = 0
     while True:
-        status = await pool.execute(statement, before, SLICE_ROWS)
+        # Retention spans tenants: each slice as the cross-tenant role.
+        status = await AllTenants(pool).execute(statement, before, SLICE_ROWS)
         count = int(status.split()[-1])
         total += count
         if count < SLICE_ROWS:

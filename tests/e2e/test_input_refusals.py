@@ -345,6 +345,56 @@ CASES = [
         "recipients.0.variables",
         json=manual({"customer_first_name": "y" * 1000}, body="x" * 700 + " {customer_first_name}"),
     ),
+    # Schedules and sending windows
+    Case(
+        "schedule in the past",
+        "POST",
+        "/v1/campaigns",
+        "schedule.at",
+        json=campaign(schedule={"at": "2001-01-01T09:00"}),
+    ),
+    Case(
+        "schedule in a zone that does not exist",
+        "POST",
+        "/v1/campaigns",
+        "schedule.timezone",
+        json=campaign(schedule={"at": "2031-01-01T09:00", "timezone": "Nowhere/Place"}),
+    ),
+    Case(
+        "schedule at a time the clocks skip",
+        "POST",
+        "/v1/campaigns",
+        "schedule.at",
+        json=campaign(schedule={"at": "2031-03-09T02:30", "timezone": "America/New_York"}),
+    ),
+    Case(
+        "start and schedule",
+        "POST",
+        "/v1/campaigns",
+        "schedule",
+        json=campaign(start=True, schedule={"at": "2031-01-01T09:00"}),
+    ),
+    Case(
+        "reschedule in the past",
+        "POST",
+        "/v1/campaigns/{campaign}/schedule",
+        "at",
+        json={"at": "2001-01-01T09:00:00+00:00"},
+    ),
+    Case(
+        "window ending before it starts",
+        "PUT",
+        "/v1/tenant/sending-window",
+        "end",
+        json={"days": ["mon"], "start": "20:00", "end": "09:00"},
+    ),
+    Case(
+        "window on a day that does not exist",
+        "PUT",
+        "/v1/tenant/sending-window",
+        "days.0",
+        json={"days": ["funday"], "start": "09:00", "end": "20:00"},
+    ),
     # Bodies past the limit, refused before they are parsed
     Case(
         "2 MB campaign body",

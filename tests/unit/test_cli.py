@@ -7,9 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import typer
+
 from services.tracker.progress import RECIPIENT_STATES
 from shared.templating import SHORTCODES
 from wce_cli import reference
+from wce_cli.app import parse_days
 from wce_cli.rate import RecentRate, eta_seconds
 from wce_cli.render import describe
 
@@ -73,6 +77,28 @@ def test_the_bar_shows_the_measured_rate_and_eta() -> None:
     fields = describe(update, rate=243.0, eta_s=65.0)
     assert fields["rate"] == "243.0/s"
     assert fields["eta"] == "ETA 1:05"
+
+
+def test_the_bar_says_what_a_held_campaign_waits_for_and_when_it_opens() -> None:
+    update = {
+        "state": "running",
+        "total": 100,
+        "done": 40,
+        "rate_per_s": 0.0,
+        "eta_s": 50_400.0,
+        "waiting": "waiting for the sending window (opens 2026-12-10T14:00:00+00:00)",
+    }
+    fields = describe(update)
+    assert "waiting for the sending window (opens 2026-12-10T14:00:00+00:00)" in fields["description"]
+    assert fields["eta"] == "ETA 14:00:00"
+
+
+def test_window_days_are_read_as_ranges_and_lists_in_week_order() -> None:
+    assert parse_days("mon-sat") == ["mon", "tue", "wed", "thu", "fri", "sat"]
+    assert parse_days("sat,mon-wed") == ["mon", "tue", "wed", "sat"]
+    for bad in ("fri-mon", "funday", "mon-"):
+        with pytest.raises(typer.BadParameter):
+            parse_days(bad)
 
 
 def test_shortcodes_and_statuses_are_printed_by_the_installed_command() -> None:

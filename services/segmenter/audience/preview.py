@@ -22,6 +22,7 @@ from services.segmenter.audience.query import preview_counts_query, preview_samp
 from services.segmenter.audience.windows import segment_window
 from services.segmenter.schemas import BodyTemplate, ContentTemplate
 from services.segmenter.template_check import TemplateCheck, check_template
+from shared.db import tenant_transaction
 from shared.http import InputError
 from shared.phones import mask
 from shared.templating import parse_template, validate_template
@@ -132,7 +133,7 @@ async def preview_audience(
         errors = validate_template(template, appointment_available=audience.provides_appointment)
         if errors:
             raise InputError(errors)
-    async with pool.acquire() as conn:
+    async with tenant_transaction(pool, tenant_id, readonly=True) as conn:
         await validate_audience(conn, tenant_id=tenant_id, audience=audience, field_prefix="")
     # Planned on statistics from before a bulk load, these queries can take seconds instead of
     # milliseconds: stale tables are analysed first (statistics.py).
@@ -142,8 +143,8 @@ async def preview_audience(
         audience, tenant_id=tenant_id, now=now, tz=tz, limit=SAMPLE_SIZE
     )
     counts, sample, check = await asyncio.gather(
-        _fetch(pool, counts_sql, counts_params),
-        _fetch(pool, sample_sql, sample_params),
+        _fetch(pool, tenant_id, counts_sql, counts_params),
+        _fetch(pool, tenant_id, sample_sql, sample_params),
         _check(pool, tenant_id=tenant_id, tz=tz, audience=audience, template=template, now=now),
     )
     total = counts[0]
@@ -190,8 +191,8 @@ async def _check(
     )
 
 
-async def _fetch(pool: asyncpg.Pool, sql: str, params: list[Any]) -> list[asyncpg.Record]:
-    async with pool.acquire() as conn, conn.transaction(readonly=True):
+async def _fetch(pool: asyncpg.Pool, tenant_id: UUID, sql: str, params: list[Any]) -> list[asyncpg.Record]:
+    async with tenant_transaction(pool, tenant_id, readonly=True) as conn:
         # Compiling these scans costs more than running them; parallel workers would each rebuild
         # the same hash of the members; the members' hash fits in memory. Every plan is made for
         # the statement's own values: a generic plan, blind to how many customers a window or a

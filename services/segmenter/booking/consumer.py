@@ -19,6 +19,7 @@ from services.segmenter.booking import service
 from services.segmenter.booking.schemas import AppointmentRow, CustomerRow, LocationRow, ServiceRow, StaffRow
 from shared import topology
 from shared.broker import PoisonMessage, Publisher, consume
+from shared.db import tenant_transaction
 from shared.events import (
     BookingAppointmentDeleted,
     BookingAppointmentUpserted,
@@ -137,7 +138,7 @@ async def apply_event(
     if publishers is not None:
         await publishers.require(user_id, event.tenant_id)  # type: ignore[attr-defined]
     try:
-        async with pool.acquire() as conn, conn.transaction():
+        async with tenant_transaction(pool, event.tenant_id) as conn:  # type: ignore[attr-defined]
             await apply(conn, event)
     except service.TenantNotFound as exc:
         raise PoisonMessage(f"unknown tenant {exc}") from exc

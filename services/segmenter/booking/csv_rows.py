@@ -32,6 +32,7 @@ from services.segmenter.booking.schemas import (
     ServiceRow,
     StaffRow,
 )
+from shared.db import tenant_transaction
 
 Kind = Literal["customers", "appointments", "services", "locations", "staff"]
 
@@ -141,7 +142,7 @@ async def import_rows(
     async def flush() -> None:
         if not batch:
             return
-        async with pool.acquire() as conn, conn.transaction():
+        async with tenant_transaction(pool, tenant_id) as conn:
             outcome = await _write(conn, kind, tenant_id, region, batch)
         await statistics.STATISTICS.after_write(pool, {kind: outcome.result.written})
 

@@ -29,6 +29,7 @@ from tests.e2e.engine.engine_helpers import (
 )
 from tests.e2e.helpers import TenantHandle, create_campaign, new_tenant
 from tests.support import Stack
+from wce_cli.client import TrackerClient
 
 CLOCK_FILE = Path(tempfile.mkdtemp(prefix="wce-clock-")) / "offset"
 set_offset(CLOCK_FILE, 0.0)
@@ -97,6 +98,12 @@ async def test_a_campaign_holds_at_the_end_of_the_window_and_resumes_at_the_next
     assert report["waiting"] == f"waiting for the sending window (opens {opens.astimezone(UTC).isoformat()})"
     assert datetime.fromisoformat(report["hold_until"]) == opens
     assert datetime.fromisoformat(report["estimated_finish"]) > opens
+    # And its event stream says the same
+    async with TrackerClient(engine_stack.tracker_url, windowed.api_key) as tracker:
+        updates = tracker.follow(held, stream=True)
+        streamed = await anext(updates)
+        await updates.aclose()  # type: ignore[attr-defined]
+    assert streamed["waiting"] == report["waiting"] and streamed["hold_until"] == report["hold_until"]
     # And once the messages in flight are settled, nothing is claimed or sent any more
     await asyncio.sleep(2)
     quiet_from = await pool.fetchval("SELECT now()")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
@@ -19,43 +18,17 @@ import orjson
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from audience_data import Dataset, seed
+from segmenters import segmenter
 
 from services.segmenter.audience.model import Audience
-from services.segmenter.campaigns import InvalidTransition, Lifecycle
-from services.segmenter.runner import CampaignRunner
-from services.segmenter.snapshot import CampaignPublisher
+from services.segmenter.campaigns import InvalidTransition
 from shared import topology
-from shared.broker import Publisher, connect
-from shared.clock import Clock, set_offset
-from shared.db import create_pool
+from shared.broker import Publisher
+from shared.clock import set_offset
 from shared.http import InputError
 from tests.support import IsolatedEnvironment
 
 NEW_YORK = ZoneInfo("America/New_York")
-
-
-@dataclass
-class Segmenter:
-    """What a segmenter process uses to start campaigns: its own pool, connection and runner."""
-
-    pool: asyncpg.Pool
-    lifecycle: Lifecycle
-    runner: CampaignRunner
-    close_connection: object
-
-    async def close(self) -> None:
-        await self.runner.stop()
-        await self.close_connection()  # type: ignore[operator]
-        await self.pool.close()
-
-
-async def segmenter(env: IsolatedEnvironment, clock_file: Path) -> Segmenter:
-    pool = await create_pool(env.database_url, min_size=1, max_size=4)
-    connection = await connect(env.amqp_url, retry_s=10)
-    publisher = await Publisher.open(connection, timeout_s=5)
-    runner = CampaignRunner(pool, CampaignPublisher(pool, publisher, 500))
-    lifecycle = Lifecycle(pool, publisher, runner, Clock(str(clock_file)))
-    return Segmenter(pool, lifecycle, runner, connection.close)
 
 
 @pytest.fixture
@@ -194,27 +167,29 @@ async def test_a_schedule_in_the_past_in_an_unknown_zone_or_at_a_skipped_time_is
         await instance.close()
 
 
-async def test_a_scheduled_campaign_is_rescheduled_or_cancelled_until_it_starts_and_not_after(
+async def test_a_scheduled_campaign_is_rescheduled_cancelled_or_started_now_until_it_starts_and_not_after(
     pool: asyncpg.Pool, broker: Publisher, isolated_env: IsolatedEnvironment, clock_file: Path
 ) -> None:
-    # Given two campaigns scheduled for tomorrow, given in Paris time
+    # Given three campaigns scheduled for tomorrow, given in Paris time
     tenant_id = await seed(pool, Dataset(customers={"c": "+14155550002"}))
     await topology.declare_tenant(broker.channel, str(tenant_id))
-    moved, cancelled = await draft(pool, tenant_id), await draft(pool, tenant_id)
+    moved, cancelled, now = [await draft(pool, tenant_id) for _ in range(3)]
     instance = await segmenter(isolated_env, clock_file)
     try:
         tomorrow = datetime.now(UTC) + timedelta(days=1)
-        for campaign_id in (moved, cancelled):
+        for campaign_id in (moved, cancelled, now):
             await instance.lifecycle.schedule(tenant_id, campaign_id, at=tomorrow, timezone="Europe/Paris")
-        # When one is moved to the day after and the other cancelled
+        # When one is moved to the day after, one cancelled and one started at once
         later = await instance.lifecycle.schedule(
             tenant_id, moved, at=tomorrow + timedelta(days=1), timezone="Europe/Paris"
         )
         gone = await instance.lifecycle.cancel(tenant_id, cancelled)
-        # Then the first waits for its new time and the second is cancelled
+        early = await instance.lifecycle.start(tenant_id, now)
+        # Then the first waits for its new time, the second is cancelled, the third runs
         assert later["state"] == "scheduled" and later["scheduled_at"] == tomorrow + timedelta(days=1)
         assert gone["state"] == "cancelled"
-        # And at the first time nothing starts; at the new one only the moved campaign starts
+        assert early["state"] == "running"
+        # And at the first time nothing starts (again); at the new one only the moved campaign
         set_offset(clock_file, 86_400 + 60)
         await asyncio.sleep(0.3)
         assert [row["id"] for row in await instance.lifecycle.start_due()] == []
