@@ -252,6 +252,12 @@ async def test_a_spam_refusal_holds_the_tenant_and_its_campaign_then_sends_every
         uuid.UUID(started["id"]),
     )
     assert not failed, [dict(row) for row in failed[:3]]
+    # (once the messages claimed before the hold are settled: a claim counts an attempt until then)
+    deadline = time.monotonic() + 60
+    sending = "SELECT count(*) FROM recipients WHERE campaign_id = $1 AND state = 'sending'"
+    while await pool.fetchval(sending, uuid.UUID(started["id"])):
+        assert time.monotonic() < deadline, "messages still being sent a minute into the hold"
+        await asyncio.sleep(0.2)
     attempts = await pool.fetchval(
         "SELECT coalesce(sum(attempts), 0) FROM recipients WHERE campaign_id = $1", uuid.UUID(started["id"])
     )
