@@ -15,8 +15,8 @@
 --              an endpoint's failure run and its disabling (audited); never tenants, API keys
 --              or campaigns
 --   sender     recipient send state, message events, credit debits, opt-outs from error codes,
---              its maintenance lease, the tenants' pacing and messaging-limit counts, and a
---              running campaign's hold (never its state)
+--              its maintenance lease, the tenants' pacing, the numbers' frequency-cap counts and
+--              messaging-limit counts, and a running campaign's hold (never its state)
 --   dispatcher nothing
 --
 -- Cross-tenant roles: wce_<service>_all_tenants (NOLOGIN, BYPASSRLS, the same grants as its
@@ -88,6 +88,7 @@ GRANT INSERT, UPDATE, DELETE ON leader_leases, tenant_pacing, tenant_contacts, t
 TO wce_sender, wce_sender_all_tenants;
 -- A campaign's hold (its tenant's messaging limit, a spam-rate refusal), never its state.
 GRANT UPDATE (hold_reason, hold_until) ON campaigns TO wce_sender, wce_sender_all_tenants;
+GRANT INSERT, UPDATE ON contact_frequency TO wce_sender, wce_sender_all_tenants;
 
 -- Row-level security: every tenant table (one with a tenant_id column) is listed here and gets
 -- the one policy of migration 1000, created where missing (a table that has it already is not
@@ -100,7 +101,7 @@ DECLARE
 BEGIN
     FOREACH name IN ARRAY ARRAY[
         'api_keys', 'appointment_statuses', 'appointments', 'audit_log', 'broker_publishers',
-        'callback_receipts', 'campaigns', 'credit_accounts', 'credit_ledger', 'customers',
+        'callback_receipts', 'campaigns', 'contact_frequency', 'credit_accounts', 'credit_ledger', 'customers',
         'inbound_messages', 'locations', 'message_events', 'orphan_callbacks', 'recipients',
         'services', 'staff', 'suppression_events', 'suppressions', 'tenant_contacts', 'tenant_pacing',
         'tenant_send_limits', 'webhook_attempts', 'webhook_deliveries', 'webhook_endpoints'

@@ -3,6 +3,7 @@ credits and their history, the tenant's settings and its API keys."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from typing import Annotated, Any
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
+from services.console import wizard
 from services.console.upstream import ApiError
 from services.console.web import Form, TenantSession, api, error_page, redirect, render, set_session
 
@@ -25,6 +27,7 @@ NOTICES = {
     "removed": "The number was removed from the list.",
     "saved": "Settings saved.",
     "revoked": "The key was revoked.",
+    "window": "The sending window was saved; running campaigns follow it within a second.",
 }
 
 
@@ -151,7 +154,9 @@ async def credits_page(
             request, session, "GET", "/v1/credits", params={"before_id": before_id, "limit": 50}
         )
     except ApiError as exc:
-        return error_page(request, exc)
+        if exc.status != 404:
+            return error_page(request, exc)
+        credits = None  # a tenant without a credit account: its sends use none
     return render(request, "credits.html", {"credits": credits})
 
 
@@ -166,10 +171,15 @@ async def _settings_page(
     status_code: int = 200,
 ) -> Response:
     try:
-        tenant = await api(request, session, "GET", "/v1/tenant")
-        keys = await api(request, session, "GET", "/v1/tenant/api-keys")
+        tenant, keys = await asyncio.gather(
+            api(request, session, "GET", "/v1/tenant"), api(request, session, "GET", "/v1/tenant/api-keys")
+        )
     except ApiError as exc:
         return error_page(request, exc)
+    try:
+        window = await api(request, session, "GET", "/v1/tenant/sending-window")
+    except ApiError:
+        window = None
     return render(
         request,
         "settings.html",
@@ -180,6 +190,8 @@ async def _settings_page(
             "error": error,
             "error_fields": error_fields or {},
             "new_key": new_key,
+            "window": window,
+            "days": wizard.DAYS,
         },
         status_code=status_code,
     )
@@ -211,6 +223,21 @@ async def save_settings(request: Request, session: TenantSession, form: Form) ->
     response = redirect(request, "/settings?done=saved")
     set_session(request, response, session.renamed(name=tenant["name"], timezone=tenant["timezone"]))
     return response
+
+
+@router.post("/settings/window")
+async def save_window(request: Request, session: TenantSession, form: Form) -> Response:
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    days = [d for d in form.getlist("window_days") if isinstance(d, str)]
+    try:
+        if fields.get("action") == "remove":
+            await api(request, session, "DELETE", "/v1/tenant/sending-window")
+        else:
+            body = wizard.sending_window_body(fields, days)
+            await api(request, session, "PUT", "/v1/tenant/sending-window", json=body)
+    except ApiError as exc:
+        return await _settings_page(request, session, error=exc.detail, status_code=exc.status)
+    return redirect(request, "/settings?done=window")
 
 
 @router.post("/settings/keys")

@@ -31,7 +31,16 @@ from services.console.web import redirect as see_other
 router = APIRouter()
 
 FINAL_STATES = frozenset({"completed", "cancelled", "failed"})
-CAMPAIGN_STATES = ("draft", "snapshotting", "running", "paused", "completed", "cancelled", "failed")
+CAMPAIGN_STATES = (
+    "draft",
+    "scheduled",
+    "snapshotting",
+    "running",
+    "paused",
+    "completed",
+    "cancelled",
+    "failed",
+)
 KINDS = ("campaign", "test", "manual")
 RECIPIENT_STATES = (
     "pending",
@@ -83,6 +92,10 @@ async def _progress(request: Request, session: Any, campaign_id: str) -> dict[st
     return result
 
 
+async def _nothing() -> None:
+    return None
+
+
 @router.get("/campaigns")
 async def campaigns_page(
     request: Request,
@@ -97,9 +110,15 @@ async def campaigns_page(
     except ApiError as exc:
         return error_page(request, exc)
     shown = [c for c in rows if _matches(c, state, kind, q)][:LIST_PAGE]
-    progress = await asyncio.gather(*(_progress(request, session, c["id"]) for c in shown))
+    live = [
+        c["id"] for c in shown if c["state"] not in FINAL_STATES and c["state"] not in ("draft", "scheduled")
+    ]
+    # Only campaigns still under way need their counts: an ended one is all done, a draft or a
+    # scheduled one has none yet (and at a million recipients each count is a long query).
+    progress = await asyncio.gather(
+        *(_progress(request, session, c["id"]) if c["id"] in live else _nothing() for c in shown)
+    )
     more = len(shown) == LIST_PAGE or len(rows) == 200
-    live = [c["id"] for c in shown if c["state"] not in FINAL_STATES and c["state"] != "draft"]
     return render(
         request,
         "campaigns.html",

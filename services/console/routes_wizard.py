@@ -27,7 +27,12 @@ from shared.templating import TenantStyle
 router = APIRouter()
 
 OPEN_RECIPIENT_STATES = frozenset({"pending", "queued", "sending", "retry_wait", "unknown"})
-DEFAULT_FIELDS = {"segment": "all_customers", "exclude_suppressed": "on", "message_kind": "body", "body": ""}
+DEFAULT_FIELDS = {
+    "segment": "all_customers",
+    "exclude_suppressed": "on",
+    "message_kind": "body",
+    "body": "",
+}
 
 
 def _fields(form: FormData) -> dict[str, str]:
@@ -123,8 +128,8 @@ async def _page(
     status_code: int = 200,
 ) -> Response:
     try:
-        tenant, (templates, templates_error) = await asyncio.gather(
-            _tenant(request, session), _templates(request, session)
+        tenant, (templates, templates_error), window = await asyncio.gather(
+            _tenant(request, session), _templates(request, session), _window(request, session)
         )
     except ApiError as exc:
         return error_page(request, exc)
@@ -147,9 +152,19 @@ async def _page(
             "error": error,
             "error_fields": error_fields or {},
             "max_body": wizard.MAX_BODY_CHARS,
+            "window": window,
         },
         status_code=status_code,
     )
+
+
+async def _window(request: Request, session: Session) -> dict[str, Any] | None:
+    """The tenant's sending window and whether it is open, or None where the API has none."""
+    try:
+        window: dict[str, Any] = await api(request, session, "GET", "/v1/tenant/sending-window")
+    except ApiError:
+        return None
+    return window
 
 
 @router.get("/campaigns/new")
@@ -162,13 +177,15 @@ async def submit_wizard(request: Request, session: TenantSession, form: Form) ->
     """The form's buttons without JavaScript: preview, test, draft or send."""
     fields = _fields(form)
     action = fields.get("action", "preview")
-    if action in ("draft", "send"):
-        body = {
+    if action in ("draft", "send", "schedule"):
+        body: dict[str, Any] = {
             "name": fields.get("name", "").strip(),
             "audience": wizard.audience_body(fields),
             "template": wizard.template_body(fields),
             "start": action == "send",
         }
+        if action == "schedule":
+            body["schedule"] = wizard.schedule_body(fields, session.timezone)
         try:
             campaign = await api(request, session, "POST", "/v1/campaigns", json=body)
         except ApiError as exc:

@@ -88,6 +88,36 @@ def template_body(fields: Mapping[str, str]) -> dict[str, Any]:
     return {"body": fields.get("body", "")}
 
 
+def schedule_body(fields: Mapping[str, str], default_timezone: str) -> dict[str, Any]:
+    """The API's schedule: the local date and time the form's ``datetime-local`` field gives, in
+    the zone chosen (the tenant's by default)."""
+    return {
+        "at": fields.get("schedule_at", "").strip(),
+        "timezone": fields.get("schedule_timezone", "").strip() or default_timezone,
+    }
+
+
+DAYS: tuple[tuple[str, str], ...] = (
+    ("mon", "Monday"),
+    ("tue", "Tuesday"),
+    ("wed", "Wednesday"),
+    ("thu", "Thursday"),
+    ("fri", "Friday"),
+    ("sat", "Saturday"),
+    ("sun", "Sunday"),
+)
+
+
+def sending_window_body(fields: Mapping[str, str], days: list[str]) -> dict[str, Any]:
+    """The API's sending window from the settings form (days ticked, ``HH:MM`` times)."""
+    return {
+        "days": days,
+        "start": fields.get("window_start", "").strip(),
+        "end": fields.get("window_end", "").strip(),
+        "recipient_timezone": fields.get("window_recipient_timezone") == "on",
+    }
+
+
 @dataclass(frozen=True)
 class RenderedSample:
     name: str

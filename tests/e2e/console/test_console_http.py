@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -259,3 +260,63 @@ async def test_the_wizard_works_as_plain_forms_without_javascript(
     page = await browser_client.get(sent.headers["location"])
     assert page.status_code == 200
     assert "No script" in page.text
+
+
+async def test_a_campaign_is_scheduled_and_the_sending_window_set_from_the_forms(
+    console_stack: Stack, browser_client: httpx.AsyncClient
+) -> None:
+    # Given a tenant with customers, signed in
+    tenant = await new_tenant(console_stack, rate=None, timezone="Europe/Berlin")
+    await import_customers(console_stack, tenant, customers(2))
+    token = await signed_in(browser_client, tenant.api_key)
+    at = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT09:30")
+
+    # When they set a weekday window, then schedule a campaign for nine thirty in two days
+    window = await browser_client.post(
+        "/settings/window",
+        data={
+            "csrf_token": token,
+            "window_days": ["mon", "tue", "wed", "thu", "fri"],
+            "window_start": "09:00",
+            "window_end": "17:30",
+            "action": "set",
+        },
+    )
+    scheduled = await browser_client.post(
+        "/campaigns/new",
+        data={
+            "csrf_token": token,
+            "audience_form": "1",
+            "name": "Later",
+            "segment": "all_customers",
+            "message_kind": "body",
+            "body": "Hi {customer_first_name}",
+            "schedule_at": at,
+            "schedule_timezone": "Europe/Berlin",
+            "action": "schedule",
+        },
+    )
+
+    # Then the API holds the window and the scheduled campaign, and the pages show them
+    assert window.status_code == 303
+    async with httpx.AsyncClient(base_url=console_stack.api_url, headers=tenant.headers) as api:
+        held = (await api.get("/v1/tenant/sending-window")).json()
+        assert held["window"]["days"] == ["mon", "tue", "wed", "thu", "fri"]
+        assert (held["window"]["start"], held["window"]["end"]) == ("09:00", "17:30")
+        assert scheduled.status_code == 303, scheduled.text[:2000]
+        campaign_id = scheduled.headers["location"].rsplit("/", 1)[-1]
+        stored = (await api.get(f"/v1/campaigns/{campaign_id}")).json()
+    assert stored["state"] == "scheduled"
+    assert stored["schedule_timezone"] == "Europe/Berlin"
+    page = await browser_client.get(scheduled.headers["location"])
+    assert "Scheduled to start " + at.replace("T", " ") in page.text
+    assert (
+        "Campaigns send on mon, tue, wed, thu, fri, 09:00–17:30"
+        in (await browser_client.get("/settings")).text
+    )
+
+    # And removing the window lets campaigns send at any time again
+    removed = await browser_client.post("/settings/window", data={"csrf_token": token, "action": "remove"})
+    assert removed.status_code == 303
+    async with httpx.AsyncClient(base_url=console_stack.api_url, headers=tenant.headers) as api:
+        assert (await api.get("/v1/tenant/sending-window")).json()["window"] is None
