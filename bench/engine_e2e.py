@@ -12,7 +12,7 @@
 Each figure is the median of ``--runs`` runs (default 3). Results go to
 ``bench/results/engine_e2e.json``.
 
-    python -m bench.engine_e2e [--recipients 100000] [--runs 3] [--quick]
+    python -m bench.engine_e2e [--recipients 100000] [--runs 3] [--quick] [--frequency-cap 5/30]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import threading
 from typing import Any
 
 import asyncpg
+import httpx
 import psutil
 
 from bench.broker_baseline import measure as broker_baseline
@@ -72,13 +73,21 @@ class PeakRss:
 
 
 async def e2e_rates(
-    stack: Stack, pool: asyncpg.Pool, recipients: int, runs: int, offset: list[int], latencies: list[int]
+    stack: Stack,
+    pool: asyncpg.Pool,
+    recipients: int,
+    runs: int,
+    offset: list[int],
+    latencies: list[int],
+    frequency_cap: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for latency_ms in latencies:
         rates, peaks, cpu = [], [], []
         for _ in range(runs):
             tenant_id, api_key, account_sid = await new_tenant(stack, None)
+            if frequency_cap is not None:
+                await set_frequency_cap(stack, api_key, frequency_cap)
             async with SimulatorAdmin(stack.simulator_url) as sim:
                 await sim.set_faults({"latency_ms": latency_ms}, account_sid=account_sid)
             await seed(pool, tenant_id, recipients, offset[0])
@@ -106,6 +115,15 @@ async def e2e_rates(
             },
         }
     return results
+
+
+async def set_frequency_cap(stack: Stack, api_key: str, cap: dict[str, int]) -> None:
+    """A cap no message of the run reaches: every claim counts its numbers without skipping any."""
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=60) as client:
+        response = await client.patch(
+            "/v1/tenant", json={"frequency_cap": cap}, headers={"Authorization": f"Bearer {api_key}"}
+        )
+    response.raise_for_status()
 
 
 async def throttle_accuracy(
@@ -140,7 +158,11 @@ async def throttle_accuracy(
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    report: dict[str, Any] = {"recipients": args.recipients, "runs": args.runs}
+    report: dict[str, Any] = {
+        "recipients": args.recipients,
+        "runs": args.runs,
+        "frequency_cap": args.frequency_cap,
+    }
     async with isolated_stack("wce-bench-") as (stack, pool, log_dir):
         report["logs"] = str(log_dir)
         if "baseline" in args.only:
@@ -153,7 +175,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         if "e2e" in args.only:
             print("end-to-end rate", flush=True)
             report["end_to_end"] = await e2e_rates(
-                stack, pool, args.recipients, args.runs, offset, args.latencies
+                stack, pool, args.recipients, args.runs, offset, args.latencies, args.frequency_cap
             )
         if "throttle" in args.only:
             print("throttle accuracy", flush=True)
@@ -205,11 +227,18 @@ def main() -> None:
         type=lambda value: [int(v) for v in value.split(",")],
         help="comma-separated simulator latencies in ms for the end-to-end rate (default: 0,100)",
     )
+    parser.add_argument(
+        "--frequency-cap",
+        type=lambda value: dict(zip(("messages", "days"), map(int, value.split("/")), strict=True)),
+        help="MESSAGES/DAYS: give the end-to-end tenants this frequency cap (e.g. 5/30)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.recipients, args.runs, args.throttle_seconds = 20_000, 1, 8
     report = asyncio.run(main_async(args))
-    complete = args.only == {"baseline", "e2e", "throttle"} and args.latencies == [0, 100]
+    complete = (
+        args.only == {"baseline", "e2e", "throttle"} and args.latencies == [0, 100] and not args.frequency_cap
+    )
     write_results(RESULTS if complete else RESULTS.with_suffix(".partial.json"), report)
 
 

@@ -56,16 +56,24 @@ TENANT_SETTING = "wce.tenant_id"
 _BEGIN_FOR_TENANT = "BEGIN{mode}; SELECT set_config('" + TENANT_SETTING + "', '{tenant}', true)"
 
 # The service's cross-tenant role is the one ``wce_<service>_all_tenants`` role (BYPASSRLS, the
-# service's own grants; shared/privileges.sql) its login may switch to. Found by membership so
-# the same code serves every service; a superuser or the schema owner (not subject to row-level
+# service's own grants; shared/privileges.sql) its login may switch to. Found by membership, so the
+# same code serves every service, once per login and process (the lookup costs more than the
+# transaction it would start); a superuser or the schema owner (not subject to row-level
 # security) keeps its own identity.
-_BEGIN_FOR_ALL_TENANTS = """BEGIN{mode};
-SELECT set_config('role', r.rolname, true) FROM pg_roles r
-WHERE r.rolname IN ('wce_segmenter_all_tenants', 'wce_tracker_all_tenants', 'wce_sender_all_tenants',
-                    'wce_dispatcher_all_tenants')
-  AND pg_has_role(r.rolname, 'MEMBER')
-  AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+CROSS_TENANT_ROLES = frozenset(
+    {
+        "wce_segmenter_all_tenants",
+        "wce_tracker_all_tenants",
+        "wce_sender_all_tenants",
+        "wce_dispatcher_all_tenants",
+    }
+)
+FIND_CROSS_TENANT_ROLE = """
+SELECT r.rolname FROM pg_roles r
+WHERE r.rolname = ANY($1::text[]) AND pg_has_role(r.rolname, 'MEMBER')
+  AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = session_user)
 ORDER BY r.rolname LIMIT 1"""
+_cross_tenant_role: dict[str, str] = {}  # login -> its cross-tenant role ("" when none applies)
 
 # A pool (a connection is taken for the transaction) or a connection, pooled or not.
 Connectable: TypeAlias = "asyncpg.Pool | asyncpg.Connection | asyncpg.pool.PoolConnectionProxy"
@@ -100,21 +108,39 @@ async def all_tenants_transaction(
 ) -> AsyncIterator[asyncpg.Connection]:
     """A transaction of a deliberately cross-tenant path, as the service's cross-tenant role.
     Every caller is listed in shared/privileges.sql's header and the README's security section."""
-    async with _transaction(
-        source, _BEGIN_FOR_ALL_TENANTS.format(mode=" READ ONLY" if readonly else "")
-    ) as conn:
+    mode = " READ ONLY" if readonly else ""
+
+    async def begin(conn: asyncpg.Connection) -> str:
+        role = await _role_for_all_tenants(conn)
+        return f"BEGIN{mode}; SET LOCAL ROLE {role}" if role else f"BEGIN{mode}"
+
+    async with _transaction(source, begin) as conn:
         yield conn
 
 
+async def _role_for_all_tenants(conn: asyncpg.Connection) -> str:
+    login = getattr(conn.get_settings(), "session_authorization", None)
+    role = _cross_tenant_role.get(login) if login else None
+    if role is None:
+        role = await conn.fetchval(FIND_CROSS_TENANT_ROLE, sorted(CROSS_TENANT_ROLES)) or ""
+        if role and role not in CROSS_TENANT_ROLES:  # never: the query picks among these names
+            raise RuntimeError(f"unexpected cross-tenant role {role!r}")
+        if login:
+            _cross_tenant_role[login] = role
+    return role
+
+
 @contextlib.asynccontextmanager
-async def _transaction(source: Connectable, begin: str) -> AsyncIterator[asyncpg.Connection]:
+async def _transaction(
+    source: Connectable, begin: str | Callable[[asyncpg.Connection], Awaitable[str]]
+) -> AsyncIterator[asyncpg.Connection]:
     if hasattr(source, "acquire"):  # a pool (or a stand-in for one); a connection has no acquire
         async with source.acquire() as conn:
             async with _transaction(conn, begin) as inner:
                 yield inner
         return
     conn = source
-    await conn.execute(begin)
+    await conn.execute(begin if isinstance(begin, str) else await begin(conn))
     try:
         yield conn  # type: ignore[misc]
     except BaseException:

@@ -15,7 +15,7 @@
 --              an endpoint's failure run and its disabling (audited); never tenants, API keys
 --              or campaigns
 --   sender     recipient send state, message events, credit debits, opt-outs from error codes,
---              its maintenance lease and the tenants' pacing
+--              its maintenance lease, the tenants' pacing and the numbers' frequency-cap counts
 --   dispatcher nothing
 --
 -- Cross-tenant roles: wce_<service>_all_tenants (NOLOGIN, BYPASSRLS, the same grants as its
@@ -84,6 +84,7 @@ GRANT INSERT ON audit_log TO wce_tracker, wce_tracker_all_tenants;
 GRANT UPDATE ON recipients, credit_accounts TO wce_sender, wce_sender_all_tenants;
 GRANT INSERT ON message_events, credit_ledger, suppressions, suppression_events TO wce_sender, wce_sender_all_tenants;
 GRANT INSERT, UPDATE, DELETE ON leader_leases, tenant_pacing TO wce_sender, wce_sender_all_tenants;
+GRANT INSERT, UPDATE ON contact_frequency TO wce_sender, wce_sender_all_tenants;
 
 -- Row-level security: every tenant table (one with a tenant_id column) is listed here and gets
 -- the one policy of migration 1000, created where missing (a table that has it already is not
@@ -96,7 +97,7 @@ DECLARE
 BEGIN
     FOREACH name IN ARRAY ARRAY[
         'api_keys', 'appointment_statuses', 'appointments', 'audit_log', 'broker_publishers',
-        'callback_receipts', 'campaigns', 'credit_accounts', 'credit_ledger', 'customers',
+        'callback_receipts', 'campaigns', 'contact_frequency', 'credit_accounts', 'credit_ledger', 'customers',
         'inbound_messages', 'locations', 'message_events', 'orphan_callbacks', 'recipients',
         'services', 'staff', 'suppression_events', 'suppressions', 'tenant_pacing',
         'webhook_attempts', 'webhook_deliveries', 'webhook_endpoints'

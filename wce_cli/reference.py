@@ -52,7 +52,7 @@ RECIPIENT_STATES: dict[str, str] = {
     "failed_delivery": "WhatsApp reported the delivery failed (see the error code)",
     "failed": "refused by Twilio or out of attempts (see the error code)",
     "suppressed": "the number opted out; never sent",
-    "skipped": "not sent (invalid number, duplicate or no credits)",
+    "skipped": "not sent, for the reason in skip_reason (frequency_capped: the tenant's frequency cap)",
     "cancelled": "the campaign was cancelled before it was sent",
 }
 

@@ -89,6 +89,7 @@ LOG_COLUMNS: Sequence[tuple[str, str]] = (
     ("name", "name"),
     ("phone", "phone"),
     ("state", "state"),
+    ("skip_reason", "skip reason"),
     ("attempts", "attempts"),
     ("error_code", "error"),
     ("error_message", "message"),

@@ -3,8 +3,9 @@
 INSERT_TENANT = """
 INSERT INTO tenants (id, name, twilio_account_sid, twilio_auth_token_enc, whatsapp_from,
                      messaging_service_sid, rate_per_second, timezone, default_region, locale,
-                     business_name, test_numbers, opt_out_keywords, opt_in_keywords)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                     business_name, test_numbers, opt_out_keywords, opt_in_keywords,
+                     frequency_cap_messages, frequency_cap_days)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 RETURNING *
 """
 
@@ -67,12 +68,18 @@ UPDATE tenants SET
     opt_out_keywords = coalesce($13, opt_out_keywords),
     opt_in_keywords = coalesce($14, opt_in_keywords),
     active = coalesce($15, active),
+    frequency_cap_messages = CASE WHEN $16::boolean THEN $17::integer ELSE frequency_cap_messages END,
+    frequency_cap_days = CASE WHEN $16::boolean THEN $18::integer ELSE frequency_cap_days END,
     updated_at = now()
 WHERE id = $1
 RETURNING *
 """
 
 SELECT_TENANT_IDS = "SELECT id FROM tenants"
+
+TENANT_FREQUENCY_CAP = (
+    "SELECT frequency_cap_messages AS messages, frequency_cap_days AS days FROM tenants WHERE id = $1"
+)
 
 INSERT_CAMPAIGN = """
 INSERT INTO campaigns (id, tenant_id, name, kind, audience, template, options, idempotency_key)

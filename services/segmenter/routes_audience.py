@@ -16,7 +16,10 @@ async def preview(body: PreviewRequest, tenant: Tenant, pool: Pool) -> PreviewOu
 
     Excluded customers are counted once each, by the first reason that applies, in this order:
     no valid phone, suppressed number (when ``exclude_suppressed``), number already taken by
-    another chosen customer. When customers share a number, the one whose latest matching
+    another chosen customer. ``excluded.frequency_capped`` counts the recipients, among ``total``,
+    whose number already had the tenant's frequency cap of marketing messages in its window: a
+    campaign started now skips them (``skipped``, reason ``frequency_capped``); ``sendable`` is
+    ``total`` less them. When customers share a number, the one whose latest matching
     appointment starts last gets the message. Windows are in the tenant's time zone. A campaign
     started with the same audience and unchanged data gets exactly ``total`` recipients. Unknown
     service, location or status references answer 422 naming the field.

@@ -63,7 +63,9 @@ async def test_send(
     settings: SettingsDep,
 ) -> CampaignOut:
     """Send a template to the tenant's test numbers, rendered with a sample recipient. It runs as
-    a small campaign of kind ``test``: follow it, and read its log, like any campaign."""
+    a small campaign of kind ``test``: follow it, and read its log, like any campaign. The
+    tenant's frequency cap does not apply to it and does not count it
+    (``frequency_cap_exempt: true``)."""
     row = await sends.send_test(
         pool,
         lifecycle,
@@ -85,7 +87,9 @@ async def manual_send(
     settings: SettingsDep,
 ) -> CampaignOut:
     """Send a template to a list of numbers, each with optional shortcode values, without a
-    segment. One message per number; an invalid number or unknown shortcode answers 422."""
+    segment. One message per number; an invalid number or unknown shortcode answers 422. The
+    tenant's frequency cap does not apply to it and does not count it
+    (``frequency_cap_exempt: true``)."""
     row = await sends.send_manual(
         pool,
         lifecycle,

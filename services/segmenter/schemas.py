@@ -8,7 +8,15 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from services.segmenter.audience.model import Audience
 from shared.phones import InvalidPhone, is_valid_region, to_e164
@@ -51,6 +59,14 @@ class CreditsSetup(Strict):
     purchased: int = Field(default=0, ge=0, le=MAX_CREDITS, strict=True)
 
 
+class FrequencyCap(Strict):
+    """At most ``messages`` marketing messages per number in any ``days`` days, across campaigns.
+    Test and manual sends are exempt (neither capped nor counted)."""
+
+    messages: int = Field(ge=1, le=1000, strict=True, description="Most marketing messages per number.")
+    days: int = Field(ge=1, le=365, strict=True, description="In any window of this many days.")
+
+
 class TenantProfile(Strict):
     """Settings of a tenant that the tenant and the operator may both change."""
 
@@ -65,6 +81,14 @@ class TenantProfile(Strict):
     test_numbers: list[PhoneText] | None = Field(default=None, max_length=50)
     opt_out_keywords: list[Keyword] | None = Field(default=None, max_length=100)
     opt_in_keywords: list[Keyword] | None = Field(default=None, max_length=100)
+    frequency_cap: FrequencyCap | None = Field(
+        default=None,
+        description=(
+            "At most `messages` marketing messages per number in any `days` days, across campaigns,"
+            " enforced when each message is about to be sent (recipients past it end `skipped`"
+            " with reason `frequency_capped`); test and manual sends are exempt. `null` removes it."
+        ),
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -160,6 +184,7 @@ class TenantOut(BaseModel):
     test_numbers: list[str]
     opt_out_keywords: list[str]
     opt_in_keywords: list[str]
+    frequency_cap: FrequencyCap | None
     active: bool
     created_at: datetime
     sending_window: dict[str, Any] | None = None
@@ -250,6 +275,16 @@ class CampaignOut(BaseModel):
         " sending window)."
     )
     hold_until: datetime | None = Field(description="When the hold ends (the window opens).")
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description=(
+            "True for test and manual sends: the tenant's frequency cap neither holds them back nor"
+            " counts them."
+        )
+    )
+    @property
+    def frequency_cap_exempt(self) -> bool:
+        return self.kind != "campaign"
 
 
 class CampaignAction(Strict):

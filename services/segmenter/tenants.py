@@ -9,7 +9,13 @@ from uuid import UUID
 import asyncpg
 
 from services.segmenter import queries
-from services.segmenter.schemas import OperatorTenantUpdate, TenantCreate, TenantOut, TenantSettingsUpdate
+from services.segmenter.schemas import (
+    FrequencyCap,
+    OperatorTenantUpdate,
+    TenantCreate,
+    TenantOut,
+    TenantSettingsUpdate,
+)
 from shared import topology
 from shared.apikeys import display_prefix, hash_api_key, new_api_key
 from shared.broker import Publisher
@@ -25,6 +31,11 @@ class TenantNotFound(LookupError):
 
 def tenant_out(row: asyncpg.Record, public_base_url: str) -> TenantOut:
     data: dict[str, Any] = {key: row[key] for key in TenantOut.model_fields if key in row.keys()}
+    data["frequency_cap"] = (
+        FrequencyCap(messages=row["frequency_cap_messages"], days=row["frequency_cap_days"])
+        if row["frequency_cap_messages"] is not None
+        else None
+    )
     data["status_callback_url"] = status_callback_url(public_base_url, row["id"])
     data["inbound_url"] = inbound_url(public_base_url, row["id"])
     return TenantOut(**data)
@@ -59,6 +70,8 @@ async def create_tenant(
             data.test_numbers or [],
             data.opt_out_keywords or [],
             data.opt_in_keywords or [],
+            data.frequency_cap.messages if data.frequency_cap else None,
+            data.frequency_cap.days if data.frequency_cap else None,
         )
         await conn.execute(queries.INSERT_API_KEY, tenant_id, hash_api_key(api_key), display_prefix(api_key))
         await conn.execute(
@@ -92,6 +105,9 @@ async def update_tenant(
 ) -> asyncpg.Record:
     rate_given = data.unlimited_rate is not None or data.rate_per_second is not None
     rate = None if data.unlimited_rate else data.rate_per_second
+    # An explicit null removes the cap; leaving the field out keeps it.
+    cap_given = "frequency_cap" in data.model_fields_set
+    cap = data.frequency_cap
     row = await pool.fetchrow(
         queries.UPDATE_TENANT,
         tenant_id,
@@ -109,6 +125,9 @@ async def update_tenant(
         data.opt_out_keywords,
         data.opt_in_keywords,
         active,
+        cap_given,
+        cap.messages if cap else None,
+        cap.days if cap else None,
     )
     if row is None:
         raise TenantNotFound(tenant_id)

@@ -255,6 +255,14 @@ class SendEngine:
         summary = rows[0]
         if summary["suppressed_count"]:
             metrics.MESSAGES.labels(str(chunk.tenant_id), "suppressed").inc(summary["suppressed_count"])
+        if summary["capped_count"]:
+            metrics.MESSAGES.labels(str(chunk.tenant_id), "frequency_capped").inc(summary["capped_count"])
+            log.info(
+                "recipients skipped: frequency_capped",
+                tenant_id=str(chunk.tenant_id),
+                campaign_id=str(chunk.campaign_id),
+                count=summary["capped_count"],
+            )
         claimed = [
             Claimed(
                 row["id"],

@@ -39,8 +39,24 @@ FROM campaigns WHERE id = ANY($1::uuid[])
 # Rows of the chunk still claimable move to ``sending`` under a lease (SKIP LOCKED: a row another
 # sender is claiming this instant is that sender's); suppressed numbers move to ``suppressed``;
 # when credits apply (``$5`` and the tenant's account enabled; no account means no credits) only
-# as many rows as are available are claimed and their credits reserved. The first row carries the
-# summary: whether credits fell short. Columns after it describe each claimed row for rendering.
+# as many rows as are available are claimed and their credits reserved.
+#
+# A tenant with a frequency cap (at most N marketing messages per number in D days; test and
+# manual sends are exempt and not counted) has its numbers' recent claims in ``contact_frequency``.
+# Each row about to be claimed extends its number's entry with an upsert whose condition is
+# evaluated on the latest version of that entry under its lock — not on the statement's snapshot,
+# which would miss a claim another sender committed meanwhile — so a number already at the cap
+# is never claimed again, whichever campaigns and senders race for it. Entries are locked in phone
+# order (after the credit account), so two claims never deadlock. A number at the cap moves to
+# ``skipped`` with the reason ``frequency_capped``. An entry counts while it is younger than the
+# window, unless its row ended without a message (failed before Twilio accepted it, cancelled,
+# suppressed, skipped): such a final state never changes, so a stale view of it cannot undercount.
+# Entries leave a number's row when they leave the window.
+# A row claimed again (a retry, a pause) is already counted. The preview's count of capped numbers
+# (services/segmenter/audience/query.py) applies the same rule.
+#
+# The first row carries the summary: whether credits fell short, how many rows were suppressed and
+# capped. Columns after it describe each claimed row for rendering.
 CLAIM = """
 WITH candidates AS (
     SELECT r.id, r.state, r.phone_e164, r.vars,
@@ -71,11 +87,42 @@ WITH candidates AS (
 ), policy AS (
     SELECT $5 AND coalesce((SELECT enabled FROM account), true) AS metered,
            coalesce((SELECT available FROM account), 0) AS available
-), allowed AS (
-    SELECT c.id, c.state FROM candidates c
+), budgeted AS (
+    SELECT c.id, c.state, c.phone_e164 FROM candidates c
     WHERE NOT c.suppressed
     ORDER BY c.id
     LIMIT (SELECT CASE WHEN metered THEN available END FROM policy)
+), cap AS (
+    SELECT t.frequency_cap_messages AS messages, now() - make_interval(days => t.frequency_cap_days) AS since
+    FROM tenants t
+    WHERE t.id = $1 AND t.frequency_cap_messages IS NOT NULL
+      AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $2 AND c.tenant_id = $1 AND c.kind = 'campaign')
+), counted AS (
+    INSERT INTO contact_frequency AS f (tenant_id, phone_e164, recipient_ids, claimed_at)
+    SELECT $1, b.phone_e164, ARRAY[b.id], ARRAY[now()]
+    FROM budgeted b CROSS JOIN cap
+    ORDER BY b.phone_e164
+    ON CONFLICT (tenant_id, phone_e164) DO UPDATE
+    SET (recipient_ids, claimed_at) = (
+        SELECT coalesce(array_agg(e.id ORDER BY e.at, e.id), '{}') || EXCLUDED.recipient_ids,
+               coalesce(array_agg(e.at ORDER BY e.at, e.id), '{}') || EXCLUDED.claimed_at
+        FROM unnest(f.recipient_ids, f.claimed_at) AS e(id, at)
+        WHERE e.id <> EXCLUDED.recipient_ids[1] AND e.at > (SELECT since FROM cap))
+    -- Cheapest test first: the rows of the entries are looked at only for a number at the cap.
+    WHERE EXCLUDED.recipient_ids[1] = ANY(f.recipient_ids)
+       OR (SELECT count(*) FROM unnest(f.claimed_at) AS e(at) WHERE e.at > (SELECT since FROM cap))
+          < (SELECT messages FROM cap)
+       OR (SELECT count(*)
+           FROM unnest(f.recipient_ids, f.claimed_at) AS e(id, at)
+           WHERE e.at > (SELECT since FROM cap)
+             AND NOT EXISTS (SELECT 1 FROM recipients r
+                             WHERE r.id = e.id AND r.twilio_sid IS NULL
+                               AND r.state IN ('failed', 'cancelled', 'suppressed', 'skipped')))
+          < (SELECT messages FROM cap)
+    RETURNING f.phone_e164
+), allowed AS (
+    SELECT b.id, b.state FROM budgeted b
+    WHERE NOT EXISTS (SELECT 1 FROM cap) OR b.phone_e164 IN (SELECT phone_e164 FROM counted)
 ), claimed AS (
     UPDATE recipients r
     SET state = 'sending', attempts = r.attempts + 1, claimed_at = now(), lookups = 0, latest_write_at = NULL,
@@ -89,6 +136,12 @@ WITH candidates AS (
     FROM candidates c
     WHERE r.id = c.id AND c.suppressed
     RETURNING r.id
+), capped AS (
+    UPDATE recipients r
+    SET state = 'skipped', skip_reason = 'frequency_capped', next_attempt_at = NULL, updated_at = now()
+    FROM budgeted b
+    WHERE r.id = b.id AND EXISTS (SELECT 1 FROM cap) AND b.phone_e164 NOT IN (SELECT phone_e164 FROM counted)
+    RETURNING r.id, b.state AS from_state
 ), reserve AS (
     UPDATE credit_accounts SET reserved = reserved + (SELECT count(*) FROM allowed), updated_at = now()
     WHERE tenant_id = $1 AND (SELECT metered FROM policy) AND EXISTS (SELECT 1 FROM allowed)
@@ -98,15 +151,18 @@ WITH candidates AS (
     UNION ALL
     SELECT $1, $2, c.id, c.state, 'suppressed', 'sender', 'suppressed at claim'
     FROM candidates c WHERE c.suppressed
+    UNION ALL
+    SELECT $1, $2, k.id, k.from_state, 'skipped', 'sender', 'frequency_capped' FROM capped k
 )
-SELECT summary.short_of_credits, summary.suppressed_count,
+SELECT summary.short_of_credits, summary.suppressed_count, summary.capped_count,
        cl.id, cl.attempts, cl.deferrals, cl.claimed_at, c.phone_e164, c.vars, c.first_name, c.last_name,
        c.email, c.starts_at, c.appointment_status, c.service_name, c.location_name, c.location_address,
        c.staff_name
 FROM (
-    SELECT (SELECT count(*) FROM candidates WHERE NOT suppressed) > (SELECT count(*) FROM allowed)
+    SELECT (SELECT count(*) FROM candidates WHERE NOT suppressed) > (SELECT count(*) FROM budgeted)
                AS short_of_credits,
-           (SELECT count(*) FROM suppressed) AS suppressed_count
+           (SELECT count(*) FROM suppressed) AS suppressed_count,
+           (SELECT count(*) FROM capped) AS capped_count
 ) AS summary
 LEFT JOIN (claimed cl JOIN candidates c ON c.id = cl.id) ON true
 ORDER BY cl.id

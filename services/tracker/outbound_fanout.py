@@ -143,7 +143,9 @@ async def feed_once(pool: asyncpg.Pool, *, settle_s: float, batch: int = FEED_BA
             details = {
                 row["id"]: row
                 for row in await conn.fetch(
-                    queries.SELECT_RECIPIENT_DETAILS, list({event["recipient_id"] for event in wanted})
+                    queries.SELECT_RECIPIENT_DETAILS,
+                    list({event["recipient_id"] for event in wanted}),
+                    list({event["tenant_id"] for event in wanted}),
                 )
             }
             rows = []

@@ -51,7 +51,7 @@ ORDER BY me.id
 SELECT_RECIPIENT_DETAILS = """
 SELECT r.id, r.phone_e164, r.twilio_sid, c.external_id AS customer_external_id
 FROM recipients r LEFT JOIN customers c ON c.id = r.customer_id AND c.tenant_id = r.tenant_id
-WHERE r.id = ANY ($1::bigint[])
+WHERE r.id = ANY ($1::bigint[]) AND r.tenant_id = ANY ($2::uuid[])
 """
 
 # Endpoints with deliveries due, each locked for this claim (another tracker skips it, so the
@@ -123,7 +123,7 @@ WHERE id = $1 AND (consecutive_failures <> 0 OR failing_since IS NOT NULL)
 
 ENDPOINT_FAILED = """
 UPDATE webhook_endpoints
-SET consecutive_failures = consecutive_failures + 1, failing_since = COALESCE(failing_since, now()),
+SET consecutive_failures = consecutive_failures + $2, failing_since = COALESCE(failing_since, now()),
     updated_at = now()
 WHERE id = $1
 RETURNING tenant_id, enabled, consecutive_failures, failing_since, now() AS now

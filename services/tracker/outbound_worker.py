@@ -1,5 +1,5 @@
 """The outbound webhook delivery worker of a tracker: claims due deliveries from PostgreSQL,
-attempts each one under a deadline, records the answer, schedules retries along the tiers and
+attempts each one under a deadline, records the answers, schedules retries along the tiers and
 disables an endpoint that keeps failing.
 
 Bounds, so one endpoint or tenant cannot hold the workers: at most ``webhook_concurrency``
@@ -7,6 +7,10 @@ attempts in flight per tracker; per endpoint and per tenant at most their own bo
 tracker (an endpoint is locked while its deliveries are claimed, and the in-flight count comes
 from the rows themselves); free slots go round-robin to the tenants with the fewest in flight.
 A hanging endpoint thus holds its own few slots for one deadline at a time, nothing more.
+
+Answers are recorded in batches (one transaction per tenant for the attempts that ended meanwhile), and
+the worker uses at most ``DATABASE_SHARE`` of the tracker's pool connections, so deliveries never
+queue the tracker's status-callback batches behind them.
 
 Everything is in PostgreSQL: a tracker that stops loses nothing (its claimed deliveries are due
 again when their lease ends), and every tracker can run the worker beside the others.
@@ -16,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 
@@ -45,9 +51,40 @@ ACTOR = "system:webhooks"
 LEASE_MARGIN_S = 30.0
 # Expired leases are looked for every this many passes.
 LEASE_CHECK_EVERY = 20
-# Pool connections the worker uses at once (claims and recording answers), so a burst of finished
-# attempts never queues the tracker's status-callback batches behind it.
+# Pool connections the worker uses at once (claims and recording answers).
 DATABASE_SHARE = 2
+
+
+@dataclass(frozen=True)
+class Finished:
+    """An attempt that ended, with what is recorded for it."""
+
+    delivery_id: int
+    tenant_id: UUID
+    endpoint_id: UUID
+    attempt: int
+    result: AttemptResult
+    state: str  # succeeded, pending (retried after delay_s) or failed
+    delay_s: float
+    error: str | None
+
+
+def outcome(delivery: asyncpg.Record, result: AttemptResult, tiers_s: Sequence[float]) -> Finished:
+    attempts: int = delivery["attempts"]
+    succeeded = is_success(result.status_code)
+    error = result.error if succeeded or result.error else f"answered {result.status_code}"
+    delay = None if succeeded else retry_delay_s(attempts, tiers_s)
+    state = "succeeded" if succeeded else ("pending" if delay is not None else "failed")
+    return Finished(
+        delivery["id"],
+        delivery["tenant_id"],
+        delivery["endpoint_id"],
+        attempts,
+        result,
+        state,
+        delay or 0.0,
+        error,
+    )
 
 
 class DeliveryWorker:
@@ -57,11 +94,16 @@ class DeliveryWorker:
         self._settings = settings
         self._client = client
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._finished: list[Finished] = []
         self._wake = asyncio.Event()
+        self._to_record = asyncio.Event()
         self._database = asyncio.Semaphore(DATABASE_SHARE)
+        # Decrypted secrets by their ciphertext: a secret changes only with its endpoint.
+        self._secrets: dict[str, str] = {}
 
     async def run(self) -> None:
         """Claim and attempt due deliveries until cancelled."""
+        recorder = asyncio.create_task(self._record_loop())
         passes = 0
         try:
             while True:
@@ -85,9 +127,9 @@ class DeliveryWorker:
                 except TimeoutError:
                     pass
         finally:
-            for task in list(self._in_flight):
+            for task in [*self._in_flight, recorder]:
                 task.cancel()
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+            await asyncio.gather(*self._in_flight, recorder, return_exceptions=True)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -125,9 +167,17 @@ class DeliveryWorker:
                 )
             )
 
+    def _secret(self, encrypted: str) -> str:
+        secret = self._secrets.get(encrypted)
+        if secret is None:
+            if len(self._secrets) >= 10_000:
+                self._secrets.clear()
+            secret = self._secrets[encrypted] = self._box.decrypt(encrypted)
+        return secret
+
     async def _attempt(self, delivery: asyncpg.Record) -> None:
         try:
-            secret = self._box.decrypt(delivery["secret_enc"])
+            secret = self._secret(delivery["secret_enc"])
         except ValueError as exc:
             result = AttemptResult(None, None, str(exc), 0)
         else:
@@ -140,61 +190,87 @@ class DeliveryWorker:
                 delivery_id=delivery["id"],
             )
         OUTBOUND_WEBHOOK_SECONDS.observe(result.duration_ms / 1000)
-        await self._record(delivery, result)
-        self._wake.set()
+        finished = outcome(delivery, result, self._settings.webhook_retry_tiers_s)
+        label = {"succeeded": "succeeded", "pending": "retry"}.get(finished.state, "failed")
+        OUTBOUND_WEBHOOK_ATTEMPTS.labels(str(finished.tenant_id), label).inc()
+        self._finished.append(finished)
+        self._to_record.set()
 
-    async def _record(self, delivery: asyncpg.Record, result: AttemptResult) -> None:
-        settings = self._settings
-        attempts: int = delivery["attempts"]
-        succeeded = is_success(result.status_code)
-        error = result.error
-        if not succeeded and error is None:
-            error = f"answered {result.status_code}"
-        delay = None if succeeded else retry_delay_s(attempts, settings.webhook_retry_tiers_s)
-        state = "succeeded" if succeeded else ("pending" if delay is not None else "failed")
-        outcome = "succeeded" if succeeded else ("retry" if delay is not None else "failed")
-        OUTBOUND_WEBHOOK_ATTEMPTS.labels(str(delivery["tenant_id"]), outcome).inc()
-        async with self._database, tenant_transaction(self._pool, delivery["tenant_id"]) as conn:
-            await conn.execute(
+    async def _record_loop(self) -> None:
+        while True:
+            await self._to_record.wait()
+            self._to_record.clear()
+            batch, self._finished = self._finished, []
+            try:
+                async with self._database:
+                    await self._record(batch)
+            except Exception as exc:
+                # Left in ``delivering``: due again when their lease ends (the database restarting,
+                # usually); the recorder goes on with the next answers.
+                log.warning("webhook answers not recorded", error=repr(exc), count=len(batch))
+            self._wake.set()
+
+    async def _record(self, batch: list[Finished]) -> None:
+        """Record the answers of a batch: one transaction per tenant in it."""
+        by_tenant: dict[UUID, list[Finished]] = {}
+        for item in batch:
+            by_tenant.setdefault(item.tenant_id, []).append(item)
+        for tenant_id, items in by_tenant.items():
+            await self._record_tenant(tenant_id, items)
+
+    async def _record_tenant(self, tenant_id: UUID, batch: list[Finished]) -> None:
+        # Per endpoint, in the order attempts ended: whether one succeeded, and the failures after
+        # the last success (those continue or start the endpoint's run of failures).
+        runs: dict[UUID, tuple[bool, int]] = {}
+        for item in batch:
+            reset, failures = runs.get(item.endpoint_id, (False, 0))
+            runs[item.endpoint_id] = (True, 0) if item.state == "succeeded" else (reset, failures + 1)
+        async with tenant_transaction(self._pool, tenant_id) as conn:
+            await conn.executemany(
                 queries.INSERT_ATTEMPT,
-                delivery["id"],
-                attempts,
-                result.duration_ms,
-                result.status_code,
-                result.response,
-                error,
+                [
+                    (
+                        i.delivery_id,
+                        i.attempt,
+                        i.result.duration_ms,
+                        i.result.status_code,
+                        i.result.response,
+                        i.error,
+                    )
+                    for i in batch
+                ],
             )
-            await conn.execute(
+            await conn.executemany(
                 queries.RECORD_OUTCOME,
-                delivery["id"],
-                state,
-                delay or 0.0,
-                result.status_code,
-                result.response,
-                error,
+                [
+                    (i.delivery_id, i.state, i.delay_s, i.result.status_code, i.result.response, i.error)
+                    for i in batch
+                ],
             )
-            if succeeded:
-                await conn.execute(queries.ENDPOINT_SUCCEEDED, delivery["endpoint_id"])
-                return
-            endpoint = await conn.fetchrow(queries.ENDPOINT_FAILED, delivery["endpoint_id"])
-            if endpoint is not None and endpoint["enabled"]:
-                await self._disable_if_failing(conn, delivery["endpoint_id"], endpoint)
+            # Endpoints in id order, as claims lock them, so two transactions never wait on each other.
+            for endpoint_id in sorted(runs):
+                reset, failures = runs[endpoint_id]
+                if reset:
+                    await conn.execute(queries.ENDPOINT_SUCCEEDED, endpoint_id)
+                if failures:
+                    endpoint = await conn.fetchrow(queries.ENDPOINT_FAILED, endpoint_id, failures)
+                    if endpoint is not None and endpoint["enabled"]:
+                        await self._disable_if_failing(conn, endpoint_id, endpoint)
 
     async def _disable_if_failing(
         self, conn: asyncpg.Connection, endpoint_id: Any, endpoint: asyncpg.Record
     ) -> None:
         settings = self._settings
-        failing_since: datetime = endpoint["failing_since"]
         if not should_disable(
             consecutive_failures=endpoint["consecutive_failures"],
-            failing_since=failing_since,
+            failing_since=endpoint["failing_since"],
             now=endpoint["now"],
             after_s=settings.webhook_disable_after_s,
             after_failures=settings.webhook_disable_after_failures,
         ):
             return
         reason = (
-            f"every attempt failed since {failing_since.isoformat(timespec='seconds')}"
+            f"every attempt failed since {endpoint['failing_since'].isoformat(timespec='seconds')}"
             f" ({endpoint['consecutive_failures']} in a row)"
         )
         if await conn.fetchval(queries.DISABLE_ENDPOINT, endpoint_id, reason) is None:

@@ -164,7 +164,7 @@ SELECT id, state, pause_reason FROM campaigns WHERE id = $1 AND tenant_id = $2
 # Filters are optional: a NULL parameter means "any". Replies are counted for the campaign's
 # replies in one pass (a hash join), not probed row by row.
 _RECIPIENT_ROWS = """
-SELECT r.id, r.phone_e164, r.state, r.attempts, r.error_code, r.error_message, r.twilio_sid,
+SELECT r.id, r.phone_e164, r.state, r.skip_reason, r.attempts, r.error_code, r.error_message, r.twilio_sid,
        r.sent_at, r.delivered_at, r.read_at, r.failed_at, c.first_name, c.last_name,
        coalesce(rp.n, 0) AS replies
 FROM recipients r

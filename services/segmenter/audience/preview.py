@@ -16,9 +16,15 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from pydantic import AwareDatetime, BaseModel, Field
 
+from services.segmenter import queries
 from services.segmenter.audience import statistics
 from services.segmenter.audience.model import Audience
-from services.segmenter.audience.query import preview_counts_query, preview_sample_query, validate_audience
+from services.segmenter.audience.query import (
+    frequency_capped_query,
+    preview_counts_query,
+    preview_sample_query,
+    validate_audience,
+)
 from services.segmenter.audience.windows import segment_window
 from shared.db import tenant_transaction
 from shared.phones import mask
@@ -40,6 +46,13 @@ class Excluded(BaseModel):
     suppressed: int = Field(description="Customers whose number is on the suppression list.")
     no_valid_phone: int = Field(description="Customers without a phone that parses as a valid number.")
     duplicate_phone: int = Field(description="Customers whose number another chosen customer already has.")
+    frequency_capped: int = Field(
+        description=(
+            "Recipients (counted in `total`) whose number already had the tenant's frequency cap of"
+            " marketing messages in its window: sent now, they end `skipped` with reason"
+            " `frequency_capped`. 0 without a cap."
+        )
+    )
 
 
 class SampleRecipient(BaseModel):
@@ -58,6 +71,9 @@ class WindowOut(BaseModel):
 
 class PreviewOut(BaseModel):
     total: int = Field(description="Recipients: one per valid, not suppressed number.")
+    sendable: int = Field(
+        description="Recipients that would get a message now: `total` less those frequency-capped."
+    )
     matched_customers: int = Field(description="Customers the segment and filters select.")
     excluded: Excluded
     sample: list[SampleRecipient]
@@ -104,18 +120,29 @@ async def preview_audience(
     sample_sql, sample_params = preview_sample_query(
         audience, tenant_id=tenant_id, now=now, tz=tz, limit=SAMPLE_SIZE
     )
-    counts, sample = await asyncio.gather(
-        _fetch(pool, tenant_id, counts_sql, counts_params), _fetch(pool, tenant_id, sample_sql, sample_params)
-    )
+    cap = await pool.fetchrow(queries.TENANT_FREQUENCY_CAP, tenant_id)
+    fetches = [
+        _fetch(pool, tenant_id, counts_sql, counts_params),
+        _fetch(pool, tenant_id, sample_sql, sample_params),
+    ]
+    if cap is not None and cap["messages"] is not None:
+        capped_sql, capped_params = frequency_capped_query(
+            audience, tenant_id=tenant_id, now=now, tz=tz, messages=cap["messages"], days=cap["days"]
+        )
+        fetches.append(_fetch(pool, tenant_id, capped_sql, capped_params))
+    counts, sample, *capped_rows = await asyncio.gather(*fetches)
+    capped = capped_rows[0][0]["capped"] if capped_rows else 0
     total = counts[0]
     window = segment_window(audience, now=now, tz=tz)
     return PreviewOut(
         total=total["recipients"],
+        sendable=total["recipients"] - capped,
         matched_customers=total["matched"],
         excluded=Excluded(
             suppressed=total["suppressed"],
             no_valid_phone=total["no_valid_phone"],
             duplicate_phone=total["eligible"] - total["recipients"],
+            frequency_capped=capped,
         ),
         sample=[
             SampleRecipient(

@@ -369,6 +369,31 @@ def preview_counts_query(
     return sql, params.values
 
 
+def frequency_capped_query(
+    audience: Audience, *, tenant_id: UUID, now: datetime, tz: str, messages: int, days: int
+) -> tuple[str, list[Any]]:
+    """One row: how many of the recipients (one per number, as the snapshot makes them) have a
+    number that already had ``messages`` marketing messages in the ``days`` days before ``now``,
+    so the claim would skip them as ``frequency_capped``. The entries count by the claim's rule
+    (``CLAIM`` in services/sender/queries.py): younger than the window, and not of a row that
+    ended without a message."""
+    sql, values = recipients_query(audience, tenant_id=tenant_id, now=now, tz=tz)
+    params = _Params(values)
+    since = f"{params.add(now)}::timestamptz - make_interval(days => {params.add(days)})"
+    limit = params.add(messages)
+    capped = (
+        f"SELECT count(*)::bigint AS capped FROM ({sql}) r"
+        " JOIN contact_frequency f ON f.tenant_id = $1 AND f.phone_e164 = r.phone_e164"
+        " WHERE (SELECT count(*) FROM unnest(f.recipient_ids, f.claimed_at) AS e(id, at)"
+        f"        WHERE e.at > {since}"
+        "          AND NOT EXISTS (SELECT 1 FROM recipients x"
+        "                          WHERE x.id = e.id AND x.twilio_sid IS NULL"
+        "                            AND x.state IN ('failed', 'cancelled', 'suppressed', 'skipped')))"
+        f" >= {limit}"
+    )
+    return capped, params.values
+
+
 def preview_sample_query(
     audience: Audience, *, tenant_id: UUID, now: datetime, tz: str, limit: int
 ) -> tuple[str, list[Any]]:

@@ -55,7 +55,12 @@ async def test_preview_counts_recipients_and_exclusions_and_shows_a_masked_sampl
     body = response.json()
     assert body["total"] == 2
     assert body["matched_customers"] == 6
-    assert body["excluded"] == {"suppressed": 1, "no_valid_phone": 2, "duplicate_phone": 1}
+    assert body["excluded"] == {
+        "suppressed": 1,
+        "no_valid_phone": 2,
+        "duplicate_phone": 1,
+        "frequency_capped": 0,
+    }
     # And the sample shows masked numbers with the next appointment of the record that wins the number
     assert [(s["name"], s["phone"], s["appointment_id"]) for s in body["sample"]] == [
         ("ann", "+141••••••01", "a1"),
@@ -63,6 +68,49 @@ async def test_preview_counts_recipients_and_exclusions_and_shows_a_masked_sampl
     ]
     assert body["sample"][0]["reason"] == "next appointment 2026-03-22 12:00"
     assert body["provides_appointment"] is True
+
+
+async def test_preview_counts_the_recipients_a_frequency_cap_holds_back(pool: asyncpg.Pool) -> None:
+    # Given a tenant capped at 1 message per 7 days: Ann's number got one 2 days before the
+    # preview's clock, Bob's one 8 days before and one 1 day before that failed unsent
+    tenant_id = await seed(pool, DATA)
+    await pool.execute(
+        "UPDATE tenants SET frequency_cap_messages = 1, frequency_cap_days = 7 WHERE id = $1", tenant_id
+    )
+    campaign_id = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO campaigns (id, tenant_id, name, audience, template, state)"
+        " VALUES ($1, $2, 'earlier', '{}', '{}', 'completed')",
+        campaign_id,
+        tenant_id,
+    )
+    failed = await pool.fetchval(
+        "INSERT INTO recipients (tenant_id, campaign_id, phone_e164, state)"
+        " VALUES ($1, $2, '+14155550002', 'failed') RETURNING id",
+        tenant_id,
+        campaign_id,
+    )
+    await pool.execute(
+        "INSERT INTO contact_frequency (tenant_id, phone_e164, recipient_ids, claimed_at) VALUES"
+        " ($1, '+14155550001', ARRAY[9000000000001::bigint], ARRAY[$2::timestamptz]),"
+        " ($1, '+14155550002', ARRAY[9000000000002::bigint, $4::bigint],"
+        "  ARRAY[$3::timestamptz, $5::timestamptz])",
+        tenant_id,
+        AS_OF - timedelta(days=2),
+        AS_OF - timedelta(days=8),
+        failed,
+        AS_OF - timedelta(days=1),
+    )
+
+    # When previewing at that clock
+    async with api_client(pool, await api_key_for(pool, tenant_id), routes_audience.router) as client:
+        response = await client.post(
+            "/v1/audiences/preview", json={"segment": "upcoming", "as_of": AS_OF.isoformat()}
+        )
+
+    # Then Ann's number counts as capped among the 2 recipients, and only Bob's would be sent
+    body = response.json()
+    assert (body["total"], body["excluded"]["frequency_capped"], body["sendable"]) == (2, 1, 1)
 
 
 async def test_preview_total_equals_the_number_of_recipients_the_snapshot_inserts(pool: asyncpg.Pool) -> None:

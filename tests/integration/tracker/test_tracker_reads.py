@@ -71,8 +71,8 @@ async def test_logs_filter_by_state_error_code_and_phone_and_page_by_id(
     assert len(rows) == 30
     assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
     assert set(rows[0]) == {
-        "id", "name", "phone", "state", "attempts", "error_code", "error_message", "twilio_sid",
-        "sent_at", "delivered_at", "read_at", "failed_at", "replies",
+        "id", "name", "phone", "state", "skip_reason", "attempts", "error_code", "error_message",
+        "twilio_sid", "sent_at", "delivered_at", "read_at", "failed_at", "replies",
     }  # fmt: skip
     assert rows[0]["name"] == "First500 Last500"
     assert rows[0]["twilio_sid"].startswith("SM")
@@ -138,13 +138,13 @@ async def test_csv_has_the_columns_neutralised_formulas_and_an_optional_bom(
     assert excel.content.startswith("\ufeff".encode())
     rows = list(csv.reader(io.StringIO(excel.content.decode("utf-8-sig"))))
     assert rows[0] == [
-        "recipient_id", "name", "phone", "state", "attempts", "error_code", "error_message", "twilio_sid",
-        "sent_at", "delivered_at", "read_at", "failed_at", "replies",
+        "recipient_id", "name", "phone", "state", "skip_reason", "attempts", "error_code", "error_message",
+        "twilio_sid", "sent_at", "delivered_at", "read_at", "failed_at", "replies",
     ]  # fmt: skip
     assert len(rows) == 31
     assert rows[1][1] == "'@SUM(1+1)"
     assert rows[1][2] == "+14153000500"
-    assert {row[6] for row in rows[1:] if row[5] == "63016"} == {'\'=HYPERLINK("x")'}
+    assert {row[7] for row in rows[1:] if row[6] == "63016"} == {'\'=HYPERLINK("x")'}
     assert all(not cell.startswith(("=", "@")) for row in rows for cell in row)
     assert not failed.content.startswith("\ufeff".encode())
     assert len(list(csv.reader(io.StringIO(failed.text)))) == 11

@@ -42,6 +42,7 @@ def test_a_row_has_every_column_in_order_with_names_joined_and_times_in_iso() ->
         "last_name": "Lovelace",
         "phone_e164": "+14155550123",
         "state": "failed_delivery",
+        "skip_reason": None,
         "attempts": 2,
         "error_code": 63014,
         "error_message": "-blocked",
