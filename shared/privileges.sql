@@ -26,7 +26,8 @@
 --   segmenter  authentication (the API key's hash names its tenant: shared/http.py), the
 --              campaign monitor's listing of running campaigns (runner.py), starting scheduled
 --              campaigns (campaigns.py start_due), the sending-window pass (clockwork.py), the
---              operator's audit listing and audit entries of no tenant (shared/audit.py)
+--              operator's audit listing and audit entries of no tenant (shared/audit.py), and
+--              the re-encryption of every stored secret (reencrypt.py)
 --   tracker    authentication (as the segmenter), status-callback batches spanning tenants and
 --              the orphan matcher (callbacks.py), metrics sampling (observe.py), retention
 --              (retention.py), the outbound-webhook feed of message events and the delivery
