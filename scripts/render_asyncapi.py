@@ -151,7 +151,9 @@ CHANNELS: tuple[Channel, ...] = (
         description=(
             "A campaign started, was paused (by a tenant, an operator or the engine, with the reason),"
             " resumed, completed or was cancelled; or, still running, holds (`held`: it sends nothing, with"
-            " the reason, e.g. `sending_window`, and `until`, when it resumes) or sends again (`released`)."
+            " the reason — `sending_window`, `messaging_limit` (the tenant's WhatsApp messaging limit is"
+            " reached) or `spam_rate_limit` (WhatsApp refused the sender for spam) — and `until`, when it"
+            " resumes) or sends again (`released`)."
             " Bind the keys of the events to follow"
             f" ({', '.join(f'`{key}`' for key in CampaignLifecycle.ROUTING_KEYS)}); `campaign.*` also matches"
             " `campaign.accepted` and `campaign.rejected`, whose payloads differ. The engine's trackers"

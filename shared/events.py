@@ -116,12 +116,16 @@ class CampaignLifecycle(Event):
 
     @property
     def gate_state(self) -> str:
-        """The state senders and dispatchers gate on: a held campaign is ``held``, not ``running``."""
-        return HELD if self.event == "held" else self.state
+        """The state senders and dispatchers gate on: a held campaign is ``held``, not ``running``,
+        unless the hold stops nothing there (the claims of a campaign at its tenant's messaging
+        limit send the numbers already counted and leave the others)."""
+        return HELD if self.event == "held" and self.reason not in SOFT_HOLDS else self.state
 
 
 # What senders and dispatchers read for a running campaign that holds (shared/events.py).
 HELD = "held"
+# Holds the claim itself enforces, number by number: dispatchers and senders carry on.
+SOFT_HOLDS = frozenset({"messaging_limit"})
 
 
 class TenantChanged(Event):

@@ -81,6 +81,12 @@ RUNNING_CAMPAIGNS = Gauge(
     ["tenant"],
     namespace=NAMESPACE,
 )
+HELD_CAMPAIGNS = Gauge(
+    "held_campaigns",
+    "Running campaigns held on purpose, per tenant and reason (messaging_limit, spam_rate_limit).",
+    ["tenant", "reason"],
+    namespace=NAMESPACE,
+)
 CALLBACKS = Counter(
     "status_callbacks",
     "Status callbacks persisted, by Twilio status (replays excluded).",

@@ -9,13 +9,14 @@
 -- Writes: only what the service owns.
 --   segmenter  tenants, API keys, booking data, campaigns, the recipient snapshot, credits,
 --              broker publishers, the audit log (append only), webhook endpoints, resent
---              webhook deliveries
+--              webhook deliveries, messaging-limit counts (when the operator sets a tier)
 --   tracker    delivery status (recipients), message events, callbacks, inbound messages,
 --              opt-outs, an API key's last use, outbound webhook deliveries and attempts,
 --              an endpoint's failure run and its disabling (audited); never tenants, API keys
 --              or campaigns
 --   sender     recipient send state, message events, credit debits, opt-outs from error codes,
---              its maintenance lease, the tenants' pacing and the numbers' frequency-cap counts
+--              its maintenance lease, the tenants' pacing, the numbers' frequency-cap counts and
+--              messaging-limit counts, and a running campaign's hold (never its state)
 --   dispatcher nothing
 --
 -- Cross-tenant roles: wce_<service>_all_tenants (NOLOGIN, BYPASSRLS, the same grants as its
@@ -25,7 +26,8 @@
 --   segmenter  authentication (the API key's hash names its tenant: shared/http.py), the
 --              campaign monitor's listing of running campaigns (runner.py), starting scheduled
 --              campaigns (campaigns.py start_due), the sending-window pass (clockwork.py), the
---              operator's audit listing and audit entries of no tenant (shared/audit.py)
+--              operator's audit listing and audit entries of no tenant (shared/audit.py), and
+--              the re-encryption of every stored secret (reencrypt.py)
 --   tracker    authentication (as the segmenter), status-callback batches spanning tenants and
 --              the orphan matcher (callbacks.py), metrics sampling (observe.py), retention
 --              (retention.py), the outbound-webhook feed of message events and the delivery
@@ -61,7 +63,7 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO
 GRANT INSERT, UPDATE, DELETE ON
     tenants, api_keys, customers, appointments, services, locations, staff, appointment_statuses,
     campaigns, recipients, suppressions, suppression_events, credit_accounts, credit_ledger,
-    rate_limit_hits, auth_lockouts, broker_publishers
+    rate_limit_hits, auth_lockouts, broker_publishers, tenant_contacts, tenant_send_limits
 TO wce_segmenter, wce_segmenter_all_tenants;
 GRANT INSERT ON message_events, audit_log TO wce_segmenter, wce_segmenter_all_tenants;
 GRANT INSERT, UPDATE, DELETE ON webhook_endpoints TO wce_segmenter, wce_segmenter_all_tenants;
@@ -83,7 +85,10 @@ GRANT INSERT ON audit_log TO wce_tracker, wce_tracker_all_tenants;
 -- sender
 GRANT UPDATE ON recipients, credit_accounts TO wce_sender, wce_sender_all_tenants;
 GRANT INSERT ON message_events, credit_ledger, suppressions, suppression_events TO wce_sender, wce_sender_all_tenants;
-GRANT INSERT, UPDATE, DELETE ON leader_leases, tenant_pacing TO wce_sender, wce_sender_all_tenants;
+GRANT INSERT, UPDATE, DELETE ON leader_leases, tenant_pacing, tenant_contacts, tenant_send_limits
+TO wce_sender, wce_sender_all_tenants;
+-- A campaign's hold (its tenant's messaging limit, a spam-rate refusal), never its state.
+GRANT UPDATE (hold_reason, hold_until) ON campaigns TO wce_sender, wce_sender_all_tenants;
 GRANT INSERT, UPDATE ON contact_frequency TO wce_sender, wce_sender_all_tenants;
 
 -- Row-level security: every tenant table (one with a tenant_id column) is listed here and gets
@@ -99,8 +104,8 @@ BEGIN
         'api_keys', 'appointment_statuses', 'appointments', 'audit_log', 'broker_publishers',
         'callback_receipts', 'campaigns', 'contact_frequency', 'credit_accounts', 'credit_ledger', 'customers',
         'inbound_messages', 'locations', 'message_events', 'orphan_callbacks', 'recipients',
-        'services', 'staff', 'suppression_events', 'suppressions', 'tenant_pacing',
-        'webhook_attempts', 'webhook_deliveries', 'webhook_endpoints'
+        'services', 'staff', 'suppression_events', 'suppressions', 'tenant_contacts', 'tenant_pacing',
+        'tenant_send_limits', 'webhook_attempts', 'webhook_deliveries', 'webhook_endpoints'
     ] LOOP
         IF NOT (SELECT relrowsecurity FROM pg_class WHERE oid = format('public.%I', name)::regclass) THEN
             EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', name);

@@ -146,6 +146,15 @@ class Settings(BaseSettings):
 
     credits_enabled: bool = True
 
+    # WhatsApp messaging limits: a tenant with a tier (operator-set) messages at most that many
+    # unique numbers in this moving window; a campaign that would pass it is held until the window
+    # allows. Meta's window is 24 hours; tests shorten it.
+    messaging_window_s: float = Field(default=86_400.0, gt=0)
+    # How long a tenant's sending is held after Meta refused it for spam (131048).
+    spam_hold_s: float = Field(default=900.0, gt=0)
+    # The least wait before a number refused for the pair rate (131056) is tried again.
+    pair_rate_retry_s: float = Field(default=60.0, ge=0)
+
     callback_batch_size: int = 500
     # A status is visible at most this much later; longer waits make fuller batches, and each
     # batch costs the tracker and the database a fixed set of statements.

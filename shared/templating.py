@@ -97,6 +97,8 @@ LONGEST_VALUE = {
 # Twilio refuses a body past WhatsApp's 1600 characters with 21617, after the message was sent
 # for: the engine checks before it sends.
 BODY_TOO_LONG_CODE = 21617
+# Twilio's code for a create with neither a body nor media: what a body that renders empty gets.
+EMPTY_BODY_CODE = 21619
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _DOTTED = ("de", "pl", "ru", "tr", "cs", "sk", "da", "fi", "nb", "no", "uk", "ro", "hu")
@@ -224,6 +226,28 @@ def longest_body(body: str) -> int:
     return len(SHORTCODE.sub("", body)) + sum(
         LONGEST_VALUE.get(name, len(name) + 2) for name in SHORTCODE.findall(body)
     )
+
+
+# Shortcodes that never render empty: a fallback, the recipient's own number, the tenant's name.
+NEVER_EMPTY = frozenset(
+    {"customer_first_name", "customer_full_name", "customer_name", "customer_phone", "business_name"}
+)
+
+
+def can_render_empty(template: Template) -> bool:
+    """Whether the message can render empty for some recipient: a body whose text around its
+    shortcodes is blank and whose shortcodes can all be empty (a Content template never is)."""
+    if template.body is None:
+        return False
+    return not SHORTCODE.sub("", template.body).strip() and not template.shortcodes & NEVER_EMPTY
+
+
+def can_render_too_long(template: Template) -> bool:
+    """Whether the message can pass WhatsApp's limits for some recipient once its shortcodes are
+    replaced: the body's 1,600 characters, a Content variable's 1,024."""
+    if template.body is not None:
+        return longest_body(template.body) > MAX_BODY_CHARS
+    return any(longest_body(text) > MAX_VARIABLE_CHARS for text in template.variables.values())
 
 
 def body_length_errors(template: Mapping[str, Any]) -> list[dict[str, str]]:

@@ -50,8 +50,16 @@ TRANSIENT_CODES = frozenset(
         63018,  # channel rate or Meta messaging limit
         63019,  # media host unreachable
         63038,  # daily account limit
+        131048,  # Meta: spam rate limit hit (the sender must slow down for a while)
+        131056,  # Meta: pair rate limit hit (too many messages to one number in a short time)
     }
 )
+
+# Meta's WhatsApp Cloud API codes for "not now" (both temporary): the whole sender is held back
+# for spam, or one business-recipient pair has had too many messages lately. Neither says the
+# recipient is unreachable, so neither is worth an attempt.
+SPAM_RATE_CODE = 131048
+PAIR_RATE_CODE = 131056
 
 # The recipient or the sender refused further messages: keep the number off every list.
 SUPPRESS_CODES = frozenset(

@@ -76,6 +76,11 @@ class ApiClient:
         raise_for(response)
         return response.json()
 
+    async def patch_json(self, path: str, body: dict[str, Any]) -> Any:
+        response = await self._http.patch(path, json=body)
+        raise_for(response)
+        return response.json()
+
     async def post_json(self, path: str, body: dict[str, Any] | None = None) -> Any:
         response = await self._http.post(path, json=body or {})
         raise_for(response)

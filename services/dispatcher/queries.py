@@ -12,7 +12,10 @@ WHERE $1::float8 IS NULL OR changed_at > now() - make_interval(secs => $1) OR ho
 """
 
 # A running campaign that holds (outside its tenant's sending window) reads as ``held``.
+# A campaign held for its tenant's messaging limit is dispatched as usual: its claims send the
+# numbers already counted and leave the others waiting.
 CAMPAIGN_STATES = """
-SELECT id, CASE WHEN state = 'running' AND hold_reason IS NOT NULL THEN 'held' ELSE state END AS state
+SELECT id, CASE WHEN state = 'running' AND hold_reason IS NOT NULL AND hold_reason <> 'messaging_limit'
+                THEN 'held' ELSE state END AS state
 FROM campaigns WHERE id = ANY($1::uuid[])
 """

@@ -32,7 +32,7 @@ from services.dispatcher.metrics import (
     TENANT_RATE,
 )
 from shared.db import AllTenants
-from shared.events import ChunkDone, RecipientBatch, SendChunk
+from shared.events import HELD, ChunkDone, RecipientBatch, SendChunk
 from shared.metrics import EFFECTIVE_RATE
 from shared.pacing import Pacing, effective_rate
 from shared.single_flight import SingleFlight
@@ -113,7 +113,9 @@ class CampaignStates:
     async def running(self, campaign_id: UUID) -> bool:
         self._asked[campaign_id] = time.monotonic()
         state = self._states.get(campaign_id)
-        if state is None:
+        # A held campaign's batch is most likely the one its hold's end publishes, which can
+        # overtake the event saying so: the database says whether it still holds.
+        if state is None or state == HELD:
             rows = await AllTenants(self._pool).fetch(queries.CAMPAIGN_STATES, [campaign_id])
             state = rows[0]["state"] if rows else "missing"
             self._states[campaign_id] = state

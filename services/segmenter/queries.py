@@ -4,8 +4,8 @@ INSERT_TENANT = """
 INSERT INTO tenants (id, name, twilio_account_sid, twilio_auth_token_enc, whatsapp_from,
                      messaging_service_sid, rate_per_second, timezone, default_region, locale,
                      business_name, test_numbers, opt_out_keywords, opt_in_keywords,
-                     frequency_cap_messages, frequency_cap_days)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                     frequency_cap_messages, frequency_cap_days, messaging_limit)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 RETURNING *
 """
 
@@ -70,6 +70,7 @@ UPDATE tenants SET
     active = coalesce($15, active),
     frequency_cap_messages = CASE WHEN $16::boolean THEN $17::integer ELSE frequency_cap_messages END,
     frequency_cap_days = CASE WHEN $16::boolean THEN $18::integer ELSE frequency_cap_days END,
+    messaging_limit = CASE WHEN $19::boolean THEN $20::integer ELSE messaging_limit END,
     updated_at = now()
 WHERE id = $1
 RETURNING *
@@ -80,6 +81,33 @@ SELECT_TENANT_IDS = "SELECT id FROM tenants"
 TENANT_FREQUENCY_CAP = (
     "SELECT frequency_cap_messages AS messages, frequency_cap_days AS days FROM tenants WHERE id = $1"
 )
+
+# Messaging limits (the sender's CLAIM keeps the count; see there). When the operator sets a
+# tier, the tenant's count starts from what it really sent in the window ($2 seconds): every
+# number claimed in it, at its last claim. Run in one transaction: the lock (LOCK_SEND_LIMIT, the
+# same as the sender's), the contacts, then the count.
+LOCK_SEND_LIMIT = """
+INSERT INTO tenant_send_limits AS w (tenant_id) VALUES ($1)
+ON CONFLICT (tenant_id) DO UPDATE SET tenant_id = w.tenant_id
+"""
+
+SEED_CONTACTS = """
+INSERT INTO tenant_contacts AS tc (tenant_id, phone_e164, last_contacted_at)
+SELECT $1, phone_e164, max(claimed_at) FROM recipients
+WHERE tenant_id = $1 AND claimed_at > now() - make_interval(secs => $2)
+GROUP BY phone_e164
+ON CONFLICT (tenant_id, phone_e164) DO UPDATE
+SET last_contacted_at = greatest(tc.last_contacted_at, EXCLUDED.last_contacted_at)
+"""
+
+RECOUNT_SEND_LIMIT = """
+UPDATE tenant_send_limits w
+SET in_window = (SELECT count(*) FROM tenant_contacts tc
+                 WHERE tc.tenant_id = $1
+                   AND tc.last_contacted_at > greatest(now(), w.counted_at) - make_interval(secs => $2)),
+    counted_at = greatest(now(), w.counted_at)
+WHERE w.tenant_id = $1
+"""
 
 INSERT_CAMPAIGN = """
 INSERT INTO campaigns (id, tenant_id, name, kind, audience, template, options, idempotency_key)
@@ -180,7 +208,8 @@ RETURNING *
 """
 
 REOPEN_FOR_RETRY = """
-UPDATE campaigns SET state = 'running', completed_at = NULL, updated_at = now()
+UPDATE campaigns SET state = 'running', completed_at = NULL, hold_reason = NULL, hold_until = NULL,
+    updated_at = now()
 WHERE tenant_id = $1 AND id = $2 AND state = 'completed'
 RETURNING *
 """

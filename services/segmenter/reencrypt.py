@@ -1,4 +1,5 @@
-"""Re-encrypt every stored secret (the tenants' Twilio auth tokens) under the newest key.
+"""Re-encrypt every stored secret (the tenants' Twilio auth tokens and their webhook endpoints'
+signing secrets) under the newest key.
 
     WCE_ENCRYPTION_KEYS=<new>,<old> python -m services.segmenter.reencrypt
 
@@ -20,7 +21,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from shared import audit
 from shared.crypto import SecretBox
-from shared.db import create_pool
+from shared.db import all_tenants_transaction, create_pool
 from shared.logging import configure_logging, get_logger
 from shared.settings import get_settings
 
@@ -29,10 +30,21 @@ log = get_logger(__name__)
 BATCH = 500
 
 SELECT_BATCH = """
-SELECT id, twilio_auth_token_enc FROM tenants WHERE id > $1 ORDER BY id LIMIT $2 FOR UPDATE
+SELECT id, id AS tenant_id, twilio_auth_token_enc AS secret FROM tenants
+WHERE id > $1 ORDER BY id LIMIT $2 FOR UPDATE
 """
 UPDATE_SECRET = "UPDATE tenants SET twilio_auth_token_enc = $2 WHERE id = $1"
-NO_TENANT = "00000000-0000-0000-0000-000000000000"
+SELECT_ENDPOINT_BATCH = """
+SELECT id, tenant_id, secret_enc AS secret FROM webhook_endpoints
+WHERE id > $1 ORDER BY id LIMIT $2 FOR UPDATE
+"""
+UPDATE_ENDPOINT_SECRET = "UPDATE webhook_endpoints SET secret_enc = $2 WHERE id = $1"
+NO_ID = "00000000-0000-0000-0000-000000000000"
+# Each table's secrets: how to read a batch, how to store one, and what the secret is.
+SECRETS = (
+    (SELECT_BATCH, UPDATE_SECRET, "its auth token"),
+    (SELECT_ENDPOINT_BATCH, UPDATE_ENDPOINT_SECRET, "a webhook endpoint's signing secret"),
+)
 
 
 class UnreadableSecret(RuntimeError):
@@ -50,29 +62,32 @@ async def reencrypt_all(
 ) -> Reencrypted:
     box, newest = SecretBox(keys), Fernet(keys[0].encode())
     checked = changed = 0
-    after = NO_TENANT
-    while True:
-        async with pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(SELECT_BATCH, after, BATCH)
-            for row in rows:
-                checked += 1
-                token: str = row["twilio_auth_token_enc"]
-                try:
-                    newest.decrypt(token.encode())
-                    continue
-                except InvalidToken:
-                    pass
-                try:
-                    rotated = box.rotate(token)
-                except InvalidToken:
-                    raise UnreadableSecret(
-                        f"tenant {row['id']}: no configured key decrypts its auth token"
-                    ) from None
-                await conn.execute(UPDATE_SECRET, row["id"], rotated)
-                changed += 1
-        if len(rows) < BATCH:
-            break
-        after = rows[-1]["id"]
+    for select, update, what in SECRETS:
+        after = NO_ID
+        while True:
+            # Every tenant's secrets: a cross-tenant transaction (webhook endpoints have row-level
+            # security).
+            async with all_tenants_transaction(pool) as conn:
+                rows = await conn.fetch(select, after, BATCH)
+                for row in rows:
+                    checked += 1
+                    token: str = row["secret"]
+                    try:
+                        newest.decrypt(token.encode())
+                        continue
+                    except InvalidToken:
+                        pass
+                    try:
+                        rotated = box.rotate(token)
+                    except InvalidToken:
+                        raise UnreadableSecret(
+                            f"tenant {row['tenant_id']}: no configured key decrypts {what}"
+                        ) from None
+                    await conn.execute(update, row["id"], rotated)
+                    changed += 1
+            if len(rows) < BATCH:
+                break
+            after = rows[-1]["id"]
     await audit.record(
         pool,
         actor=actor,

@@ -12,7 +12,9 @@ router = APIRouter(prefix="/v1/audiences", tags=["audiences"])
 
 @router.post("/preview", response_model=PreviewOut)
 async def preview(body: PreviewRequest, tenant: Tenant, pool: Pool) -> PreviewOut:
-    """Count an audience and show a sample of up to 20 recipients, at ``as_of`` or now.
+    """Count an audience and show a sample of up to 20 recipients, at ``as_of`` or now. With a
+    ``template``, also count the recipients it would render empty or past WhatsApp's limits for
+    (``template_check``: they would fail without being sent).
 
     Excluded customers are counted once each, by the first reason that applies, in this order:
     no valid phone, suppressed number (when ``exclude_suppressed``), number already taken by
@@ -25,5 +27,10 @@ async def preview(body: PreviewRequest, tenant: Tenant, pool: Pool) -> PreviewOu
     service, location or status references answer 422 naming the field.
     """
     return await preview_audience(
-        pool, tenant_id=tenant.tenant_id, tz=tenant.timezone, audience=body.audience(), as_of=body.as_of
+        pool,
+        tenant_id=tenant.tenant_id,
+        tz=tenant.timezone,
+        audience=body.audience(),
+        as_of=body.as_of,
+        template=None if body.template is None else body.template.model_dump(),
     )

@@ -14,8 +14,10 @@ from services.segmenter import campaigns, queries
 from services.segmenter.deps import LifecycleDep
 from services.segmenter.scheduling import resolve_schedule
 from services.segmenter.schemas import CampaignAction, CampaignCreate, CampaignOut, CampaignState, ScheduleIn
+from services.segmenter.template_check import check_template
 from shared.db import OneTenant
 from shared.http import Pool, Tenant, not_found
+from shared.templating import parse_template
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
@@ -30,7 +32,9 @@ async def create_campaign(
 ) -> CampaignOut:
     """Create a draft campaign (``start: true`` starts it at once, a ``schedule`` at that time).
     Unknown shortcodes, unapproved Content templates, unknown audience references, a schedule in
-    the past or in an unknown zone answer 422 naming the field, and nothing is created."""
+    the past or in an unknown zone answer 422 naming the field, and nothing is created. A template
+    that renders empty or past WhatsApp's limits for part of the audience is not refused: the
+    answer's ``warnings`` say for how many recipients and why (they will fail without being sent)."""
     if body.schedule is not None:
         # Checked before anything is stored: a refused schedule leaves no draft behind.
         tenant_timezone = await pool.fetchval("SELECT timezone FROM tenants WHERE id = $1", tenant.tenant_id)
@@ -46,13 +50,24 @@ async def create_campaign(
         data=body,
         content_is_approved=request.app.state.content_is_approved,
     )
+    check = await check_template(
+        pool,
+        tenant_id=tenant.tenant_id,
+        tz=tenant.timezone,
+        audience=body.audience,
+        template=parse_template(row["template"]),
+        now=lifecycle.clock.now(),
+    )
     if body.start:
         row = await lifecycle.start(tenant.tenant_id, row["id"])
     elif body.schedule is not None:
         row = await lifecycle.schedule(
             tenant.tenant_id, row["id"], at=body.schedule.at, timezone=body.schedule.timezone
         )
-    return campaign_out(row)
+    created = campaign_out(row)
+    if check is not None:
+        created.warnings = check.warnings
+    return created
 
 
 @router.get("", response_model=list[CampaignOut])

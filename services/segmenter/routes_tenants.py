@@ -51,9 +51,19 @@ async def operator_update_tenant(
     settings: SettingsDep,
     active: bool | None = None,
 ) -> TenantOut:
-    """Change any setting of a tenant, its rate included (applies to a running campaign within 2 s)."""
+    """Change any setting of a tenant, its rate and WhatsApp messaging limit included (they apply
+    to a running campaign within 2 s). Setting a messaging limit counts the numbers the tenant
+    messaged in the last 24 hours against it at once."""
     try:
-        row = await tenants.update_tenant(pool, publisher, box, tenant_id, body, active=active)
+        row = await tenants.update_tenant(
+            pool,
+            publisher,
+            box,
+            tenant_id,
+            body,
+            active=active,
+            messaging_window_s=settings.messaging_window_s,
+        )
     except tenants.TenantNotFound:
         raise not_found("tenant not found") from None
     # Which settings changed, never their values (a Twilio auth token may be among them).
@@ -82,7 +92,8 @@ async def update_my_tenant(
     box: SecretBoxDep,
     settings: SettingsDep,
 ) -> TenantOut:
-    """Change the tenant's own settings. The rate is the operator's (``PATCH
-    /v1/operator/tenants/{id}``): naming ``rate_per_second`` or ``unlimited_rate`` here answers 422."""
+    """Change the tenant's own settings. The rate and the messaging limit are the operator's
+    (``PATCH /v1/operator/tenants/{id}``): naming ``rate_per_second``, ``unlimited_rate`` or
+    ``messaging_limit`` here answers 422."""
     row = await tenants.update_tenant(pool, publisher, box, tenant.tenant_id, body)
     return tenants.tenant_out(row, settings.public_base_url)

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from services.segmenter.audience.model import Audience
+from services.segmenter.template_check import TemplateWarning
 from shared.phones import InvalidPhone, is_valid_region, to_e164
 from shared.sending_window import DAY_NAMES
 from shared.validation import Text
@@ -137,24 +138,52 @@ OPERATOR_ONLY = (
 )
 
 
+MESSAGING_LIMIT_OPERATOR_ONLY = (
+    "set by the operator only (it must match the messaging limit Meta gives the tenant's WhatsApp"
+    " sender); ask your operator"
+)
+# WhatsApp's messaging-limit tiers: unique numbers a sender may start conversations with in a
+# moving 24 hours. 2,000 is Meta's current second tier, 1,000 the older scheme's first.
+MessagingLimit = Literal[250, 1000, 2000, 10000, 100000, "unlimited"]
+
+
 class TenantSettingsUpdate(TenantProfile):
-    """What a tenant may change about itself. Its rate is the operator's setting: a request that
-    names ``rate_per_second`` or ``unlimited_rate`` is refused, naming the field."""
+    """What a tenant may change about itself. Its rate and messaging limit are the operator's
+    settings: a request that names ``rate_per_second``, ``unlimited_rate`` or ``messaging_limit``
+    is refused, naming the field."""
 
     rate_per_second: None = Field(default=None, description=OPERATOR_ONLY)
     unlimited_rate: None = Field(default=None, description=OPERATOR_ONLY)
+    messaging_limit: None = Field(default=None, description=MESSAGING_LIMIT_OPERATOR_ONLY)
 
     @field_validator("rate_per_second", "unlimited_rate", mode="before")
     @classmethod
     def _operator_only(cls, value: object) -> None:
         raise ValueError(OPERATOR_ONLY)
 
+    @field_validator("messaging_limit", mode="before")
+    @classmethod
+    def _limit_operator_only(cls, value: object) -> None:
+        raise ValueError(MESSAGING_LIMIT_OPERATOR_ONLY)
+
 
 class OperatorTenantUpdate(TenantProfile):
-    """What the operator may change about a tenant, its rate included."""
+    """What the operator may change about a tenant, its rate and messaging limit included."""
 
     rate_per_second: int | None = Field(default=None, gt=0, le=10_000, strict=True)
     unlimited_rate: bool | None = Field(default=None, strict=True)
+    messaging_limit: MessagingLimit | None = Field(
+        default=None,
+        description=(
+            "WhatsApp messaging limit of the tenant's sender: unique numbers it may message in a"
+            ' moving 24 hours (250, 1000, 2000, 10000, 100000) or "unlimited". A campaign that'
+            " would pass it is held until the window has room."
+        ),
+    )
+
+    def messaging_limit_value(self) -> int | None:
+        """The limit to store (None: unlimited); only when ``messaging_limit`` was given."""
+        return None if self.messaging_limit in (None, "unlimited") else int(self.messaging_limit)
 
 
 class TenantCreate(OperatorTenantUpdate):
@@ -177,6 +206,9 @@ class TenantOut(BaseModel):
     whatsapp_from: str
     messaging_service_sid: str | None
     rate_per_second: int | None
+    messaging_limit: int | None = Field(
+        default=None, description="Unique numbers per moving 24 hours (null: unlimited)."
+    )
     timezone: str
     default_region: str
     locale: str
@@ -271,10 +303,20 @@ class CampaignOut(BaseModel):
     scheduled_at: datetime | None = Field(description="When a scheduled campaign starts.")
     schedule_timezone: str | None = Field(description="The zone its time was given in.")
     hold_reason: str | None = Field(
-        description="Why a running campaign sends nothing now (`sending_window`: outside the tenant's"
-        " sending window)."
+        description="Why a running campaign sends nothing now: `sending_window` (outside the tenant's"
+        " sending window), `messaging_limit` (the tenant's WhatsApp messaging limit is reached) or"
+        " `spam_rate_limit` (WhatsApp refused the sender for spam, 131048)."
     )
-    hold_until: datetime | None = Field(description="When the hold ends (the window opens).")
+    hold_until: datetime | None = Field(
+        description="When the hold ends (the window opens, the messaging limit has room, the spam hold ends)."
+    )
+    warnings: list[TemplateWarning] = Field(
+        default_factory=list,
+        description=(
+            "In the answer to a campaign's creation: recipients of its audience the template renders"
+            " empty or past WhatsApp's limits for (they will fail without being sent)."
+        ),
+    )
 
     @computed_field(  # type: ignore[prop-decorator]
         description=(

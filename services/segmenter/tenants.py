@@ -72,6 +72,7 @@ async def create_tenant(
             data.opt_in_keywords or [],
             data.frequency_cap.messages if data.frequency_cap else None,
             data.frequency_cap.days if data.frequency_cap else None,
+            data.messaging_limit_value(),
         )
         await conn.execute(queries.INSERT_API_KEY, tenant_id, hash_api_key(api_key), display_prefix(api_key))
         await conn.execute(
@@ -102,37 +103,52 @@ async def update_tenant(
     data: TenantSettingsUpdate | OperatorTenantUpdate,
     *,
     active: bool | None = None,
+    messaging_window_s: float = 86_400.0,
 ) -> asyncpg.Record:
     rate_given = data.unlimited_rate is not None or data.rate_per_second is not None
     rate = None if data.unlimited_rate else data.rate_per_second
     # An explicit null removes the cap; leaving the field out keeps it.
     cap_given = "frequency_cap" in data.model_fields_set
     cap = data.frequency_cap
-    row = await pool.fetchrow(
-        queries.UPDATE_TENANT,
-        tenant_id,
-        rate_given,
-        rate,
-        data.timezone,
-        data.default_region,
-        data.locale,
-        data.business_name,
-        data.whatsapp_from,
-        data.messaging_service_sid,
-        data.twilio_account_sid,
-        box.encrypt(data.twilio_auth_token) if data.twilio_auth_token else None,
-        data.test_numbers,
-        data.opt_out_keywords,
-        data.opt_in_keywords,
-        active,
-        cap_given,
-        cap.messages if cap else None,
-        cap.days if cap else None,
-    )
-    if row is None:
-        raise TenantNotFound(tenant_id)
+    operator = isinstance(data, OperatorTenantUpdate)
+    limit = data.messaging_limit_value() if isinstance(data, OperatorTenantUpdate) else None
+    async with tenant_transaction(pool, tenant_id) as conn:
+        row = await conn.fetchrow(
+            queries.UPDATE_TENANT,
+            tenant_id,
+            rate_given,
+            rate,
+            data.timezone,
+            data.default_region,
+            data.locale,
+            data.business_name,
+            data.whatsapp_from,
+            data.messaging_service_sid,
+            data.twilio_account_sid,
+            box.encrypt(data.twilio_auth_token) if data.twilio_auth_token else None,
+            data.test_numbers,
+            data.opt_out_keywords,
+            data.opt_in_keywords,
+            active,
+            cap_given,
+            cap.messages if cap else None,
+            cap.days if cap else None,
+            operator and data.messaging_limit is not None,
+            limit,
+        )
+        if row is None:
+            raise TenantNotFound(tenant_id)
+        if limit is not None:
+            await count_contacts(conn, tenant_id, messaging_window_s)
     await announce(publisher, row)
     return row
+
+
+async def count_contacts(conn: asyncpg.Connection, tenant_id: UUID, window_s: float) -> None:
+    """Start a limited tenant's messaging-limit count from what it really sent in the window."""
+    await conn.execute(queries.LOCK_SEND_LIMIT, tenant_id)
+    await conn.execute(queries.SEED_CONTACTS, tenant_id, window_s)
+    await conn.execute(queries.RECOUNT_SEND_LIMIT, tenant_id, window_s)
 
 
 async def announce(publisher: Publisher, row: asyncpg.Record) -> None:

@@ -18,7 +18,14 @@ from fastapi import FastAPI
 from services.sender.directory import Directory
 from services.sender.engine import EngineSettings, SendEngine
 from services.sender.gate import CampaignGate
-from services.sender.handlers import AutoPauser, InFlight, consume_chunks, consume_events, poll_gate
+from services.sender.handlers import (
+    AutoPauser,
+    HoldAnnouncer,
+    InFlight,
+    consume_chunks,
+    consume_events,
+    poll_gate,
+)
 from services.sender.maintenance import Maintenance, MaintenanceSettings
 from services.sender.outcomes import late_create_bound_s
 from services.sender.pacer import Pacer
@@ -76,10 +83,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 max_attempts=settings.max_attempts,
                 credits_enabled=settings.credits_enabled,
                 public_base_url=settings.public_base_url,
+                messaging_window_s=settings.messaging_window_s,
+                spam_hold_s=settings.spam_hold_s,
+                pair_rate_retry_s=settings.pair_rate_retry_s,
             ),
             concurrency=concurrency,
             pacer=Pacer(resources.pool, settings.pacing_recovery_per_s),
             auto_pause=AutoPauser(gate, resources.publisher),
+            announce_hold=HoldAnnouncer(resources.publisher),
         )
         maintenance = Maintenance(
             clock=clock,
@@ -99,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 status_recheck_after_s=settings.status_recheck_after_s,
                 status_recheck_per_tenant=settings.status_recheck_per_tenant,
                 status_recheck_max=settings.status_recheck_max,
+                messaging_window_s=settings.messaging_window_s,
                 late_create_bound_s=late_create_bound_s(
                     settings.twilio_timeout_s, settings.reconcile_margin_s
                 ),

@@ -39,6 +39,8 @@ class TenantInfo:
     # each recipient's own zone instead: ``recipient_windows``).
     window: WindowGate
     recipient_windows: RecipientWindows | None = None
+    # WhatsApp messaging limit (unique numbers per moving window); None: unlimited.
+    messaging_limit: int | None = None
 
 
 def _windows(stored: dict[str, Any] | None, timezone: str) -> tuple[WindowGate, RecipientWindows | None]:
@@ -82,6 +84,7 @@ class Directory:
                 locale=row["locale"],
             ),
             active=row["active"],
+            messaging_limit=row["messaging_limit"],
             window=window,
             recipient_windows=recipient_windows,
         )

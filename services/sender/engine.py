@@ -22,6 +22,7 @@ import asyncpg
 from services.sender import queries
 from services.sender.directory import Directory, TenantInfo
 from services.sender.gate import CampaignGate
+from services.sender.metrics import HOLDS
 from services.sender.outcomes import (
     Skip,
     Transition,
@@ -35,7 +36,7 @@ from services.sender.recording import Recorder, Settlement, with_db_retry
 from services.sender.sharing import CallSlots, SlotBook
 from shared import credits, metrics
 from shared.clock import Clock
-from shared.db import OneTenant
+from shared.db import OneTenant, tenant_transaction
 from shared.events import SendChunk
 from shared.logging import get_logger
 from shared.pacing import RATE_LIMIT_CODES
@@ -52,6 +53,12 @@ SEND_STAGE = "send"
 VALIDITY_PERIOD_S = 14_400
 
 AutoPause = Callable[[UUID, UUID, str], Awaitable[None]]
+# Tells everyone a campaign holds (tenant, campaign, reason, until).
+AnnounceHold = Callable[[UUID, UUID, str, datetime], Awaitable[None]]
+
+# A campaign's hold reasons set by the sender (the claim sets "messaging_limit").
+SPAM_HOLD_REASON = "spam_rate_limit"
+MAX_HOLDS_REMEMBERED = 4096
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,11 @@ class EngineSettings:
     max_attempts: int
     credits_enabled: bool
     public_base_url: str
+    # WhatsApp messaging limits: the moving window, how long a spam refusal holds the tenant, the
+    # least wait after a pair-rate refusal.
+    messaging_window_s: float = 86_400.0
+    spam_hold_s: float = 900.0
+    pair_rate_retry_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -78,9 +90,18 @@ class Claimed:
 
 
 @dataclass(frozen=True)
+class Hold:
+    """Why a claim left rows of its campaign where they were, and until when."""
+
+    reason: str
+    until: datetime
+
+
+@dataclass(frozen=True)
 class Claim:
     rows: list[Claimed]
     short_of_credits: bool = False
+    hold: Hold | None = None
 
 
 def recipient_data(row: asyncpg.Record) -> RecipientData:
@@ -136,6 +157,7 @@ class SendEngine:
         auto_pause: AutoPause,
         pacer: Pacer,
         clock: Clock | None = None,
+        announce_hold: AnnounceHold | None = None,
     ) -> None:
         self._clock = clock or Clock()
         self._pool = pool
@@ -149,8 +171,11 @@ class SendEngine:
         self._budget = MessageBudget(2 * concurrency)
         self._concurrency = concurrency
         self._auto_pause = auto_pause
+        self._announce_hold = announce_hold
         self._pacer = pacer
         self._rolled: dict[UUID, date] = {}
+        # The last hold seen per campaign, so that each is counted and logged once.
+        self._holds: dict[UUID, Hold] = {}
         self.stopping = False
         # Campaigns this sender is working on, with when it last saw a chunk of theirs.
         self.active: dict[UUID, float] = {}
@@ -161,7 +186,9 @@ class SendEngine:
         self.active[chunk.campaign_id] = time.monotonic()
         if self.stopping:
             return False
-        if self._gate.blocked(chunk.campaign_id):
+        # A held campaign's chunk is most likely one its hold's end published again, which can
+        # overtake the event saying so: the claim, which reads the campaign, decides.
+        if self._gate.blocked(chunk.campaign_id) and not self._gate.held(chunk.campaign_id):
             return True
         tenant = await self._directory.tenant(chunk.tenant_id)
         template = await self._directory.template(chunk.tenant_id, chunk.campaign_id)
@@ -195,6 +222,8 @@ class SendEngine:
             return self._claim(chunk)
 
         claim = await with_db_retry("claim", claim_rows)
+        if claim.hold is not None:
+            await self._held(chunk.tenant_id, chunk.campaign_id, claim.hold)
         if claim.short_of_credits:
             await self._auto_pause(chunk.tenant_id, chunk.campaign_id, "insufficient_credits")
         if not claim.rows:
@@ -219,7 +248,47 @@ class SendEngine:
         await self._after_chunk(chunk, settlements)
         return not any(s.transition.skip is Skip.SHUTDOWN for s in settlements)
 
+    async def _held(self, tenant_id: UUID, campaign_id: UUID, hold: Hold) -> None:
+        """Count, log and announce a hold once (the claims of its other chunks see it again)."""
+        if self._holds.get(campaign_id) == hold:
+            return
+        self._holds[campaign_id] = hold
+        while len(self._holds) > MAX_HOLDS_REMEMBERED:
+            del self._holds[next(iter(self._holds))]
+        HOLDS.labels(str(tenant_id), hold.reason).inc()
+        log.info(
+            "campaign held",
+            tenant_id=str(tenant_id),
+            campaign_id=str(campaign_id),
+            reason=hold.reason,
+            until=hold.until.isoformat(),
+        )
+        if self._announce_hold is not None:
+            await self._announce_hold(tenant_id, campaign_id, hold.reason, hold.until)
+
+    async def _hold_tenant(self, tenant_id: UUID, reason: str) -> None:
+        """Hold all the tenant's sending (and its running campaigns) for the spam hold."""
+
+        async def hold() -> list[asyncpg.Record]:
+            rows: list[asyncpg.Record] = await OneTenant(self._pool).fetch(
+                tenant_id, queries.HOLD_TENANT, tenant_id, reason, self._settings.spam_hold_s
+            )
+            return rows
+
+        held = await with_db_retry("hold", hold)
+        log.warning(
+            "tenant's sending held",
+            tenant_id=str(tenant_id),
+            reason=reason,
+            hold_s=self._settings.spam_hold_s,
+            campaigns=len(held),
+        )
+        for row in held:
+            await self._held(tenant_id, row["id"], Hold(reason, row["hold_until"]))
+
     async def _after_chunk(self, chunk: SendChunk, settlements: list[Settlement]) -> None:
+        if any(s.transition.hold_tenant for s in settlements):
+            await self._hold_tenant(chunk.tenant_id, SPAM_HOLD_REASON)
         if chunk.first_slot_at is not None:
             await self._pace(chunk, settlements)
         if any(s.transition.auth_failure for s in settlements):
@@ -243,15 +312,12 @@ class SendEngine:
     async def _claim(self, chunk: SendChunk) -> Claim:
         if self._settings.credits_enabled:
             await self._roll_credit_period(chunk.tenant_id)
-        rows = await OneTenant(self._pool).fetch(
-            chunk.tenant_id,
-            queries.CLAIM,
-            chunk.tenant_id,
-            chunk.campaign_id,
-            chunk.recipient_ids,
-            self._settings.lease_s,
-            self._settings.credits_enabled,
-        )
+        tenant = await self._directory.tenant(chunk.tenant_id)
+        rows = await self._claim_rows(chunk, locked=tenant.messaging_limit is not None)
+        if rows[0]["needs_lock"]:
+            # The tenant got a messaging limit since this sender read it.
+            self._directory.invalidate(chunk.tenant_id)
+            rows = await self._claim_rows(chunk, locked=True)
         summary = rows[0]
         if summary["suppressed_count"]:
             metrics.MESSAGES.labels(str(chunk.tenant_id), "suppressed").inc(summary["suppressed_count"])
@@ -275,7 +341,32 @@ class SendEngine:
             for row in rows
             if row["id"] is not None
         ]
-        return Claim(claimed, short_of_credits=summary["short_of_credits"])
+        hold = None
+        if summary["hold_reason"] is not None:
+            hold = Hold(summary["hold_reason"], summary["hold_until"])
+        return Claim(claimed, short_of_credits=summary["short_of_credits"], hold=hold)
+
+    async def _claim_rows(self, chunk: SendChunk, *, locked: bool) -> list[asyncpg.Record]:
+        """The claim statement; ``locked``: in a transaction behind the tenant's messaging-limit
+        lock, so that claims of a limited tenant take turns (see ``queries.CLAIM``)."""
+        args = (
+            chunk.tenant_id,
+            chunk.campaign_id,
+            chunk.recipient_ids,
+            self._settings.lease_s,
+            self._settings.credits_enabled,
+            self._settings.messaging_window_s,
+            locked,
+        )
+        if not locked:
+            unlocked: list[asyncpg.Record] = await OneTenant(self._pool).fetch(
+                chunk.tenant_id, queries.CLAIM, *args
+            )
+            return unlocked
+        async with tenant_transaction(self._pool, chunk.tenant_id) as conn:
+            await conn.execute(queries.LOCK_SEND_LIMIT, chunk.tenant_id)
+            rows: list[asyncpg.Record] = await conn.fetch(queries.CLAIM, *args)
+            return rows
 
     async def _roll_credit_period(self, tenant_id: UUID) -> None:
         """Expire last month's plan credits and grant this month's, once per tenant and month."""
@@ -408,5 +499,6 @@ class SendEngine:
             tiers=self._settings.retry_tiers_s,
             max_attempts=self._settings.max_attempts,
             paced=chunk.first_slot_at is not None,
+            pair_retry_s=self._settings.pair_rate_retry_s,
         )
         return settle(transition, sid, accepted_at)

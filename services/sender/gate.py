@@ -11,10 +11,16 @@ from __future__ import annotations
 from collections import deque
 from uuid import UUID
 
+from shared.events import HELD
+
 SENDABLE = "running"
 # Paused for lack of credits: messages already claimed hold a reserved credit each, so they may
 # still go; nothing new is claimed because a claim needs a running campaign.
 INSUFFICIENT_CREDITS = "insufficient_credits"
+# Stops that let messages already claimed go (nothing new is claimed meanwhile): a pause for
+# credits (each claimed message holds a reserved credit), a hold for the tenant's messaging limit
+# (each claimed number is already counted in it).
+LETS_CLAIMED_GO = frozenset({("paused", INSUFFICIENT_CREDITS), (HELD, "messaging_limit")})
 
 
 class ErrorWindow:
@@ -54,9 +60,11 @@ class CampaignGate:
         if campaign_id in self._local:
             return True
         state = self._states.get(campaign_id, SENDABLE)
-        return state != SENDABLE and not (
-            state == "paused" and self._reasons.get(campaign_id) == INSUFFICIENT_CREDITS
-        )
+        return state != SENDABLE and (state, self._reasons.get(campaign_id)) not in LETS_CLAIMED_GO
+
+    def held(self, campaign_id: UUID) -> bool:
+        """Running but holding (blocked only by that, not by a pause of this sender's)."""
+        return campaign_id not in self._local and self._states.get(campaign_id) == HELD
 
     def observe(self, campaign_id: UUID, state: str, reason: str | None = None) -> None:
         self._reasons[campaign_id] = reason

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
@@ -157,6 +158,32 @@ class AutoPauser:
         except BrokerUnavailable as exc:
             # The local pause holds; when it lapses the next failing chunk asks again.
             log.error("pause command not published", campaign_id=str(campaign_id), error=str(exc))
+
+
+class HoldAnnouncer:
+    """Tells dispatchers, senders and anyone following that a campaign holds (the claim that found
+    no room in its tenant's messaging limit, or a spam refusal, set the hold)."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self._publisher = publisher
+
+    async def __call__(self, tenant_id: UUID, campaign_id: UUID, reason: str, until: datetime) -> None:
+        event = CampaignLifecycle(
+            event="held",
+            tenant_id=tenant_id,
+            campaign_id=campaign_id,
+            state="running",
+            reason=reason,
+            at=datetime.now(UTC),
+            until=until,
+        )
+        try:
+            await self._publisher.publish(
+                topology.EVENTS_EXCHANGE, event.routing_key(), event, mandatory=False
+            )
+        except BrokerUnavailable as exc:
+            # The hold is in the database: gates see it at their next poll.
+            log.warning("hold event not published", campaign_id=str(campaign_id), error=str(exc))
 
 
 async def poll_gate(pool: asyncpg.Pool, engine: SendEngine, gate: CampaignGate, interval_s: float) -> None:

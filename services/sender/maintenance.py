@@ -25,7 +25,10 @@ renewed by a heartbeat; when its holder dies or freezes, another sender takes ov
   at most ``status_recheck_max`` times, the interval doubling each time.
 - A running campaign whose waiting rows have not moved for ``sweep_idle_s`` while its tenant's
   dispatch queue is empty lost their broker messages: they are published again (a duplicate only
-  loses the claim race).
+  loses the claim race). A held campaign is left alone until its hold ends.
+- A campaign whose hold has ended (its tenant's messaging window has room again, a spam hold ran
+  out) is no longer held, and its waiting rows are published again at once; a claim that still
+  finds no room holds it anew. Contacts that left their tenant's messaging window are forgotten.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from shared import topology
 from shared.broker import BrokerUnavailable, Publisher, queue_depth
 from shared.clock import Clock
 from shared.db import AllTenants
-from shared.events import RecipientBatch, StatusCallback, StatusCallbackBatch
+from shared.events import CampaignLifecycle, RecipientBatch, StatusCallback, StatusCallbackBatch
 from shared.logging import get_logger
 from shared.twilio_client import FetchedMessage, ListedMessage, TwilioClient, TwilioError
 
@@ -59,6 +62,8 @@ log = get_logger(__name__)
 
 MAINTENANCE_LEASE = "sender.maintenance"
 EXPIRE_BATCH = 1000
+HOLDS_BATCH = 100
+FORGET_CONTACTS_BATCH = 5000
 RECONCILE_BATCH = 500
 # Status re-checks per pass, all tenants together: a pass (and the lease expiry and reconciling
 # of the next) waits for its fetches, so their number must not grow with the tenants.
@@ -88,6 +93,7 @@ class MaintenanceSettings:
     status_recheck_after_s: float = 900.0
     status_recheck_per_tenant: int = 50
     status_recheck_max: int = 4
+    messaging_window_s: float = 86_400.0
 
 
 def pick_message(
@@ -180,10 +186,47 @@ class Maintenance:
         await self.expire_leases()
         await self.reconcile()
         await self.recheck_statuses()
+        await self.end_holds()
         now = time.monotonic()
         if now - self._last_sweep >= min(self._settings.sweep_idle_s / 4, 5.0):
             self._last_sweep = now
             await self.sweep()
+            await self.forget_contacts()
+
+    async def end_holds(self) -> int:
+        """Clear the holds whose time has come and publish those campaigns' waiting rows again;
+        how many rows were published."""
+        published = 0
+        for row in await self._all.fetch(queries.HOLDS_ENDED, HOLDS_BATCH):
+            if row["state"] != "running":
+                continue
+            self.lease.ensure_held()
+            released = CampaignLifecycle(
+                event="released",
+                tenant_id=row["tenant_id"],
+                campaign_id=row["id"],
+                state="running",
+                reason=row["hold_reason"],
+                at=self._clock.now(),
+            )
+            await self._publisher.publish(
+                topology.EVENTS_EXCHANGE, released.routing_key(), released, mandatory=False
+            )
+            count = await self._republish(row["tenant_id"], row["id"], row["published_upto"], 0.0)
+            log.info(
+                "campaign hold ended",
+                tenant_id=str(row["tenant_id"]),
+                campaign_id=str(row["id"]),
+                reason=row["hold_reason"],
+                republished=count,
+            )
+            published += count
+        return published
+
+    async def forget_contacts(self) -> None:
+        await self._all.execute(
+            queries.FORGET_CONTACTS, self._settings.messaging_window_s, FORGET_CONTACTS_BATCH
+        )
 
     async def expire_leases(self) -> None:
         while True:

@@ -12,6 +12,13 @@ CREDITS_DEBITED = Counter(
 AUTO_PAUSES = Counter(
     "auto_pauses", "Campaigns paused by a sender, by reason.", ["tenant", "reason"], namespace=NAMESPACE
 )
+HOLDS = Counter(
+    "campaign_holds",
+    "Campaigns held by a sender, by reason (messaging_limit: the tenant's WhatsApp messaging limit is"
+    " reached; spam_rate_limit: Meta refused the sender for spam, 131048).",
+    ["tenant", "reason"],
+    namespace=NAMESPACE,
+)
 CHUNKS_IN_FLIGHT = Gauge("sender_chunks_in_flight", "Send chunks being processed.", namespace=NAMESPACE)
 RECONCILED = Counter(
     "reconciled",

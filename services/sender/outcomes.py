@@ -11,11 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from shared.pacing import RATE_LIMIT_CODES
-from shared.templating import BODY_TOO_LONG_CODE, RenderedMessage, rendered_length_errors
-from shared.twilio_errors import Outcome, OutcomeKind, next_tier
-
-# Twilio's code for a create with neither a body nor media (the body of a message rendered empty).
-EMPTY_BODY_CODE = 21619
+from shared.templating import BODY_TOO_LONG_CODE, EMPTY_BODY_CODE, RenderedMessage, rendered_length_errors
+from shared.twilio_errors import PAIR_RATE_CODE, SPAM_RATE_CODE, Outcome, OutcomeKind, next_tier
 
 
 class Skip(enum.StrEnum):
@@ -42,6 +39,8 @@ class Transition:
     # A request reached Twilio's API for this outcome (not skipped, not refused here).
     requested: bool = True
     retry_after_s: float | None = None
+    # The tenant's sending is held for a while (Meta refused the sender for spam).
+    hold_tenant: bool = False
     # Waits until then (system clock) rather than a retry tier: the sweeper publishes it again.
     wait_until: datetime | None = None
 
@@ -61,10 +60,12 @@ def after_attempt(
     max_attempts: int,
     deferrals: int = 0,
     paced: bool = False,
+    pair_retry_s: float = 0.0,
 ) -> Transition:
     """The row's transition after attempt number ``attempts`` ended with ``outcome``; ``deferrals``
     earlier retries did not count. Every retry moves up the tiers; only counted attempts fail.
-    ``paced``: the tenant has a rate, which backs off when Twilio refuses for rate."""
+    ``paced``: the tenant has a rate, which backs off when Twilio refuses for rate.
+    ``pair_retry_s``: the least wait after a pair-rate refusal."""
     if outcome.kind is OutcomeKind.ACCEPTED:
         return Transition("sent")
     if outcome.kind is OutcomeKind.AMBIGUOUS:
@@ -73,6 +74,24 @@ def after_attempt(
         # The tenant's credentials are wrong, not the recipient: the row waits for the fix.
         return Transition(
             "queued", uncount=True, error_code=outcome.code, error_message=outcome.message, auth_failure=True
+        )
+    if outcome.kind is OutcomeKind.TRANSIENT and outcome.code == SPAM_RATE_CODE:
+        # The sender, not the recipient, is being held back: the row waits, unattempted, for the
+        # tenant's hold to end (the hold's end publishes the campaign's waiting rows again).
+        return Transition(
+            "queued", uncount=True, error_code=outcome.code, error_message=outcome.message, hold_tenant=True
+        )
+    if outcome.kind is OutcomeKind.TRANSIENT and outcome.code == PAIR_RATE_CODE:
+        # Too many messages to this one number lately: it waits at least ``pair_retry_s``, and the
+        # attempt does not count (the number is fine; it was only too soon).
+        wait = max(pair_retry_s, outcome.retry_after_s or 0.0)
+        return Transition(
+            "retry_wait",
+            uncount=True,
+            tier_s=_uncapped_tier(attempts + deferrals, wait, tiers),
+            error_code=outcome.code,
+            error_message=outcome.message,
+            retry_after_s=outcome.retry_after_s,
         )
     if outcome.kind is OutcomeKind.TRANSIENT:
         if outcome.unprocessed and paced and outcome.code in RATE_LIMIT_CODES:

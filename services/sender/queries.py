@@ -15,7 +15,7 @@ columns are never null, so it means ``=``), ``(...) IS TRUE`` for the state.
 
 SELECT_TENANT = """
 SELECT id, name, business_name, twilio_account_sid, twilio_auth_token_enc, whatsapp_from,
-       messaging_service_sid, timezone, locale, active, sending_window
+       messaging_service_sid, timezone, locale, active, sending_window, messaging_limit
 FROM tenants WHERE id = $1
 """
 
@@ -24,9 +24,11 @@ SELECT_CAMPAIGN = (
 )
 
 # A running campaign that holds (outside its tenant's sending window) reads as ``held``.
+# A held campaign's reason is its hold's (the gate lets claimed messages of some holds go).
 CAMPAIGN_STATES = """
 SELECT id, CASE WHEN state = 'running' AND hold_reason IS NOT NULL THEN 'held' ELSE state END AS state,
-       pause_reason
+       CASE WHEN state = 'running' AND hold_reason IS NOT NULL THEN hold_reason ELSE pause_reason END
+           AS pause_reason
 FROM campaigns WHERE id = ANY($1::uuid[])
 """
 
@@ -56,9 +58,29 @@ FROM campaigns WHERE id = ANY($1::uuid[])
 # (services/segmenter/audience/query.py) applies the same rule.
 #
 # The first row carries the summary: whether credits fell short, how many rows were suppressed and
-# capped. Columns after it describe each claimed row for rendering.
+# capped, whether the campaign was held. Columns after it describe each claimed row for rendering.
+#
+# A tenant with a messaging limit (a tier: unique numbers per moving window of ``$6`` seconds)
+# claims only as many numbers new to the window as the tier has room for; numbers already in the
+# window cost nothing. Such a claim runs in a transaction after ``LOCK_SEND_LIMIT`` (``$7``), so
+# claims of the tenant take turns and each one sees the contacts of those before it (a statement
+# reads the rows committed when it started, and the lock is taken in a statement of its own).
+# Without the lock (``$7`` false) a limited tenant's claim takes nothing and says so
+# (``needs_lock``): the sender's view of the tenant was out of date. A claim that left rows for
+# the limit, or for a hold of the whole tenant, holds the campaign until the window has room (the
+# oldest contact leaves it) or the tenant's hold ends; the rows stay where they were. A campaign
+# held for the limit is still claimed from: numbers already counted go, new ones keep waiting.
 CLAIM = """
-WITH candidates AS (
+WITH limits AS (
+    SELECT t.messaging_limit AS tier,
+           (t.messaging_limit IS NOT NULL AND NOT $7) AS needs_lock,
+           coalesce(w.hold_until > now(), false) AS tenant_held,
+           w.hold_reason AS tenant_hold_reason, w.hold_until AS tenant_hold_until,
+           coalesce(w.in_window, 0) AS in_window, w.counted_at,
+           greatest(now(), w.counted_at) AS claim_at
+    FROM tenants t LEFT JOIN tenant_send_limits w ON w.tenant_id = t.id
+    WHERE t.id = $1
+), candidates AS (
     SELECT r.id, r.state, r.phone_e164, r.vars,
            (s.phone_e164 IS NOT NULL) AS suppressed,
            cu.first_name, cu.last_name, cu.email,
@@ -76,21 +98,42 @@ WITH candidates AS (
       AND r.tenant_id IS NOT DISTINCT FROM $1 AND r.campaign_id IS NOT DISTINCT FROM $2
       AND r.state IN ('pending', 'queued', 'retry_wait')
       AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = $2 AND c.tenant_id = $1 AND c.state = 'running'
-                                                     AND c.hold_reason IS NULL)
+                  AND (c.hold_reason IS NULL OR c.hold_reason = 'messaging_limit'))
     ORDER BY r.id
     FOR UPDATE OF r SKIP LOCKED
+), known AS (
+    -- Numbers the window already counts: messaging them again is free.
+    SELECT c.id FROM candidates c
+    JOIN tenant_contacts tc ON tc.tenant_id = $1 AND tc.phone_e164 = c.phone_e164
+    WHERE (SELECT tier FROM limits) IS NOT NULL
+      AND tc.last_contacted_at > (SELECT claim_at FROM limits) - make_interval(secs => $6)
+), expired AS (
+    -- Contacts that left the window since the last claim counted.
+    SELECT count(*) AS n FROM tenant_contacts tc, limits l
+    WHERE l.tier IS NOT NULL AND $7 AND tc.tenant_id = $1
+      AND tc.last_contacted_at > l.counted_at - make_interval(secs => $6)
+      AND tc.last_contacted_at <= l.claim_at - make_interval(secs => $6)
+), ranked AS (
+    SELECT c.id, c.state, c.phone_e164, (k.id IS NULL) AS is_new,
+           row_number() OVER (PARTITION BY k.id IS NULL ORDER BY c.id) AS n
+    FROM candidates c LEFT JOIN known k ON k.id = c.id
+    WHERE NOT c.suppressed
+), within_limit AS (
+    SELECT r.id, r.state, r.phone_e164, r.is_new FROM ranked r, limits l
+    WHERE NOT l.needs_lock AND NOT l.tenant_held
+      AND (l.tier IS NULL OR NOT r.is_new
+           OR r.n <= l.tier - greatest(l.in_window - (SELECT n FROM expired), 0))
 ), account AS (
     SELECT enabled, greatest(plan_balance + purchased_balance - reserved, 0) AS available
     FROM credit_accounts
-    WHERE tenant_id = $1 AND $5 AND EXISTS (SELECT 1 FROM candidates WHERE NOT suppressed)
+    WHERE tenant_id = $1 AND $5 AND EXISTS (SELECT 1 FROM within_limit)
     FOR UPDATE
 ), policy AS (
     SELECT $5 AND coalesce((SELECT enabled FROM account), true) AS metered,
            coalesce((SELECT available FROM account), 0) AS available
 ), budgeted AS (
-    SELECT c.id, c.state, c.phone_e164 FROM candidates c
-    WHERE NOT c.suppressed
-    ORDER BY c.id
+    SELECT w.id, w.state, w.phone_e164, w.is_new FROM within_limit w
+    ORDER BY w.id
     LIMIT (SELECT CASE WHEN metered THEN available END FROM policy)
 ), cap AS (
     SELECT t.frequency_cap_messages AS messages, now() - make_interval(days => t.frequency_cap_days) AS since
@@ -121,7 +164,7 @@ WITH candidates AS (
           < (SELECT messages FROM cap)
     RETURNING f.phone_e164
 ), allowed AS (
-    SELECT b.id, b.state FROM budgeted b
+    SELECT b.id, b.state, b.phone_e164, b.is_new FROM budgeted b
     WHERE NOT EXISTS (SELECT 1 FROM cap) OR b.phone_e164 IN (SELECT phone_e164 FROM counted)
 ), claimed AS (
     UPDATE recipients r
@@ -145,6 +188,31 @@ WITH candidates AS (
 ), reserve AS (
     UPDATE credit_accounts SET reserved = reserved + (SELECT count(*) FROM allowed), updated_at = now()
     WHERE tenant_id = $1 AND (SELECT metered FROM policy) AND EXISTS (SELECT 1 FROM allowed)
+), contacted AS (
+    INSERT INTO tenant_contacts AS tc (tenant_id, phone_e164, last_contacted_at)
+    SELECT $1, a.phone_e164, (SELECT claim_at FROM limits) FROM allowed a
+    WHERE (SELECT tier FROM limits) IS NOT NULL
+    ON CONFLICT (tenant_id, phone_e164) DO UPDATE SET last_contacted_at = EXCLUDED.last_contacted_at
+), window_counted AS (
+    UPDATE tenant_send_limits w
+    SET in_window = greatest(w.in_window - (SELECT n FROM expired), 0)
+                    + (SELECT count(*) FROM allowed WHERE is_new),
+        counted_at = (SELECT claim_at FROM limits)
+    WHERE w.tenant_id = $1 AND $7 AND (SELECT tier FROM limits) IS NOT NULL
+), held AS (
+    UPDATE campaigns c
+    SET hold_reason = CASE WHEN l.tenant_held THEN l.tenant_hold_reason ELSE 'messaging_limit' END,
+        hold_until = CASE WHEN l.tenant_held THEN l.tenant_hold_until
+                          ELSE coalesce((SELECT min(tc.last_contacted_at) FROM tenant_contacts tc
+                                         WHERE tc.tenant_id = $1
+                                           AND tc.last_contacted_at > l.claim_at - make_interval(secs => $6)),
+                                        l.claim_at) + make_interval(secs => $6) END
+    FROM limits l
+    WHERE c.id = $2 AND c.tenant_id = $1 AND NOT l.needs_lock
+      AND (SELECT count(*) FROM ranked) > (SELECT count(*) FROM within_limit)
+      -- Never in place of another kind of hold (a closed sending window) set meanwhile.
+      AND (c.hold_reason IS NULL OR c.hold_reason IN ('messaging_limit', 'spam_rate_limit'))
+    RETURNING c.hold_reason, c.hold_until
 ), logged AS (
     INSERT INTO message_events (tenant_id, campaign_id, recipient_id, from_state, to_state, source, detail)
     SELECT $1, $2, a.id, a.state, 'sending', 'sender', NULL FROM allowed a
@@ -154,18 +222,46 @@ WITH candidates AS (
     UNION ALL
     SELECT $1, $2, k.id, k.from_state, 'skipped', 'sender', 'frequency_capped' FROM capped k
 )
-SELECT summary.short_of_credits, summary.suppressed_count, summary.capped_count,
+SELECT summary.short_of_credits, summary.suppressed_count, summary.capped_count, summary.needs_lock,
+       summary.hold_reason, summary.hold_until,
        cl.id, cl.attempts, cl.deferrals, cl.claimed_at, c.phone_e164, c.vars, c.first_name, c.last_name,
        c.email, c.starts_at, c.appointment_status, c.service_name, c.location_name, c.location_address,
        c.staff_name
 FROM (
-    SELECT (SELECT count(*) FROM candidates WHERE NOT suppressed) > (SELECT count(*) FROM budgeted)
-               AS short_of_credits,
+    SELECT (SELECT count(*) FROM within_limit) > (SELECT count(*) FROM budgeted) AS short_of_credits,
            (SELECT count(*) FROM suppressed) AS suppressed_count,
-           (SELECT count(*) FROM capped) AS capped_count
+           (SELECT count(*) FROM capped) AS capped_count,
+           coalesce((SELECT needs_lock FROM limits), false) AS needs_lock,
+           (SELECT hold_reason FROM held) AS hold_reason,
+           (SELECT hold_until FROM held) AS hold_until
 ) AS summary
 LEFT JOIN (claimed cl JOIN candidates c ON c.id = cl.id) ON true
 ORDER BY cl.id
+"""
+
+# The turn of a limited tenant's claim (see CLAIM): its row, created on first use, locked until
+# the claim's transaction ends.
+LOCK_SEND_LIMIT = """
+INSERT INTO tenant_send_limits AS w (tenant_id) VALUES ($1)
+ON CONFLICT (tenant_id) DO UPDATE SET tenant_id = w.tenant_id
+"""
+
+# Meta refused the tenant's sender for spam (131048): the whole tenant waits ``$3`` seconds, and
+# so do its running campaigns (their claims would wait anyway; this shows it at once).
+HOLD_TENANT = """
+WITH tenant AS (
+    INSERT INTO tenant_send_limits AS w (tenant_id, hold_reason, hold_until)
+    VALUES ($1, $2, now() + make_interval(secs => $3))
+    ON CONFLICT (tenant_id) DO UPDATE
+    SET hold_reason = EXCLUDED.hold_reason,
+        hold_until = greatest(coalesce(w.hold_until, now()), EXCLUDED.hold_until)
+    RETURNING hold_until
+)
+UPDATE campaigns c
+SET hold_reason = $2, hold_until = greatest(coalesce(c.hold_until, now()), (SELECT hold_until FROM tenant))
+WHERE c.tenant_id = $1 AND c.state = 'running'
+  AND (c.hold_reason IS NULL OR c.hold_reason IN ('messaging_limit', 'spam_rate_limit'))
+RETURNING c.id, c.hold_until
 """
 
 ROLL_CREDIT_PERIOD = """
@@ -356,7 +452,44 @@ LIMIT 1
 
 TAKEN_SIDS = "SELECT twilio_sid FROM recipients WHERE twilio_sid = ANY($1::text[])"
 
-RUNNING_CAMPAIGNS = "SELECT id, tenant_id, published_upto FROM campaigns WHERE state = 'running'"
+# Campaigns held by the sender wait for their hold to end (their rows wait on purpose).
+RUNNING_CAMPAIGNS = """
+SELECT id, tenant_id, published_upto FROM campaigns
+WHERE state = 'running'
+  AND NOT (hold_reason IN ('messaging_limit', 'spam_rate_limit') AND hold_until > now())
+"""
+
+# The sender's holds (the messaging limit, a spam hold; a closed sending window is the
+# segmenter's) whose time has come: cleared, and the running campaigns among them get their
+# waiting rows published again (a claim that still finds no room holds the campaign anew).
+HOLDS_ENDED = """
+UPDATE campaigns c SET hold_reason = NULL, hold_until = NULL
+FROM (SELECT id, hold_reason FROM campaigns
+      WHERE hold_until <= now() AND hold_reason IN ('messaging_limit', 'spam_rate_limit')
+      ORDER BY hold_until LIMIT $1
+      FOR UPDATE SKIP LOCKED) ended
+WHERE c.id = ended.id
+RETURNING c.id, c.tenant_id, c.state, c.published_upto, ended.hold_reason
+"""
+
+# Contacts the window no longer counts and their tenant's count has already counted off (of a
+# tenant whose limit was lifted: once out of the window): kept no longer. Only tenants with a
+# limits row have contacts (a limited claim creates it).
+FORGET_CONTACTS = """
+DELETE FROM tenant_contacts
+WHERE ctid = ANY(ARRAY(
+    SELECT gone.ctid
+    FROM tenant_send_limits w
+    JOIN tenants t ON t.id = w.tenant_id
+    CROSS JOIN LATERAL (
+        SELECT tc.ctid FROM tenant_contacts tc
+        WHERE tc.tenant_id = w.tenant_id
+          AND tc.last_contacted_at <= CASE WHEN t.messaging_limit IS NULL
+                                           THEN now() - make_interval(secs => $1)
+                                           ELSE w.counted_at - make_interval(secs => $1) END
+        LIMIT $2) gone
+    LIMIT $2))
+"""
 
 # Rows of a running campaign that wait for a broker message that may be gone ($4: now, on the
 # clock the retry times were written with).

@@ -13,7 +13,7 @@ from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from services.tracker import queries
 from shared import topology
 from shared.db import AllTenants
-from shared.metrics import CAMPAIGN_PROGRESS, QUEUE_DEPTH, RUNNING_CAMPAIGNS
+from shared.metrics import CAMPAIGN_PROGRESS, HELD_CAMPAIGNS, QUEUE_DEPTH, RUNNING_CAMPAIGNS
 
 BROKER_TIMEOUT_S = 5.0
 
@@ -77,6 +77,7 @@ class CampaignSampler:
         self._pool = pool
         self._progress_labels: set[tuple[str, str]] = set()
         self._running_labels: set[str] = set()
+        self._held_labels: set[tuple[str, str]] = set()
 
     async def sample(self) -> None:
         # Metrics sampling: every tenant's campaigns, as the cross-tenant role.
@@ -95,3 +96,10 @@ class CampaignSampler:
         for tenant, count in seen_running.items():
             RUNNING_CAMPAIGNS.labels(tenant).set(count)
         self._running_labels |= seen_running.keys()
+        held = await AllTenants(self._pool).fetch(queries.HELD_CAMPAIGNS, timeout_s=30)
+        seen_held = {(row["tenant"], row["reason"]): row["n"] for row in held}
+        for labels in self._held_labels - seen_held.keys():
+            HELD_CAMPAIGNS.labels(*labels).set(0)
+        for labels, count in seen_held.items():
+            HELD_CAMPAIGNS.labels(*labels).set(count)
+        self._held_labels |= seen_held.keys()

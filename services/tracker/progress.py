@@ -100,7 +100,11 @@ def _iso(value: datetime | None) -> str | None:
 
 
 # How a hold reads after "waiting for".
-HOLD_WORDS = {"sending_window": "the sending window"}
+HOLD_WORDS = {
+    "sending_window": "the sending window",
+    "messaging_limit": "room in the tenant's WhatsApp messaging limit (unique numbers per 24 hours)",
+    "spam_rate_limit": "WhatsApp's spam-rate hold on the sender (131048) to end",
+}
 
 
 @dataclass(frozen=True)

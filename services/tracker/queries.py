@@ -146,7 +146,8 @@ RETURNING id
 
 # Tenant reads ------------------------------------------------------------------------------------
 
-# A campaign's state with its tenant's configured rate and back-off record (shared/pacing.py).
+# A campaign's state and hold with its tenant's configured rate and back-off record
+# (shared/pacing.py).
 CAMPAIGN_PROGRESS = """
 SELECT c.state, c.pause_reason, t.rate_per_second, p.factor, p.changed_at, p.hold_until,
        c.hold_reason AS campaign_hold_reason, c.hold_until AS campaign_hold_until, c.scheduled_at,
@@ -265,6 +266,13 @@ SELECT tenant_id::text AS tenant, count(*)::bigint AS n
 FROM campaigns
 WHERE state = 'running'
 GROUP BY tenant_id
+"""
+
+HELD_CAMPAIGNS = """
+SELECT tenant_id::text AS tenant, hold_reason AS reason, count(*)::bigint AS n
+FROM campaigns
+WHERE state = 'running' AND hold_until > now()
+GROUP BY tenant_id, hold_reason
 """
 
 TENANT_IDS = "SELECT id::text AS id FROM tenants ORDER BY id"

@@ -33,6 +33,8 @@ APPOINTMENT = {
 # Every table a refused request could write to, counted before and after each request.
 COUNTED_TABLES = (
     "tenants",
+    "tenant_contacts",
+    "tenant_send_limits",
     "api_keys",
     "customers",
     "appointments",
@@ -311,6 +313,22 @@ CASES = [
         "/v1/tenant",
         "unlimited_rate",
         json={"unlimited_rate": True},
+    ),
+    # So is the WhatsApp messaging limit, and only Meta's tiers are one
+    Case(
+        "tenant lifts its own messaging limit",
+        "PATCH",
+        "/v1/tenant",
+        "messaging_limit",
+        json={"messaging_limit": "unlimited"},
+    ),
+    Case(
+        "operator sets a messaging limit that is no tier",
+        "PATCH",
+        "/v1/operator/tenants/{tenant}",
+        "messaging_limit",
+        json={"messaging_limit": 300},
+        operator=True,
     ),
     # A message past WhatsApp's 1600 characters
     Case(

@@ -538,6 +538,34 @@ async def test_rate_limit_answers_63018(admin: SimulatorAdmin, simulator_url: st
     assert stats["max_in_any_second"] == 5
 
 
+async def test_spam_and_pair_rate_faults_answer_131048_and_131056(
+    admin: SimulatorAdmin, simulator_url: str
+) -> None:
+    # Given one account refused for spam and one allowed one message per number every 30 s
+    spam_sid, spam_token = _new_account()
+    await admin.register_account(spam_sid, spam_token)
+    await admin.set_faults({"spam_rate_limited": True}, account_sid=spam_sid)
+    pair_sid, pair_token = _new_account()
+    await admin.register_account(pair_sid, pair_token)
+    await admin.set_faults({"pair_rate_limit": 1, "pair_rate_window_s": 30.0}, account_sid=pair_sid)
+    to, other = _recipient(), _recipient()
+
+    # When each sends to the same number twice (and the second to another number once)
+    async def send(sid: str, token: str, number: str) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=simulator_url, auth=(sid, token)) as http:
+            return await http.post(
+                f"/2010-04-01/Accounts/{sid}/Messages.json", data={"To": number, "From": SENDER, "Body": "x"}
+            )
+
+    spam = [await send(spam_sid, spam_token, to) for _ in range(2)]
+    pair = [await send(pair_sid, pair_token, number) for number in (to, to, other)]
+
+    # Then the spam account is refused every time, the pair only for the second message to one number
+    assert [(r.status_code, r.json()["code"]) for r in spam] == [(400, 131048)] * 2
+    assert [r.status_code for r in pair] == [201, 400, 201]
+    assert pair[1].json()["code"] == 131056
+
+
 # inbound
 
 

@@ -282,6 +282,32 @@ async def test_reencryption_lets_the_old_key_be_removed(own_database: tuple[asyn
     assert len(actions) == 2
 
 
+async def test_reencryption_covers_the_webhook_endpoints_signing_secrets(
+    own_database: tuple[asyncpg.Pool, str],
+) -> None:
+    pool, _ = own_database
+    # Given a tenant with two webhook endpoints whose signing secrets are under the old key
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    [tenant_id] = await _seed(pool, SecretBox([old]), 1)
+    secrets_by_endpoint = {uuid.uuid4(): f"whsec_{secrets.token_hex(8)}" for _ in range(2)}
+    for endpoint_id, secret in secrets_by_endpoint.items():
+        await pool.execute(
+            "INSERT INTO webhook_endpoints (id, tenant_id, url, event_types, secret_enc)"
+            " VALUES ($1, $2, 'https://hooks.example.com/x', '{campaign.started}', $3)",
+            endpoint_id,
+            tenant_id,
+            SecretBox([old]).encrypt(secret),
+        )
+
+    # When the new key is prepended and the command runs
+    done = await reencrypt_all(pool, [new, old])
+
+    # Then the endpoints' secrets decrypt with the new key alone
+    assert (done.checked, done.reencrypted) == (3, 3)
+    for row in await pool.fetch("SELECT id, secret_enc FROM webhook_endpoints"):
+        assert SecretBox([new]).decrypt(row["secret_enc"]) == secrets_by_endpoint[row["id"]]
+
+
 async def test_the_reencrypt_command_stops_on_a_secret_no_key_reads(
     own_database: tuple[asyncpg.Pool, str],
 ) -> None:

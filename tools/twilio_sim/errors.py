@@ -36,6 +36,9 @@ _SYNC: dict[int, tuple[int, str]] = {
     21655: (400, "The ContentSid is Invalid."),
     21656: (400, "The ContentVariables Parameter is invalid."),
     63018: (429, "Rate limit exceeded for Channel"),
+    # Meta's WhatsApp codes, answered at once here (see faults.decide_create).
+    131048: (400, "Spam rate limit hit"),
+    131056: (400, "(Business Account, Consumer Account) pair rate limit hit"),
 }
 
 _ASYNC_TEXT: dict[int, str] = {

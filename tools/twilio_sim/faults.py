@@ -28,6 +28,11 @@ class FaultConfig:
     # E.164 number (without the "whatsapp:" prefix) -> Twilio error code.
     permanent_errors: Mapping[str, int] = field(default_factory=dict)
     rate_limit_mps: int | None = None
+    # Meta refuses the sender for spam (131048) while this is on.
+    spam_rate_limited: bool = False
+    # At most this many creates per sender-recipient pair within pair_rate_window_s (131056 past it).
+    pair_rate_limit: int | None = None
+    pair_rate_window_s: float = 6.0
     callbacks_enabled: bool = True
     status_delay_ms: float = 10.0
     status_jitter_ms: float = 40.0
@@ -64,10 +69,12 @@ _DURATIONS = frozenset(
         "timeout_hang_s",
         "status_delay_ms",
         "status_jitter_ms",
+        "pair_rate_window_s",
         "connection_unread_s",
     }
 )
-_OPTIONAL_INTS = frozenset({"retry_after_s", "rate_limit_mps"})
+_OPTIONAL_INTS = frozenset({"retry_after_s", "rate_limit_mps", "pair_rate_limit"})
+_FLAGS = frozenset({"callbacks_enabled", "spam_rate_limited"})
 KNOBS = frozenset(f.name for f in fields(FaultConfig))
 
 
@@ -91,8 +98,8 @@ def _check(name: str, value: Any) -> Any:
         raise FaultError(f"{name} must be a non-negative number")
     if name in _OPTIONAL_INTS and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
         raise FaultError(f"{name} must be a non-negative integer or null")
-    if name == "callbacks_enabled" and not isinstance(value, bool):
-        raise FaultError("callbacks_enabled must be a boolean")
+    if name in _FLAGS and not isinstance(value, bool):
+        raise FaultError(f"{name} must be a boolean")
     if name == "permanent_errors":
         if not isinstance(value, dict) or not all(
             v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in value.values()
@@ -189,13 +196,20 @@ class CreateDecision(NamedTuple):
 
 
 def decide_create(
-    config: FaultConfig, to: str, draw: float, jitter_draw: float, sent_this_second: int
+    config: FaultConfig,
+    to: str,
+    draw: float,
+    jitter_draw: float,
+    sent_this_second: int,
+    pair_recent: int = 0,
 ) -> CreateDecision:
     """What happens to one create call.
 
     ``draw`` and ``jitter_draw`` are uniform in [0, 1). The random faults
     partition ``draw`` so at most one fires per request; probabilities are
     taken in the order 429, 5xx-before, 5xx-after, timeout-after.
+    ``pair_recent``: creates accepted for this sender and recipient within
+    ``pair_rate_window_s``.
     """
     delay = (config.latency_ms + jitter_draw * config.latency_jitter_ms) / 1000.0
     code = config.permanent_errors.get(number_key(to))
@@ -213,6 +227,11 @@ def decide_create(
     # the simulator answers it synchronously as a 429 so senders treat it as transient.
     if config.rate_limit_mps is not None and sent_this_second >= config.rate_limit_mps:
         return CreateDecision(REJECTED, sync_error(63018), latency_s=delay)
+    # Also simplified: Meta's spam and pair-rate refusals come back at once.
+    if config.spam_rate_limited:
+        return CreateDecision(REJECTED, sync_error(131048), latency_s=delay)
+    if config.pair_rate_limit is not None and pair_recent >= config.pair_rate_limit:
+        return CreateDecision(REJECTED, sync_error(131056), latency_s=delay)
     if draw < config.p_5xx_after:
         return CreateDecision(ERROR_AFTER_CREATE, sync_error(20500), async_error=code, latency_s=delay)
     draw -= config.p_5xx_after

@@ -7,7 +7,7 @@ import gc
 import random
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -63,6 +63,8 @@ class Simulator:
         self._generation = 0
         # Per account: [epoch second, creates accepted in it] for rate_limit_mps.
         self._windows: dict[str, list[int]] = {}
+        # Accepted creates per (account, from, to): their times, for the pair rate limit.
+        self._pairs: dict[tuple[str, str, str], deque[float]] = {}
         self._timers: TimerQueue | None = None
         # Keep-alive connections the server closed: idle, or as a request arrived after the timeout.
         self.connection_events: Counter[str] = Counter()
@@ -143,6 +145,7 @@ class Simulator:
         self.stats.clear()
         self.connection_events.clear()
         self._windows.clear()
+        self._pairs.clear()
         self._dispatcher.discard_queued()
         if self._timers is not None:
             self._timers.clear()
@@ -179,12 +182,14 @@ class Simulator:
         if window is None or window[0] != second:
             window = self._windows[account.sid] = [second, 0]
         rng = self._rng
-        decision = decide_create(config, request.to, rng.random(), rng.random(), window[1])
+        pair = self._pair_history(account.sid, request, at, config.pair_rate_window_s)
+        decision = decide_create(config, request.to, rng.random(), rng.random(), window[1], len(pair))
         if not decision.creates:
             assert decision.error is not None
             self._record(account.sid, request.to, request.body, at, None, REJECTED, decision.error.code)
             return error_reply(decision.error, decision.latency_s, decision.retry_after_s)
         window[1] += 1
+        pair.append(at)
         message = self._new_message(account, request, at)
         self._record(account.sid, message.to, message.body, at, message.sid, decision.outcome, None)
         emissions = lifecycle.plan(config, decision.async_error, message.status_callback is not None, rng)
@@ -192,6 +197,15 @@ class Simulator:
         if decision.error is not None:
             return error_reply(decision.error, decision.latency_s)
         return Reply(201, formats.json_bytes(message.resource()), decision.latency_s + decision.hang_s)
+
+    def _pair_history(
+        self, account_sid: str, request: CreateRequest, at: float, window_s: float
+    ) -> deque[float]:
+        sender = request.from_ or request.messaging_service_sid or ""
+        times = self._pairs.setdefault((account_sid, sender, request.to), deque())
+        while times and times[0] <= at - window_s:
+            times.popleft()
+        return times
 
     def record_unauthenticated(self, path_account_sid: str, form: Mapping[str, str], at: float) -> None:
         """Count a create rejected with 20003 so stats cover every create request."""

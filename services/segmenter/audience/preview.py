@@ -14,7 +14,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 import asyncpg
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from services.segmenter import queries
 from services.segmenter.audience import statistics
@@ -26,8 +26,12 @@ from services.segmenter.audience.query import (
     validate_audience,
 )
 from services.segmenter.audience.windows import segment_window
+from services.segmenter.schemas import BodyTemplate, ContentTemplate
+from services.segmenter.template_check import TemplateCheck, check_template
 from shared.db import tenant_transaction
+from shared.http import InputError
 from shared.phones import mask
+from shared.templating import parse_template, validate_template
 
 SAMPLE_SIZE = 20
 
@@ -37,9 +41,26 @@ class PreviewRequest(Audience):
         default=None,
         description="The clock the windows use (ISO 8601 with an offset); default: now.",
     )
+    template: BodyTemplate | ContentTemplate | None = Field(
+        default=None,
+        description=(
+            "A campaign template to check against the audience: the preview then counts the"
+            " recipients it would render empty or past WhatsApp's limits for (never sent)."
+        ),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _template_kind(cls, data: Any) -> Any:
+        # As for a campaign: the template's keys choose its model, so errors name the right fields.
+        if isinstance(data, dict) and isinstance(data.get("template"), dict):
+            template = data["template"]
+            if "content_sid" in template and "body" in template:
+                raise ValueError("template: give either body or content_sid, not both")
+        return data
 
     def audience(self) -> Audience:
-        return Audience.model_validate(self.model_dump(exclude={"as_of"}))
+        return Audience.model_validate(self.model_dump(exclude={"as_of", "template"}))
 
 
 class Excluded(BaseModel):
@@ -80,6 +101,13 @@ class PreviewOut(BaseModel):
     as_of: datetime
     window: WindowOut | None
     provides_appointment: bool
+    template_check: TemplateCheck | None = Field(
+        default=None,
+        description=(
+            "With a template that can render empty or past WhatsApp's limits: how many recipients"
+            " it would, and why (they would fail without being sent)."
+        ),
+    )
 
 
 def _local(instant: datetime | None, zone: ZoneInfo) -> str:
@@ -108,9 +136,19 @@ def match_reason(audience: Audience, row: dict[str, Any], tz: str) -> str:
 
 
 async def preview_audience(
-    pool: asyncpg.Pool, *, tenant_id: UUID, tz: str, audience: Audience, as_of: datetime | None
+    pool: asyncpg.Pool,
+    *,
+    tenant_id: UUID,
+    tz: str,
+    audience: Audience,
+    as_of: datetime | None,
+    template: dict[str, Any] | None = None,
 ) -> PreviewOut:
     now = as_of or datetime.now(UTC)
+    if template is not None:
+        errors = validate_template(template, appointment_available=audience.provides_appointment)
+        if errors:
+            raise InputError(errors)
     async with tenant_transaction(pool, tenant_id, readonly=True) as conn:
         await validate_audience(conn, tenant_id=tenant_id, audience=audience, field_prefix="")
     # Planned on statistics from before a bulk load, these queries can take seconds instead of
@@ -130,7 +168,11 @@ async def preview_audience(
             audience, tenant_id=tenant_id, now=now, tz=tz, messages=cap["messages"], days=cap["days"]
         )
         fetches.append(_fetch(pool, tenant_id, capped_sql, capped_params))
+    check_task = asyncio.ensure_future(
+        _check(pool, tenant_id=tenant_id, tz=tz, audience=audience, template=template, now=now)
+    )
     counts, sample, *capped_rows = await asyncio.gather(*fetches)
+    check = await check_task
     capped = capped_rows[0][0]["capped"] if capped_rows else 0
     total = counts[0]
     window = segment_window(audience, now=now, tz=tz)
@@ -158,6 +200,23 @@ async def preview_audience(
         as_of=now,
         window=WindowOut(start=window.start, end=window.end) if window else None,
         provides_appointment=audience.provides_appointment,
+        template_check=check,
+    )
+
+
+async def _check(
+    pool: asyncpg.Pool,
+    *,
+    tenant_id: UUID,
+    tz: str,
+    audience: Audience,
+    template: dict[str, Any] | None,
+    now: datetime,
+) -> TemplateCheck | None:
+    if template is None:
+        return None
+    return await check_template(
+        pool, tenant_id=tenant_id, tz=tz, audience=audience, template=parse_template(template), now=now
     )
 
 

@@ -314,6 +314,59 @@ def recipients_query(
     return sql, params.values
 
 
+# What a shortcode's value is made of, per recipient of an audience (business_name is the
+# tenant's): the columns ``render_values_query`` reads, by the names RecipientData uses.
+SHORTCODE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customer_first_name": ("first_name",),
+    "customer_last_name": ("last_name",),
+    "customer_full_name": ("first_name", "last_name"),
+    "customer_name": ("first_name", "last_name"),
+    "customer_email": ("email",),
+    "customer_phone": ("phone_e164",),
+    "appointment_date": ("appointment_starts_at",),
+    "appointment_time": ("appointment_starts_at",),
+    "appointment_datetime": ("appointment_starts_at",),
+    "service_name": ("service_name",),
+    "location_name": ("location_name",),
+    "location_address": ("location_address",),
+    "staff_name": ("staff_name",),
+    "appointment_status": ("appointment_status",),
+}
+_VALUE_COLUMNS = {
+    "first_name": "cu.first_name",
+    "last_name": "cu.last_name",
+    "email": "cu.email",
+    "phone_e164": "rc.phone_e164",
+    "appointment_starts_at": "a.starts_at",
+    "service_name": "sv.name",
+    "location_name": "l.name",
+    "location_address": "l.address",
+    "staff_name": "st.name",
+    "appointment_status": "a.status",
+}
+
+
+def render_values_query(
+    audience: Audience, *, tenant_id: UUID, now: datetime, tz: str, shortcodes: set[str]
+) -> tuple[str, list[Any]]:
+    """The distinct values the shortcodes take over the audience's recipients, each with how many
+    recipients have it (column ``n``): what a template renders to for each of them, without
+    reading every recipient. Columns are named as ``RecipientData``'s fields."""
+    audience_sql, params = recipients_query(audience, tenant_id=tenant_id, now=now, tz=tz)
+    names = sorted({column for code in shortcodes for column in SHORTCODE_COLUMNS.get(code, ())})
+    selected = "".join(f"{_VALUE_COLUMNS[name]} AS {name}, " for name in names)
+    group = f" GROUP BY {', '.join(_VALUE_COLUMNS[name] for name in names)}" if names else ""
+    sql = (
+        f"SELECT {selected}count(*) AS n FROM ({audience_sql}) rc"
+        " LEFT JOIN customers cu ON cu.id = rc.customer_id AND cu.tenant_id = $1"
+        " LEFT JOIN appointments a ON a.id = rc.appointment_id AND a.tenant_id = $1"
+        " LEFT JOIN services sv ON sv.id = a.service_id"
+        " LEFT JOIN locations l ON l.id = a.location_id"
+        f" LEFT JOIN staff st ON st.id = a.staff_id{group}"
+    )
+    return sql, params
+
+
 def _exceptions(audience: Audience) -> str:
     """The customers whose exclusion is counted, once each by its first reason: no valid phone, a
     suppressed one, a shared one; with the facts the members' condition may test."""

@@ -82,11 +82,24 @@ async def test_a_body_that_renders_empty_fails_locally_without_a_request_or_an_a
         nameless,
     )
 
-    # When a campaign whose body is the last name alone runs
+    # When the template is previewed against the audience, then a campaign whose body is the last
+    # name alone is created and runs
+    async with httpx.AsyncClient(base_url=engine_stack.api_url, headers=tenant.headers, timeout=60) as client:
+        preview = await client.post(
+            "/v1/audiences/preview", json={"template": {"body": "{customer_last_name}"}}
+        )
     started = await create_campaign(engine_stack, tenant, body="{customer_last_name}")
     counts = await wait_settled(pool, started["id"], 100, timeout_s=60, stack=engine_stack)
 
-    # Then the 60 failed here with Twilio's code for an empty body, and only 40 requests were made
+    # Then the preview and the campaign's creation both warned that 60 of 100 render empty
+    assert preview.status_code == 200, preview.text
+    check = preview.json()["template_check"]
+    assert (check["recipients"], check["rendered_empty"]) == (100, 60)
+    [warning] = started["warnings"]
+    assert (warning["code"], warning["recipients"], warning["field"]) == (21619, 60, "template.body")
+    assert "60 of 100" in warning["message"] and "{customer_last_name}" in warning["message"]
+
+    # And the 60 failed here with Twilio's code for an empty body, and only 40 requests were made
     assert counts.get("failed") == 60, counts
     failed = await pool.fetch(
         "SELECT phone_e164, attempts, error_code, error_message FROM recipients"

@@ -15,6 +15,7 @@ from services.sender import queries
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 LEASE_S = 60.0
+WINDOW_S = 86_400.0
 
 
 async def tenant_and_campaign(
@@ -67,7 +68,7 @@ def phones(count: int) -> list[str]:
 async def claim(
     pool: asyncpg.Pool, tenant_id: uuid.UUID, campaign_id: uuid.UUID, ids: list[int]
 ) -> list[asyncpg.Record]:
-    return await pool.fetch(queries.CLAIM, tenant_id, campaign_id, ids, LEASE_S, True)
+    return await pool.fetch(queries.CLAIM, tenant_id, campaign_id, ids, LEASE_S, True, WINDOW_S, False)
 
 
 async def settle(

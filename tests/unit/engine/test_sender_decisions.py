@@ -282,3 +282,26 @@ def test_a_campaign_paused_for_credits_lets_its_claimed_messages_go() -> None:
     assert not gate.blocked(by_credits)
     gate.observe(by_credits, "cancelled")
     assert gate.blocked(by_credits)
+
+
+def test_a_spam_refusal_sends_the_row_back_to_wait_unattempted_and_holds_the_tenant() -> None:
+    # Given Meta refused the sender for spam on the last allowed attempt
+    transition = after_attempt(
+        classify(http_status=400, code=131048, message="Spam rate limit hit"),
+        attempts=4,
+        tiers=TIERS,
+        max_attempts=4,
+    )
+    # Then the row waits for the hold to end, the attempt does not count, and the tenant is held
+    assert (transition.to_state, transition.uncount, transition.hold_tenant) == ("queued", True, True)
+    assert transition.error_code == 131048 and not transition.is_error and not transition.redispatch
+
+
+def test_a_pair_rate_refusal_waits_at_least_the_pair_wait_without_counting_the_attempt() -> None:
+    # Given too many messages to one number lately, at the attempt cap, with a 60 s pair wait
+    transition = after_attempt(
+        classify(http_status=400, code=131056), attempts=4, tiers=TIERS, max_attempts=4, pair_retry_s=60
+    )
+    # Then the number waits in the first tier of at least 60 s and the attempt does not count
+    assert (transition.to_state, transition.tier_s, transition.uncount) == ("retry_wait", 120, True)
+    assert transition.error_code == 131056 and not transition.hold_tenant and not transition.is_error

@@ -8,7 +8,10 @@ import pytest
 
 from shared.templating import (
     RecipientData,
+    Template,
     TenantStyle,
+    can_render_empty,
+    can_render_too_long,
     format_date,
     format_time,
     parse_template,
@@ -179,3 +182,25 @@ def test_manual_send_overrides_must_be_known_shortcodes() -> None:
         "recipients.0.variables.favourite",
         "recipients.0.variables.customer_last_name",
     ]
+
+
+def test_only_a_body_of_shortcodes_that_can_all_be_empty_can_render_empty() -> None:
+    # Given bodies with and without text or a shortcode that always has a value
+    assert can_render_empty(Template(body="{customer_last_name}"))
+    assert can_render_empty(Template(body=" {service_name} {staff_name} "))
+    assert not can_render_empty(Template(body="{customer_last_name}!"))
+    assert not can_render_empty(Template(body="{customer_last_name} {customer_first_name}"))
+    assert not can_render_empty(
+        Template(content_sid="HX" + "0" * 32, variables={"1": "{customer_last_name}"})
+    )
+
+
+def test_a_template_can_render_too_long_only_when_its_longest_values_pass_the_limits() -> None:
+    assert not can_render_too_long(Template(body="Hi {customer_first_name}"))
+    assert can_render_too_long(Template(body="x" * 1500 + "{location_address}"))
+    assert can_render_too_long(
+        Template(content_sid="HX" + "0" * 32, variables={"1": "x" * 900 + "{location_address}"})
+    )
+    assert not can_render_too_long(
+        Template(content_sid="HX" + "0" * 32, variables={"1": "x" * 500 + "{staff_name}"})
+    )
