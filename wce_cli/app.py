@@ -1,11 +1,12 @@
 """``wce``: list and steer campaigns, follow one live, read its recipient logs, export them as CSV,
-read the replies customers sent; operators see and act on parked messages.
+read the replies customers sent; operators see and act on parked messages and set a tenant's
+WhatsApp messaging limit.
 
 The campaign, progress, log and export commands take ``--api-key`` (or ``WCE_API_KEY``): campaign
 commands talk to the tenant API (``--api-url`` or ``WCE_API_URL``), progress, logs, exports and replies to
-the tracker (``--tracker-url`` or ``WCE_TRACKER_URL``). ``wce parked`` takes the operator token
-instead (``--token`` or ``WCE_OPERATOR_TOKEN``). A mistake prints one line on stderr and exits
-non-zero.
+the tracker (``--tracker-url`` or ``WCE_TRACKER_URL``). ``wce parked`` and ``wce tenants`` take the
+operator token instead (``--token`` or ``WCE_OPERATOR_TOKEN``). A mistake prints one line on stderr
+and exits non-zero.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from wce_cli.rate import RecentRate, eta_seconds
 from wce_cli.reference import CAMPAIGN_STATES, RECIPIENT_STATES, shortcode_rows
 from wce_cli.render import campaign_table, describe, log_table, progress_bar, summary
 from wce_cli.replies import replies
+from wce_cli.tenants import tenants_app
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 DEFAULT_TRACKER_URL = "http://127.0.0.1:8001"
@@ -41,6 +43,7 @@ app = typer.Typer(
 campaigns_app = typer.Typer(help="List, show and steer campaigns (tenant API).", no_args_is_help=True)
 app.add_typer(campaigns_app, name="campaigns")
 app.add_typer(parked_app, name="parked")
+app.add_typer(tenants_app, name="tenants")
 window_app = typer.Typer(
     help="The tenant's sending window (quiet hours): campaigns send only inside it.", no_args_is_help=True
 )

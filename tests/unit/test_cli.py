@@ -109,3 +109,17 @@ def test_shortcodes_and_statuses_are_printed_by_the_installed_command() -> None:
     assert "{customer_first_name}" in shortcodes.stdout and '"there"' in shortcodes.stdout
     assert statuses.returncode == 0, statuses.stderr
     assert "retry_wait" in statuses.stdout and "snapshotting" in statuses.stdout
+
+
+def test_a_messaging_limit_that_is_no_tier_is_refused_before_anything_is_asked() -> None:
+    # Given an operator token and a limit WhatsApp has no tier for (no server is listening)
+    env = {"PATH": "/usr/bin:/bin", "COLUMNS": "200", "TERM": "dumb", "WCE_OPERATOR_TOKEN": "x" * 40}
+    command = [WCE, "tenants", "set-messaging-limit", "00000000-0000-0000-0000-000000000000", "300"]
+    command += ["--api-url", "http://127.0.0.1:9"]
+
+    # When the command runs
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+
+    # Then it exits 2 with one line naming the tiers
+    assert result.returncode == 2, result.stderr
+    assert "limit: must be one of 250, 1000, 2000, 10000, 100000, unlimited" in result.stderr
