@@ -453,10 +453,12 @@ LIMIT 1
 TAKEN_SIDS = "SELECT twilio_sid FROM recipients WHERE twilio_sid = ANY($1::text[])"
 
 # Campaigns held by the sender wait for their hold to end (their rows wait on purpose).
+# A campaign without a hold has NULL hold columns: the test must be false for it, not NULL (a
+# NULL under NOT would leave out every campaign that is not held).
 RUNNING_CAMPAIGNS = """
 SELECT id, tenant_id, published_upto FROM campaigns
 WHERE state = 'running'
-  AND NOT (hold_reason IN ('messaging_limit', 'spam_rate_limit') AND hold_until > now())
+  AND NOT coalesce(hold_reason IN ('messaging_limit', 'spam_rate_limit') AND hold_until > now(), false)
 """
 
 # The sender's holds (the messaging limit, a spam hold; a closed sending window is the
