@@ -17,7 +17,15 @@ from tests.integration.tracker.helpers import (
 )
 from tests.support import IsolatedEnvironment
 
-TASKS = {"status_batches", "orphan_matching", "metrics_sampling", "active_tenants"}
+# Outbound webhook delivery is on by default (WCE_WEBHOOK_DELIVERY_ENABLED), and supervised too.
+TASKS = {
+    "status_batches",
+    "orphan_matching",
+    "metrics_sampling",
+    "active_tenants",
+    "webhook_deliveries",
+    "webhook_feed",
+}
 
 
 async def _tasks_up(client: httpx.AsyncClient, tracker: RunningTracker) -> dict[str, float]:
