@@ -53,7 +53,15 @@ TENANT_SETTING = "wce.tenant_id"
 # Sent as one simple-protocol message with the BEGIN, so naming the tenant costs no round trip of
 # its own: a path that already ran in a transaction sends exactly what it sent before. The tenant
 # id is a canonical UUID (``UUID(...)`` refuses anything else), so it is safe as a literal.
-_BEGIN_FOR_TENANT = "BEGIN{mode}; SELECT set_config('" + TENANT_SETTING + "', '{tenant}', true)"
+_BEGIN_FOR_TENANT = (
+    "BEGIN{mode}; " + "{idle}; " + "SELECT set_config('" + TENANT_SETTING + "', '{tenant}', true)"
+)
+
+# A process frozen (or starved) inside one of these explicit transactions would keep its row locks
+# for as long as it stays frozen, and every other process writing those rows would wait behind it:
+# the server ends such a transaction once it has sat idle this long. No path of the services waits
+# on anything but its own statements inside a transaction, so this is far above any real pause.
+_IDLE_LIMIT = "SET LOCAL idle_in_transaction_session_timeout = '20s'"
 
 # The service's cross-tenant role is the one ``wce_<service>_all_tenants`` role (BYPASSRLS, the
 # service's own grants; shared/privileges.sql) its login may switch to. Found by membership, so the
@@ -88,7 +96,9 @@ async def tenant_transaction(
     ``source`` is a pool (a connection is taken for the transaction) or a connection not in a
     transaction. Inside, use the connection's own statements; ``conn.transaction()`` would be
     refused by asyncpg (the transaction is begun here, together with the tenant setting)."""
-    begin = _BEGIN_FOR_TENANT.format(mode=" READ ONLY" if readonly else "", tenant=UUID(str(tenant_id)))
+    begin = _BEGIN_FOR_TENANT.format(
+        mode=" READ ONLY" if readonly else "", idle=_IDLE_LIMIT, tenant=UUID(str(tenant_id))
+    )
     async with _transaction(source, begin) as conn:
         yield conn
 
@@ -112,7 +122,7 @@ async def all_tenants_transaction(
 
     async def begin(conn: asyncpg.Connection) -> str:
         role = await _role_for_all_tenants(conn)
-        return f"BEGIN{mode}; SET LOCAL ROLE {role}" if role else f"BEGIN{mode}"
+        return f"BEGIN{mode}; {_IDLE_LIMIT}; SET LOCAL ROLE {role}" if role else f"BEGIN{mode}; {_IDLE_LIMIT}"
 
     async with _transaction(source, begin) as conn:
         yield conn
