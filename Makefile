@@ -34,8 +34,11 @@ demo: install services migrate
 demo-clean: install services
 	$(PY) -m scripts.demo --clean
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist), each with a PostgreSQL server of its own;
+# tests/scheduling.py says how the tests are shared out among them.
+TEST_WORKERS ?= 4
 test: install services
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: install
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit

@@ -12,12 +12,17 @@ and EXPLAIN ANALYZE of the slowest preview's counting query. Results go to
 ``bench/results/audience.json``; the data set is generated first when missing (a few minutes).
 
 ``--cold`` first measures the previews on the data set as a bulk load leaves it, never analysed
-nor vacuumed (generated again without its final ``VACUUM (ANALYZE)`` unless it is in that state
-already): the first preview, which finds the tables stale and has them analysed, and then the p50
-of every preview; then it runs ``VACUUM (ANALYZE)`` and measures everything above, so the two
-are side by side (``cold`` and the figures prefixed ``cold_``, against the same targets).
+nor vacuumed: the first preview, which finds the tables stale and has them analysed and vacuumed
+(by the owner's vacuum process, ``shared.audience_vacuum``, which runs beside the segmenter
+unless ``--no-vacuum-process``), and then the p50 of every preview; then it runs
+``VACUUM (ANALYZE)`` and measures everything above, so the two are side by side (``cold`` and the
+figures prefixed ``cold_``, against the same targets). The loaded data set is kept in a database
+of its own (``<name>_loaded``, generated without its final ``VACUUM (ANALYZE)`` when missing) and
+each cold run works on a fresh file copy of it, which takes seconds where generating takes
+minutes. A copy starts with empty statistics counters: the segmenter then knows the tables are
+unanalysed and unvacuumed from their never having been, as after a restore from files.
 
-    python -m bench.audience_bench [--cold] [--dsn postgresql://…/wce_bench]
+    python -m bench.audience_bench [--cold] [--no-vacuum-process] [--runs 5] [--dsn postgresql://…/wce_bench]
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ from bench.generate_bookings import (
 from services.segmenter.audience.model import Audience
 from services.segmenter.audience.query import preview_counts_query
 from services.segmenter.audience.statistics import AUDIENCE_TABLES
-from shared import topology
+from shared import audience_vacuum, topology
 from shared.apikeys import display_prefix, hash_api_key, new_api_key
 from tools.stack import ManagedProcess, free_port
 
@@ -109,9 +114,9 @@ async def _api_key(pool: asyncpg.Pool) -> str:
     return key
 
 
-async def _preview_ms(client: httpx.AsyncClient, body: dict[str, Any]) -> tuple[float, int]:
+async def _preview_ms(client: httpx.AsyncClient, body: dict[str, Any], runs: int) -> tuple[float, int]:
     timings, total = [], 0
-    for run in range(RUNS + 1):
+    for run in range(runs + 1):
         began = time.perf_counter()
         response = await client.post("/v1/audiences/preview", json={**body, "as_of": CLOCK.isoformat()})
         elapsed = (time.perf_counter() - began) * 1000
@@ -122,12 +127,12 @@ async def _preview_ms(client: httpx.AsyncClient, body: dict[str, Any]) -> tuple[
     return statistics.median(timings), total
 
 
-async def _previews(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+async def _previews(client: httpx.AsyncClient, runs: int) -> list[dict[str, Any]]:
     rows = []
     for segment in SEGMENTS:
         for filters in [{}, *FILTERS]:
             body = {**segment, **filters}
-            p50, total = await _preview_ms(client, body)
+            p50, total = await _preview_ms(client, body, runs)
             rows.append(
                 {"audience": body, "filtered": bool(filters), "p50_ms": round(p50, 1), "total": total}
             )
@@ -148,21 +153,24 @@ async def _analyses(pool: asyncpg.Pool) -> dict[str, int]:
     return {row["relname"]: row["n"] for row in rows}
 
 
-async def _cold(client: httpx.AsyncClient, pool: asyncpg.Pool) -> dict[str, Any]:
+async def _cold(client: httpx.AsyncClient, pool: asyncpg.Pool, runs: int) -> dict[str, Any]:
     """The first preview on the tables as loaded, then every preview right after it."""
     load_before = _load_average()
-    before = await _analyses(pool)
+    before, vacuums_before = await _analyses(pool), await _vacuums(pool)
     body = SEGMENTS[0]
     began = time.perf_counter()
     response = await client.post("/v1/audiences/preview", json={**body, "as_of": CLOCK.isoformat()})
     first_ms = (time.perf_counter() - began) * 1000
     response.raise_for_status()
-    after = await _analyses(pool)
+    after, vacuums_after = await _analyses(pool), await _vacuums(pool)
     print(f"cold: first preview {json.dumps(body)} {first_ms:7.1f} ms", flush=True)
-    previews = await _previews(client)
+    previews = await _previews(client, runs)
     return {
         "first_preview": {"audience": body, "ms": round(first_ms, 1), "total": response.json()["total"]},
         "analysed_by_the_segmenter": sorted(table for table, n in after.items() if n > before.get(table, 0)),
+        "vacuumed_meanwhile": sorted(
+            table for table, n in vacuums_after.items() if n > vacuums_before.get(table, 0)
+        ),
         "previews": previews,
         "load_average": {"before": load_before, "after": _load_average()},
     }
@@ -262,10 +270,43 @@ async def _campaign(client: httpx.AsyncClient, pool: asyncpg.Pool, pid: int, amq
         await connection.close()
 
 
-async def run(dsn: str, cold: bool) -> dict[str, Any]:
-    if cold and not (await loaded(dsn, CUSTOMERS) and await never_analysed(dsn)):
-        await generate(dsn, CUSTOMERS, APPOINTMENTS, analyse=False)
-    elif not cold and not await loaded(dsn, CUSTOMERS):
+async def _vacuums(pool: asyncpg.Pool) -> dict[str, int]:
+    rows = await pool.fetch(
+        "SELECT relname, vacuum_count + autovacuum_count AS n FROM pg_stat_user_tables"
+        " WHERE relname = ANY ($1::text[])",
+        list(AUDIENCE_TABLES),
+    )
+    return {row["relname"]: row["n"] for row in rows}
+
+
+async def _copy_of_the_load(dsn: str) -> None:
+    """``dsn``'s database made a file copy of ``<name>_loaded``, the data set as its load left it."""
+    server, name = dsn.rsplit("/", 1)
+    source = f"{server}/{name}_loaded"
+    if not (await loaded(source, CUSTOMERS) and await never_analysed(source)):
+        await generate(source, CUSTOMERS, APPOINTMENTS, analyse=False)
+    began = time.monotonic()
+    admin = await asyncpg.connect(f"{server}/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{name}_loaded" STRATEGY = FILE_COPY')
+    finally:
+        await admin.close()
+    print(f"copied {name}_loaded to {name} in {time.monotonic() - began:.0f}s", flush=True)
+
+
+async def _wait_listening(pool: asyncpg.Pool, process: ManagedProcess, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await pool.fetchval(audience_vacuum.LISTENING, audience_vacuum.APPLICATION_NAME):
+        if not process.alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the vacuum process is not listening:\n{process.tail()}")
+        await asyncio.sleep(0.1)
+
+
+async def run(dsn: str, cold: bool, vacuum_process: bool, runs: int = RUNS) -> dict[str, Any]:
+    if cold:
+        await _copy_of_the_load(dsn)
+    elif not await loaded(dsn, CUSTOMERS):
         await generate(dsn, CUSTOMERS, APPOINTMENTS)
     # A vhost named after the database: two data sets on one server never share queues.
     vhost = dsn.rsplit("/", 1)[1]
@@ -289,24 +330,38 @@ async def run(dsn: str, cold: bool) -> dict[str, Any]:
     segmenter = ManagedProcess(
         "services.segmenter", env, f"http://127.0.0.1:{port}/healthz", RESULTS.parent / "logs"
     )
+    vacuum = (
+        ManagedProcess(
+            "shared.audience_vacuum",
+            {**env, "WCE_MIGRATION_DATABASE_URL": dsn, "WCE_LOG_LEVEL": "INFO"},
+            None,
+            RESULTS.parent / "logs",
+        )
+        if vacuum_process
+        else None
+    )
     cold_result: dict[str, Any] | None = None
     try:
         segmenter.wait_healthy(120)
+        if vacuum is not None:
+            await _wait_listening(pool, vacuum, 120)
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}, timeout=REQUEST_TIMEOUT_S
         ) as client:
             if cold:
-                cold_result = await _cold(client, pool)
+                cold_result = await _cold(client, pool, runs)
                 async with pool.acquire() as conn:
                     await vacuum_analyze(conn)
             load_before = _load_average()
-            previews = await _previews(client)
+            previews = await _previews(client, runs)
             campaign = await _campaign(client, pool, segmenter.proc.pid, amqp_url)
             load_after = _load_average()
         slowest = max(previews, key=lambda row: row["p50_ms"])
         plan = await _explain(pool, slowest["audience"])
     finally:
         segmenter.stop()
+        if vacuum is not None:
+            vacuum.stop()
         await pool.close()
     unfiltered = [row["p50_ms"] for row in previews if not row["filtered"]]
     filtered = [row["p50_ms"] for row in previews if row["filtered"]]
@@ -328,6 +383,8 @@ async def run(dsn: str, cold: bool) -> dict[str, Any]:
         targets |= COLD_TARGETS
     return {
         "machine": {"cpus": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30)},
+        "vacuum_process": vacuum_process,
+        "runs_per_preview": runs,
         "data_set": data_set,
         "figures": figures,
         "targets": targets,
@@ -346,8 +403,15 @@ def main() -> None:
     )
     parser.add_argument("--dsn", default=BENCH_DSN)
     parser.add_argument("--cold", action="store_true", help="measure right after a load first")
+    parser.add_argument(
+        "--no-vacuum-process",
+        dest="vacuum_process",
+        action="store_false",
+        help="without the owner's vacuum process (the previews then wait for autovacuum)",
+    )
+    parser.add_argument("--runs", type=int, default=RUNS, help="timed runs of each preview (p50 of them)")
     args = parser.parse_args()
-    result = asyncio.run(run(args.dsn, args.cold))
+    result = asyncio.run(run(args.dsn, args.cold, args.vacuum_process, args.runs))
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(
         json.dumps({k: result[k] for k in ("data_set", "figures", "targets", "missed", "campaign")}, indent=2)

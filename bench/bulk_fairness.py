@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import orjson
 
+from bench.harness import latency_summary
 from shared.db import create_pool
 from shared.schema import migrate_dsn
 from tests.integration.tracker.helpers import seed_tenant
@@ -57,16 +58,6 @@ def bodies(rows: int, run: int) -> tuple[bytes, list[bytes]]:
         for start in range(0, rows, UPSERT_BATCH)
     ]
     return suppressions, upserts
-
-
-def summary(latencies: list[float]) -> dict[str, float]:
-    ordered = sorted(latencies)
-    return {
-        "requests": len(ordered),
-        "p50_ms": round(ordered[len(ordered) // 2] * 1000, 1),
-        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 1),
-        "max_ms": round(ordered[-1] * 1000, 1),
-    }
 
 
 async def read_until(reader: httpx.AsyncClient, stop: Callable[[], bool]) -> list[float]:
@@ -108,8 +99,8 @@ async def one_run(url: str, bulk_key: str, reader_key: str, rows: int, run: int)
         during, _ = await asyncio.gather(read_until(reader, done.is_set), work())
         bulk_s = time.monotonic() - started
     return {
-        "alone": summary(alone),
-        "during_bulk": summary(during),
+        "alone": latency_summary(alone),
+        "during_bulk": latency_summary(during),
         "bulk_s": round(bulk_s, 2),
         "machine_load_1m": round(os.getloadavg()[0], 2),
     }

@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg
 
 from bench.harness import Environment, write_results
+from bench.statement_cost import backend_cpu_s, seed_running_campaign
 from services.sender.queries import CLAIM
 from shared.schema import migrate_dsn
 from tools.stack import ROOT
@@ -39,72 +40,43 @@ from tools.stack import ROOT
 RESULTS = ROOT / "bench" / "results" / "claim_cost.json"
 CHUNK = 100
 LEASE_S = 60.0
+# The messaging-limit window (unused: the tenants here have no tier), as the senders pass it.
+MESSAGING_WINDOW_S = 86_400.0
 CAP = (5, 30)
-TICKS_PER_S = os.sysconf("SC_CLK_TCK")
-
-
-def backend_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a local PostgreSQL backend."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    # After the command name: state is field 3, utime and stime are fields 14 and 15.
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S
 
 
 async def seed_tenant(
     conn: asyncpg.Connection, recipients: int, *, capped: bool, offset: int
 ) -> tuple[Any, Any]:
-    """A tenant with a running campaign of ``recipients`` pending rows; returns (tenant, campaign)."""
-    tenant_id, campaign_id = uuid.uuid4(), uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO tenants (id, name, twilio_account_sid, twilio_auth_token_enc, whatsapp_from)"
-        " VALUES ($1, 'bench', $2, 'x', '+14155238886')",
-        tenant_id,
-        "AC" + uuid.uuid4().hex,
-    )
+    """A tenant with a running campaign of ``recipients`` pending rows; returns (tenant, campaign).
+    A ``capped`` tenant has a frequency cap, and yesterday's campaign counted one message for
+    every number."""
+    tenant_id, campaign_id = await seed_running_campaign(conn, recipients, offset)
     if capped:
         await conn.execute(
             "UPDATE tenants SET frequency_cap_messages = $2, frequency_cap_days = $3 WHERE id = $1",
             tenant_id,
             *CAP,
         )
-    await conn.execute(
-        "INSERT INTO credit_accounts (tenant_id, purchased_balance) VALUES ($1, 100000000)", tenant_id
-    )
-    await conn.execute(
-        """
-        INSERT INTO customers (tenant_id, external_id, first_name, last_name, phone_raw, phone_e164)
-        SELECT $1, 'c-' || i, 'First' || i, 'Last' || i, p, p
-        FROM generate_series($2::int, $2::int + $3::int - 1) AS i,
-             LATERAL (SELECT '+1415' || lpad(i::text, 7, '0')) AS x(p)
-        """,
-        tenant_id,
-        offset,
-        recipients,
-    )
-    campaigns = [campaign_id] + ([uuid.uuid4()] if capped else [])
-    for index, cid in enumerate(campaigns):
+        yesterday = uuid.uuid4()
         await conn.execute(
             "INSERT INTO campaigns (id, tenant_id, name, audience, template, state)"
-            " VALUES ($1, $2, 'bench', '{}', '{\"body\": \"Hi\"}', $3)",
-            cid,
+            " VALUES ($1, $2, 'bench', '{}', '{\"body\": \"Hi\"}', 'completed')",
+            yesterday,
             tenant_id,
-            "running" if index == 0 else "completed",
         )
         await conn.execute(
             "INSERT INTO recipients (tenant_id, campaign_id, customer_id, phone_e164, state)"
-            " SELECT $1, $2, id, phone_e164, $3 FROM customers WHERE tenant_id = $1 ORDER BY id",
+            " SELECT $1, $2, id, phone_e164, 'delivered' FROM customers WHERE tenant_id = $1 ORDER BY id",
             tenant_id,
-            cid,
-            "pending" if index == 0 else "delivered",
+            yesterday,
         )
-    if capped:
-        # Yesterday's campaign: one message counted for every number.
         await conn.execute(
             "INSERT INTO contact_frequency (tenant_id, phone_e164, recipient_ids, claimed_at)"
             " SELECT $1, phone_e164, ARRAY[id], ARRAY[now() - interval '1 day'] FROM recipients"
             " WHERE campaign_id = $2",
             tenant_id,
-            campaigns[1],
+            yesterday,
         )
     return tenant_id, campaign_id
 
@@ -148,7 +120,7 @@ async def measure(
                 batch = ids[name][chunk * CHUNK : (chunk + 1) * CHUNK]
                 before_cpu, before = backend_cpu_s(pids[name]), time.perf_counter()
                 rows = await connections[name].fetch(
-                    statements[name], tenant_id, campaign_id, batch, LEASE_S, True
+                    statements[name], tenant_id, campaign_id, batch, LEASE_S, True, MESSAGING_WINDOW_S, False
                 )
                 wall[name] += time.perf_counter() - before
                 cpu[name] += backend_cpu_s(pids[name]) - before_cpu

@@ -130,6 +130,17 @@ class CpuMeter:
         return per
 
 
+def latency_summary(latencies: list[float]) -> dict[str, float]:
+    """Request count, p50, p99 and max (in ms) of request latencies given in seconds."""
+    ordered = sorted(latencies)
+    return {
+        "requests": len(ordered),
+        "p50_ms": round(ordered[len(ordered) // 2] * 1000, 1),
+        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 1),
+        "max_ms": round(ordered[-1] * 1000, 1),
+    }
+
+
 def median_cpu(runs: list[dict[str, float]]) -> dict[str, float]:
     """The median of each part's CPU ms per message over the runs (``CpuMeter.ms_per_message``)."""
     return {name: round(statistics.median(run.get(name, 0.0) for run in runs), 3) for name in runs[0]}

@@ -41,6 +41,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "pacing": (["-m", "bench.pacing_bench"], ["--quick"]),
     "noisy_neighbour": (["-m", "bench.noisy_neighbour"], ["--quick"]),
     "bulk_fairness": (["-m", "bench.bulk_fairness"], ["--quick"]),
+    "progress_streams": (["-m", "bench.progress_streams"], ["--quick"]),
 }
 
 

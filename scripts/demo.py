@@ -47,8 +47,24 @@ TEMPLATE = (
 BATCH = 10_000
 
 
-async def post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = await client.post(path, json=body)
+# Answers that mean "not now" (a busy database, the tenant's previous bulk request still running,
+# a rate limit): the demo waits as told and sends an idempotent request (an upsert, a preview)
+# again, as a client should.
+RETRYABLE = {409, 429, 503}
+ATTEMPTS = 5
+
+
+async def post(
+    client: httpx.AsyncClient, path: str, body: dict[str, Any], *, idempotent: bool = False
+) -> dict[str, Any]:
+    attempts = ATTEMPTS if idempotent else 1
+    for attempt in range(1, attempts + 1):
+        response = await client.post(path, json=body)
+        if response.status_code not in RETRYABLE or attempt == attempts:
+            break
+        wait_s = float(response.headers.get("Retry-After", "2"))
+        console.print(f"[yellow]{path} answered {response.status_code}; again in {wait_s:.0f}s[/]")
+        await asyncio.sleep(wait_s)
     if response.status_code >= 400:
         raise SystemExit(f"{path} answered {response.status_code}: {response.text}")
     result: dict[str, Any] = response.json()
@@ -97,7 +113,7 @@ async def import_bookings(client: httpx.AsyncClient) -> dict[str, int]:
             body: dict[str, Any] = {"rows": rows[start : start + BATCH]}
             if kind == "customers":
                 body["invalid_phones"] = "flag"  # front-desk typos are kept and counted, not refused
-            await post(client, f"/v1/booking/{kind}:upsert", body)
+            await post(client, f"/v1/booking/{kind}:upsert", body, idempotent=True)
         counts[kind] = len(rows)
     return counts
 
@@ -163,7 +179,9 @@ async def demo(args: argparse.Namespace) -> None:
             client.headers["Authorization"] = f"Bearer {api_key}"
             counts = await import_bookings(client)
             console.print("Booking data imported: " + ", ".join(f"{v:,} {k}" for k, v in counts.items()))
-            show_preview(await post(client, "/v1/audiences/preview", {"segment": "all_customers"}))
+            show_preview(
+                await post(client, "/v1/audiences/preview", {"segment": "all_customers"}, idempotent=True)
+            )
             campaign = await post(
                 client,
                 "/v1/campaigns",

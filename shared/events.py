@@ -64,6 +64,9 @@ class SendChunk(Event):
     recipient_ids: list[Int8] = Field(min_length=1, max_length=10_000)
     first_slot_at: float | None = None
     interval_s: float = Field(default=0.0, ge=0.0)
+    # How late after its slot a message may still start (the dispatcher's, which spaced the
+    # slots for it); None: the sender's configured tolerance.
+    late_tolerance_s: float | None = Field(default=None, ge=0.0, le=1.0)
 
     def slot_at(self, index: int) -> float | None:
         if self.first_slot_at is None:
@@ -165,6 +168,11 @@ class ChunkDone(Event):
     chunk_id: str
     campaign_id: UUID | None = None
     late_ids: list[Int8] = Field(default_factory=list, max_length=10_000)
+    # A rate-limited chunk's timing, reported when it ran late: how long after its first slot
+    # the sender was ready to send it, and how late its messages woke for their slots (the
+    # dispatcher stretches its lead and tolerance to match: shared/throttle.AdaptiveTiming).
+    arrived_late_s: float = Field(default=0.0, ge=0.0, le=3600.0)
+    woke_late_s: float = Field(default=0.0, ge=0.0, le=3600.0)
 
     # Headers of a SendChunk that asks for this acknowledgement.
     REPLY_HEADER: ClassVar[str] = "x-reply-to"

@@ -295,6 +295,33 @@ async def _input_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "invalid request", "errors": exc.errors}, status_code=422)
 
 
+# A database that does not answer in time (the pool's command timeout, a statement or lock
+# timeout, no connection slot left) is a condition to retry, not a bug of the request: 503 with a
+# hint of when, and a warning naming the route, instead of a bare 500.
+DATABASE_BUSY_RETRY_AFTER_S = 5
+DATABASE_BUSY = (
+    TimeoutError,
+    asyncpg.QueryCanceledError,
+    asyncpg.LockNotAvailableError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
+    log.warning(
+        "database did not answer in time",
+        method=request.method,
+        path=request.url.path,
+        error=type(exc).__name__,
+        detail=str(exc) or None,
+    )
+    return JSONResponse(
+        {"detail": "the database is busy; retry shortly"},
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_BUSY_RETRY_AFTER_S)},
+    )
+
+
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
@@ -316,6 +343,8 @@ def install_common(
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(InputError, _input_error)
     app.add_exception_handler(BodyTooLarge, body_too_large)
+    for busy in DATABASE_BUSY:
+        app.add_exception_handler(busy, _database_busy)
     app.add_middleware(
         BodyLimit, max_bytes=max_body_bytes, max_bulk_bytes=max_bulk_body_bytes, is_bulk=is_bulk
     )

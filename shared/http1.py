@@ -83,6 +83,10 @@ class NotSent(ConnectionError):
     """The request was never written: the connection could not be made in time."""
 
 
+class WriteDeadlinePassed(NotSent):
+    """The request was never written: its ``write_by`` passed before it could be."""
+
+
 class ResponseLost(ConnectionError):
     """The request was written (or may have been) but no complete response came back."""
 
@@ -320,6 +324,10 @@ class KeepAliveClient:
         connection, reused = await self._acquire(origin)
         try:
             response = await self._exchange(connection, payload, write_by)
+        except WriteDeadlinePassed:
+            # Nothing was written on it: the connection is as good as before.
+            self._release(origin, connection)
+            raise
         except ResponseLost:
             if not (self._retry_stale and reused) or connection.got_response_bytes:
                 raise
@@ -333,8 +341,7 @@ class KeepAliveClient:
         self, connection: _Connection, payload: bytes, write_by: float | None = None
     ) -> HttpResponse:
         if write_by is not None and time.monotonic() > write_by:
-            connection.close()
-            raise NotSent("the request was not written before its deadline")
+            raise WriteDeadlinePassed("the request was not written before its deadline")
         loop = asyncio.get_running_loop()
         if self._sweeper is None:
             self._sweeper = loop.create_task(self._sweep())

@@ -6,12 +6,13 @@
 -- every tenant table row-level security (migration 1000) shows a runtime role only the rows of
 -- the tenant its transaction names (wce.tenant_id, set by shared/db.py's tenant_transaction and
 -- OneTenant), and none when no tenant is named; each query's own `tenant_id = $1` stays as well.
--- Writes: only what the service owns.
+-- Writes: only what the service owns. Every writer of recipients appends to
+-- recipient_state_deltas (the triggers of migration 1600 do, as the writing role).
 --   segmenter  tenants, API keys, booking data, campaigns, the recipient snapshot, credits,
 --              broker publishers, the audit log (append only), webhook endpoints, resent
 --              webhook deliveries, messaging-limit counts (when the operator sets a tier)
 --   tracker    delivery status (recipients), message events, callbacks, inbound messages,
---              opt-outs, an API key's last use, outbound webhook deliveries and attempts,
+--              opt-outs, the campaigns' recipient counts per state (folding their deltas), an API key's last use, outbound webhook deliveries and attempts,
 --              an endpoint's failure run and its disabling (audited); never tenants, API keys
 --              or campaigns
 --   sender     recipient send state, message events, credit debits, opt-outs from error codes,
@@ -24,7 +25,8 @@
 -- transaction at a time by shared/db.py's all_tenants_transaction / AllTenants, and only by
 -- these deliberately cross-tenant paths:
 --   segmenter  authentication (the API key's hash names its tenant: shared/http.py), the
---              campaign monitor's listing of running campaigns (runner.py), starting scheduled
+--              campaign monitor's listings of running campaigns and of completed ones with
+--              recipients refused after completion (runner.py), starting scheduled
 --              campaigns (campaigns.py start_due), the sending-window pass (clockwork.py), the
 --              operator's audit listing and audit entries of no tenant (shared/audit.py), and
 --              the re-encryption of every stored secret (reencrypt.py)
@@ -34,8 +36,9 @@
 --              worker's lease expiry and fair claim (outbound_fanout.py, outbound_worker.py);
 --              recording a delivery's attempt goes one tenant at a time
 --   sender     the maintenance pass (lease expiry, reconciliation lookups, status re-checks, the
---              sweeper: maintenance.py) and the campaign-state poll of the campaigns it sends for
---              (handlers.py); settling still goes one tenant at a time
+--              sweeper, frequency-cap retention: maintenance.py) and the campaign-state poll
+--              of the campaigns it sends for (handlers.py); settling still goes one tenant at a
+--              time
 --   dispatcher the campaign-state monitor and the tenants' pacing records (scheduler.py)
 -- Everything else runs for one tenant. Tables without tenant_id (tenants, api_key_last_use,
 -- leader_leases, rate_limit_hits, auth_lockouts, webhook_feed) carry no policy.
@@ -65,6 +68,9 @@ GRANT INSERT, UPDATE, DELETE ON
     campaigns, recipients, suppressions, suppression_events, credit_accounts, credit_ledger,
     rate_limit_hits, auth_lockouts, broker_publishers, tenant_contacts, tenant_send_limits
 TO wce_segmenter, wce_segmenter_all_tenants;
+-- Every role that writes recipients appends their state changes (the triggers of migration 1600).
+GRANT INSERT ON recipient_state_deltas TO
+    wce_segmenter, wce_sender, wce_tracker, wce_segmenter_all_tenants, wce_sender_all_tenants, wce_tracker_all_tenants;
 GRANT INSERT ON message_events, audit_log TO wce_segmenter, wce_segmenter_all_tenants;
 GRANT INSERT, UPDATE, DELETE ON webhook_endpoints TO wce_segmenter, wce_segmenter_all_tenants;
 GRANT INSERT ON webhook_deliveries TO wce_segmenter, wce_segmenter_all_tenants;
@@ -81,6 +87,9 @@ GRANT INSERT, UPDATE ON api_key_last_use TO wce_segmenter, wce_tracker, wce_segm
 GRANT INSERT, UPDATE, DELETE ON webhook_deliveries, webhook_attempts TO wce_tracker, wce_tracker_all_tenants;
 GRANT UPDATE ON webhook_endpoints, webhook_feed TO wce_tracker, wce_tracker_all_tenants;
 GRANT INSERT ON audit_log TO wce_tracker, wce_tracker_all_tenants;
+-- Folding the state deltas into the campaigns' counts (services/tracker/state_counts.py).
+GRANT DELETE ON recipient_state_deltas TO wce_tracker, wce_tracker_all_tenants;
+GRANT INSERT, UPDATE, DELETE ON recipient_state_counts TO wce_tracker, wce_tracker_all_tenants;
 
 -- sender
 GRANT UPDATE ON recipients, credit_accounts TO wce_sender, wce_sender_all_tenants;
@@ -89,7 +98,8 @@ GRANT INSERT, UPDATE, DELETE ON leader_leases, tenant_pacing, tenant_contacts, t
 TO wce_sender, wce_sender_all_tenants;
 -- A campaign's hold (its tenant's messaging limit, a spam-rate refusal), never its state.
 GRANT UPDATE (hold_reason, hold_until) ON campaigns TO wce_sender, wce_sender_all_tenants;
-GRANT INSERT, UPDATE ON contact_frequency TO wce_sender, wce_sender_all_tenants;
+-- Its entries: extended by claims, deleted once no cap window can count them (retention).
+GRANT INSERT, UPDATE, DELETE ON contact_frequency TO wce_sender, wce_sender_all_tenants;
 
 -- Row-level security: every tenant table (one with a tenant_id column) is listed here and gets
 -- the one policy of migration 1000, created where missing (a table that has it already is not
@@ -103,7 +113,8 @@ BEGIN
     FOREACH name IN ARRAY ARRAY[
         'api_keys', 'appointment_statuses', 'appointments', 'audit_log', 'broker_publishers',
         'callback_receipts', 'campaigns', 'contact_frequency', 'credit_accounts', 'credit_ledger', 'customers',
-        'inbound_messages', 'locations', 'message_events', 'orphan_callbacks', 'recipients',
+        'inbound_messages', 'locations', 'message_events', 'orphan_callbacks', 'recipient_state_counts',
+        'recipient_state_deltas', 'recipients',
         'services', 'staff', 'suppression_events', 'suppressions', 'tenant_contacts', 'tenant_pacing',
         'tenant_send_limits', 'webhook_attempts', 'webhook_deliveries', 'webhook_endpoints'
     ] LOOP

@@ -124,12 +124,20 @@ class Settings(BaseSettings):
     throttle_margin: float = 0.015
     dispatch_lead_s: float = 0.25
     late_tolerance_s: float = 0.008
+    # On a busy machine the lead and the tolerance grow to what senders observe, up to these
+    # (shared/throttle.AdaptiveTiming); the slot spacing grows with the tolerance.
+    dispatch_max_lead_s: float = Field(default=1.0, gt=0)
+    late_tolerance_max_s: float = Field(default=0.1, gt=0)
     # After Twilio refuses for rate, a tenant's effective rate regains this fraction of its
     # configured rate per second (shared/pacing.py).
     pacing_recovery_per_s: float = 0.02
     publish_batch_size: int = 500
 
     sender_concurrency: int = 256
+    # Share of a sender's concurrent Twilio calls kept for messages with a slot (rate-limited
+    # tenants'): an unlimited tenant's backlog never takes them, so a slot never waits for a call,
+    # and fewer of its requests queue at Twilio ahead of another tenant's.
+    sender_paced_calls_share: float = Field(default=0.5, ge=0, lt=1)
     sender_prefetch: int = 64
     max_attempts: int = 6
     retry_tiers_s: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [5, 30, 120, 600, 1800])
@@ -196,6 +204,9 @@ class Settings(BaseSettings):
     status_recheck_after_s: float = Field(default=900.0, gt=0)
     status_recheck_per_tenant: int = Field(default=50, ge=1)
     status_recheck_max: int = Field(default=4, ge=0, le=30)
+    # How often the maintenance deletes the frequency-cap entries whose every claim is older than
+    # the longest cap window (365 days); a backlog goes a slice per pass until none is left.
+    frequency_retention_interval_s: float = Field(default=3600.0, gt=0)
 
     # Consumers: back-off between deliveries of a message that failed for a passing reason, and
     # the deliveries any message gets before it is parked.

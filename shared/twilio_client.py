@@ -28,7 +28,7 @@ from urllib.parse import quote_plus, urlencode, urlsplit
 
 import orjson
 
-from shared.http1 import KeepAliveClient, NotSent, ResponseLost
+from shared.http1 import KeepAliveClient, NotSent, ResponseLost, WriteDeadlinePassed
 
 API_VERSION = "2010-04-01"
 USER_AGENT = "whatsapp-campaign-engine/0.1"
@@ -100,6 +100,7 @@ class TwilioError(Exception):
         code: int | None = None,
         retry_after_s: float | None = None,
         reached: bool = True,
+        missed_write_by: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -107,6 +108,8 @@ class TwilioError(Exception):
         self.code = code
         self.retry_after_s = retry_after_s
         self.reached = reached
+        # Not written because the caller's ``write_by`` had passed (never reached Twilio).
+        self.missed_write_by = missed_write_by
 
 
 @dataclass(frozen=True)
@@ -209,7 +212,11 @@ def _error_from_response(status: int, headers: Mapping[str, str], content: bytes
 def _transport_error(exc: BaseException) -> TwilioError:
     # Only a request that provably never left is safe to send again.
     reached = not isinstance(exc, NotSent)
-    return TwilioError(f"{type(exc).__name__}: {exc}".strip(), reached=reached)
+    return TwilioError(
+        f"{type(exc).__name__}: {exc}".strip(),
+        reached=reached,
+        missed_write_by=isinstance(exc, WriteDeadlinePassed),
+    )
 
 
 # ``quote_plus`` for ASCII text through one ``str.translate`` (a quarter of its time for a

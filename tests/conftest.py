@@ -1,14 +1,61 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 
 import asyncpg
 import pytest
 
 from shared.db import create_pool
 from shared.schema import migrate_dsn
+from tests import support
+from tests.own_postgres import OwnPostgres
+from tests.scheduling import LongestFirstScheduling, assign_groups, turn
 from tests.support import IsolatedEnvironment, Stack
+
+WORKER_POSTGRES = pytest.StashKey[OwnPostgres]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each worker of a parallel run (``make test``) gets a PostgreSQL cluster of its own: the
+    stacks of several workers at once would outgrow the shared server's connection limit, and the
+    services' roles, which belong to the whole cluster, would be created by concurrent migrations.
+    Set before the test modules are collected, so that they import the worker's server URL."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    node = OwnPostgres(max_connections=400).init()
+    node.start()
+    config.stash[WORKER_POSTGRES] = node
+    support.BASE_DATABASE_URL = node.url("postgres")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    node = config.stash.get(WORKER_POSTGRES, None)
+    if node is not None:
+        node.destroy()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("dist", "no") == "loadgroup":
+        assign_groups(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return (yield)
+    # The run's temporary directory, the parent of each worker's own.
+    with turn(item, item.config._tmp_path_factory.getbasetemp().parent):  # type: ignore[attr-defined]
+        return (yield)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> LongestFirstScheduling | None:
+    if config.getoption("dist") == "loadgroup":
+        return LongestFirstScheduling(config, log)
+    return None
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ side on one machine (tests give each stack its own database and broker vhost).
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,10 +29,43 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVICE_ROLES = ("segmenter", "tracker", "dispatcher", "sender")
 
 
+# Listening ports come from below the kernel's ephemeral range (32768-60999 by default), which
+# outgoing connections draw from: a port that bind(0) found free could be taken by some client's
+# connection before the service bound it ("address already in use" in a busy parallel test run).
+# Each pytest-xdist worker draws from a share of its own; a port is never handed out twice by one
+# process, and is checked to be free when handed out.
+LISTEN_PORTS = range(20000, 32768)
+PORT_SHARES = 8
+_handed_out: set[int] = set()
+
+
+def _port_share() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker[2:].isdigit():
+        return LISTEN_PORTS
+    size = len(LISTEN_PORTS) // PORT_SHARES
+    start = LISTEN_PORTS.start + (int(worker[2:]) % PORT_SHARES) * size
+    return range(start, start + size)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    share = _port_share()
+    for _ in range(2):
+        offset = random.randrange(len(share))
+        for step in range(len(share)):
+            port = share[(offset + step) % len(share)]
+            if port in _handed_out:
+                continue
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _handed_out.add(port)
+            return port
+        # Every port of the share was handed out once: those of stopped servers are free again.
+        _handed_out.difference_update(share)
+    raise RuntimeError(f"no free port in {share}")
 
 
 class ManagedProcess:
@@ -102,12 +136,20 @@ class ManagedProcess:
             self.proc.wait(timeout=10)
 
     def stop(self, timeout_s: float = 25.0) -> int | None:
+        self.ask_to_stop()
+        return self.wait_stopped(time.monotonic() + timeout_s)
+
+    def ask_to_stop(self) -> None:
+        """SIGTERM: the service finishes what it holds and exits (``wait_stopped`` waits for it)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.kill()
+
+    def wait_stopped(self, deadline: float) -> int | None:
+        """Wait for the exit until ``deadline`` (monotonic), then SIGKILL."""
+        try:
+            self.proc.wait(timeout=max(deadline - time.monotonic(), 0.0))
+        except subprocess.TimeoutExpired:
+            self.kill()
         if not self._log.closed:
             self._log.close()
         return self.proc.returncode
@@ -199,24 +241,30 @@ class Stack:
         if migrated.returncode != 0:
             raise RuntimeError(f"migrations failed:\n{migrated.stdout.decode()}{migrated.stderr.decode()}")
         owner = urlsplit(self._owner_url())
-        for service in SERVICE_ROLES:
-            login = f"{self.login_prefix}_{service}"
-            password = f" PASSWORD '{owner.password}'" if owner.password else ""
-            self._psql(
+        password = f" PASSWORD '{owner.password}'" if owner.password else ""
+        self._psql(
+            "; ".join(
                 f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{login}') THEN"
                 f' CREATE ROLE "{login}" LOGIN{password} IN ROLE wce_{service}; END IF; END $$'
+                for service in SERVICE_ROLES
+                for login in [f"{self.login_prefix}_{service}"]
             )
+        )
+        for service in SERVICE_ROLES:
+            login = f"{self.login_prefix}_{service}"
             netloc = f"{quote(login)}{':' + quote(owner.password) if owner.password else ''}@{owner.hostname}"
             if owner.port:
                 netloc += f":{owner.port}"
             self.service_urls[service] = urlunsplit(owner._replace(netloc=netloc))
 
     def _drop_logins(self) -> None:
-        for service in list(self.service_urls):
-            try:
-                self._psql(f'DROP ROLE IF EXISTS "{self.login_prefix}_{service}"')
-            except (subprocess.SubprocessError, OSError):
-                pass
+        if not self.service_urls:
+            return
+        try:
+            logins = [f'"{self.login_prefix}_{service}"' for service in self.service_urls]
+            self._psql(f"DROP ROLE IF EXISTS {', '.join(logins)}")
+        except (subprocess.SubprocessError, OSError):
+            pass
         self.service_urls.clear()
 
     def _service(self, name: str, module: str, port: int, port_var: str | None) -> ManagedProcess:
@@ -242,10 +290,11 @@ class Stack:
             args=["--host", "127.0.0.1", "--port", str(self.simulator_port), *self.simulator_args],
         )
         self.processes["simulator"] = simulator
+        # The segmenter before the other services: it declares the topology they use (and
+        # migrates, when it migrates at start). It needs nothing of the simulator's to start.
+        segmenter = self._service("segmenter", "services.segmenter", self.segmenter_port, None)
         simulator.wait_healthy(timeout_s)
-        # The segmenter first: it declares the topology the others use (and migrates, when it
-        # migrates at start).
-        self._service("segmenter", "services.segmenter", self.segmenter_port, None).wait_healthy(timeout_s)
+        segmenter.wait_healthy(timeout_s)
         started = [self._service("tracker", "services.tracker", self.tracker_port, None)]
         for index in range(self.dispatchers):
             started.append(
@@ -275,10 +324,15 @@ class Stack:
         self.processes["console"] = process
         return process
 
-    def stop(self) -> None:
-        for name, process in reversed(list(self.processes.items())):
-            if name != "simulator":
-                process.stop()
+    def stop(self, timeout_s: float = 25.0) -> None:
+        """Every service asked at once (each drains on its own), then the simulator, which the
+        senders may still be calling while they drain."""
+        services = [process for name, process in self.processes.items() if name != "simulator"]
+        for process in services:
+            process.ask_to_stop()
+        deadline = time.monotonic() + timeout_s
+        for process in services:
+            process.wait_stopped(deadline)
         if "simulator" in self.processes:
             self.processes["simulator"].stop()
         self._drop_logins()

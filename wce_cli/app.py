@@ -1,11 +1,12 @@
 """``wce``: list and steer campaigns, follow one live, read its recipient logs, export them as CSV,
-read the replies customers sent; operators see and act on parked messages and set a tenant's
-WhatsApp messaging limit.
+read the replies customers sent, list the services and locations an audience can filter by;
+operators see and act on parked messages, list tenants and set a tenant's WhatsApp messaging limit.
 
-The campaign, progress, log and export commands take ``--api-key`` (or ``WCE_API_KEY``): campaign
-commands talk to the tenant API (``--api-url`` or ``WCE_API_URL``), progress, logs, exports and replies to
-the tracker (``--tracker-url`` or ``WCE_TRACKER_URL``). ``wce parked`` and ``wce tenants`` take the
-operator token instead (``--token`` or ``WCE_OPERATOR_TOKEN``). A mistake prints one line on stderr
+The campaign, service, location, progress, log and export commands take ``--api-key`` (or
+``WCE_API_KEY``): campaign, service and location commands talk to the tenant API (``--api-url`` or
+``WCE_API_URL``), progress, logs, exports and replies to the tracker (``--tracker-url`` or
+``WCE_TRACKER_URL``). ``wce parked`` and ``wce tenants`` take the operator token instead
+(``--token`` or ``WCE_OPERATOR_TOKEN``). A mistake prints one line on stderr
 and exits non-zero.
 """
 
@@ -18,8 +19,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from wce_cli.catalogue import list_locations, list_services
 from wce_cli.client import FINAL_STATES, TenantApiClient, TrackerClient
-from wce_cli.common import console, require_key, run
+from wce_cli.common import DEFAULT_API_URL, ApiKey, ApiUrl, console, require_key, run
 from wce_cli.parked import parked_app
 from wce_cli.rate import RecentRate, eta_seconds
 from wce_cli.reference import CAMPAIGN_STATES, RECIPIENT_STATES, shortcode_rows
@@ -27,7 +29,6 @@ from wce_cli.render import campaign_table, describe, log_table, progress_bar, su
 from wce_cli.replies import replies
 from wce_cli.tenants import tenants_app
 
-DEFAULT_API_URL = "http://127.0.0.1:8000"
 DEFAULT_TRACKER_URL = "http://127.0.0.1:8001"
 
 # Exit codes of `wce progress` besides 0 (completed) and 1 (an error).
@@ -49,10 +50,10 @@ window_app = typer.Typer(
 )
 app.add_typer(window_app, name="sending-window")
 app.command("replies")(replies)
+app.command("services")(list_services)
+app.command("locations")(list_locations)
 
-ApiUrl = Annotated[str, typer.Option(envvar="WCE_API_URL", help="Tenant API base URL.")]
 TrackerUrl = Annotated[str, typer.Option(envvar="WCE_TRACKER_URL", help="Tracker base URL.")]
-ApiKey = Annotated[str, typer.Option(envvar="WCE_API_KEY", help="Tenant API key.", show_default=False)]
 State = Annotated[str | None, typer.Option(help="Only these states, comma-separated (see `wce statuses`).")]
 ErrorCode = Annotated[int | None, typer.Option(help="Only this Twilio error code.")]
 Phone = Annotated[str | None, typer.Option(help="Only this phone number.")]
@@ -174,13 +175,34 @@ def export_csv(
     console.print(f"wrote {written:,} bytes to {output}", soft_wrap=True, highlight=False, markup=False)
 
 
+def _each(values: list[str] | None) -> list[str] | None:
+    """Repeated options, each of which may also list values separated by commas."""
+    found = [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+    return found or None
+
+
 @campaigns_app.command("list")
 def campaigns_list(
     api_url: ApiUrl = DEFAULT_API_URL,
     api_key: ApiKey = "",
     limit: Annotated[int, typer.Option(min=1, max=200, help="How many, newest first.")] = 50,
     state: Annotated[
-        str | None, typer.Option(help="Only campaigns in this state (e.g. scheduled; see `wce statuses`).")
+        list[str] | None,
+        typer.Option(
+            help="Only campaigns in this state; repeat it or separate states by commas (see `wce statuses`)."
+        ),
+    ] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(help="Only campaigns of this kind: campaign, test or manual (repeatable)."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="Only campaigns whose name contains this.")] = None,
+    created_after: Annotated[
+        str | None,
+        typer.Option(help="Only campaigns created at or after this ISO 8601 time (with its offset)."),
+    ] = None,
+    created_before: Annotated[
+        str | None, typer.Option(help="Only campaigns created before this ISO 8601 time (with its offset).")
     ] = None,
 ) -> None:
     """The tenant's campaigns, newest first."""
@@ -188,7 +210,14 @@ def campaigns_list(
 
     async def fetch() -> list[dict[str, Any]]:
         async with TenantApiClient(api_url, key) as client:
-            return await client.campaigns(limit=limit, state=state)
+            return await client.campaigns(
+                limit=limit,
+                state=_each(state),
+                kind=_each(kind),
+                name=name,
+                created_after=created_after,
+                created_before=created_before,
+            )
 
     console.print(campaign_table(run(fetch())))
 

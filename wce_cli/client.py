@@ -90,12 +90,10 @@ class ApiClient:
 class TenantApiClient(ApiClient):
     """The tenant API of the segmenter: campaigns and their lifecycle."""
 
-    async def campaigns(
-        self, *, limit: int, before: str | None = None, state: str | None = None
-    ) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await self.get_json(
-            "/v1/campaigns", limit=limit, before=before, state=state
-        )
+    async def campaigns(self, *, limit: int, **filters: Any) -> list[dict[str, Any]]:
+        """A page of campaigns; ``filters`` are the list's query parameters (state and kind as
+        lists, name, created_after, created_before, before and before_id)."""
+        result: list[dict[str, Any]] = await self.get_json("/v1/campaigns", limit=limit, **filters)
         return result
 
     async def schedule(self, campaign_id: str, at: str, timezone: str | None) -> dict[str, Any]:

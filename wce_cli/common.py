@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import httpx
 import typer
 from rich.console import Console
 
 from wce_cli.client import ApiError
+
+DEFAULT_API_URL = "http://127.0.0.1:8000"
+ApiUrl = Annotated[str, typer.Option(envvar="WCE_API_URL", help="Tenant API base URL.")]
+ApiKey = Annotated[str, typer.Option(envvar="WCE_API_KEY", help="Tenant API key.", show_default=False)]
 
 console = Console()
 errors = Console(stderr=True)

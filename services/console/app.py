@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -27,6 +26,7 @@ from services.console.web import (
 )
 from shared.body_limit import BodyLimit, BodyTooLarge, body_too_large
 from shared.logging import configure_logging, get_logger
+from shared.runtime import run_http_server
 from shared.settings import ConsoleSettings
 
 STATIC = Path(__file__).parent / "static"
@@ -160,19 +160,11 @@ def main() -> None:
     settings = ConsoleSettings()
     configure_logging("console", settings.log_level)
     log.info("starting", port=settings.console_port)
-    config = uvicorn.Config(
+    # The browser's address comes from X-Forwarded-For only behind a configured proxy; it is
+    # passed on to the APIs, whose abuse limits count per client address.
+    run_http_server(
         create_app(settings),
         host=settings.http_host,
         port=settings.console_port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        # The browser's address comes from X-Forwarded-For only behind a configured proxy; it is
-        # passed on to the APIs, whose abuse limits count per client address.
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=settings.trusted_proxies or None,
-        server_header=False,
-        timeout_graceful_shutdown=20,
+        trusted_proxies=settings.trusted_proxies,
     )
-    uvicorn.Server(config).run()

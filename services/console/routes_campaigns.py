@@ -27,6 +27,7 @@ from services.console.web import (
     render,
 )
 from services.console.web import redirect as see_other
+from shared.recipient_states import RECIPIENT_STATES
 
 router = APIRouter()
 
@@ -42,22 +43,6 @@ CAMPAIGN_STATES = (
     "failed",
 )
 KINDS = ("campaign", "test", "manual")
-RECIPIENT_STATES = (
-    "pending",
-    "queued",
-    "sending",
-    "retry_wait",
-    "unknown",
-    "sent",
-    "delivered",
-    "read",
-    "undelivered",
-    "failed_delivery",
-    "failed",
-    "suppressed",
-    "skipped",
-    "cancelled",
-)
 ACTIONS = {
     "start": "Started: the audience is being taken and the messages go out at your rate.",
     "pause": "Paused: no message of this campaign starts from now on.",
@@ -74,14 +59,6 @@ Text = Annotated[str, Query(max_length=200)]
 CampaignId = Annotated[UUID, Path()]
 
 
-def _matches(campaign: dict[str, Any], state: str, kind: str, q: str) -> bool:
-    return (
-        (not state or campaign["state"] == state)
-        and (not kind or campaign["kind"] == kind)
-        and (not q or q.casefold() in campaign["name"].casefold())
-    )
-
-
 async def _progress(request: Request, session: Any, campaign_id: str) -> dict[str, Any] | None:
     try:
         result: dict[str, Any] = await api(
@@ -92,8 +69,23 @@ async def _progress(request: Request, session: Any, campaign_id: str) -> dict[st
     return result
 
 
-async def _nothing() -> None:
-    return None
+async def _progress_of_many(request: Request, session: Any, campaign_ids: list[str]) -> dict[str, Any]:
+    """The progress of each campaign found, by id, in one request to the tracker (nothing when it
+    fails: the rows show what the campaign list said)."""
+    if not campaign_ids:
+        return {}
+    try:
+        answer = await api(
+            request,
+            session,
+            "GET",
+            "/v1/campaigns/progress",
+            tracker=True,
+            params={"ids": ",".join(campaign_ids)},
+        )
+    except ApiError:
+        return {}
+    return {item["campaign_id"]: item for item in answer["items"]}
 
 
 @router.get("/campaigns")
@@ -104,30 +96,35 @@ async def campaigns_page(
     kind: Text = "",
     q: Text = "",
     before: Text = "",
+    before_id: Text = "",
 ) -> Response:
+    filters = {"state": state, "kind": kind, "name": q}
     try:
-        rows = await api(request, session, "GET", "/v1/campaigns", params={"limit": 200, "before": before})
+        shown = await api(
+            request,
+            session,
+            "GET",
+            "/v1/campaigns",
+            params={"limit": LIST_PAGE, **filters, "before": before, "before_id": before_id},
+        )
     except ApiError as exc:
         return error_page(request, exc)
-    shown = [c for c in rows if _matches(c, state, kind, q)][:LIST_PAGE]
     live = [
         c["id"] for c in shown if c["state"] not in FINAL_STATES and c["state"] not in ("draft", "scheduled")
     ]
     # Only campaigns still under way need their counts: an ended one is all done, a draft or a
     # scheduled one has none yet (and at a million recipients each count is a long query).
-    progress = await asyncio.gather(
-        *(_progress(request, session, c["id"]) if c["id"] in live else _nothing() for c in shown)
-    )
-    more = len(shown) == LIST_PAGE or len(rows) == 200
+    progress = await _progress_of_many(request, session, live)
+    last = shown[-1] if len(shown) == LIST_PAGE else None
     return render(
         request,
         "campaigns.html",
         {
-            "rows": list(zip(shown, progress, strict=True)),
+            "rows": [(c, progress.get(c["id"])) for c in shown],
             "filters": {"state": state, "kind": kind, "q": q},
             "states": CAMPAIGN_STATES,
             "kinds": KINDS,
-            "next_before": (shown[-1]["created_at"] if shown else None) if more else None,
+            "next_page": {"before": last["created_at"], "before_id": last["id"]} if last else None,
             "live_ids": live,
         },
     )
@@ -146,8 +143,9 @@ async def campaigns_live(
         deadline = time.monotonic() + LIVE_LIFETIME_S
         yield b"retry: 2000\n\n"
         while open_ids and time.monotonic() < deadline and not await request.is_disconnected():
-            found = await asyncio.gather(*(_progress(request, session, cid) for cid in open_ids))
-            for campaign_id, progress in zip(list(open_ids), found, strict=True):
+            found = await _progress_of_many(request, session, open_ids)
+            for campaign_id in list(open_ids):
+                progress = found.get(campaign_id)
                 if progress is None:
                     continue
                 html = template.render(

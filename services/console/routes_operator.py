@@ -1,8 +1,9 @@
 """Operator pages (operator token): tenants (create, deactivate, rate and tier, credits), parked
 messages, the audit log.
 
-The operator API has no list or read of tenants; the tenants page lists those the audit log
-records as created, and a tenant's page shows what the audit log and the last change answered.
+The tenants page is the operator API's tenant list (filtered by name and by whether they are
+active, a page at a time); a tenant's page is the operator API's single tenant (its settings and
+credits) and that tenant's audit log.
 """
 
 from __future__ import annotations
@@ -35,32 +36,61 @@ def _int_or_text(value: str) -> int | str:
     return int(value) if value.strip().isdigit() else value.strip()
 
 
+TENANTS_PAGE = 50
+ACTIVE_FILTERS = {"": None, "active": "true", "inactive": "false"}
+
+
 async def _tenants_page(
     request: Request,
     session: Session,
     *,
+    listing: dict[str, str] | None = None,
     created: dict[str, Any] | None = None,
     error: str | None = None,
     fields: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> Response:
+    shown = listing or {}
+    params = {
+        "name": shown.get("q", "").strip(),
+        "active": ACTIVE_FILTERS.get(shown.get("status", "")),
+        "before": shown.get("before"),
+        "before_id": shown.get("before_id"),
+        "limit": TENANTS_PAGE,
+    }
     try:
-        page = await api(
-            request, session, "GET", "/v1/operator/audit", params={"action": "tenant.created", "limit": 200}
-        )
+        page = await api(request, session, "GET", "/v1/operator/tenants", params=params)
     except ApiError as exc:
         return error_page(request, exc)
+    next_page = None
+    if page["next_before"]:
+        next_page = {"before": page["next_before"], "before_id": page["next_before_id"]}
     return render(
         request,
         "operator_tenants.html",
-        {"entries": page["entries"], "created": created, "error": error, "fields": fields or {}},
+        {
+            "tenants": page["items"],
+            "next_page": next_page,
+            "filters": {"q": shown.get("q", ""), "status": shown.get("status", "")},
+            "created": created,
+            "error": error,
+            "fields": fields or {},
+        },
         status_code=status_code,
     )
 
 
 @router.get("/tenants")
-async def tenants_page(request: Request, session: OperatorSession) -> Response:
-    return await _tenants_page(request, session)
+async def tenants_page(
+    request: Request,
+    session: OperatorSession,
+    q: Text = "",
+    status: Text = "",
+    before: Text = "",
+    before_id: Text = "",
+) -> Response:
+    listing = {"q": q, "status": status, "before": before, "before_id": before_id}
+    return await _tenants_page(request, session, listing=listing)
 
 
 @router.post("/tenants")
@@ -93,12 +123,12 @@ async def _tenant_page(
     session: Session,
     tenant_id: UUID,
     *,
-    tenant: dict[str, Any] | None = None,
     notice: str | None = None,
     error: str | None = None,
     status_code: int = 200,
 ) -> Response:
     try:
+        shown = await api(request, session, "GET", f"/v1/operator/tenants/{tenant_id}")
         page = await api(
             request, session, "GET", "/v1/operator/audit", params={"tenant_id": str(tenant_id), "limit": 50}
         )
@@ -109,7 +139,8 @@ async def _tenant_page(
         "operator_tenant.html",
         {
             "tenant_id": tenant_id,
-            "tenant": tenant,
+            "tenant": shown["tenant"],
+            "credits": shown["credits"],
             "entries": page["entries"],
             "notice": notice,
             "error": error,
@@ -139,15 +170,13 @@ async def update_tenant(
     else:
         body["rate_per_second"] = _int_or_text(str(form.get("rate_per_second") or ""))
     try:
-        tenant = await api(
-            request, session, "PATCH", f"/v1/operator/tenants/{tenant_id}", json=body, params=params
-        )
+        await api(request, session, "PATCH", f"/v1/operator/tenants/{tenant_id}", json=body, params=params)
     except ApiError as exc:
         if exc.status == 404:
             return error_page(request, exc)
         return await _tenant_page(request, session, tenant_id, error=exc.detail, status_code=exc.status)
     done = {"deactivate": "deactivated", "activate": "activated"}.get(action, "updated")
-    return await _tenant_page(request, session, tenant_id, tenant=tenant, notice=NOTICES[done])
+    return await _tenant_page(request, session, tenant_id, notice=NOTICES[done])
 
 
 @router.post("/tenants/{tenant_id}/credits")

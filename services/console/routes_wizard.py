@@ -22,11 +22,11 @@ from services.console import wizard
 from services.console.session import Session
 from services.console.upstream import ApiError
 from services.console.web import Form, TenantSession, api, error_page, is_htmx, redirect, render
+from shared.recipient_states import OPEN_RECIPIENT_STATES
 from shared.templating import TenantStyle
 
 router = APIRouter()
 
-OPEN_RECIPIENT_STATES = frozenset({"pending", "queued", "sending", "retry_wait", "unknown"})
 DEFAULT_FIELDS = {
     "segment": "all_customers",
     "exclude_suppressed": "on",
@@ -35,8 +35,30 @@ DEFAULT_FIELDS = {
 }
 
 
+# Form fields that may be sent more than once (a list to pick several from).
+MULTIPLE = ("service_ids", "location_ids")
+
+
 def _fields(form: FormData) -> dict[str, str]:
-    return {key: value for key, value in form.items() if isinstance(value, str) and key != "csrf_token"}
+    fields = {key: value for key, value in form.items() if isinstance(value, str) and key != "csrf_token"}
+    for name in MULTIPLE:
+        chosen = [value for value in form.getlist(name) if isinstance(value, str) and value.strip()]
+        if chosen:
+            fields[name] = ",".join(chosen)
+    return fields
+
+
+async def _choices(request: Request, session: Session, path: str) -> list[dict[str, Any]] | None:
+    """The tenant's services or locations to pick from, or None where there are too many to list
+    (or the API does not answer): the page then takes the booking system's ids as text."""
+    try:
+        page = await api(request, session, "GET", path, params={"limit": wizard.PICKER_MAX})
+    except ApiError:
+        return None
+    if page["next_after"] is not None:
+        return None
+    items: list[dict[str, Any]] = page["items"]
+    return items
 
 
 async def _tenant(request: Request, session: Session) -> dict[str, Any]:
@@ -128,8 +150,12 @@ async def _page(
     status_code: int = 200,
 ) -> Response:
     try:
-        tenant, (templates, templates_error), window = await asyncio.gather(
-            _tenant(request, session), _templates(request, session), _window(request, session)
+        tenant, (templates, templates_error), window, services, locations = await asyncio.gather(
+            _tenant(request, session),
+            _templates(request, session),
+            _window(request, session),
+            _choices(request, session, "/v1/services"),
+            _choices(request, session, "/v1/locations"),
         )
     except ApiError as exc:
         return error_page(request, exc)
@@ -153,6 +179,10 @@ async def _page(
             "error_fields": error_fields or {},
             "max_body": wizard.MAX_BODY_CHARS,
             "window": window,
+            "services": services,
+            "locations": locations,
+            "picked_services": wizard.picked(fields.get("service_ids", "")),
+            "picked_locations": wizard.picked(fields.get("location_ids", "")),
         },
         status_code=status_code,
     )

@@ -132,6 +132,22 @@ def _split_name(name: str) -> tuple[str | None, str | None]:
     return (first or None, last.strip() or None)
 
 
+def _appointment_names(row: Mapping[str, Any]) -> dict[str, str | None]:
+    return {
+        name: (str(row[name]) if row.get(name) is not None else None)
+        for name in ("service_name", "location_name", "location_address", "staff_name")
+    }
+
+
+# The most services or locations offered as a list to pick from; a tenant with more types ids.
+PICKER_MAX = 500
+
+
+def picked(value: str) -> list[str]:
+    """The ids a picker or an ids field holds (the form joins a picker's choices with commas)."""
+    return _list(value)
+
+
 def render_samples(
     template: Mapping[str, Any],
     sample: list[Mapping[str, Any]],
@@ -141,8 +157,9 @@ def render_samples(
 ) -> tuple[list[RenderedSample], list[str]]:
     """Each sample recipient's message and its warnings, and the template's own problems.
 
-    The preview's sample carries a recipient's name, masked number and latest appointment time,
-    not the appointment's service, location or staff: those shortcodes render empty here."""
+    The preview's sample carries a recipient's name and masked number and, for the segments
+    whose messages refer to an appointment, that appointment's time and its service, location
+    and staff names where the booking data has them."""
     problems = [e["message"] for e in validate_template(template, appointment_available=provides_appointment)]
     problems += [e["message"] for e in body_length_errors(template)]
     if problems:
@@ -151,12 +168,21 @@ def render_samples(
     rendered: list[RenderedSample] = []
     for row in sample:
         first, last = _split_name(str(row.get("name") or ""))
-        starts = row.get("last_appointment_at") if provides_appointment else None
+        starts = (
+            (row.get("appointment_starts_at") or row.get("last_appointment_at"))
+            if provides_appointment
+            else None
+        )
+        names = _appointment_names(row) if provides_appointment else {}
         data = RecipientData(
             phone_e164=str(row.get("phone") or ""),
             first_name=first,
             last_name=last,
             appointment_starts_at=datetime.fromisoformat(starts) if isinstance(starts, str) else starts,
+            service_name=names.get("service_name"),
+            location_name=names.get("location_name"),
+            location_address=names.get("location_address"),
+            staff_name=names.get("staff_name"),
         )
         message = render(parsed, data, style)
         warnings = [e["message"] for e in rendered_length_errors(message, "template")]
@@ -174,9 +200,11 @@ def render_samples(
 
 __all__ = [
     "MAX_BODY_CHARS",
+    "PICKER_MAX",
     "SEGMENTS",
     "SHORTCODE_GROUPS",
     "audience_body",
+    "picked",
     "render_samples",
     "template_body",
 ]

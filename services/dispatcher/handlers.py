@@ -4,6 +4,7 @@ chunk acknowledgements from senders; and the periodic re-read of rates and campa
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 from uuid import UUID
 
@@ -121,6 +122,10 @@ async def consume_acknowledgements(
                 done = ChunkDone.model_validate_json(message.body)
             except ValidationError:
                 return
+            if done.arrived_late_s or done.woke_late_s:
+                dispatcher.timing.observe(
+                    time.time(), arrived_late_s=done.arrived_late_s, woke_late_s=done.woke_late_s
+                )
             if done.late_ids and done.campaign_id is not None:
                 # Off the consumer: a re-slot may wait a lead for its later chunks.
                 task = asyncio.create_task(reslot(done))

@@ -36,3 +36,14 @@ RESLOTTED = Counter(
     ["tenant"],
     namespace=NAMESPACE,
 )
+DISPATCH_LEAD = Gauge(
+    "dispatch_lead_seconds",
+    "How far ahead this dispatcher hands out slots (grows when chunks reach senders late).",
+    namespace=NAMESPACE,
+)
+LATE_TOLERANCE = Gauge(
+    "late_tolerance_seconds",
+    "How late after its slot a message may start (grows with senders' wake-up lateness; the slot"
+    " spacing grows with it).",
+    namespace=NAMESPACE,
+)

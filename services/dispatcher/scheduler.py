@@ -27,6 +27,8 @@ from services.dispatcher.metrics import (
     BATCHES_DROPPED,
     CHUNKS_DISPATCHED,
     CHUNKS_OUTSTANDING,
+    DISPATCH_LEAD,
+    LATE_TOLERANCE,
     RECIPIENTS_DISPATCHED,
     RESLOTTED,
     TENANT_RATE,
@@ -36,7 +38,7 @@ from shared.events import HELD, ChunkDone, RecipientBatch, SendChunk
 from shared.metrics import EFFECTIVE_RATE
 from shared.pacing import Pacing, effective_rate
 from shared.single_flight import SingleFlight
-from shared.throttle import MAX_CHUNK_SPAN_S, SlotClock, chunk_length, slot_interval
+from shared.throttle import MAX_CHUNK_SPAN_S, AdaptiveTiming, SlotClock, chunk_length, slot_interval
 
 Publish = Callable[[SendChunk, dict[str, Any] | None], Awaitable[None]]
 
@@ -45,6 +47,10 @@ SENDABLE = "running"
 CAMPAIGN_TTL_S = 300.0
 # Back-off records are re-read at most this often (a chunk spans up to 0.25 s).
 PACING_TTL_S = 0.2
+# For this long after it starts or reconnects, a dispatcher has not heard how late chunks run
+# (the timing reports come about its own chunks): a tenant's first slots then start a maximum
+# lead out, beyond any slot a dispatcher it takes over from may have handed out.
+TIMING_UNKNOWN_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,9 @@ class DispatchSettings:
     reply_queue: str
     # Fraction of the configured rate a backed-off tenant regains per second.
     pacing_recovery_per_s: float = 0.02
+    late_tolerance_s: float = 0.008
+    max_lead_s: float = 1.0
+    max_late_tolerance_s: float = 0.1
 
 
 class Lane:
@@ -191,6 +200,15 @@ class Dispatcher:
         self._publish = publish
         self._pacing: PacingView = pacing or NoPacing()
         self._lanes: dict[UUID, Lane] = {}
+        # One for the dispatcher, not per tenant: how late chunks and wake-ups run is the
+        # machine's and the broker's doing, whatever the tenant.
+        self.timing = AdaptiveTiming(
+            settings.lead_s,
+            settings.late_tolerance_s,
+            max_lead_s=max(settings.max_lead_s, settings.lead_s),
+            max_tolerance_s=max(settings.max_late_tolerance_s, settings.late_tolerance_s),
+        )
+        self._timing_known_at = time.monotonic() + TIMING_UNKNOWN_S
 
     def lane(self, tenant_id: UUID) -> Lane:
         lane = self._lanes.get(tenant_id)
@@ -208,6 +226,7 @@ class Dispatcher:
         beyond any a previous active dispatcher may have handed out."""
         for lane in self._lanes.values():
             lane.clock.started = False
+        self._timing_known_at = time.monotonic() + TIMING_UNKNOWN_S
 
     def chunk_done(self, tenant_id: UUID, chunk_id: str) -> None:
         lane = self._lanes.get(tenant_id)
@@ -244,14 +263,26 @@ class Dispatcher:
     async def _limited_chunk(self, lane: Lane, batch: RecipientBatch, remaining: list[int]) -> int:
         assert lane.rate is not None
         if not lane.clock.started:
-            lane.clock.start(time.time(), lead_s=self._settings.lead_s, span_s=MAX_CHUNK_SPAN_S)
+            lane.clock.start(time.time(), lead_s=self._start_lead_s(), span_s=MAX_CHUNK_SPAN_S)
         # Waited for outside the lane's slots too, so a re-slot that comes meanwhile goes first.
         await self._within_lead(lane)
         async with lane.slots:
             return await self._slotted_chunk(lane, batch.campaign_id, remaining, earliest_s=0.0)
 
+    def _start_lead_s(self) -> float:
+        """How far out a tenant's first slots on this dispatcher start: beyond the slots another
+        dispatcher may have handed out before this one became the tenant's active consumer. Its lead
+        was stretched by the same machine's lateness that stretches this one's (every tenant's
+        chunks go through the same senders); while this one has not been up long enough to have
+        heard of any, as far as a lead may go. Between two dispatchers whose tenants run late
+        differently the first slots may come up to the difference of their leads too early."""
+        if time.monotonic() < self._timing_known_at:
+            return self.timing.max_lead_s
+        return self.timing.lead_s(time.time())
+
     async def _within_lead(self, lane: Lane) -> None:
-        wait = lane.clock.wait_s(time.time(), self._settings.lead_s)
+        now = time.time()
+        wait = lane.clock.wait_s(now, self.timing.lead_s(now))
         if wait > 0:
             await asyncio.sleep(wait)
 
@@ -264,14 +295,25 @@ class Dispatcher:
         lead plus a chunk ahead, which a dispatcher taking the tenant over relies on."""
         await self._within_lead(lane)
         # Read the rate after the wait: a change made meanwhile applies to this chunk already.
-        interval = slot_interval(await self._effective_rate(lane), self._settings.margin)
+        rate = await self._effective_rate(lane)
+        now = time.time()
+        tolerance = self.timing.tolerance_s(now)
+        LATE_TOLERANCE.set(tolerance)
+        DISPATCH_LEAD.set(self.timing.lead_s(now))
+        interval = slot_interval(rate, self.timing.margin(self._settings.margin, now))
         ids = remaining[: chunk_length(interval, self._settings.chunk_size)]
-        first = lane.clock.allocate(len(ids), interval, time.time() + earliest_s)
-        await self._publish_slotted(lane.tenant_id, campaign_id, ids, first, interval)
+        first = lane.clock.allocate(len(ids), interval, time.time() + earliest_s, tolerance)
+        await self._publish_slotted(lane.tenant_id, campaign_id, ids, first, interval, tolerance)
         return len(ids)
 
     async def _publish_slotted(
-        self, tenant_id: UUID, campaign_id: UUID, ids: list[int], first: float, interval: float
+        self,
+        tenant_id: UUID,
+        campaign_id: UUID,
+        ids: list[int],
+        first: float,
+        interval: float,
+        tolerance: float,
     ) -> None:
         chunk = SendChunk(
             tenant_id=tenant_id,
@@ -279,6 +321,7 @@ class Dispatcher:
             recipient_ids=ids,
             first_slot_at=first,
             interval_s=interval,
+            late_tolerance_s=tolerance,
         )
         # The sender hands recipients it came too late for back here, for the next free slots.
         # No chunk id: slots bound a limited lane, so its chunks need no acknowledgement.
@@ -310,7 +353,7 @@ class Dispatcher:
             while start < len(ids):
                 # A lead from now at the earliest, so the chunk reaches a sender before its first slot.
                 start += await self._slotted_chunk(
-                    lane, campaign_id, ids[start:], earliest_s=self._settings.lead_s
+                    lane, campaign_id, ids[start:], earliest_s=self.timing.lead_s(time.time())
                 )
         RESLOTTED.labels(str(tenant_id)).inc(len(ids))
         return len(ids)

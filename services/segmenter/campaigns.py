@@ -239,6 +239,25 @@ class Lifecycle:
         self._runner.launch(tenant_id, campaign_id, republish=True)
         return row
 
+    async def reopen_if_refused(self, tenant_id: UUID, campaign_id: UUID) -> bool:
+        """Run a completed campaign again when a status callback reported a refusal (131048,
+        131056) after it completed: the refused recipients were sent back to wait for another
+        send, which a completed campaign would never make. It completes again once they settle."""
+        row = await OneTenant(self._pool).fetchrow(
+            tenant_id, queries.REOPEN_FOR_REFUSED, tenant_id, campaign_id
+        )
+        if row is None:
+            return False
+        await publish_lifecycle(self._publisher, row, "resumed")
+        if row["hold_reason"] is not None:
+            await publish_lifecycle(self._publisher, row, "held")
+        log.info(
+            "campaign running again: recipients refused after it completed wait to be sent",
+            tenant_id=str(tenant_id),
+            campaign_id=str(campaign_id),
+        )
+        return True
+
     async def complete_if_done(self, tenant_id: UUID, campaign_id: UUID) -> bool:
         if await OneTenant(self._pool).fetchval(tenant_id, queries.HAS_UNSETTLED, campaign_id):
             return False

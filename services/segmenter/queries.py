@@ -78,6 +78,19 @@ RETURNING *
 
 SELECT_TENANT_IDS = "SELECT id FROM tenants"
 
+# The operator's tenant list, newest first, each with its credit account (absent for a tenant
+# created before credits existed). Pages go on after ($3, $4) as the campaign list does.
+LIST_TENANTS = """
+SELECT t.id, t.name, t.active, t.rate_per_second, t.messaging_limit, t.created_at,
+       ca.plan_monthly, ca.plan_balance, ca.plan_period_start, ca.purchased_balance, ca.reserved
+FROM tenants t LEFT JOIN credit_accounts ca ON ca.tenant_id = t.id
+WHERE ($1::text IS NULL OR strpos(lower(t.name), lower($1)) > 0)
+  AND ($2::boolean IS NULL OR t.active = $2)
+  AND ($3::timestamptz IS NULL OR t.created_at < $3 OR (t.created_at = $3 AND t.id < $4::uuid))
+ORDER BY t.created_at DESC, t.id DESC
+LIMIT $5
+"""
+
 TENANT_FREQUENCY_CAP = (
     "SELECT frequency_cap_messages AS messages, frequency_cap_days AS days FROM tenants WHERE id = $1"
 )
@@ -119,11 +132,19 @@ SELECT_CAMPAIGN = "SELECT * FROM campaigns WHERE tenant_id = $1 AND id = $2"
 
 SELECT_CAMPAIGN_BY_KEY = "SELECT * FROM campaigns WHERE tenant_id = $1 AND idempotency_key = $2"
 
+# Newest first. The page goes on after ($2, $3): the last campaign of the previous page (created
+# before $2, or at $2 with a lower id); $2 alone keeps the older "created before" meaning.
 LIST_CAMPAIGNS = """
 SELECT * FROM campaigns
-WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR created_at < $2) AND ($4::text IS NULL OR state = $4)
-ORDER BY created_at DESC
-LIMIT $3
+WHERE tenant_id = $1
+  AND ($2::timestamptz IS NULL OR created_at < $2 OR (created_at = $2 AND id < $3::uuid))
+  AND ($5::text[] IS NULL OR state = ANY ($5))
+  AND ($6::text[] IS NULL OR kind = ANY ($6))
+  AND ($7::text IS NULL OR strpos(lower(name), lower($7)) > 0)
+  AND ($8::timestamptz IS NULL OR created_at >= $8)
+  AND ($9::timestamptz IS NULL OR created_at < $9)
+ORDER BY created_at DESC, id DESC
+LIMIT $4
 """
 
 # Lifecycle transitions are conditional on the current state so concurrent requests settle on one.
@@ -303,6 +324,32 @@ FROM campaigns c
 WHERE c.state = 'running'
 """
 
+# Completed campaigns with recipients sent back to wait by a refusal their status callback
+# reported after the campaign completed (WhatsApp's 131048 or 131056: not delivered, to be sent
+# again): they run again until those are settled. Read through the small partial index of such
+# recipients (migration 1680).
+COMPLETED_WITH_REFUSED_WAITING = """
+SELECT DISTINCT c.tenant_id, c.id
+FROM recipients r
+JOIN campaigns c ON c.id = r.campaign_id AND c.tenant_id = r.tenant_id
+WHERE r.state = 'retry_wait' AND r.error_code IN (131048, 131056) AND c.state = 'completed'
+LIMIT $1
+"""
+
+# Running again, it holds as its tenant does (a spam refusal may have held the tenant meanwhile).
+REOPEN_FOR_REFUSED = """
+UPDATE campaigns c
+SET state = 'running', completed_at = NULL, updated_at = now(),
+    hold_reason = coalesce(h.hold_reason, c.hold_reason), hold_until = coalesce(h.hold_until, c.hold_until)
+FROM (SELECT $2::uuid AS id) k
+LEFT JOIN tenant_send_limits h ON h.tenant_id = $1 AND h.hold_until > now()
+WHERE c.tenant_id = $1 AND c.id = k.id AND c.state = 'completed'
+  AND EXISTS (SELECT 1 FROM recipients r
+              WHERE r.tenant_id = $1 AND r.campaign_id = $2 AND r.state = 'retry_wait'
+                AND r.error_code IN (131048, 131056))
+RETURNING c.*
+"""
+
 HAS_UNSETTLED = """
 SELECT EXISTS (
     SELECT 1 FROM recipients
@@ -314,10 +361,6 @@ HAS_UNPUBLISHED = """
 SELECT EXISTS (
     SELECT 1 FROM recipients WHERE campaign_id = $1 AND id > $2 AND state IN ('pending', 'queued')
 )
-"""
-
-COUNT_BY_STATE = """
-SELECT state, count(*)::int AS n FROM recipients WHERE tenant_id = $1 AND campaign_id = $2 GROUP BY state
 """
 
 # Planner statistics of the audience tables (services/segmenter/audience/statistics.py): rows as
@@ -334,3 +377,6 @@ ORDER BY c.relname
 """
 
 ANALYZE_AUDIENCE_TABLES = "SELECT analyze_audience_tables($1::text[], $2::bigint[])"
+
+# The owner's vacuum process (shared/audience_vacuum.py) listens on the channel.
+REQUEST_AUDIENCE_VACUUM = "SELECT pg_notify($1, $2)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -13,11 +12,19 @@ from fastapi import APIRouter, HTTPException, Query, Request, status
 from services.segmenter import campaigns, queries
 from services.segmenter.deps import LifecycleDep
 from services.segmenter.scheduling import resolve_schedule
-from services.segmenter.schemas import CampaignAction, CampaignCreate, CampaignOut, CampaignState, ScheduleIn
+from services.segmenter.schemas import (
+    CampaignAction,
+    CampaignCreate,
+    CampaignKind,
+    CampaignOut,
+    CampaignState,
+    ScheduleIn,
+)
 from services.segmenter.template_check import check_template
 from shared.db import OneTenant
-from shared.http import Pool, Tenant, not_found
+from shared.http import InputError, Pool, Tenant, not_found
 from shared.templating import parse_template
+from shared.validation import Text, Timestamp
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
@@ -74,12 +81,53 @@ async def create_campaign(
 async def list_campaigns(
     tenant: Tenant,
     pool: Pool,
-    before: datetime | None = None,
+    state: Annotated[
+        list[CampaignState] | None,
+        Query(max_length=8, description="Only campaigns in these states (repeatable)."),
+    ] = None,
+    kind: Annotated[
+        list[CampaignKind] | None,
+        Query(max_length=3, description="Only campaigns of these kinds (repeatable)."),
+    ] = None,
+    name: Annotated[
+        Annotated[str, Text(200, min_length=1)] | None,
+        Query(description="Only campaigns whose name contains this (case-insensitive)."),
+    ] = None,
+    created_after: Annotated[
+        Timestamp | None, Query(description="Only campaigns created at or after this instant.")
+    ] = None,
+    created_before: Annotated[
+        Timestamp | None, Query(description="Only campaigns created before this instant.")
+    ] = None,
+    before: Annotated[
+        Timestamp | None,
+        Query(
+            description="The next page: the `created_at` of the previous page's last campaign (with"
+            " `before_id`, its `id`). Alone, only campaigns created before it."
+        ),
+    ] = None,
+    before_id: Annotated[
+        UUID | None, Query(description="The `id` of the previous page's last campaign (with `before`).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    state: Annotated[CampaignState | None, Query(description="Only campaigns in this state.")] = None,
 ) -> list[CampaignOut]:
+    """The tenant's campaigns, newest first, a page at a time: pass the last campaign's
+    ``created_at`` and ``id`` as ``before`` and ``before_id`` for the next page (fewer than
+    ``limit`` campaigns: the last page). Filters combine; a bad value answers 422 naming it."""
+    if before_id is not None and before is None:
+        raise InputError.single("before_id", "give before (the created_at of the same campaign) with it")
     rows = await OneTenant(pool).fetch(
-        tenant.tenant_id, queries.LIST_CAMPAIGNS, tenant.tenant_id, before, limit, state
+        tenant.tenant_id,
+        queries.LIST_CAMPAIGNS,
+        tenant.tenant_id,
+        before,
+        before_id,
+        limit,
+        list(dict.fromkeys(state)) if state else None,
+        list(dict.fromkeys(kind)) if kind else None,
+        name,
+        created_after,
+        created_before,
     )
     return [campaign_out(row) for row in rows]
 

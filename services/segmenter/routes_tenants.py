@@ -1,22 +1,27 @@
-"""Tenants: operator endpoints (create, change) and a tenant's own settings."""
+"""Tenants: operator endpoints (create, list, change) and a tenant's own settings."""
 
 from __future__ import annotations
 
+from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, Field
 
-from services.segmenter import tenants
+from services.segmenter import credits, tenants
 from services.segmenter.deps import PublisherDep, SecretBoxDep, SettingsDep
+from services.segmenter.routes_credits import BalanceOut, balance_out
 from services.segmenter.schemas import (
     OperatorTenantUpdate,
     TenantCreate,
     TenantCreated,
     TenantOut,
+    TenantPage,
     TenantSettingsUpdate,
 )
 from shared import audit
-from shared.http import Operator, Pool, Tenant, not_found
+from shared.http import InputError, Operator, Pool, Tenant, not_found
+from shared.validation import Text, Timestamp
 
 router = APIRouter(prefix="/v1", tags=["tenants"])
 
@@ -38,6 +43,55 @@ async def create_tenant(
         pool, actor=operator, action="tenant.created", tenant_id=row["id"], detail={"name": body.name}
     )
     return TenantCreated(tenant=tenants.tenant_out(row, settings.public_base_url), api_key=api_key)
+
+
+@router.get("/operator/tenants", response_model=TenantPage)
+async def list_tenants(
+    _: Operator,
+    pool: Pool,
+    name: Annotated[
+        Annotated[str, Text(200, min_length=1)] | None,
+        Query(description="Only tenants whose name contains this (case-insensitive)."),
+    ] = None,
+    active: Annotated[
+        bool | None, Query(description="Only active (true) or deactivated (false) tenants.")
+    ] = None,
+    before: Annotated[Timestamp | None, Query(description="`next_before` of the previous page.")] = None,
+    before_id: Annotated[UUID | None, Query(description="`next_before_id` of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> TenantPage:
+    """Every tenant, newest first, with its rate, messaging limit and credits available; a page at
+    a time (``next_before`` and ``next_before_id``)."""
+    if before_id is not None and before is None:
+        raise InputError.single("before_id", "give before (next_before of the same page) with it")
+    return await tenants.list_tenants(
+        pool, name=name, active=active, before=before, before_id=before_id, limit=limit
+    )
+
+
+class OperatorTenantOut(BaseModel):
+    """One tenant as the operator sees it: its settings and its credits."""
+
+    tenant: TenantOut
+    credits: BalanceOut | None = Field(description="Null for a tenant without a credit account.")
+
+
+@router.get("/operator/tenants/{tenant_id}", response_model=OperatorTenantOut)
+async def operator_show_tenant(
+    tenant_id: UUID, _: Operator, pool: Pool, settings: SettingsDep
+) -> OperatorTenantOut:
+    """A tenant's settings (rate and messaging limit included) and its credit balance."""
+    try:
+        row = await tenants.get_tenant(pool, tenant_id)
+    except tenants.TenantNotFound:
+        raise not_found("tenant not found") from None
+    try:
+        balance: BalanceOut | None = balance_out(
+            await credits.balance(pool, tenant_id), settings.credits_enabled
+        )
+    except credits.AccountNotFound:
+        balance = None
+    return OperatorTenantOut(tenant=tenants.tenant_out(row, settings.public_base_url), credits=balance)
 
 
 @router.patch("/operator/tenants/{tenant_id}", response_model=TenantOut)

@@ -24,6 +24,8 @@ from shared.db import AllTenants, OneTenant
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+# Completed campaigns run again per monitor pass, at most.
+REOPEN_BATCH = 100
 
 
 def campaign_lock_key(campaign_id: UUID) -> int:
@@ -86,9 +88,12 @@ class CampaignRunner:
 async def monitor_loop(
     pool: asyncpg.Pool, runner: CampaignRunner, lifecycle: Lifecycle, interval_s: float
 ) -> None:
-    """Complete campaigns with nothing left to settle; restart runners a dead process left behind."""
+    """Complete campaigns with nothing left to settle; run again those a refusal reported after
+    their completion sent recipients back to wait; restart runners a dead process left behind."""
     while True:
         try:
+            for row in await AllTenants(pool).fetch(queries.COMPLETED_WITH_REFUSED_WAITING, REOPEN_BATCH):
+                await lifecycle.reopen_if_refused(row["tenant_id"], row["id"])
             # The campaign monitor spans tenants: its listing runs as the cross-tenant role.
             for row in await AllTenants(pool).fetch(queries.RUNNING_CAMPAIGNS):
                 tenant_id, campaign_id = row["tenant_id"], row["id"]

@@ -224,6 +224,30 @@ class TenantOut(BaseModel):
     inbound_url: str
 
 
+class TenantSummary(BaseModel):
+    """A tenant as the operator's list shows it."""
+
+    id: UUID
+    name: str
+    active: bool
+    rate_per_second: int | None = Field(description="Messages per second (null: unlimited).")
+    messaging_limit: int | None = Field(description="Unique numbers per moving 24 hours (null: unlimited).")
+    credits_available: int | None = Field(
+        description="Plan and purchased credits less those reserved by sends under way (a new month's"
+        " plan grant counted); null for a tenant without a credit account."
+    )
+    created_at: datetime
+
+
+class TenantPage(BaseModel):
+    items: list[TenantSummary]
+    next_before: datetime | None = Field(
+        description="Pass as `before`, with `next_before_id` as `before_id`, for the next page;"
+        " null on the last."
+    )
+    next_before_id: UUID | None
+
+
 class TenantCreated(BaseModel):
     tenant: TenantOut
     api_key: str = Field(description="Shown once; only its hash is stored.")
@@ -285,6 +309,7 @@ class CampaignCreate(Strict):
 CampaignState = Literal[
     "draft", "scheduled", "snapshotting", "running", "paused", "completed", "cancelled", "failed"
 ]
+CampaignKind = Literal["campaign", "test", "manual"]
 
 
 class CampaignOut(BaseModel):

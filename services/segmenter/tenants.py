@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
@@ -14,13 +15,15 @@ from services.segmenter.schemas import (
     OperatorTenantUpdate,
     TenantCreate,
     TenantOut,
+    TenantPage,
     TenantSettingsUpdate,
+    TenantSummary,
 )
-from shared import topology
+from shared import credits, topology
 from shared.apikeys import display_prefix, hash_api_key, new_api_key
 from shared.broker import Publisher
 from shared.crypto import SecretBox
-from shared.db import tenant_transaction
+from shared.db import AllTenants, tenant_transaction
 from shared.events import TenantChanged
 from shared.webhooks import inbound_url, status_callback_url
 
@@ -154,3 +157,43 @@ async def count_contacts(conn: asyncpg.Connection, tenant_id: UUID, window_s: fl
 async def announce(publisher: Publisher, row: asyncpg.Record) -> None:
     event = TenantChanged(tenant_id=row["id"], rate_per_second=row["rate_per_second"], active=row["active"])
     await publisher.publish(topology.EVENTS_EXCHANGE, TenantChanged.ROUTING_KEY, event, mandatory=False)
+
+
+async def list_tenants(
+    pool: asyncpg.Pool,
+    *,
+    name: str | None,
+    active: bool | None,
+    before: datetime | None,
+    before_id: UUID | None,
+    limit: int,
+    today: date | None = None,
+) -> TenantPage:
+    """A page of every tenant, newest first: the operator's view across tenants (an all-tenants
+    read, since credit accounts are tenant rows). Balances are read, never rolled over here: a
+    plan whose month ended counts as its new grant, as the next debit would find it."""
+    rows = await AllTenants(pool).fetch(queries.LIST_TENANTS, name, active, before, before_id, limit)
+    on = today or date.today()
+    items = [TenantSummary(**dict(row), credits_available=_available(row, on)) for row in rows]
+    last = items[-1] if len(items) == limit else None
+    return TenantPage(
+        items=items,
+        next_before=last.created_at if last else None,
+        next_before_id=last.id if last else None,
+    )
+
+
+def _available(row: asyncpg.Record, today: date) -> int | None:
+    if row["plan_period_start"] is None:
+        return None
+    roll = credits.rollover(
+        current_period=row["plan_period_start"],
+        plan_balance=row["plan_balance"],
+        plan_monthly=row["plan_monthly"],
+        today=today,
+    )
+    return credits.available(
+        plan_balance=row["plan_balance"] if roll is None else roll.grant,
+        purchased_balance=row["purchased_balance"],
+        reserved=row["reserved"],
+    )

@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 messaging_window_s=settings.messaging_window_s,
                 spam_hold_s=settings.spam_hold_s,
                 pair_rate_retry_s=settings.pair_rate_retry_s,
+                paced_calls_share=settings.sender_paced_calls_share,
             ),
             concurrency=concurrency,
             pacer=Pacer(resources.pool, settings.pacing_recovery_per_s),
@@ -111,6 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 status_recheck_per_tenant=settings.status_recheck_per_tenant,
                 status_recheck_max=settings.status_recheck_max,
                 messaging_window_s=settings.messaging_window_s,
+                spam_hold_s=settings.spam_hold_s,
+                frequency_retention_interval_s=settings.frequency_retention_interval_s,
                 late_create_bound_s=late_create_bound_s(
                     settings.twilio_timeout_s, settings.reconcile_margin_s
                 ),

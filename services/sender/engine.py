@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from uuid import UUID
 
@@ -22,7 +22,7 @@ import asyncpg
 from services.sender import queries
 from services.sender.directory import Directory, TenantInfo
 from services.sender.gate import CampaignGate
-from services.sender.metrics import HOLDS
+from services.sender.metrics import HOLDS, SLOTS_MISSED_AT_WRITE
 from services.sender.outcomes import (
     Skip,
     Transition,
@@ -75,6 +75,8 @@ class EngineSettings:
     messaging_window_s: float = 86_400.0
     spam_hold_s: float = 900.0
     pair_rate_retry_s: float = 60.0
+    # Share of the concurrent calls that only messages with a slot may take.
+    paced_calls_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,22 @@ class Claim:
     rows: list[Claimed]
     short_of_credits: bool = False
     hold: Hold | None = None
+
+
+@dataclass
+class ChunkTiming:
+    """How late a rate-limited chunk ran on this sender: reported to its dispatcher."""
+
+    arrived_late_s: float
+    woke_late: list[float] = field(default_factory=list)
+
+    def woke_late_s(self) -> float:
+        """The 90th percentile of its messages' wake-up lateness (a stray outlier stretches
+        nothing; a busy machine's usual lateness does)."""
+        if not self.woke_late:
+            return 0.0
+        ordered = sorted(self.woke_late)
+        return max(0.0, ordered[int(0.9 * (len(ordered) - 1))])
 
 
 def recipient_data(row: asyncpg.Record) -> RecipientData:
@@ -166,10 +184,11 @@ class SendEngine:
         self._gate = gate
         self._recorder = recorder
         self._settings = settings
-        self._calls = CallSlots(concurrency)
-        # Twice the calls in flight: while some chunks are being claimed or settled, others send.
-        self._budget = MessageBudget(2 * concurrency)
-        self._concurrency = concurrency
+        self._calls = CallSlots(concurrency, reserved=int(concurrency * settings.paced_calls_share))
+        # Unslotted messages are claimed only as far as the calls they may take: twice those, so
+        # that while some chunks are being claimed or settled, others send.
+        self._unslotted_calls = concurrency - self._calls.reserved
+        self._budget = MessageBudget(2 * self._unslotted_calls)
         self._auto_pause = auto_pause
         self._announce_hold = announce_hold
         self._pacer = pacer
@@ -201,7 +220,7 @@ class SendEngine:
         if chunk.first_slot_at is not None:
             return await self._process(chunk, tenant, template, reply_to)
         # Slotted chunks hold at most a lead of work; unslotted ones wait for room before claiming.
-        units = min(len(chunk.recipient_ids), self._concurrency)
+        units = min(len(chunk.recipient_ids), self._unslotted_calls)
         await self._budget.acquire(units)
         try:
             return await self._process(chunk, tenant, template, reply_to)
@@ -231,20 +250,27 @@ class SendEngine:
         claimed_mono = claim_sent[-1]
         slots = {recipient_id: chunk.slot_at(i) for i, recipient_id in enumerate(chunk.recipient_ids)}
         book = None
+        timing = None
         if chunk.first_slot_at is not None:
+            tolerance = chunk.late_tolerance_s
             book = SlotBook(
                 chunk.first_slot_at,
                 chunk.interval_s,
                 len(chunk.recipient_ids),
-                self._settings.late_tolerance_s,
+                self._settings.late_tolerance_s if tolerance is None else tolerance,
             )
+            timing = ChunkTiming(arrived_late_s=max(0.0, time.time() - chunk.first_slot_at))
         settlements = await asyncio.gather(
             *(
-                self._send(tenant, template, chunk, row, slots.get(row.recipient_id), book, claimed_mono)
+                self._send(
+                    tenant, template, chunk, row, slots.get(row.recipient_id), book, claimed_mono, timing
+                )
                 for row in claim.rows
             )
         )
         await self._recorder.settle(chunk.tenant_id, list(settlements), source="sender", reply_to=reply_to)
+        if timing is not None and book is not None and reply_to is not None:
+            await self._report_timing(chunk, timing, book, reply_to)
         await self._after_chunk(chunk, settlements)
         return not any(s.transition.skip is Skip.SHUTDOWN for s in settlements)
 
@@ -389,21 +415,39 @@ class SendEngine:
     def _window_open(self, tenant: TenantInfo) -> bool:
         return tenant.window.always_open or tenant.window.open_at(self._clock.now())
 
-    async def _call_at_a_slot(self, tenant_id: UUID, book: SlotBook, wait: float) -> bool:
-        """Wait for a slot of the chunk and a call; False when the chunk has no slot left."""
+    async def _report_timing(
+        self, chunk: SendChunk, timing: ChunkTiming, book: SlotBook, reply_to: str
+    ) -> None:
+        """Tell the dispatcher that slotted the chunk when it ran late: it stretches its lead and
+        tolerance to what this machine manages (shared/throttle.AdaptiveTiming)."""
+        woke_late = timing.woke_late_s()
+        if timing.arrived_late_s > 0 or book.lost or woke_late > book.tolerance / 2:
+            await self._recorder.report_timing(
+                chunk.tenant_id, reply_to, arrived_late_s=timing.arrived_late_s, woke_late_s=woke_late
+            )
+
+    async def _call_at_a_slot(
+        self, tenant_id: UUID, book: SlotBook, slot_at: float, timing: ChunkTiming | None
+    ) -> float | None:
+        """Wait for a slot of the chunk and a call; the slot, or None when the chunk has none left."""
+        wait = slot_at - time.time()
         if wait > 0:
             await asyncio.sleep(wait)
         while True:
             slot = book.take(time.time())
             if slot is None:
-                return False
+                return None
             wait = slot - time.time()
             while wait > 0:
                 await asyncio.sleep(wait)
                 wait = slot - time.time()
             await self._calls.acquire(tenant_id, timed=True)
-            if book.usable(slot, time.time()):
-                return True
+            now = time.time()
+            if timing is not None:
+                # How late it woke and got a call for its slot: what the tolerance must absorb.
+                timing.woke_late.append(now - slot)
+            if book.usable(slot, now):
+                return slot
             # The slot passed while waiting for a call: take the next one.
             self._calls.release(tenant_id)
 
@@ -419,6 +463,7 @@ class SendEngine:
         slot_at: float | None,
         book: SlotBook | None,
         claimed_mono: float,
+        timing: ChunkTiming | None = None,
     ) -> Settlement:
         def settle(
             transition: Transition, sid: str | None = None, accepted_at: float | None = None
@@ -439,9 +484,34 @@ class SendEngine:
             if opens_at is not None:
                 return settle(outside_window(opens_at))
         if book is not None and slot_at is not None:
-            wait = slot_at - time.time()
-            metrics.THROTTLE_WAIT.labels(str(chunk.tenant_id)).observe(max(wait, 0.0))
-            if not await self._call_at_a_slot(chunk.tenant_id, book, wait):
+            metrics.THROTTLE_WAIT.labels(str(chunk.tenant_id)).observe(max(slot_at - time.time(), 0.0))
+        while True:
+            settlement = await self._send_once(
+                tenant, template, chunk, row, slot_at, book, claimed_mono, timing, settle
+            )
+            if settlement is not None:
+                return settlement
+            # Its slot passed before the request could be written (nothing was sent): the next.
+            slot_at = time.time()
+
+    async def _send_once(
+        self,
+        tenant: TenantInfo,
+        template: Template,
+        chunk: SendChunk,
+        row: Claimed,
+        slot_at: float | None,
+        book: SlotBook | None,
+        claimed_mono: float,
+        timing: ChunkTiming | None,
+        settle: Callable[..., Settlement],
+    ) -> Settlement | None:
+        """One try at a slot (or at once, unpaced); None when the slot passed before the request
+        was written, so that nothing was sent and the message may take the chunk's next slot."""
+        slot: float | None = None
+        if book is not None and slot_at is not None:
+            slot = await self._call_at_a_slot(chunk.tenant_id, book, slot_at, timing)
+            if slot is None:
                 return settle(skipped(Skip.LATE))
         else:
             await self._calls.acquire(chunk.tenant_id, timed=False)
@@ -453,6 +523,14 @@ class SendEngine:
             refusal = refused_locally(message)
             if refusal is not None:
                 return settle(refusal)
+            # Checked again as the request is written: a sender frozen (SIGSTOP) between the
+            # check above and the write must not send once its lease has run out and the row may
+            # have been reconciled and sent by another sender; and a paced message must not be
+            # written past its slot's tolerance, where it would crowd the next second's messages
+            # at Twilio (a busy machine can starve the sender between its slot and the write).
+            write_by = lease_write_by = self._write_by(claimed_mono)
+            if slot is not None and book is not None:
+                write_by = min(write_by, time.monotonic() + (slot + book.tolerance - time.time()))
             started = time.perf_counter()
             try:
                 created = await self._client.create_message(
@@ -467,12 +545,14 @@ class SendEngine:
                         self._settings.public_base_url, chunk.tenant_id
                     ),
                     validity_period=VALIDITY_PERIOD_S,
-                    # Checked again as the request is written: a sender frozen (SIGSTOP) between
-                    # the check above and the write must not send once its lease has run out and
-                    # the row may have been reconciled and sent by another sender.
-                    write_by=self._write_by(claimed_mono),
+                    write_by=write_by,
                 )
             except TwilioError as exc:
+                if exc.missed_write_by and write_by < lease_write_by and not self.stopping:
+                    if timing is not None and slot is not None:
+                        timing.woke_late.append(time.time() - slot)
+                    SLOTS_MISSED_AT_WRITE.labels(str(chunk.tenant_id)).inc()
+                    return None
                 outcome = classify(
                     http_status=exc.http_status,
                     code=exc.code,

@@ -26,9 +26,14 @@ renewed by a heartbeat; when its holder dies or freezes, another sender takes ov
 - A running campaign whose waiting rows have not moved for ``sweep_idle_s`` while its tenant's
   dispatch queue is empty lost their broker messages: they are published again (a duplicate only
   loses the claim race). A held campaign is left alone until its hold ends.
+- A tenant whose recipients were sent back to wait by Meta's spam refusal (131048) reported in
+  a status callback, after Twilio accepted the create (the tracker records them), has its sending
+  held for ``spam_hold_s`` after the latest such refusal, as a refusal of the create holds it.
 - A campaign whose hold has ended (its tenant's messaging window has room again, a spam hold ran
   out) is no longer held, and its waiting rows are published again at once; a claim that still
   finds no room holds it anew. Contacts that left their tenant's messaging window are forgotten.
+- Frequency-cap entries no tenant's window can count any more are deleted, a slice at a time
+  (``frequency_retention``).
 """
 
 from __future__ import annotations
@@ -46,8 +51,10 @@ from aio_pika.abc import AbstractRobustConnection
 
 from services.sender import queries
 from services.sender.directory import Directory, TenantNotFound
+from services.sender.engine import SPAM_HOLD_REASON
+from services.sender.frequency_retention import FrequencyRetention
 from services.sender.leadership import LeadershipLost, Lease
-from services.sender.metrics import RECONCILED, STATUS_RECHECKS
+from services.sender.metrics import HOLDS, RECONCILED, STATUS_RECHECKS
 from services.sender.outcomes import after_lookup, not_found_believed
 from services.sender.recording import DB_ERRORS, Recorder, Settlement
 from shared import topology
@@ -94,6 +101,8 @@ class MaintenanceSettings:
     status_recheck_per_tenant: int = 50
     status_recheck_max: int = 4
     messaging_window_s: float = 86_400.0
+    spam_hold_s: float = 900.0
+    frequency_retention_interval_s: float = 3600.0
 
 
 def pick_message(
@@ -142,6 +151,9 @@ class Maintenance:
         self._waiting: dict[UUID, Waiting] = {}
         self._last_sweep = 0.0
         self.lease = Lease(pool, MAINTENANCE_LEASE, duration_s=settings.lease_s)
+        self.frequency_retention = FrequencyRetention(
+            pool, interval_s=settings.frequency_retention_interval_s
+        )
 
     async def run(self) -> None:
         """Forever: take the lease when no other sender holds it, then do a pass every interval
@@ -186,12 +198,47 @@ class Maintenance:
         await self.expire_leases()
         await self.reconcile()
         await self.recheck_statuses()
+        await self.hold_tenants_refused_in_callbacks()
         await self.end_holds()
         now = time.monotonic()
         if now - self._last_sweep >= min(self._settings.sweep_idle_s / 4, 5.0):
             self._last_sweep = now
             await self.sweep()
             await self.forget_contacts()
+        await self.frequency_retention.run_if_due()
+
+    async def hold_tenants_refused_in_callbacks(self) -> int:
+        """Hold the sending of tenants whose status callbacks reported a spam refusal; announce
+        each campaign held (or held longer); how many were."""
+        held = await self._all.fetch(
+            queries.HOLD_TENANTS_REFUSED_IN_CALLBACKS, self._settings.spam_hold_s, SPAM_HOLD_REASON
+        )
+        for row in held:
+            self.lease.ensure_held()
+            HOLDS.labels(str(row["tenant_id"]), SPAM_HOLD_REASON).inc()
+            log.warning(
+                "tenant's sending held: spam refusal in a status callback",
+                tenant_id=str(row["tenant_id"]),
+                campaign_id=str(row["id"]),
+                until=row["hold_until"].isoformat(),
+            )
+            event = CampaignLifecycle(
+                event="held",
+                tenant_id=row["tenant_id"],
+                campaign_id=row["id"],
+                state="running",
+                reason=SPAM_HOLD_REASON,
+                at=self._clock.now(),
+                until=row["hold_until"],
+            )
+            try:
+                await self._publisher.publish(
+                    topology.EVENTS_EXCHANGE, event.routing_key(), event, mandatory=False
+                )
+            except BrokerUnavailable as exc:
+                # The hold is in the database: gates see it at their next poll.
+                log.warning("hold event not published", campaign_id=str(row["id"]), error=str(exc))
+        return len(held)
 
     async def end_holds(self) -> int:
         """Clear the holds whose time has come and publish those campaigns' waiting rows again;

@@ -33,3 +33,10 @@ STATUS_RECHECKS = Counter(
     ["outcome"],
     namespace=NAMESPACE,
 )
+SLOTS_MISSED_AT_WRITE = Counter(
+    "sender_slots_missed_at_write",
+    "Paced creates not written because their slot's late tolerance passed before the write (the"
+    " machine starved the sender); each took the chunk's next slot, nothing was sent.",
+    ["tenant"],
+    namespace=NAMESPACE,
+)

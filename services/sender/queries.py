@@ -264,6 +264,34 @@ WHERE c.tenant_id = $1 AND c.state = 'running'
 RETURNING c.id, c.hold_until
 """
 
+# Recipients sent back to wait because a status callback reported Meta's spam refusal (131048)
+# after Twilio accepted the create (the tracker records them): their tenants' sending is held
+# until ``$1`` seconds after the latest refusal, and so are their running campaigns. Idempotent
+# (a hold is only ever moved later, to a time computed from the rows), so a pass run twice, or by
+# two leaders, holds once; only holds that changed come back, to be announced.
+HOLD_TENANTS_REFUSED_IN_CALLBACKS = """
+WITH refused AS (
+    SELECT tenant_id, max(updated_at) + make_interval(secs => $1) AS until
+    FROM recipients
+    WHERE state = 'retry_wait' AND error_code = 131048 AND updated_at > now() - make_interval(secs => $1)
+    GROUP BY tenant_id
+), tenants_held AS (
+    INSERT INTO tenant_send_limits AS w (tenant_id, hold_reason, hold_until)
+    SELECT tenant_id, $2, until FROM refused
+    ON CONFLICT (tenant_id) DO UPDATE
+    SET hold_reason = EXCLUDED.hold_reason, hold_until = EXCLUDED.hold_until
+    WHERE w.hold_until IS NULL OR w.hold_until < EXCLUDED.hold_until
+    RETURNING tenant_id, hold_until
+)
+UPDATE campaigns c
+SET hold_reason = $2, hold_until = t.hold_until
+FROM tenants_held t
+WHERE c.tenant_id = t.tenant_id AND c.state = 'running'
+  AND (c.hold_reason IS NULL OR c.hold_reason IN ('messaging_limit', 'spam_rate_limit'))
+  AND (c.hold_until IS NULL OR c.hold_until < t.hold_until)
+RETURNING c.id, c.tenant_id, c.hold_until
+"""
+
 ROLL_CREDIT_PERIOD = """
 WITH rolled AS (
     UPDATE credit_accounts a
@@ -313,11 +341,16 @@ WITH outcome AS (
         credit_held = (f.to_state = 'unknown' AND before.credit_held),
         updated_at = now()
     FROM outcome o
-    JOIN recipients before ON before.id = o.id
-    JOIN campaigns c ON c.id = before.campaign_id,
+    -- Each row by its primary key, the campaign's state by its own: joined to the campaign
+    -- instead, the planner may walk all the campaign's rows through the (tenant, campaign)
+    -- index that row-level security's tenant condition opens to it, when the statistics
+    -- still say a new campaign has a handful of rows (seconds per settlement at 30,000).
+    JOIN recipients before ON before.id = o.id,
     -- A row handed back or left to retry after its campaign was cancelled is cancelled too:
     -- the cancel marked the rows waiting at that moment, and this one was in flight then.
-    LATERAL (SELECT CASE WHEN o.to_state IN ('queued', 'retry_wait') AND c.state = 'cancelled'
+    LATERAL (SELECT CASE WHEN o.to_state IN ('queued', 'retry_wait')
+                              AND (SELECT c.state FROM campaigns c
+                                   WHERE c.id = before.campaign_id) = 'cancelled'
                          THEN 'cancelled' ELSE o.to_state END AS to_state) f
     WHERE r.id = o.id AND r.tenant_id IS NOT DISTINCT FROM $1 AND (r.state IN ('sending', 'unknown')) IS TRUE
       AND r.claimed_at = o.claimed_at
@@ -328,7 +361,11 @@ WITH outcome AS (
         (tenant_id, campaign_id, recipient_id, from_state, to_state, source, error_code, detail)
     SELECT $1, campaign_id, id, from_state, to_state, $10, error_code, error_message FROM settled
 ), debits AS (
-    SELECT id, campaign_id, row_number() OVER (ORDER BY id) AS n FROM settled WHERE held AND to_state = 'sent'
+    -- One debit per recipient: a number sent again after a refusal its callback reported
+    -- (131048, 131056: that message was not delivered) is not charged twice.
+    SELECT s.id, s.campaign_id, row_number() OVER (ORDER BY s.id) AS n FROM settled s
+    WHERE s.held AND s.to_state = 'sent'
+      AND NOT EXISTS (SELECT 1 FROM credit_ledger l WHERE l.recipient_id = s.id AND l.kind = 'debit')
 ), counts AS (
     SELECT (SELECT count(*) FROM debits) AS debit,
            count(*) FILTER (WHERE held AND to_state <> 'unknown') AS released
@@ -491,6 +528,18 @@ WHERE ctid = ANY(ARRAY(
                                            ELSE w.counted_at - make_interval(secs => $1) END
         LIMIT $2) gone
     LIMIT $2))
+"""
+
+# Frequency-cap entries none of whose claims is younger than $1 days, at most $2 of them
+# (services/sender/frequency_retention.py). The age is checked again on the entry deleted, so one
+# that a claim extended meanwhile (it waited for the claim's lock) stays.
+DELETE_OLD_FREQUENCY_ENTRIES = """
+DELETE FROM contact_frequency f
+USING (SELECT tenant_id, phone_e164 FROM contact_frequency
+       WHERE (SELECT max(at) FROM unnest(claimed_at) AS at) < now() - make_interval(days => $1)
+       LIMIT $2) old
+WHERE f.tenant_id = old.tenant_id AND f.phone_e164 = old.phone_e164
+  AND (SELECT max(at) FROM unnest(f.claimed_at) AS at) < now() - make_interval(days => $1)
 """
 
 # Rows of a running campaign that wait for a broker message that may be gone ($4: now, on the

@@ -156,6 +156,22 @@ class Recorder:
             return False
         return True
 
+    async def report_timing(
+        self, tenant_id: UUID, reply_to: str, *, arrived_late_s: float, woke_late_s: float
+    ) -> None:
+        """A rate-limited chunk ran late: tell the dispatcher that slotted it (best effort; the
+        next late chunk tells it again)."""
+        done = ChunkDone(
+            tenant_id=tenant_id,
+            chunk_id="timing",
+            arrived_late_s=min(arrived_late_s, 3600.0),
+            woke_late_s=min(woke_late_s, 3600.0),
+        )
+        try:
+            await self._publisher.publish("", reply_to, done, mandatory=False)
+        except BrokerUnavailable:
+            pass
+
     async def _write(self, tenant_id: UUID, settlements: list[Settlement], source: str) -> Settled:
         now = self._clock.now()
         ordered = sorted(settlements, key=lambda s: s.recipient_id)

@@ -3,7 +3,9 @@
 ``CallSlots`` is the sender's capacity of concurrent Twilio calls. A freed call goes first to a
 message with a slot (a rate-limited tenant's message has a time to keep; an unlimited tenant's
 has none), then to the waiting tenant with the fewest calls in flight, so a tenant with a
-backlog of thousands gets no more of the sender than one with a handful.
+backlog of thousands gets no more of the sender than one with a handful. Messages without a
+slot never take the last ``reserved`` calls: an unlimited tenant's backlog would otherwise hold
+every call, and a message with a slot would wait for one to end, past its slot.
 
 ``SlotBook`` hands out a chunk's slots to its messages in order of time. A message that comes
 late (a busy machine, a slow claim) takes the next slot that has not passed instead of going
@@ -22,8 +24,10 @@ from shared.throttle import is_late
 
 
 class CallSlots:
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, reserved: int = 0) -> None:
         self.capacity = capacity
+        # Calls only messages with a slot may take; at least one call is left to the others.
+        self.reserved = max(0, min(reserved, capacity - 1))
         self._free = capacity
         self._in_flight: Counter[Hashable] = Counter()
         self._timed: deque[tuple[Hashable, asyncio.Future[None]]] = deque()
@@ -37,7 +41,7 @@ class CallSlots:
         return len(self._timed) + sum(len(waiters) for waiters in self._untimed.values())
 
     async def acquire(self, tenant: Hashable, *, timed: bool) -> None:
-        if self._free > 0 and not self.waiting:
+        if self._may_take_now(timed):
             self._free -= 1
             self._in_flight[tenant] += 1
             return
@@ -55,6 +59,13 @@ class CallSlots:
             else:
                 self._forget(tenant, future, timed)
             raise
+
+    def _may_take_now(self, timed: bool) -> bool:
+        """Whether a call is free for this message without passing anyone waiting. Messages
+        without a slot may be left waiting while the reserved calls are free."""
+        if timed:
+            return self._free > 0 and not self._timed
+        return self._free > self.reserved and not self.waiting
 
     def release(self, tenant: Hashable) -> None:
         self._in_flight[tenant] -= 1
@@ -78,7 +89,7 @@ class CallSlots:
     def _next_waiter(self) -> tuple[Hashable, asyncio.Future[None]] | None:
         if self._timed:
             return self._timed.popleft()
-        if not self._untimed:
+        if not self._untimed or self._free <= self.reserved:
             return None
         tenant = min(self._untimed, key=lambda t: self._in_flight[t])
         waiters = self._untimed[tenant]
@@ -114,6 +125,10 @@ class SlotBook:
         self._tolerance = tolerance
         self._next = 0
         self.lost = 0
+
+    @property
+    def tolerance(self) -> float:
+        return self._tolerance
 
     def take(self, now: float) -> float | None:
         """The earliest slot not handed out that a message starting at ``now`` may still use (at

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -13,10 +14,11 @@ from fastapi.responses import StreamingResponse
 
 from services.tracker import reports
 from services.tracker.live import DRAFT_RECONNECT_MS, ProgressHub, StreamLimitReached
-from services.tracker.progress import RECIPIENT_STATES, Progress
+from services.tracker.progress import Progress
 from services.tracker.reports import RecipientFilters
 from shared.http import InputError, Pool, Tenant, TenantContext, not_found
 from shared.phones import InvalidPhone, to_e164
+from shared.recipient_states import RECIPIENT_STATES
 from shared.validation import INT4_MAX, INT8_MAX, Text
 
 router = APIRouter(prefix="/v1/campaigns", tags=["tracking"])
@@ -58,6 +60,8 @@ ErrorCodeFilter = Annotated[int | None, Query(ge=0, le=INT4_MAX)]
 PhoneFilter = Annotated[Annotated[str, Text(40)] | None, Query()]
 After = Annotated[int, Query(ge=0, le=INT8_MAX, description="return rows with an id above this one")]
 RecipientId = Annotated[int, Path(ge=1, le=INT8_MAX)]
+MAX_PROGRESS_IDS = 50
+PROGRESS_READS_AT_ONCE = 4  # of one request for several campaigns' progress
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
@@ -122,6 +126,55 @@ async def export_recipients(
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="campaign-{campaign_id}-recipients.csv"'},
     )
+
+
+@router.get("/progress")
+async def get_progress_of_many(
+    tenant: Tenant,
+    pool: Pool,
+    request: Request,
+    ids: Annotated[
+        list[Annotated[str, Text(40 * MAX_PROGRESS_IDS)]],
+        Query(
+            min_length=1,
+            max_length=MAX_PROGRESS_IDS,
+            description=f"Campaign ids, repeated or separated by commas (at most {MAX_PROGRESS_IDS}).",
+        ),
+    ],
+) -> dict[str, Any]:
+    """The progress of several campaigns in one request (a list page's campaigns): ``items`` holds
+    each found campaign's ``GET /{campaign_id}/progress`` in the order asked, ``missing`` the ids
+    the tenant has no campaign for."""
+    wanted = _campaign_ids(ids)
+    clock = request.app.state.clock
+    reads = asyncio.Semaphore(PROGRESS_READS_AT_ONCE)
+
+    async def progress_of(campaign_id: UUID) -> Progress | None:
+        # The single route's own read, a few at a time so one request cannot take the pool.
+        async with reads:
+            return await reports.load_progress(
+                pool, tenant_id=tenant.tenant_id, campaign_id=campaign_id, clock=clock
+            )
+
+    found = await asyncio.gather(*(progress_of(campaign_id) for campaign_id in wanted))
+    return {
+        "items": [progress.as_dict() for progress in found if progress is not None],
+        "missing": [str(cid) for cid, progress in zip(wanted, found, strict=True) if progress is None],
+    }
+
+
+def _campaign_ids(values: list[str]) -> list[UUID]:
+    """The distinct ids of ``ids`` (repeated, comma-separated or both), or 422 naming the field."""
+    parts = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    try:
+        wanted = list(dict.fromkeys(UUID(part) for part in parts))
+    except ValueError:
+        raise InputError.single("ids", "each id must be a campaign id (a UUID)") from None
+    if not wanted:
+        raise InputError.single("ids", "give at least one campaign id")
+    if len(wanted) > MAX_PROGRESS_IDS:
+        raise InputError.single("ids", f"at most {MAX_PROGRESS_IDS} campaign ids")
+    return wanted
 
 
 @router.get("/{campaign_id}/progress")

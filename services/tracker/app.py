@@ -24,7 +24,9 @@ from services.tracker.outbound_client import WebhookClient
 from services.tracker.outbound_fanout import start_lifecycle_consumer
 from services.tracker.outbound_worker import DeliveryWorker, run_feed
 from services.tracker.periodic import run_every
+from services.tracker.refusals import refusal_waits
 from services.tracker.reports import load_progress
+from services.tracker.state_counts import FOLD_INTERVAL_S, fold_state_deltas
 from services.tracker.tenant_gate import ActiveTenants
 from services.tracker.tokens import TokenCache
 from services.tracker.webhooks import WebhookRoutes
@@ -61,6 +63,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     status_channel = await resources.connection.channel()
     await status_channel.set_qos(prefetch_count=STATUS_PREFETCH)
     status_queue = await topology.declare_queue(status_channel, topology.STATUS)
+    waits = refusal_waits(settings)
     status_consumer = StatusConsumer(
         status_queue,
         pool,
@@ -68,6 +71,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         batch_size=settings.callback_batch_size,
         flush_s=settings.callback_flush_s,
         policy=ConsumerPolicy.from_settings(settings),
+        waits=waits,
     )
     inbound_channel = await resources.connection.channel()
     await inbound_channel.set_qos(prefetch_count=INBOUND_PREFETCH)
@@ -86,7 +90,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     supervisor.spawn("active_tenants", lambda: run_every("active tenants", TENANT_RELOAD_S, tenants.reload))
     supervisor.spawn(
         "orphan_matching",
-        lambda: run_every("orphans", settings.orphan_match_interval_s, lambda: match_orphans(pool)),
+        lambda: run_every(
+            "orphans", settings.orphan_match_interval_s, lambda: match_orphans(pool, waits=waits)
+        ),
+    )
+    supervisor.spawn(
+        "state_count_folding",
+        lambda: run_every("state counts", FOLD_INTERVAL_S, lambda: fold_state_deltas(pool)),
     )
     supervisor.spawn(
         "metrics_sampling", lambda: run_every("metrics", settings.metrics_sample_interval_s, sample)

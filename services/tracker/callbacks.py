@@ -1,5 +1,6 @@
 """Persisting status callbacks: replay filtering, monotonic recipient updates, the event log,
-orphans, and opt-out suppressions — one transaction per batch.
+orphans, opt-out suppressions, and recipients sent back to wait by a refusal a callback reported
+— one transaction per batch.
 
 The receipts are inserted in the same transaction as their effects, so a batch that fails leaves
 no receipt behind and its redelivery is not mistaken for a replay.
@@ -14,7 +15,14 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from services.tracker import queries
-from services.tracker.status import Callback, Plan, RecipientRow, plan_callbacks
+from services.tracker.status import (
+    DEFAULT_WAITS,
+    Callback,
+    Plan,
+    RecipientRow,
+    RefusalWaits,
+    plan_callbacks,
+)
 from shared.db import all_tenants_transaction
 
 EVENT_SOURCE = "callback"
@@ -30,9 +38,13 @@ class BatchResult:
     transitions: int = 0
     suppressed: int = 0
     matched: int = 0
+    # Recipients a callback's refusal (131048, 131056) sent back to wait for another send.
+    deferred: list[RecipientRow] = field(default_factory=list)
 
 
-async def record_callbacks(pool: asyncpg.Pool, received: Sequence[tuple[str, Callback]]) -> BatchResult:
+async def record_callbacks(
+    pool: asyncpg.Pool, received: Sequence[tuple[str, Callback]], waits: RefusalWaits = DEFAULT_WAITS
+) -> BatchResult:
     """Persist callbacks given with their dedupe keys; replays (in the batch or of earlier
     batches) change nothing."""
     unique: dict[tuple[str, str], Callback] = {}
@@ -50,7 +62,7 @@ async def record_callbacks(pool: asyncpg.Pool, received: Sequence[tuple[str, Cal
         result.replays += len(unique) - len(fresh)
         if not fresh:
             return result
-        plan = await _plan(conn, fresh)
+        plan = await _plan(conn, fresh, waits)
         result.suppressed = await _write(conn, plan)
         kept = await _keep_orphans(conn, plan.orphans)
     result.statuses.update(callback.status for callback in fresh)
@@ -60,11 +72,15 @@ async def record_callbacks(pool: asyncpg.Pool, received: Sequence[tuple[str, Cal
     result.replays += len(plan.orphans) - kept
     result.transitions = len(plan.transitions)
     result.matched = len(plan.matched)
+    result.deferred = plan.deferred
     return result
 
 
-async def match_orphans(pool: asyncpg.Pool, *, limit: int = 1000) -> BatchResult:
-    """Apply kept callbacks whose recipient now has its SID and a settled send."""
+async def match_orphans(
+    pool: asyncpg.Pool, *, limit: int = 1000, waits: RefusalWaits = DEFAULT_WAITS
+) -> BatchResult:
+    """Apply kept callbacks whose recipient now has its SID and a settled send. A recipient one of
+    them sends back to wait is published again by the senders' sweep."""
     result = BatchResult()
     async with all_tenants_transaction(pool) as conn:
         rows = await conn.fetch(queries.LOCK_MATCHABLE_ORPHANS, limit)
@@ -76,15 +92,16 @@ async def match_orphans(pool: asyncpg.Pool, *, limit: int = 1000) -> BatchResult
         ]
         if not callbacks:
             return result
-        plan = await _plan(conn, callbacks)
+        plan = await _plan(conn, callbacks, waits)
         result.suppressed = await _write(conn, plan)
         await conn.execute(queries.MARK_ORPHANS_MATCHED, [c.orphan_id for c in plan.matched])
     result.matched = len(plan.matched)
     result.transitions = len(plan.transitions)
+    result.deferred = plan.deferred
     return result
 
 
-async def _plan(conn: asyncpg.Connection, callbacks: Sequence[Callback]) -> Plan:
+async def _plan(conn: asyncpg.Connection, callbacks: Sequence[Callback], waits: RefusalWaits) -> Plan:
     pairs = sorted({(c.tenant_id, c.message_sid) for c in callbacks})
     records = await conn.fetch(
         queries.LOCK_RECIPIENTS_BY_SID, [tenant for tenant, _ in pairs], [sid for _, sid in pairs]
@@ -101,11 +118,12 @@ async def _plan(conn: asyncpg.Connection, callbacks: Sequence[Callback]) -> Plan
             delivered_at=r["delivered_at"],
             read_at=r["read_at"],
             failed_at=r["failed_at"],
+            campaign_state=r["campaign_state"],
         )
         for r in records
     ]
     sids = {(r["tenant_id"], r["twilio_sid"]): r["id"] for r in records}
-    return plan_callbacks(callbacks, rows, sids)
+    return plan_callbacks(callbacks, rows, sids, waits)
 
 
 async def _write(conn: asyncpg.Connection, plan: Plan) -> int:
@@ -121,6 +139,8 @@ async def _write(conn: asyncpg.Connection, plan: Plan) -> int:
             [row.delivered_at for row in changed],
             [row.read_at for row in changed],
             [row.failed_at for row in changed],
+            [row.attempts_change for row in changed],
+            [row.next_attempt_at for row in changed],
         )
         moves = plan.transitions
         await conn.execute(

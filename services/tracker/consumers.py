@@ -21,7 +21,8 @@ from pydantic import ValidationError
 from services.tracker.callbacks import BatchResult, record_callbacks
 from services.tracker.inbound import InvalidInbound, record_inbound
 from services.tracker.keywords import Action
-from services.tracker.status import Callback, dedupe_key
+from services.tracker.refusals import publish_retries
+from services.tracker.status import DEFAULT_WAITS, Callback, RefusalWaits, dedupe_key
 from services.tracker.wire import MESSAGE_TYPE, decode_batch
 from shared.broker import (
     FAILED,
@@ -101,8 +102,10 @@ class StatusConsumer:
         flush_s: float,
         retry_delay_s: float = 1.0,
         policy: ConsumerPolicy | None = None,
+        waits: RefusalWaits = DEFAULT_WAITS,
     ) -> None:
         self._queue = queue
+        self._waits = waits
         self._pool = pool
         self._publisher = publisher
         self._batch_size = batch_size
@@ -201,7 +204,9 @@ class StatusConsumer:
             return
         while True:
             try:
-                result = await record_callbacks(self._pool, [(item.key, item.callback) for item in items])
+                result = await record_callbacks(
+                    self._pool, [(item.key, item.callback) for item in items], self._waits
+                )
             except Exception as exc:
                 if is_transient(exc):
                     # Kept in hand (unacknowledged) until the database takes it.
@@ -219,6 +224,7 @@ class StatusConsumer:
                     await self._write([item])
                 return
             _observe(result, items)
+            await publish_retries(self._publisher, result.deferred, self._waits)
             return
 
 

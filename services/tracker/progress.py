@@ -8,28 +8,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from shared.recipient_states import OPEN_RECIPIENT_STATES, RECIPIENT_STATES
 from shared.sending_window import SendingWindow, estimate_finish
 
 RATE_WINDOW_S = 10.0
 FINAL_CAMPAIGN_STATES = frozenset({"completed", "cancelled", "failed"})
-# Recipients still to be settled by the send path; every other state is an outcome.
-OPEN_RECIPIENT_STATES = frozenset({"pending", "queued", "sending", "retry_wait", "unknown"})
-RECIPIENT_STATES: tuple[str, ...] = (
-    "pending",
-    "queued",
-    "sending",
-    "retry_wait",
-    "unknown",
-    "sent",
-    "delivered",
-    "read",
-    "undelivered",
-    "failed_delivery",
-    "failed",
-    "suppressed",
-    "skipped",
-    "cancelled",
-)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 replies counted), progress (with the campaign's replies), events.
 
 Every read is scoped to the tenant; a campaign of another tenant reads as missing. The CSV
-export walks a server-side cursor inside one transaction and yields a few thousand rows at a
-time, so its memory stays flat however large the campaign.
+export reads a few thousand rows at a time in id order (each page's names and reply counts
+looked up by key) and yields each page before reading the next, so its memory stays flat however
+large the campaign, and its cost stays linear whatever the planner believes of a campaign it has
+no statistics for yet.
 """
 
 from __future__ import annotations
@@ -36,8 +38,15 @@ class RecipientFilters:
     error_code: int | None = None
     phone_e164: str | None = None
 
-    def args(self) -> tuple[Any, ...]:
-        return (self.states, self.error_code, self.phone_e164)
+    def given(self) -> dict[str, Any]:
+        """The filters set, by their name in queries.RECIPIENT_FILTERS. One state is an equality:
+        the planner keeps an index's id order under `state = x`, not under `state = ANY(…)`."""
+        values: dict[str, Any] = {"error_code": self.error_code, "phone_e164": self.phone_e164}
+        if self.states is not None and len(self.states) == 1:
+            values["state"] = self.states[0]
+        else:
+            values["states"] = self.states
+        return {name: value for name, value in values.items() if value is not None}
 
 
 async def campaign_exists(pool: asyncpg.Pool, *, tenant_id: UUID, campaign_id: UUID) -> bool:
@@ -53,8 +62,15 @@ async def recipients_page(
     after: int,
     limit: int,
 ) -> dict[str, Any]:
+    given = filters.given()
     rows = await OneTenant(pool).fetch(
-        tenant_id, queries.RECIPIENTS_PAGE, tenant_id, campaign_id, after, *filters.args(), limit
+        tenant_id,
+        queries.recipient_rows(list(given)),
+        tenant_id,
+        campaign_id,
+        after,
+        *given.values(),
+        limit,
     )
     items = [recipient_view(row) for row in rows]
     next_after = items[-1]["id"] if len(items) == limit else None
@@ -75,20 +91,39 @@ async def recipients_csv(
     if bom:
         buffer.write(BOM)
     writer.writerow(COLUMNS)
-    pending = 0
-    async with tenant_transaction(pool, tenant_id, readonly=True) as conn:
-        cursor = conn.cursor(
-            queries.RECIPIENTS_EXPORT, tenant_id, campaign_id, 0, *filters.args(), prefetch=chunk_rows
-        )
-        async for row in cursor:
-            writer.writerow(row_cells(row))
-            pending += 1
-            if pending >= chunk_rows:
-                yield buffer.getvalue().encode("utf-8")
-                buffer.seek(0)
-                buffer.truncate()
-                pending = 0
-    yield buffer.getvalue().encode("utf-8")
+    given = filters.given()
+    sql = queries.export_recipients(list(given))
+    after = 0
+    while True:
+        async with tenant_transaction(pool, tenant_id, readonly=True) as conn:
+            rows = await conn.fetch(sql, tenant_id, campaign_id, after, *given.values(), chunk_rows)
+            customer_ids = sorted({row["customer_id"] for row in rows if row["customer_id"] is not None})
+            names = {
+                name["id"]: name for name in await conn.fetch(queries.CUSTOMER_NAMES, tenant_id, customer_ids)
+            }
+            replies: dict[int, int] = dict(
+                await conn.fetch(
+                    queries.REPLIES_BY_RECIPIENT, tenant_id, campaign_id, [row["id"] for row in rows]
+                )
+            )
+        for row in rows:
+            name = names.get(row["customer_id"])
+            writer.writerow(
+                row_cells(
+                    {
+                        **row,
+                        "first_name": name["first_name"] if name else None,
+                        "last_name": name["last_name"] if name else None,
+                        "replies": replies.get(row["id"], 0),
+                    }
+                )
+            )
+        yield buffer.getvalue().encode("utf-8")
+        buffer.seek(0)
+        buffer.truncate()
+        if len(rows) < chunk_rows:
+            return
+        after = rows[-1]["id"]
 
 
 async def load_progress(

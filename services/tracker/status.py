@@ -5,6 +5,14 @@ Callbacks arrive out of order and more than once, so the recipient state only ev
 partial order: ``sent < delivered < read`` and ``sent < undelivered | failed_delivery``. A failure
 after ``delivered`` is ignored (the device already confirmed the message) and nothing leaves a
 failure state.
+
+One failure is not final: WhatsApp's "not now" refusals (spam rate 131048, pair rate 131056),
+which Twilio mostly reports in the status callback after accepting the create. The message was
+not delivered, so the recipient goes back to wait for another send — the same outcome as when
+the create itself is refused: no attempt counted, nothing against the error rate. While it waits
+it keeps the refused message's SID, so a ``delivered`` or ``read`` for that SID (Twilio
+contradicting itself, or callbacks out of order) still wins and the re-send is called off
+(docs/duplicates.md says why sending again is not sending twice).
 """
 
 from __future__ import annotations
@@ -13,7 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from shared.twilio_errors import SUPPRESS_CODES
+from shared.recipient_states import OPEN_RECIPIENT_STATES
+from shared.twilio_errors import PAIR_RATE_CODE, SPAM_RATE_CODE, SUPPRESS_CODES
 
 # Recipient states the tracker moves between, with their rank in the partial order.
 _RANK: dict[str, int] = {
@@ -38,7 +47,30 @@ _STATE_FOR_STATUS: dict[str, str] = {
 
 # States in which the sender has not recorded the outcome of its call yet: a callback for such a
 # row waits (as an orphan) until the sender has written ``sent``, so the two never race.
-AWAITING_SENDER = frozenset({"pending", "queued", "sending", "retry_wait", "unknown"})
+AWAITING_SENDER = OPEN_RECIPIENT_STATES
+
+# A recipient waiting to be sent again after a refusal its callback reported (``DEFERRED``), found
+# by the SID of the refused message: only a delivery of that message moves it on.
+DEFERRED = "retry_wait"
+WAITING_STATES = frozenset({"queued", "retry_wait"})
+DELIVERED_STATES = frozenset({"delivered", "read"})
+# Refusals a callback may report that mean "not now", not "not this number".
+RATE_REFUSAL_CODES = frozenset({SPAM_RATE_CODE, PAIR_RATE_CODE})
+
+
+@dataclass(frozen=True)
+class RefusalWaits:
+    """How long a recipient waits after a refusal its callback reported, by code: the pair-rate
+    retry tier (at least ``WCE_PAIR_RATE_RETRY_S``), and the tenant's spam hold."""
+
+    pair_rate_s: float
+    spam_hold_s: float
+
+    def for_code(self, code: int | None) -> float:
+        return self.spam_hold_s if code == SPAM_RATE_CODE else self.pair_rate_s
+
+
+DEFAULT_WAITS = RefusalWaits(pair_rate_s=60.0, spam_hold_s=900.0)
 
 
 def state_for_status(twilio_status: str) -> str | None:
@@ -144,6 +176,13 @@ class RecipientRow(NamedTuple):
     delivered_at: float | None = None
     read_at: float | None = None
     failed_at: float | None = None
+    # The campaign's state: a refusal reported after a cancel is not sent again.
+    campaign_state: str = "running"
+    # Change to the attempts count: -1 when a callback's refusal gave the attempt back, +1 when a
+    # delivery of the refused message took it again.
+    attempts_change: int = 0
+    # When a recipient sent back to wait is due (epoch seconds).
+    next_attempt_at: float | None = None
 
 
 class Transition(NamedTuple):
@@ -172,6 +211,8 @@ class Plan:
     orphans: list[Callback] = field(default_factory=list)
     matched: list[Callback] = field(default_factory=list)
     suppressions: list[Suppression] = field(default_factory=list)
+    # Recipients sent back to wait by a callback's refusal and still waiting at the batch's end.
+    deferred: list[RecipientRow] = field(default_factory=list)
 
     def changed_rows(self) -> list[RecipientRow]:
         changed = {t.recipient_id for t in self.transitions}
@@ -194,19 +235,53 @@ def _apply(row: RecipientRow, callback: Callback, target: str) -> RecipientRow:
     return row._replace(state=target)
 
 
+def is_rate_refusal(callback: Callback) -> bool:
+    """A failure the callback reports for a "not now" reason (131048, 131056)."""
+    return callback.target in FAILURE_STATES and callback.error_code in RATE_REFUSAL_CODES
+
+
+def refusal_detail(code: int | None, wait_s: float) -> str:
+    """What the recipient's history says about a refusal reported in its callback."""
+    what = (
+        "the sender was refused for spam"
+        if code == SPAM_RATE_CODE
+        else "too many messages to this number lately"
+    )
+    return (
+        f"WhatsApp refused the message after Twilio accepted it ({what}); sent again in {wait_s:g} s"
+        " or later, not counted as an attempt"
+    )
+
+
+def _defer(row: RecipientRow, callback: Callback, wait_s: float) -> RecipientRow:
+    return row._replace(
+        state=DEFERRED,
+        error_code=callback.error_code,
+        error_message=callback.error_message,
+        attempts_change=row.attempts_change - 1,
+        next_attempt_at=callback.at + wait_s,
+    )
+
+
 def plan_callbacks(
-    callbacks: Sequence[Callback], rows: Iterable[RecipientRow], sids: Mapping[tuple[str, str], int]
+    callbacks: Sequence[Callback],
+    rows: Iterable[RecipientRow],
+    sids: Mapping[tuple[str, str], int],
+    waits: RefusalWaits = DEFAULT_WAITS,
 ) -> Plan:
     """Apply ``callbacks`` (in arrival order) to ``rows``.
 
     ``sids`` maps (tenant id, message SID) to the recipient id that has that SID. A callback whose
-    SID matches no recipient, or one the sender has not finished with, becomes an orphan.
+    SID matches no recipient, or one the sender has not finished with, becomes an orphan. A
+    recipient found waiting by its SID was sent back by a refusal of that message: only a
+    delivery of it moves the recipient on (to ``delivered``/``read``, the re-send called off).
     """
     plan = Plan(rows={row.id: row for row in rows})
     for callback in callbacks:
         recipient_id = sids.get((callback.tenant_id, callback.message_sid))
         row = plan.rows.get(recipient_id) if recipient_id is not None else None
-        if row is None or row.state in AWAITING_SENDER:
+        waiting = row is not None and row.state in WAITING_STATES
+        if row is None or (row.state in AWAITING_SENDER and not waiting):
             plan.orphans.append(callback)
             continue
         plan.matched.append(callback)
@@ -215,9 +290,29 @@ def plan_callbacks(
                 Suppression(row.tenant_id, row.phone_e164, f"Twilio error {callback.error_code}")
             )
         target = callback.target
-        if target is None or not advances(row.state, target):
+        if target is None:
             continue
-        plan.rows[row.id] = _apply(row, callback, target)
+        if waiting:
+            if target not in DELIVERED_STATES:
+                continue
+            # The refused message was delivered after all: it stands, and takes its attempt back.
+            changed = _apply(
+                row._replace(attempts_change=row.attempts_change + 1, next_attempt_at=None), callback, target
+            )
+            detail: str | None = "delivered after all: the message refused earlier is not sent again"
+            error_code = None
+        elif row.state == "sent" and is_rate_refusal(callback) and row.campaign_state != "cancelled":
+            wait_s = waits.for_code(callback.error_code)
+            changed, target = _defer(row, callback, wait_s), DEFERRED
+            detail, error_code = refusal_detail(callback.error_code, wait_s), callback.error_code
+        elif advances(row.state, target):
+            changed = _apply(row, callback, target)
+            failed = target in FAILURE_STATES
+            detail = callback.error_message if failed else None
+            error_code = callback.error_code if failed else None
+        else:
+            continue
+        plan.rows[row.id] = changed
         plan.transitions.append(
             Transition(
                 recipient_id=row.id,
@@ -225,9 +320,10 @@ def plan_callbacks(
                 campaign_id=row.campaign_id,
                 from_state=row.state,
                 to_state=target,
-                error_code=callback.error_code if target in FAILURE_STATES else None,
-                detail=callback.error_message if target in FAILURE_STATES else None,
+                error_code=error_code,
+                detail=detail,
                 at=callback.at,
             )
         )
+    plan.deferred = [row for row in plan.changed_rows() if row.state == DEFERRED]
     return plan

@@ -30,6 +30,7 @@ KUBERNETES_KINDS = {
     ("apps/v1", "Deployment"): "io.k8s.api.apps.v1.Deployment",
     ("apps/v1", "StatefulSet"): "io.k8s.api.apps.v1.StatefulSet",
     ("batch/v1", "Job"): "io.k8s.api.batch.v1.Job",
+    ("batch/v1", "CronJob"): "io.k8s.api.batch.v1.CronJob",
     ("policy/v1", "PodDisruptionBudget"): "io.k8s.api.policy.v1.PodDisruptionBudget",
     ("networking.k8s.io/v1", "NetworkPolicy"): "io.k8s.api.networking.v1.NetworkPolicy",
     ("networking.k8s.io/v1", "Ingress"): "io.k8s.api.networking.v1.Ingress",

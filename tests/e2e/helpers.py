@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 
-from services.tracker.progress import OPEN_RECIPIENT_STATES, RECIPIENT_STATES
+from shared.recipient_states import TERMINAL_RECIPIENT_STATES
 from tests.support import OPERATOR_TOKEN, Stack
 from tools.twilio_sim.admin_client import SimulatorAdmin
 
-FINAL_STATES = set(RECIPIENT_STATES) - OPEN_RECIPIENT_STATES
+FINAL_STATES = TERMINAL_RECIPIENT_STATES
 
 
 @dataclass(frozen=True)

@@ -452,6 +452,40 @@ async def test_timeout_after_creation(account: Account, admin: SimulatorAdmin) -
     assert len(found) == 1
 
 
+async def test_a_starved_simulator_leaves_requests_on_reused_connections_unread(
+    account: Account, admin: SimulatorAdmin, simulator_url: str
+) -> None:
+    # Given two clients whose keep-alive connections each served a create, one that gives up
+    # after 0.5 s and one that waits
+    hasty_to, patient_to = _recipient(), _recipient()
+    async with httpx.AsyncClient(base_url=simulator_url, auth=(account.sid, account.token)) as hasty:
+        for http in (hasty, account.http):
+            warm = {"To": _recipient(), "From": SENDER, "Body": "a"}
+            assert (await http.post(account.messages_path, data=warm)).status_code == 201
+
+        # When every request on a reused connection is left unread for 1.5 s, and each client
+        # writes a create on its connection
+        await admin.set_faults(p_connection_unread=1.0, connection_unread_s=1.5)
+        started = time.monotonic()
+        patient = asyncio.create_task(account.send(patient_to))
+        with pytest.raises(httpx.ReadTimeout):
+            await hasty.post(
+                account.messages_path, data={"To": hasty_to, "From": SENDER, "Body": "b"}, timeout=0.5
+            )
+        answered = await patient
+        waited = time.monotonic() - started
+        await admin.set_faults(p_connection_unread=None, connection_unread_s=None)
+
+    # Then the waiting client's create is processed once read; the create read after its client
+    # gave up is dropped unprocessed, so it never exists
+    assert answered.status_code == 201 and waited >= 1.5
+    await asyncio.sleep(1.5)
+    stats = await admin.stats(account.sid)
+    assert patient_to in stats["per_to"] and hasty_to not in stats["per_to"]
+    assert stats["connections"]["read_late"] == stats["connections"]["read_late_done"] == 2
+    assert stats["connections"]["dropped_client_gone"] == 1
+
+
 async def test_latency_and_per_account_scope(
     account: Account, admin: SimulatorAdmin, simulator_url: str
 ) -> None:
@@ -564,6 +598,51 @@ async def test_spam_and_pair_rate_faults_answer_131048_and_131056(
     assert [(r.status_code, r.json()["code"]) for r in spam] == [(400, 131048)] * 2
     assert [r.status_code for r in pair] == [201, 400, 201]
     assert pair[1].json()["code"] == 131056
+
+
+async def test_spam_and_pair_rate_refusals_can_come_in_the_status_callback_instead(
+    admin: SimulatorAdmin, simulator_url: str, receiver: Receiver
+) -> None:
+    # Given the same two accounts, whose refusals are reported in the callback, as real Twilio does
+    spam_sid, spam_token = _new_account()
+    await admin.register_account(spam_sid, spam_token)
+    await admin.set_faults(
+        {"spam_rate_limited": True, "rate_refusals_in_callback": True}, account_sid=spam_sid
+    )
+    pair_sid, pair_token = _new_account()
+    await admin.register_account(pair_sid, pair_token)
+    await admin.set_faults(
+        {"pair_rate_limit": 1, "pair_rate_window_s": 30.0, "rate_refusals_in_callback": True},
+        account_sid=pair_sid,
+    )
+    to = _recipient()
+
+    async def send(sid: str, token: str) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=simulator_url, auth=(sid, token)) as http:
+            return await http.post(
+                f"/2010-04-01/Accounts/{sid}/Messages.json",
+                data={"To": to, "From": SENDER, "Body": "x", "StatusCallback": receiver.url("/refusals")},
+            )
+
+    # When each sends to one number twice
+    spam = [await send(spam_sid, spam_token) for _ in range(2)]
+    pair = [await send(pair_sid, pair_token) for _ in range(2)]
+
+    # Then every create is accepted, and the refused ones fail in their callback with the code
+    assert [r.status_code for r in spam + pair] == [201] * 4
+    await admin.wait_callbacks_settled(spam_sid)
+    await admin.wait_callbacks_settled(pair_sid)
+
+    def finals(response: httpx.Response) -> list[tuple[str, str | None]]:
+        hooks = sorted(receiver.for_sid(response.json()["sid"]), key=lambda h: h.at)
+        return [(h.form["MessageStatus"], h.form.get("ErrorCode")) for h in hooks]
+
+    assert [finals(r) for r in spam] == [[("failed", "131048")]] * 2
+    assert finals(pair[1]) == [("failed", "131056")]
+    assert ("failed", "131056") not in finals(pair[0]) and finals(pair[0])[0] == ("sent", None)
+    async with httpx.AsyncClient(base_url=simulator_url, auth=(pair_sid, pair_token)) as http:
+        fetched = (await http.get(pair[1].json()["uri"])).json()
+    assert (fetched["status"], fetched["error_code"]) == ("failed", 131056)
 
 
 # inbound

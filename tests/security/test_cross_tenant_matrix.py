@@ -1,8 +1,9 @@
 """The cross-tenant matrix over every route of the running services: tenant B sees tenant A's
 objects exactly as it sees objects that do not exist (404 on every read, nothing changed by any
-write); every tenant route refuses a request without a key; every operator route refuses a
-tenant key. The routes come from the services' own OpenAPI documents, so a new route is covered
-the day it is added."""
+write); no list B reads holds anything of A's, and one that takes A's ids answers as it does for
+ids that do not exist; every tenant route refuses a request without a key; every operator route
+refuses a tenant key. The routes come from the services' own OpenAPI documents, so a new route is
+covered the day it is added."""
 
 from __future__ import annotations
 
@@ -19,21 +20,28 @@ from tests.integration.tracker.helpers import eventually
 from tests.support import Stack
 
 Route = tuple[str, str, str]  # base URL, method, path template
+Parameters = dict[tuple[str, str], list[str]]  # (method, path) → its required query parameters
 
 
-async def _routes(stack: Stack) -> list[Route]:
-    routes = []
+async def _routes(stack: Stack) -> tuple[list[Route], Parameters]:
+    routes, required = [], {}
     async with httpx.AsyncClient(timeout=30) as client:
         for base in (stack.api_url, stack.tracker_url):
             spec = (await client.get(f"{base}/openapi.json")).json()
             for path, operations in spec["paths"].items():
-                routes += [(base, method.upper(), path) for method in operations]
-    return routes
+                for method, operation in operations.items():
+                    routes.append((base, method.upper(), path))
+                    required[(method.upper(), path)] = [
+                        p["name"]
+                        for p in operation.get("parameters", [])
+                        if p["in"] == "query" and p.get("required")
+                    ]
+    return routes, required
 
 
 async def _a_with_objects(stack: Stack) -> tuple[TenantHandle, dict[str, str]]:
-    """Tenant A with a campaign that sent to its customers, a suppression, a second key and a
-    webhook endpoint with a delivery (of the campaign's start)."""
+    """Tenant A with a campaign that sent to its customers, a suppression, a second key, a
+    webhook endpoint with a delivery (of the campaign's start), a service and a location."""
     tenant = await new_tenant(stack)
     await import_customers(
         stack,
@@ -41,6 +49,10 @@ async def _a_with_objects(stack: Stack) -> tuple[TenantHandle, dict[str, str]]:
         [{"external_id": f"m{i}", "first_name": "Ann", "phone": f"+1415777{i:04d}"} for i in range(3)],
     )
     async with httpx.AsyncClient(base_url=stack.api_url, timeout=30, headers=tenant.headers) as api:
+        for what in ("services", "locations"):
+            row = {"external_id": f"{what}-{tenant.id}", "name": f"matrix {what} of {tenant.id}"}
+            answer = await api.post(f"/v1/booking/{what}:upsert", json={"rows": [row]})
+            assert answer.status_code == 200, answer.text
         endpoint = (
             await api.post(
                 "/v1/webhooks/endpoints",
@@ -101,8 +113,57 @@ async def _call(client: httpx.AsyncClient, method: str, url: str) -> httpx.Respo
 
 
 @pytest.fixture(scope="module")
-def routes(stack: Stack) -> list[Route]:
+def described(stack: Stack) -> tuple[list[Route], Parameters]:
     return asyncio.run(_routes(stack))
+
+
+@pytest.fixture(scope="module")
+def routes(described: tuple[list[Route], Parameters]) -> list[Route]:
+    return described[0]
+
+
+# The query parameters that name objects, as A's objects and as nothing.
+QUERY_OBJECTS = {"ids": "campaign_id"}
+
+
+async def test_no_list_holds_another_tenants_objects(
+    stack: Stack, described: tuple[list[Route], Parameters]
+) -> None:
+    # Given tenant A with a campaign, recipients, a suppression, keys, a webhook endpoint, a
+    # service and a location, and tenant B
+    routes, required = described
+    a, objects = await _a_with_objects(stack)
+    b = await new_tenant(stack)
+    lists = [r for r in routes if r[1] == "GET" and "{" not in r[2] and not r[2].startswith("/v1/operator")]
+    assert {"/v1/campaigns", "/v1/campaigns/progress", "/v1/services", "/v1/locations"} <= {
+        p for *_, p in lists
+    }
+    for _, method, path in lists:
+        assert set(required[(method, path)]) <= set(QUERY_OBJECTS), f"{path}: give A an object for it"
+    # What only A's data holds (B's own answers hold B's ids, never these).
+    markers = [str(a.id), objects["campaign_id"], objects["endpoint_id"], "+14157770000", f"services-{a.id}"]
+    markers.append(f"matrix locations of {a.id}")
+
+    # When B reads every list, naming A's objects where the list takes ids, and naming nothing
+    async with httpx.AsyncClient(timeout=30, headers=b.headers) as client:
+        for base, method, path in lists:
+            names = required[(method, path)]
+            given = {name: objects[QUERY_OBJECTS[name]] for name in names}
+            for_a = await client.get(base + path, params=given)
+            # Then the list holds nothing of A's but what B named itself
+            assert for_a.status_code == 200 or path == "/v1/templates", (path, for_a.status_code)
+            leaked = [m for m in markers if m in for_a.text and m not in given.values()]
+            assert not leaked, (path, leaked)
+            if names:
+                # And naming A's objects answers as naming objects that do not exist
+                nothing = {name: NONEXISTENT[QUERY_OBJECTS[name]] for name in names}
+                for_nothing = await client.get(base + path, params=nothing)
+                assert for_a.status_code == for_nothing.status_code, path
+                blank_a, blank_nothing = for_a.text, for_nothing.text
+                for name in names:
+                    blank_a = blank_a.replace(given[name], "?")
+                    blank_nothing = blank_nothing.replace(nothing[name], "?")
+                assert blank_a == blank_nothing, path
 
 
 async def test_another_tenants_objects_look_exactly_like_missing_ones(

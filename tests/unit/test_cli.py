@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from services.tracker.progress import RECIPIENT_STATES
+from shared.recipient_states import RECIPIENT_STATES
 from shared.templating import SHORTCODES
 from wce_cli import reference
 from wce_cli.app import parse_days

@@ -63,10 +63,16 @@ def named(overlay: str, kind: str, name: str) -> dict[str, Any]:
 
 
 def workloads(overlay: str) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
-    """(object, pod spec) of every Deployment, StatefulSet and Job."""
+    """(object, pod spec) of every Deployment, StatefulSet, Job and CronJob."""
     for doc in render(overlay):
-        if doc["kind"] in ("Deployment", "StatefulSet", "Job"):
-            yield doc, doc["spec"]["template"]["spec"]
+        if doc["kind"] in ("Deployment", "StatefulSet", "Job", "CronJob"):
+            yield doc, pod_template(doc)["spec"]
+
+
+def pod_template(doc: dict[str, Any]) -> dict[str, Any]:
+    spec = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+    template: dict[str, Any] = spec["template"]
+    return template
 
 
 def containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
@@ -168,7 +174,7 @@ def test_every_container_has_probes_limits_a_numeric_non_root_user_and_a_pinned_
             assert isinstance(security.get("runAsUser"), int) and security["runAsUser"] > 0, where
             assert security.get("allowPrivilegeEscalation") is False, where
             assert security.get("capabilities", {}).get("drop") == ["ALL"], where
-            if doc["kind"] != "Job":
+            if doc["kind"] not in ("Job", "CronJob"):
                 assert "livenessProbe" in container and "readinessProbe" in container, f"{where}: probes"
 
 
@@ -294,17 +300,20 @@ def managed_roles() -> dict[str, dict[str, Any]]:
 
 
 @needs_kubectl
-def test_no_production_deployment_but_the_migration_job_uses_the_owners_credentials() -> None:
+def test_no_production_deployment_but_the_migration_and_vacuum_jobs_uses_the_owners_credentials() -> None:
     # Given every workload production renders
     # When each container's database credentials are traced to their source
-    # Then only the migration Job reads the owner's Secret, and each service is its own role
+    # Then only the migration Job and the audience vacuum job (VACUUM needs the owner) read the
+    # owner's Secret, and each service is its own role
+    owner_jobs = {("Job", "wce-migrate"), ("CronJob", "wce-audience-vacuum")}
     for doc, pod in workloads("production"):
         where = f"{doc['kind']}/{doc['metadata']['name']}"
         for container in containers(pod):
             environment = container_environment("production", container)
             owner_secret = [key for key, source in environment.items() if f"secret {OWNER_SECRET}/" in source]
-            if doc["kind"] == "Job" and doc["metadata"]["name"] == "wce-migrate":
+            if (doc["kind"], doc["metadata"]["name"]) in owner_jobs:
                 assert owner_secret == ["WCE_MIGRATION_DATABASE_URL"], where
+                assert "ports" not in container, f"{where} holds the owner's credentials: it serves nothing"
                 continue
             assert not owner_secret, f"{where} reads the owner's Secret: {owner_secret}"
             assert "WCE_MIGRATION_DATABASE_URL" not in environment, where
@@ -331,7 +340,7 @@ def test_every_runtime_role_a_deployment_uses_is_declared_with_its_cross_tenant_
         for container in containers(pod):
             environment = container_environment("production", container)
             user = database_user(environment)
-            if user is None or doc["kind"] == "Job":
+            if user is None or doc["kind"] in ("Job", "CronJob"):
                 continue
             where = f"{doc['kind']}/{doc['metadata']['name']}"
             # The pooler's auth_query (pg_shadow) only finds a role that logs in with a password,
@@ -371,7 +380,7 @@ def test_the_policy_refuses_a_deployment_connected_as_the_owner() -> None:
 @needs_kubectl
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_services_and_budgets_select_pods_that_exist_on_named_ports(overlay: str) -> None:
-    pods = [(doc["spec"]["template"]["metadata"]["labels"], pod) for doc, pod in workloads(overlay)]
+    pods = [(pod_template(doc)["metadata"]["labels"], pod) for doc, pod in workloads(overlay)]
     for service in objects(overlay, "Service"):
         selector = service["spec"]["selector"]
         matching = [pod for labels, pod in pods if selector.items() <= labels.items()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,9 +24,11 @@ class _Routes:
 
     def __init__(self) -> None:
         self.seen: list[Request] = []
+        self.received_at: list[float] = []
 
     def handle(self, request: Request, received_at: float) -> Reply | Awaitable[Reply]:
         self.seen.append(request)
+        self.received_at.append(received_at)
         if request.path == "/slow":
             return Reply(201, b'{"slow":true}', delay_s=0.2, retry_after_s=3)
         if request.path == "/admin":
@@ -101,6 +104,27 @@ async def test_a_request_is_answered_with_length_date_and_json_type(server: Any)
     assert body == b'{"path":"/hello there"}'
     assert routes.seen[0].query_string == b"a=1&b=2"
     assert routes.seen[0].headers[b"host"] == b"x"
+
+
+async def test_a_request_counts_as_received_when_it_arrived_not_when_a_busy_server_read_it(
+    server: Any,
+) -> None:
+    _, routes, port = server
+    # Given a connection the server has accepted
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    await asyncio.sleep(0.05)
+
+    # When a request arrives while the server's process is busy for 0.3 s
+    writer.write(b"GET /busy HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    written_at = time.time()
+    time.sleep(0.3)  # noqa: ASYNC251 - the server shares this loop: it is kept busy on purpose
+    await reader.readuntil(b'{"path":"/busy"}')
+    writer.close()
+
+    # Then it is stamped with its arrival, not with the moment it was read and parsed
+    [received_at] = routes.received_at
+    assert abs(received_at - written_at) < 0.05, received_at - written_at
 
 
 async def test_pipelined_requests_are_answered_in_order_behind_slow_ones(server: Any) -> None:
@@ -333,3 +357,72 @@ async def test_a_request_that_waited_past_the_maximum_age_is_answered_503_unproc
     assert b'"code": 20503' in answers[1][2]
     assert [r.path for r in routes.seen] == ["/slow"]
     assert server.events["expired"] == 1
+
+
+@asynccontextmanager
+async def _reading_late(
+    delays: list[float],
+) -> AsyncIterator[tuple[SimulatorServer, _Routes, str, list[float]]]:
+    """A server whose ``read_delay`` fault gives ``delays`` in turn (then 0): one draw for each
+    new connection and each request on a reused one. Yields what is left of ``delays``."""
+    routes = _Routes()
+    port = _free_port()
+    left = list(delays)
+    server = SimulatorServer(
+        cast(SimulatorApp, routes),
+        asyncio.get_running_loop(),
+        read_delay=lambda: left.pop(0) if left else 0.0,
+    )
+    await server.start("127.0.0.1", port)
+    try:
+        yield server, routes, f"http://127.0.0.1:{port}", left
+    finally:
+        await server.stop(0.5)
+
+
+async def test_a_request_on_a_reused_connection_left_unread_past_its_timeout_is_never_processed() -> None:
+    # Given a keep-alive connection that served a request, and a fault that leaves the next
+    # request arriving on it unread for 0.6 s
+    async with _reading_late([0.0, 0.6]) as (server, routes, url, _):
+        client = KeepAliveClient(0.2)
+        await client.request("GET", f"{url}/first")
+
+        # When a create is written on it and its client gives up after 0.2 s, while another
+        # client on a connection of its own is served meanwhile
+        with pytest.raises(TimeoutError):
+            await client.request("POST", f"{url}/create")
+        other = KeepAliveClient(2.0)
+        assert (await other.request("GET", f"{url}/other")).status == 200
+        await asyncio.sleep(0.8)
+        await client.close()
+        await other.close()
+
+    # Then the create, read once its client had gone, was dropped unprocessed
+    assert [request.path for request in routes.seen] == ["/first", "/other"]
+    assert server.events["read_late_done"] == 1
+    assert server.events["dropped_client_gone"] == 1
+
+
+async def test_a_request_on_a_reused_connection_read_late_is_processed_if_its_client_waits() -> None:
+    # Given a keep-alive connection that served a request, and a fault that would leave each
+    # later request on it unread for 0.3 s
+    async with _reading_late([0.0, 0.3, 5.0]) as (server, routes, url, left):
+        client = KeepAliveClient(3.0)
+        await client.request("GET", f"{url}/first")
+
+        # When a create is written on it by a client that waits, then an admin call
+        started = time.monotonic()
+        created = await client.request("POST", f"{url}/create")
+        waited = time.monotonic() - started
+        admin_started = time.monotonic()
+        admin = await client.request("GET", f"{url}/admin/faults")
+        admin_waited = time.monotonic() - admin_started
+        await client.close()
+
+    # Then the create is answered once read, and the admin call at once: the fault never
+    # holds the calls that switch it off
+    assert created.status == 200 and waited >= 0.3
+    assert admin.status == 200 and admin_waited < 2.0 and left == [5.0]
+    assert [request.path for request in routes.seen] == ["/first", "/create", "/admin/faults"]
+    assert server.events["read_late_done"] == 1
+    assert server.events["dropped_client_gone"] == 0

@@ -96,21 +96,27 @@ class CallbackDispatcher:
             request = delivery.request
             status: int | None = None
             timed_out = False
+            failure = ""
             try:
                 result = await self._client.post(request.url, request.body, request.headers)
                 status = result.status
                 ok = 200 <= result.status < 300
+                failure = f"answered {result.status}"
             except (OSError, TimeoutError, ValueError) as exc:
-                log.debug("callback to %s failed: %s", request.url, exc)
                 timed_out = isinstance(exc, TimeoutError)
                 ok = False
+                failure = f"{type(exc).__name__}: {exc}"
             except Exception:
                 # A worker must outlive any single bad delivery, or the pool shrinks silently.
                 log.exception("callback to %s crashed", request.url)
                 ok = False
             if not ok and delivery.retries and should_retry(delivery.retry_policy, status, timed_out):
+                log.info("callback to %s failed (%s); retried later", request.url, failure)
                 self._retry_later(delivery)
                 continue
+            if not ok and failure:
+                # A callback lost for good: the engine learns the outcome by other means or never.
+                log.warning("callback to %s failed (%s); not sent again", request.url, failure)
             self._on_done(delivery, ok)
 
     def _retry_later(self, delivery: Delivery) -> None:

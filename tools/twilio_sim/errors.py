@@ -65,6 +65,8 @@ _ASYNC_TEXT: dict[int, str] = {
     63042: "Template disabled",
     63049: "Meta chose not to deliver this WhatsApp marketing message",
     63051: "WhatsApp Business Account is locked",
+    131048: "Spam rate limit hit",
+    131056: "(Business Account, Consumer Account) pair rate limit hit",
 }
 
 # Carrier-level failures surface after the message left Twilio ("sent", then

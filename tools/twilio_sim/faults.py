@@ -33,6 +33,10 @@ class FaultConfig:
     # At most this many creates per sender-recipient pair within pair_rate_window_s (131056 past it).
     pair_rate_limit: int | None = None
     pair_rate_window_s: float = 6.0
+    # The spam and pair-rate refusals above come in the status callback (failed, with ErrorCode)
+    # after the create was accepted, as real Twilio mostly reports them, instead of as the create's
+    # answer.
+    rate_refusals_in_callback: bool = False
     callbacks_enabled: bool = True
     status_delay_ms: float = 10.0
     status_jitter_ms: float = 40.0
@@ -42,8 +46,10 @@ class FaultConfig:
     p_out_of_order: float = 0.0
     p_drop_callback: float = 0.0
     # A new connection is left unread this long, with this probability, as a starved server's
-    # listen queue leaves it: its requests wait in the socket. Connections belong to no account
-    # until a request is read, so only the global layer counts.
+    # listen queue leaves it: its requests wait in the socket. So is a request arriving on a
+    # reused keep-alive connection (each with this probability), as a starved process leaves its
+    # sockets unread. Connections belong to no account until a request is read, so only the
+    # global layer counts.
     p_connection_unread: float = 0.0
     connection_unread_s: float = 0.0
 
@@ -74,7 +80,7 @@ _DURATIONS = frozenset(
     }
 )
 _OPTIONAL_INTS = frozenset({"retry_after_s", "rate_limit_mps", "pair_rate_limit"})
-_FLAGS = frozenset({"callbacks_enabled", "spam_rate_limited"})
+_FLAGS = frozenset({"callbacks_enabled", "spam_rate_limited", "rate_refusals_in_callback"})
 KNOBS = frozenset(f.name for f in fields(FaultConfig))
 
 
@@ -227,11 +233,17 @@ def decide_create(
     # the simulator answers it synchronously as a 429 so senders treat it as transient.
     if config.rate_limit_mps is not None and sent_this_second >= config.rate_limit_mps:
         return CreateDecision(REJECTED, sync_error(63018), latency_s=delay)
-    # Also simplified: Meta's spam and pair-rate refusals come back at once.
+    # Meta's spam and pair-rate refusals: as the create's answer, or (as real Twilio mostly
+    # reports them) accepted and failed in the status callback.
+    refusal = None
     if config.spam_rate_limited:
-        return CreateDecision(REJECTED, sync_error(131048), latency_s=delay)
-    if config.pair_rate_limit is not None and pair_recent >= config.pair_rate_limit:
-        return CreateDecision(REJECTED, sync_error(131056), latency_s=delay)
+        refusal = 131048
+    elif config.pair_rate_limit is not None and pair_recent >= config.pair_rate_limit:
+        refusal = 131056
+    if refusal is not None:
+        if config.rate_refusals_in_callback:
+            return CreateDecision(ACCEPTED, async_error=refusal, latency_s=delay)
+        return CreateDecision(REJECTED, sync_error(refusal), latency_s=delay)
     if draw < config.p_5xx_after:
         return CreateDecision(ERROR_AFTER_CREATE, sync_error(20500), async_error=code, latency_s=delay)
     draw -= config.p_5xx_after

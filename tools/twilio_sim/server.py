@@ -6,6 +6,11 @@ timer re-armed per response. Here a complete request is routed in the parser's
 callback and the reply written at once; only replies that must wait (simulated
 latency, a hang, an admin call doing I/O) get a timer or a task.
 
+A request counts as received when it reached the host, as Twilio counts it at its edge, not when
+this process got round to parsing it: plain TCP connections are read by ``stamped``, with the
+kernel's receive timestamp of each read, so a simulator starved of CPU on a loaded machine does
+not bunch into one second what arrived spread over several (over TLS, the stamp is the parse).
+
 Like a real server it does not work for a client that has gone. A request is served only while
 its client still waits: one whose client closed the connection before the request's turn came
 (it gave up on its timeout, or died; the close is queued behind the request on the socket, so
@@ -14,6 +19,11 @@ API drops a request whose client aborted. And a request that waited longer than 
 request age for its turn is answered 503 (Twilio's 20503) unprocessed. So a create is processed
 before its client gave up or never, however late a starved simulator reads it: the engine's
 duplicate protection (services/sender/maintenance.py) counts on Twilio's edge doing the same.
+
+A fault (``read_delay``) makes the simulator that starved server: a new connection is left
+unread for a while, as in a listen queue, and so is a request arriving on a reused keep-alive
+connection, as a process that does not get round to reading its sockets leaves it. Clients that
+keep their connections alive open few new ones, so the second half is what reaches them.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ import httptools
 
 from .app import Request, SimulatorApp
 from .simulator import Reply
+from .stamped import StampedServer
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +137,10 @@ class HttpProtocol(asyncio.Protocol):
         # what arrives meanwhile is held, as the socket would hold it.
         self._unread = False
         self._held: list[bytes] = []
+        # A request has been read on this connection: the next one arrives on a reused connection.
+        self._reused = False
+        # When the data being parsed reached this host (``received``).
+        self._read_at = 0.0
         self.idle_since = self._loop.time()
 
     # asyncio.Protocol
@@ -150,7 +165,7 @@ class HttpProtocol(asyncio.Protocol):
         self.idle_since = self._loop.time()
         held, self._held = b"".join(self._held), []
         if held:
-            self.data_received(held)
+            self.received(held, time.time())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.forget(self)
@@ -165,6 +180,11 @@ class HttpProtocol(asyncio.Protocol):
             self._timer = None
 
     def data_received(self, data: bytes) -> None:
+        # Over TLS the loop's transport reads: the request is stamped as it is parsed.
+        self.received(data, time.time())
+
+    def received(self, data: bytes, at: float) -> None:
+        """``data`` read from the socket, which it reached at ``at`` (``tools/twilio_sim/stamped``)."""
         if self._unread:
             self._held.append(data)
             return
@@ -177,6 +197,7 @@ class HttpProtocol(asyncio.Protocol):
             self._close()
             return
         self.idle_since = now
+        self._read_at = at
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -233,11 +254,35 @@ class HttpProtocol(asyncio.Protocol):
         self._headers = {}
         self._body = []
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
-        pending = _Pending(request, keep_alive, time.time())
+        reused, self._reused = self._reused, True
+        if reused and not self._busy and self._left_unread(request, keep_alive):
+            return
+        pending = _Pending(request, keep_alive, self._read_at)
         if self._busy:
             self._queue.append(pending)
         else:
             self._serve(pending)
+
+    def _left_unread(self, request: Request, keep_alive: bool) -> bool:
+        """Whether a request on a reused connection is left unread for a while (the fault), as a
+        starved process leaves its sockets: then it is served only once read, with its age counted
+        from then, and later requests wait behind it. Admin calls are never held: they switch
+        the fault itself off."""
+        if self._server.read_delay is None or request.path.startswith("/admin/"):
+            return False
+        delay = self._server.read_delay()
+        if delay <= 0:
+            return False
+        self._busy = True
+        self._loop.call_later(delay, self._read_late, request, keep_alive)
+        return True
+
+    def _read_late(self, request: Request, keep_alive: bool) -> None:
+        # Its client may have given up meanwhile (then _serve drops it), or closed altogether.
+        self._server.events["read_late_done"] += 1
+        self._busy = False
+        self._serve(_Pending(request, keep_alive, time.time()))
+        self._serve_queued()
 
     # replies
 
@@ -301,6 +346,9 @@ class HttpProtocol(asyncio.Protocol):
         self._timer = None
         self._busy = False
         self._reply(pending, reply)
+        self._serve_queued()
+
+    def _serve_queued(self) -> None:
         while self._queue and not self._busy and self._transport is not None:
             self._serve(self._queue.popleft())
 
@@ -364,7 +412,8 @@ class SimulatorServer:
         self.loop = loop
         self.keep_alive_s = keep_alive_s
         self.max_request_age_s = max_request_age_s
-        # How long to leave a new connection unread (a fault: a starved server's listen queue).
+        # How long to leave a new connection, or a request on a reused one, unread (a fault: a
+        # starved server's listen queue, or its process not reading its sockets).
         self.read_delay = read_delay
         self._sweep_s = sweep_s if sweep_s is not None else keep_alive_s
         # Connections closed by the keep-alive timeout: "closed_idle" by the sweep,
@@ -373,6 +422,7 @@ class SimulatorServer:
         self.events: Counter[str] = events if events is not None else Counter()
         self.connections: set[HttpProtocol] = set()
         self._server: asyncio.AbstractServer | None = None
+        self._listener: StampedServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._all_closed = asyncio.Event()
 
@@ -384,9 +434,13 @@ class SimulatorServer:
     async def start(
         self, host: str, port: int, *, backlog: int = 4096, ssl: ssl_module.SSLContext | None = None
     ) -> None:
-        self._server = await self.loop.create_server(
-            lambda: HttpProtocol(self), host, port, backlog=backlog, reuse_address=True, ssl=ssl
-        )
+        if ssl is None:
+            # Plain TCP is read by the simulator itself, for each request's arrival time.
+            self._listener = StampedServer(self.loop, lambda: HttpProtocol(self), host, port, backlog)
+        else:
+            self._server = await self.loop.create_server(
+                lambda: HttpProtocol(self), host, port, backlog=backlog, reuse_address=True, ssl=ssl
+            )
         self._sweeper = self.loop.create_task(self._sweep())
 
     async def stop(self, grace_s: float) -> None:
@@ -395,6 +449,8 @@ class SimulatorServer:
             self._sweeper.cancel()
         if self._server is not None:
             self._server.close()
+        if self._listener is not None:
+            self._listener.close()
         self._all_closed.clear()
         for connection in list(self.connections):
             connection.shutdown()

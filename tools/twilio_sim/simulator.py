@@ -159,7 +159,8 @@ class Simulator:
             self._rng.seed(self._startup_seed)
 
     def connection_read_delay(self) -> float:
-        """How long a new connection is left unread (the ``p_connection_unread`` fault)."""
+        """How long a new connection, or a request on a reused one, is left unread (the
+        ``p_connection_unread`` fault)."""
         config = self.faults.global_config()
         if config.p_connection_unread and self._rng.random() < config.p_connection_unread:
             self.connection_events["read_late"] += 1

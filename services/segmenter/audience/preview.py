@@ -83,6 +83,13 @@ class SampleRecipient(BaseModel):
     appointment_count: int = Field(description="Matching appointments.")
     last_appointment_at: datetime | None
     appointment_id: str | None = Field(description="External id of the appointment the messages refer to.")
+    appointment_starts_at: datetime | None = Field(
+        default=None, description="When the appointment the messages refer to starts."
+    )
+    service_name: str | None = Field(default=None, description="That appointment's service, if any.")
+    location_name: str | None = Field(default=None, description="That appointment's location, if any.")
+    location_address: str | None = Field(default=None, description="That location's address, when known.")
+    staff_name: str | None = Field(default=None, description="That appointment's staff member, if any.")
 
 
 class WindowOut(BaseModel):
@@ -194,6 +201,11 @@ async def preview_audience(
                 appointment_count=row["n"],
                 last_appointment_at=row["last_starts_at"],
                 appointment_id=row["appointment_external_id"],
+                appointment_starts_at=row["appointment_starts_at"],
+                service_name=row["service_name"],
+                location_name=row["location_name"],
+                location_address=row["location_address"],
+                staff_name=row["staff_name"],
             )
             for row in sample
         ],

@@ -462,17 +462,27 @@ def preview_sample_query(
         joins += f" CROSS JOIN LATERAL ({stats}) s"
         n, last = "s.n", "s.last_starts_at"
     hit_at, appointment_id, appointment_starts_at = "NULL::timestamptz", "NULL::text", "NULL::timestamptz"
+    names = "NULL::text AS service_name, NULL::text AS location_name, NULL::text AS location_address,"
+    names += " NULL::text AS staff_name"
     witness = definition.witness("r.customer_id")
     if witness is not None:
         joins += f" LEFT JOIN LATERAL ({witness}) h ON true"
         hit_at = "h.hit_at"
         if audience.provides_appointment:
-            joins += " LEFT JOIN appointments ap ON ap.id = h.appointment_id"
+            joins += (
+                " LEFT JOIN appointments ap ON ap.id = h.appointment_id"
+                " LEFT JOIN services sv ON sv.id = ap.service_id"
+                " LEFT JOIN locations lo ON lo.id = ap.location_id"
+                " LEFT JOIN staff st ON st.id = ap.staff_id"
+            )
             appointment_id, appointment_starts_at = "ap.external_id", "ap.starts_at"
+            names = "sv.name AS service_name, lo.name AS location_name, lo.address AS location_address,"
+            names += " st.name AS staff_name"
     sql = (
         f"{with_list} SELECT r.customer_id, r.phone_e164, {n} AS n, {last} AS last_starts_at,"
         f" {hit_at} AS hit_at, cu.first_name, cu.last_name,"
-        f" {appointment_id} AS appointment_external_id, {appointment_starts_at} AS appointment_starts_at"
+        f" {appointment_id} AS appointment_external_id, {appointment_starts_at} AS appointment_starts_at,"
+        f" {names}"
         f" FROM ({select} ORDER BY c.phone_e164 LIMIT {params.add(limit)}) r"
         f" JOIN customers cu ON cu.id = r.customer_id{joins}"
         " ORDER BY r.phone_e164"

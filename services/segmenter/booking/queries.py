@@ -116,3 +116,21 @@ DELETE_STAFF = (
 )
 
 TENANT_REGION = "SELECT default_region, timezone FROM tenants WHERE id = $1"
+
+# A tenant's services and locations as the audience filters name them (external ids), in
+# external-id order from after $2, optionally only names containing $3 (case-insensitive).
+LIST_SERVICES = """
+SELECT external_id, name FROM services
+WHERE tenant_id = $1 AND ($2::text IS NULL OR external_id > $2)
+  AND ($3::text IS NULL OR strpos(lower(name), lower($3)) > 0)
+ORDER BY external_id
+LIMIT $4
+"""
+
+LIST_LOCATIONS = """
+SELECT external_id, name, address FROM locations
+WHERE tenant_id = $1 AND ($2::text IS NULL OR external_id > $2)
+  AND ($3::text IS NULL OR strpos(lower(name), lower($3)) > 0)
+ORDER BY external_id
+LIMIT $4
+"""

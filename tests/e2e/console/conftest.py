@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 
@@ -19,7 +20,8 @@ def console_stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     """The simulator, the four services and the console as processes, for one test module; their
-    logs are kept under var/test-artifacts/console-logs/."""
+    logs are kept under var/test-artifacts/console-logs/ (one folder per module, and per worker
+    when a module's tests are shared out among the workers of a parallel run)."""
     # Small pools: the machine's database is shared by many test stacks at once.
     env = isolated_env.env(
         WCE_LOG_LEVEL="WARNING", WCE_SWEEP_IDLE_S="4", WCE_DB_POOL_MIN="1", WCE_DB_POOL_MAX="4"
@@ -30,6 +32,8 @@ def console_stack(
         yield running
     finally:
         running.stop()
-        kept = LOGS / request.module.__name__.rsplit(".", 1)[-1]
+        kept = LOGS / "-".join(
+            filter(None, [request.module.__name__.rsplit(".", 1)[-1], os.environ.get("PYTEST_XDIST_WORKER")])
+        )
         shutil.rmtree(kept, ignore_errors=True)
         shutil.copytree(running.log_dir, kept)

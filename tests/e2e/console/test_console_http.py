@@ -320,3 +320,33 @@ async def test_a_campaign_is_scheduled_and_the_sending_window_set_from_the_forms
     assert removed.status_code == 303
     async with httpx.AsyncClient(base_url=console_stack.api_url, headers=tenant.headers) as api:
         assert (await api.get("/v1/tenant/sending-window")).json()["window"] is None
+
+
+async def test_the_operators_tenant_page_shows_the_tenants_settings_and_credits_before_any_change(
+    console_stack: Stack, browser_client: httpx.AsyncClient
+) -> None:
+    # Given a tenant at 40/s with 1,234 purchased credits, and the operator signed in
+    tenant = await new_tenant(console_stack, rate=40, credits=1_234)
+    csrf = await signed_in(browser_client, OPERATOR_TOKEN, operator=True)
+
+    # When the operator opens the tenant's page, before changing anything
+    page = await browser_client.get(f"/operator/tenants/{tenant.id}")
+
+    # Then it shows the tenant's settings and credits, read from the tenant itself
+    assert page.status_code == 200, page.text[:500]
+    facts = page.text[page.text.index('<dl class="facts') : page.text.index("</dl>")]
+    assert "40/s" in facts and tenant.account_sid in facts and tenant.whatsapp_from in facts
+    assert "1,234 (plan" in facts
+
+    # And after a top-up through its form the page shows the new balance
+    topped = await browser_client.post(
+        f"/operator/tenants/{tenant.id}/credits", data={"csrf_token": csrf, "top_up": "1000"}
+    )
+    assert topped.status_code == 303, topped.text[:500]
+    after = await browser_client.get(topped.headers["location"])
+    assert "2,234 (plan" in after.text and "credits were changed" in after.text
+
+    # And a tenant that does not exist is a 404 page
+    assert (
+        await browser_client.get("/operator/tenants/00000000-0000-0000-0000-000000000000")
+    ).status_code == 404

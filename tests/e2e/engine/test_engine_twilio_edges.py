@@ -1,10 +1,11 @@
 """The edges a strict Twilio finds, at the default attempt cap: keep-alive connections a server
-closes when idle, bodies Twilio would refuse, rate-limit and 5xx storms, and the error counts and
-retry logs operators watch them by."""
+closes when idle, bodies Twilio would refuse (empty, or a Content variable past its length),
+rate-limit and 5xx storms, and the error counts and retry logs operators watch them by."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 import asyncpg
@@ -116,6 +117,55 @@ async def test_a_body_that_renders_empty_fails_locally_without_a_request_or_an_a
     await wait_for_state(engine_stack, tenant, started["id"], {"completed"}, timeout_s=60)
 
 
+async def test_a_content_variable_that_renders_too_long_fails_locally_with_twilios_code_and_no_request(
+    engine_stack: Stack, pool: asyncpg.Pool
+) -> None:
+    # Given 50 customers of whom 20 have a 100-character last name, and an approved Content
+    # template whose one variable is 961 characters of text and the last name
+    tenant = await new_tenant(engine_stack, rate=None)
+    numbers = await seed_customers(pool, tenant, 50)
+    long_named = numbers[:20]
+    await pool.execute(
+        "UPDATE customers SET last_name = repeat('L', 100) WHERE tenant_id = $1 AND phone_e164 = ANY($2)",
+        uuid.UUID(tenant.id),
+        long_named,
+    )
+    approved = "HX" + uuid.uuid4().hex
+    async with SimulatorAdmin(engine_stack.simulator_url) as sim:
+        await sim.add_templates(
+            tenant.account_sid,
+            [{"sid": approved, "friendly_name": "long", "body": "{{1}}", "status": "approved"}],
+            replace=True,
+        )
+    variable = "x" * 960 + " {customer_last_name}"
+
+    # When a campaign with it is created and runs
+    started = await create_campaign(
+        engine_stack, tenant, template={"content_sid": approved, "variables": {"1": variable}}
+    )
+    counts = await wait_settled(pool, started["id"], 50, timeout_s=60, stack=engine_stack)
+
+    # Then its creation warned that 20 of 50 pass WhatsApp's 1,024 characters in a variable
+    [warning] = started["warnings"]
+    assert (warning["code"], warning["recipients"], warning["field"]) == (21617, 20, "template.variables")
+    assert "20 of 50" in warning["message"]
+
+    # And exactly those 20 failed here with Twilio's code for a body too long, with no attempt
+    # spent and no request made; the 30 others were sent once, and the campaign completed
+    assert counts.get("failed") == 20, counts
+    failed = await pool.fetch(
+        "SELECT phone_e164, attempts, error_code, error_message FROM recipients"
+        " WHERE campaign_id = $1 AND state = 'failed'",
+        uuid.UUID(started["id"]),
+    )
+    assert {row["phone_e164"] for row in failed} == set(long_named)
+    assert {(row["error_code"], row["attempts"]) for row in failed} == {(21617, 0)}
+    assert all(row["error_message"].startswith("not sent:") for row in failed)
+    stats = await simulator_stats(engine_stack, tenant.account_sid)
+    assert (stats["requests_total"], stats["accepted_total"]) == (30, 30)
+    await wait_for_state(engine_stack, tenant, started["id"], {"completed"}, timeout_s=60)
+
+
 async def test_with_5xx_and_429_storms_at_the_default_attempt_cap_everyone_is_sent_and_errors_are_visible(
     engine_stack: Stack, pool: asyncpg.Pool
 ) -> None:
@@ -167,6 +217,11 @@ async def test_a_tenant_at_80_per_second_on_an_account_limited_to_40_backs_off_a
     # When a campaign to 1,000 runs, its progress watched meanwhile
     started = await create_campaign(engine_stack, tenant)
     effective: list[float] = []
+    gauge: list[float] = []
+    dispatcher_metrics = engine_stack.processes["dispatcher0"].health_url.replace("/healthz", "/metrics")  # type: ignore[union-attr]
+    series = re.compile(
+        rf'^wce_effective_rate_per_second\{{tenant="{tenant.id}"\}} ([0-9.e+]+)$', re.MULTILINE
+    )
 
     async def watch() -> None:
         async with httpx.AsyncClient(base_url=engine_stack.tracker_url, headers=tenant.headers) as client:
@@ -174,6 +229,7 @@ async def test_a_tenant_at_80_per_second_on_an_account_limited_to_40_backs_off_a
                 response = await client.get(f"/v1/campaigns/{started['id']}/progress")
                 if response.status_code == 200 and response.json()["effective_rate_per_s"] is not None:
                     effective.append(response.json()["effective_rate_per_s"])
+                gauge.extend(float(v) for v in series.findall((await client.get(dispatcher_metrics)).text))
                 await asyncio.sleep(0.5)
 
     watcher = asyncio.create_task(watch())
@@ -190,5 +246,6 @@ async def test_a_tenant_at_80_per_second_on_an_account_limited_to_40_backs_off_a
     # Unpaced, 44 % of requests were refused; the < 5 % target is the pacing benchmark's
     # (bench/pacing_bench.py reports it), this test holds the behaviour: most refusals are gone.
     assert refused < 0.15 * stats["requests_total"], stats["rejected_by_code"]
-    # And the progress showed the tenant paced under its configured rate
+    # And the progress and the dispatcher's metric showed the tenant paced under its configured rate
     assert effective and min(effective) < 45, effective
+    assert gauge and min(gauge) < 45, gauge

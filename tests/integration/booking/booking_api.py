@@ -45,3 +45,21 @@ def client(pool: asyncpg.Pool, key: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://segmenter", headers={"X-API-Key": key}
     )
+
+
+async def load_raw(pool: asyncpg.Pool, tenant_id: uuid.UUID, count: int) -> None:
+    """Customers and an appointment each, written straight into the tables (a restore, a script)."""
+    await pool.execute(
+        "INSERT INTO customers (tenant_id, external_id, first_name, phone_raw, phone_e164)"
+        " SELECT $1, 'r' || g, 'F' || g, p, p"
+        " FROM (SELECT g, '+1646' || lpad(g::text, 7, '0') AS p FROM generate_series(1, $2) g) x",
+        tenant_id,
+        count,
+    )
+    await pool.execute(
+        "INSERT INTO appointments"
+        " (tenant_id, external_id, customer_id, starts_at, created_at, status, status_changed_at)"
+        " SELECT $1, 'a' || c.id, c.id, timestamptz '2026-03-25 10:00-04', timestamptz '2026-03-18 09:00-04',"
+        " 'approved', timestamptz '2026-03-18 09:00-04' FROM customers c WHERE c.tenant_id = $1",
+        tenant_id,
+    )

@@ -8,6 +8,7 @@ import random
 import aio_pika
 import asyncpg
 import httpx
+import orjson
 
 from shared import topology
 from tests.integration.tracker.helpers import (
@@ -283,3 +284,86 @@ async def test_a_malformed_status_message_is_parked_with_its_reason_and_callback
         return await pool.fetchval("SELECT state FROM recipients WHERE id = $1", recipient.id) == "read"
 
     assert await eventually(read)
+
+
+async def test_a_rate_refusal_in_a_callback_sends_the_recipient_back_to_wait_once_and_a_delivery_still_wins(
+    tracker: RunningTracker, pool: asyncpg.Pool, isolated_env: IsolatedEnvironment
+) -> None:
+    # Given three sent messages, and a spy on the retry tier a pair-rate refusal waits (120 s:
+    # the first of the default tiers at least WCE_PAIR_RATE_RETRY_S, 60 s)
+    tenant = await seed_tenant(pool)
+    campaign_id = await seed_campaign(pool, tenant.id)
+    refused, delivered_after_all, failed = await seed_recipients(pool, tenant.id, campaign_id, 3)
+    connection = await aio_pika.connect_robust(isolated_env.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        spy = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await spy.bind(topology.retry_exchange_name(120))
+
+        # When the first is refused for the pair rate (reported twice, tokens apart), the second
+        # refused and then reported delivered, and the third fails for another reason
+        async with httpx.AsyncClient(timeout=10) as client:
+            for recipient, status, code in (
+                (refused, "failed", 131056),
+                (delivered_after_all, "failed", 131056),
+                (failed, "failed", 63016),
+            ):
+                assert recipient.sid is not None
+                params = status_params(recipient.sid, status, to=recipient.phone, error_code=code)
+                assert (await tracker.post_status(client, tenant, params)).status_code == 200
+            await asyncio.sleep(0.3)
+            assert refused.sid is not None and delivered_after_all.sid is not None
+            again = status_params(refused.sid, "failed", to=refused.phone, error_code=131056)
+            assert (await tracker.post_status(client, tenant, again, idempotency="other")).status_code == 200
+            assert (
+                await tracker.post_status(client, tenant, status_params(delivered_after_all.sid, "delivered"))
+            ).status_code == 200
+
+        async def all_received() -> bool:
+            count = await pool.fetchval(
+                "SELECT count(*) FROM callback_receipts WHERE tenant_id = $1", tenant.id
+            )
+            return bool(count == 5)
+
+        assert await eventually(all_received)
+        await asyncio.sleep(0.3)
+        retried: list[int] = []
+        while (published := await spy.get(timeout=5, fail=False)) is not None:
+            await published.ack()
+            retried += orjson.loads(published.body)["recipient_ids"]
+
+    # Then the refused one waits, its attempt given back, no longer sent, the refusal its error,
+    # once (the replay changed nothing), and its retry was published into the tier
+    rows = {
+        row["id"]: row
+        for row in await pool.fetch(
+            "SELECT id, state, attempts, deferrals, error_code, sent_at, delivered_at,"
+            " next_attempt_at - now() AS due_in FROM recipients WHERE campaign_id = $1",
+            campaign_id,
+        )
+    }
+    waiting = rows[refused.id]
+    assert (waiting["state"], waiting["attempts"], waiting["deferrals"], waiting["error_code"]) == (
+        "retry_wait",
+        0,
+        1,
+        131056,
+    )
+    assert waiting["sent_at"] is None and 100 < waiting["due_in"].total_seconds() <= 120
+    assert await _callback_events(pool, refused.id) == [("sent", "retry_wait")]
+    assert refused.id in retried
+    # And the one delivered after all is delivered, its attempt counted, its error cleared
+    done = rows[delivered_after_all.id]
+    assert (done["state"], done["attempts"], done["deferrals"], done["error_code"]) == (
+        "delivered",
+        1,
+        0,
+        None,
+    )
+    assert done["sent_at"] is not None and done["delivered_at"] is not None
+    assert await _callback_events(pool, delivered_after_all.id) == [
+        ("sent", "retry_wait"),
+        ("retry_wait", "delivered"),
+    ]
+    # And another failure code still fails its recipient
+    assert (rows[failed.id]["state"], rows[failed.id]["error_code"]) == ("failed_delivery", 63016)

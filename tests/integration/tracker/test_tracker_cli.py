@@ -20,7 +20,7 @@ from tests.integration.tracker.helpers import (
     seed_recipients,
     seed_tenant,
 )
-from tests.support import ROOT, IsolatedEnvironment, ManagedProcess, free_port
+from tests.support import OPERATOR_TOKEN, ROOT, IsolatedEnvironment, ManagedProcess, free_port
 
 WCE = str(Path(sys.executable).parent / "wce")
 
@@ -199,6 +199,48 @@ async def test_campaigns_are_listed_and_a_paused_one_resumed(
     assert again_err.startswith("error: HTTP 409:"), again_err
 
 
+async def test_campaigns_are_listed_by_state_and_kind_and_tenants_by_the_operator(
+    tenant_api: str, pool: asyncpg.Pool
+) -> None:
+    # Given a tenant with a completed, a paused and a running campaign
+    tenant = await seed_tenant(pool)
+    completed = await seed_campaign(pool, tenant.id, state="completed")
+    paused = await seed_campaign(pool, tenant.id, state="paused")
+    running = await seed_campaign(pool, tenant.id, state="running")
+    # Recipients still to send: a running campaign without any is completed at once.
+    for campaign, start in ((paused, 4_400_000), (running, 4_400_010)):
+        await seed_recipients(pool, tenant.id, campaign, 2, state="pending", with_sid=False, start=start)
+    env = {"WCE_API_URL": tenant_api, "WCE_API_KEY": tenant.api_key}
+
+    # When the paused and running ones are asked for (the option repeated), of kind campaign
+    listed = await _cli(
+        "campaigns", "list", "--state", "paused", "--state", "running", "--kind", "campaign", **env
+    )
+    out, err = await _finish(listed)
+    bad = await _cli("campaigns", "list", "--state", "shipped", **env)
+    _, bad_err = await _finish(bad)
+
+    # Then exactly those two are listed, and an unknown state is named in one line
+    assert listed.returncode == 0, out + err
+    assert str(paused) in out and str(running) in out and str(completed) not in out
+    assert bad.returncode == 1 and bad_err.startswith("error: HTTP 422: state"), bad_err
+
+    # And the operator lists the tenants, this one among them, by its name
+    name = await pool.fetchval("SELECT name FROM tenants WHERE id = $1", tenant.id)
+    tenants = await _cli(
+        "tenants",
+        "list",
+        "--name",
+        name,
+        "--active",
+        WCE_API_URL=tenant_api,
+        WCE_OPERATOR_TOKEN=OPERATOR_TOKEN,
+    )
+    tenants_out, tenants_err = await _finish(tenants)
+    assert tenants.returncode == 0, tenants_out + tenants_err
+    assert str(tenant.id) in tenants_out and "active" in tenants_out
+
+
 async def test_replies_are_listed_for_the_tenant_a_campaign_and_one_recipient(
     tracker: RunningTracker, pool: asyncpg.Pool
 ) -> None:
@@ -238,3 +280,53 @@ async def test_replies_are_listed_for_the_tenant_a_campaign_and_one_recipient(
     assert answers["second"][0] == 0 and "See you Friday" not in answers["second"][1]
     assert answers["no campaign"][0] == 2
     assert answers["no campaign"][2].strip() == "error: --recipient needs the campaign id"
+
+
+async def test_services_and_locations_are_listed_across_pages_by_name_and_only_the_tenants_own(
+    tenant_api: str, pool: asyncpg.Pool
+) -> None:
+    # Given a tenant with 1,205 services and two locations, and another tenant with its own service
+    tenant = await seed_tenant(pool)
+    other = await seed_tenant(pool)
+    await pool.execute(
+        "INSERT INTO services (tenant_id, external_id, name)"
+        " SELECT $1, 'svc-' || lpad(g::text, 4, '0'), 'Service ' || g FROM generate_series(1, 1205) g",
+        tenant.id,
+    )
+    await pool.execute(
+        "INSERT INTO services (tenant_id, external_id, name) VALUES ($1, 'theirs', 'Not yours')", other.id
+    )
+    await pool.execute(
+        "INSERT INTO locations (tenant_id, external_id, name, address) VALUES"
+        " ($1, 'loc-1', 'Downtown', '1 Main St'), ($1, 'loc-2', 'Uptown', NULL)",
+        tenant.id,
+    )
+    env = {"WCE_API_URL": tenant_api, "WCE_API_KEY": tenant.api_key, "COLUMNS": "200"}
+
+    # When the services are listed whole (more than one API page), by name, and the locations
+    everything = await _cli("services", "--limit", "5000", **env)
+    all_out, all_err = await _finish(everything)
+    named = await _cli("services", "--name", "service 120", **env)
+    named_out, named_err = await _finish(named)
+    places = await _cli("locations", **env)
+    places_out, places_err = await _finish(places)
+    nothing = await _cli("services", "--name", "no such service", **env)
+    nothing_out, _ = await _finish(nothing)
+
+    # Then every service shows once with its external id, and none of the other tenant's
+    assert everything.returncode == 0, all_out + all_err
+    assert all(f"svc-{i:04d}" in all_out for i in (1, 1000, 1001, 1205))
+    assert sum(line.count("svc-") for line in all_out.splitlines()) == 1205
+    assert "theirs" not in all_out
+    # And the name filter narrows them (120 and 1200-1205 contain "service 120")
+    assert named.returncode == 0, named_out + named_err
+    assert sum(line.count("svc-") for line in named_out.splitlines()) == 7
+    # And locations show their addresses; an empty list says so
+    assert places.returncode == 0, places_out + places_err
+    assert (
+        "loc-1" in places_out
+        and "Downtown" in places_out
+        and "1 Main St" in places_out
+        and "loc-2" in places_out
+    )
+    assert nothing.returncode == 0 and "no services" in nothing_out

@@ -222,3 +222,62 @@ async def test_the_event_log_lists_transitions_per_campaign_and_per_recipient(
         ("delivered", "read", "callback"),
     ]
     assert all(e["at"] for e in history)
+
+
+# What a progress answer holds that does not move between two reads of a still campaign.
+STILL = ("campaign_id", "state", "pause_reason", "counts", "total", "done", "remaining", "percent")
+
+
+async def test_progress_of_several_campaigns_is_each_ones_progress_and_only_the_tenants(
+    tracker: RunningTracker, pool: asyncpg.Pool
+) -> None:
+    # Given tenant A's campaign with outcomes and its paused one, and tenant B's campaign
+    tenant, other = await seed_tenant(pool), await seed_tenant(pool)
+    with_outcomes = await _campaign_with_outcomes(pool, tenant)
+    paused = await seed_campaign(pool, tenant.id, state="paused")
+    await seed_recipients(pool, tenant.id, paused, 3, state="pending", with_sid=False, start=600)
+    others = await seed_campaign(pool, other.id)
+    await seed_recipients(pool, other.id, others, 2, start=700)
+    nowhere = uuid.uuid4()
+    url = f"{tracker.url}/v1/campaigns/progress"
+
+    async with httpx.AsyncClient(timeout=10, headers=tenant.headers) as client:
+        # When A asks for its two, B's and one that does not exist, in one request (ids repeated
+        # and separated by commas, one given twice)
+        ids = [f"{paused},{others}", str(with_outcomes), f"{nowhere},{paused}"]
+        batch = await client.get(url, params={"ids": ids})
+        singles = [
+            (await client.get(f"{tracker.url}/v1/campaigns/{cid}/progress")).json()
+            for cid in (paused, with_outcomes)
+        ]
+    async with httpx.AsyncClient(timeout=10, headers=other.headers) as client:
+        # And B asks for A's campaign, and for one that does not exist
+        b_for_a = (await client.get(url, params={"ids": str(with_outcomes)})).json()
+        b_for_nothing = (await client.get(url, params={"ids": str(nowhere)})).json()
+
+    # Then A gets the single progress of each of its campaigns, in the order asked, and B's
+    # campaign is as missing as one that does not exist
+    assert batch.status_code == 200, batch.text
+    answer = batch.json()
+    assert [{k: item[k] for k in STILL} for item in answer["items"]] == [
+        {k: single[k] for k in STILL} for single in singles
+    ]
+    assert set(answer["items"][0]) == set(singles[0])
+    assert answer["items"][1]["counts"]["delivered"] == 10
+    assert answer["missing"] == [str(others), str(nowhere)]
+    # And B sees A's campaign exactly as it sees a campaign that does not exist
+    assert b_for_a == {"items": [], "missing": [str(with_outcomes)]}
+    assert b_for_nothing == {"items": [], "missing": [str(nowhere)]}
+
+
+async def test_progress_of_several_campaigns_refuses_bad_or_too_many_ids_naming_the_field(
+    tracker: RunningTracker, pool: asyncpg.Pool
+) -> None:
+    tenant = await seed_tenant(pool)
+    url = f"{tracker.url}/v1/campaigns/progress"
+    too_many = ",".join(str(uuid.uuid4()) for _ in range(51))
+    async with httpx.AsyncClient(timeout=10, headers=tenant.headers) as client:
+        for params in ({}, {"ids": "not-a-uuid"}, {"ids": ","}, {"ids": too_many}, {"ids": "\x00"}):
+            answer = await client.get(url, params=params)
+            assert answer.status_code == 422, (params, answer.text)
+            assert [error["field"].split(".")[0] for error in answer.json()["errors"]] == ["ids"], params

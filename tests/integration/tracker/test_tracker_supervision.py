@@ -21,6 +21,7 @@ from tests.support import IsolatedEnvironment
 TASKS = {
     "status_batches",
     "orphan_matching",
+    "state_count_folding",
     "metrics_sampling",
     "active_tenants",
     "webhook_deliveries",

@@ -72,6 +72,32 @@ def test_samples_are_rendered_with_their_names_and_dates_in_the_tenants_style() 
     assert samples[0].warnings == []
 
 
+def test_samples_name_their_appointments_service_location_and_staff_where_the_data_has_them() -> None:
+    # Given a sample whose appointment has a service, location and staff member, and one without
+    sample = [
+        {
+            **SAMPLE[0],
+            "appointment_starts_at": "2025-03-07T09:00:00+00:00",
+            "service_name": "Haircut",
+            "location_name": "Downtown",
+            "location_address": "1 Main St",
+            "staff_name": "Maria",
+        },
+        {"name": "Bob", "phone": "+441••••••02", "appointment_starts_at": "2025-03-08T09:00:00+00:00"},
+    ]
+    body = {
+        "body": "{service_name} with {staff_name} at {location_name}, {location_address}, {appointment_date}"
+    }
+
+    # When they are rendered for a segment whose messages refer to an appointment
+    named, problems = render_samples(body, sample, style=STYLE, provides_appointment=True)
+
+    # Then the names are the appointment's, the date the appointment's own, empty where it has none
+    assert problems == []
+    assert named[0].text == "Haircut with Maria at Downtown, 1 Main St, 7 Mar 2025"
+    assert named[1].text == "with at,, 8 Mar 2025"
+
+
 def test_a_message_that_renders_empty_or_could_grow_too_long_is_warned_about() -> None:
     empty, _ = render_samples(
         {"body": "{customer_last_name}"},

@@ -49,6 +49,30 @@ async def test_a_message_with_a_slot_gets_the_next_call_before_any_unslotted_one
     assert unslotted.done()
 
 
+async def test_messages_without_a_slot_never_take_the_calls_reserved_for_messages_with_one() -> None:
+    # Given a sender with 4 calls, one reserved for messages with a slot, and an unlimited
+    # tenant's backlog taking every call it may
+    calls = CallSlots(4, reserved=1)
+    for _ in range(3):
+        await calls.acquire("unlimited", timed=False)
+    backlog = asyncio.create_task(calls.acquire("unlimited", timed=False))
+    await asyncio.sleep(0)
+    assert not backlog.done()
+
+    # When a rate-limited tenant's message comes to its slot
+    slotted = asyncio.create_task(calls.acquire("limited", timed=True))
+    await asyncio.sleep(0)
+
+    # Then it has a call at once, and when it ends the backlog still waits for one of its own
+    assert slotted.done() and calls.in_flight("limited") == 1
+    calls.release("limited")
+    await asyncio.sleep(0)
+    assert not backlog.done()
+    calls.release("unlimited")
+    await asyncio.sleep(0)
+    assert backlog.done() and calls.in_flight("unlimited") == 3
+
+
 async def test_a_cancelled_waiter_leaves_no_call_taken() -> None:
     calls = CallSlots(1)
     await calls.acquire("a", timed=False)

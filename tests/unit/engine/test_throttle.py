@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.throttle import SlotClock, chunk_length, is_late, max_starts_per_window, slot_interval
+from shared.throttle import (
+    AdaptiveTiming,
+    SlotClock,
+    chunk_length,
+    is_late,
+    max_starts_per_window,
+    slot_interval,
+)
 
 
 def test_slots_are_spaced_slightly_wider_than_the_rate() -> None:
@@ -92,3 +99,74 @@ def test_slots_stay_below_the_rate_across_rate_changes(rates: list[int], sizes: 
     ordered = sorted(slots)
     for (a, rate_a), (b, rate_b) in itertools.pairwise(ordered):
         assert b - a >= min(slot_interval(rate_a, 0.015), slot_interval(rate_b, 0.015)) - 1e-9
+
+
+def _busiest_window(starts: list[float], window_s: float = 1.0) -> int:
+    ordered = sorted(starts)
+    best = 0
+    low = 0
+    for high, start in enumerate(ordered):
+        while start - ordered[low] >= window_s:
+            low += 1
+        best = max(best, high - low + 1)
+    return best
+
+
+@given(
+    rate=st.sampled_from([1, 5, 80, 250, 400, 1000]),
+    chunks=st.lists(
+        st.tuples(
+            st.floats(min_value=0.008, max_value=0.1),  # the chunk's tolerance
+            st.integers(min_value=1, max_value=40),  # its size
+            st.lists(st.booleans(), min_size=40, max_size=40),  # which of its messages start last-moment late
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+)
+def test_no_second_holds_more_than_the_rate_while_the_tolerance_moves(
+    rate: int, chunks: list[tuple[float, int, list[bool]]]
+) -> None:
+    # Given chunks slotted back to back while the tolerance rises and falls (the spacing margin
+    # keeping its distance above it), each message starting on its slot or as late as allowed
+    timing = AdaptiveTiming(0.25, 0.008)
+    clock = SlotClock(started=True)
+    starts: list[float] = []
+    for tolerance, size, late in chunks:
+        interval = slot_interval(rate, 0.015 + 2 * (tolerance - timing.base_tolerance_s))
+        first = clock.allocate(size, interval, 0.0, tolerance)
+        starts.extend(first + k * interval + (tolerance if late[k] else 0.0) for k in range(size))
+    # Then no window of one second holds more starts than the rate
+    assert _busiest_window(starts) <= rate
+
+
+def test_denser_slots_after_a_fall_in_tolerance_wait_for_the_late_starts_before_them() -> None:
+    # Given a chunk slotted with a 100 ms tolerance, all of it starting that late, then chunks
+    # slotted with the configured 8 ms (denser slots), all starting on time
+    rate, clock, starts = 400, SlotClock(started=True), []
+    for tolerance, late in [(0.1, True)] + [(0.008, False)] * 15:
+        interval = slot_interval(rate, 0.015 + 2 * (tolerance - 0.008))
+        first = clock.allocate(40, interval, 0.0, tolerance)
+        starts.extend(first + k * interval + (tolerance if late else 0.0) for k in range(40))
+    # Then no second holds more than the rate
+    assert _busiest_window(starts) <= rate
+
+
+def test_the_lead_and_tolerance_grow_to_what_senders_report_and_return_with_a_half_life() -> None:
+    timing = AdaptiveTiming(0.25, 0.008, max_lead_s=1.0, max_tolerance_s=0.1, half_life_s=10.0)
+    # Given a chunk that reached its sender 0.15 s after its first slot, messages waking 30 ms late
+    timing.observe(100.0, arrived_late_s=0.15, woke_late_s=0.03)
+    # Then the lead covers that latency with head-room, and the tolerance the lateness
+    assert timing.lead_s(100.0) == pytest.approx((0.25 + 0.15) * 1.5)
+    assert timing.tolerance_s(100.0) == pytest.approx(0.03)
+    # And the spacing margin grows by twice the tolerance's growth (the start, and the jitter)
+    assert timing.margin(0.015, 100.0) == pytest.approx(0.015 + 2 * (0.03 - 0.008))
+    # When nothing more is reported for a half-life, half the excess is gone
+    assert timing.tolerance_s(110.0) == pytest.approx(0.008 + (0.03 - 0.008) / 2)
+    # And reports never stretch either past its maximum
+    timing.observe(111.0, arrived_late_s=30.0, woke_late_s=5.0)
+    assert timing.lead_s(111.0) == pytest.approx(1.0)
+    assert timing.tolerance_s(111.0) == pytest.approx(0.1)
+    # And a report smaller than the current value shrinks nothing
+    timing.observe(111.0, arrived_late_s=0.01, woke_late_s=0.001)
+    assert timing.tolerance_s(111.0) == pytest.approx(0.1)

@@ -267,9 +267,18 @@ async def test_a_create_whose_write_deadline_passed_is_never_written(twilio: Fak
             CREDS, to="whatsapp:+1", from_="whatsapp:+2", body="x", write_by=time.monotonic() - 0.001
         )
     # Then nothing reached the server and the error says so; with time left, it is sent
-    assert caught.value.reached is False and not calls
+    assert caught.value.reached is False and caught.value.missed_write_by is True and not calls
     await client.create_message(
         CREDS, to="whatsapp:+1", from_="whatsapp:+2", body="x", write_by=time.monotonic() + 5
     )
-    await client.aclose()
     assert len(calls) == 1
+    # And a deadline missed on a kept-alive connection leaves it in use for the next create
+    with pytest.raises(TwilioError) as again:
+        await client.create_message(
+            CREDS, to="whatsapp:+1", from_="whatsapp:+2", body="x", write_by=time.monotonic() - 0.001
+        )
+    assert again.value.missed_write_by is True
+    await client.create_message(CREDS, to="whatsapp:+1", from_="whatsapp:+2", body="x")
+    await client.aclose()
+    assert len(calls) == 2
+    assert calls[0].transport is calls[1].transport

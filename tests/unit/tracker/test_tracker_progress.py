@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from services.tracker.progress import RECIPIENT_STATES, build_progress
+from services.tracker.progress import build_progress
+from shared.recipient_states import RECIPIENT_STATES
 
 
 def test_progress_counts_open_recipients_as_remaining_and_derives_rate_and_eta() -> None:

@@ -7,6 +7,7 @@ import pytest
 from services.tracker.status import (
     Callback,
     RecipientRow,
+    RefusalWaits,
     advances,
     dedupe_key,
     parse_error_code,
@@ -140,3 +141,93 @@ def test_another_tenants_sid_does_not_match() -> None:
     assert other is not None
     plan = plan_callbacks([other], [row("sent")], {(TENANT, "SM1"): 1})
     assert plan.orphans == [other]
+
+
+WAITS = RefusalWaits(pair_rate_s=60.0, spam_hold_s=900.0)
+
+
+def test_a_pair_rate_refusal_in_a_callback_sends_the_recipient_back_to_wait_without_an_attempt() -> None:
+    # Given a sent recipient whose message Meta refused afterwards for the pair rate
+    refused = callback("failed", at=100.0, error="131056")
+
+    # When the callback is planned
+    plan = plan_callbacks([refused], [row("sent")], {(TENANT, "SM1"): 1}, WAITS)
+
+    # Then the recipient waits the pair-rate tier, its attempt given back, the refusal its last
+    # error, and its history says why
+    waiting = plan.rows[1]
+    assert (waiting.state, waiting.error_code) == ("retry_wait", 131056)
+    assert (waiting.attempts_change, waiting.next_attempt_at) == (-1, 160.0)
+    assert plan.deferred == [waiting]
+    [move] = plan.transitions
+    assert (move.from_state, move.to_state, move.error_code) == ("sent", "retry_wait", 131056)
+    assert move.detail is not None and "not counted as an attempt" in move.detail
+    assert plan.suppressions == [] and plan.orphans == []
+
+
+def test_a_spam_refusal_in_a_callback_waits_the_spam_hold() -> None:
+    plan = plan_callbacks(
+        [callback("undelivered", at=10.0, error="131048")], [row("sent")], {(TENANT, "SM1"): 1}, WAITS
+    )
+    assert (plan.rows[1].state, plan.rows[1].next_attempt_at) == ("retry_wait", 910.0)
+    assert "spam" in (plan.transitions[0].detail or "")
+
+
+def test_replays_and_late_statuses_of_a_refused_message_change_nothing_more() -> None:
+    # Given a recipient sent back to wait by a refusal (an earlier batch)
+    waiting = row("sent")._replace(state="retry_wait", error_code=131056)
+
+    # When a duplicate of the refusal (a fresh idempotency token) and a late "sent" arrive
+    plan = plan_callbacks(
+        [callback("failed", error="131056"), callback("sent")], [waiting], {(TENANT, "SM1"): 1}, WAITS
+    )
+
+    # Then nothing moves, no attempt is given back twice, and nothing is kept as an orphan
+    assert plan.transitions == [] and plan.deferred == [] and plan.orphans == []
+    assert plan.rows[1].attempts_change == 0
+
+
+def test_a_delivery_of_the_refused_message_still_wins_and_calls_the_resend_off() -> None:
+    # Given a recipient waiting to be sent again after a refusal
+    waiting = row("sent")._replace(state="retry_wait", error_code=131056)
+
+    # When the refused message is reported delivered after all
+    plan = plan_callbacks([callback("delivered", at=50.0)], [waiting], {(TENANT, "SM1"): 1}, WAITS)
+
+    # Then the recipient is delivered, takes its attempt back, and is no longer due
+    final = plan.rows[1]
+    assert (final.state, final.delivered_at, final.attempts_change, final.next_attempt_at) == (
+        "delivered",
+        50.0,
+        1,
+        None,
+    )
+    assert [(t.from_state, t.to_state) for t in plan.transitions] == [("retry_wait", "delivered")]
+    assert plan.deferred == []
+
+
+def test_a_refusal_and_a_delivery_out_of_order_in_one_batch_end_delivered_with_the_attempt_counted() -> None:
+    plan = plan_callbacks(
+        [callback("failed", at=10.0, error="131056"), callback("delivered", at=11.0)],
+        [row("sent")],
+        {(TENANT, "SM1"): 1},
+        WAITS,
+    )
+    final = plan.rows[1]
+    assert (final.state, final.attempts_change, final.next_attempt_at) == ("delivered", 0, None)
+    assert plan.deferred == []
+
+
+def test_a_refusal_after_delivery_or_of_a_cancelled_campaign_is_not_sent_again() -> None:
+    refusal = callback("failed", error="131056")
+    delivered = plan_callbacks([refusal], [row("delivered")], {(TENANT, "SM1"): 1}, WAITS)
+    assert delivered.transitions == [] and delivered.rows[1].state == "delivered"
+    cancelled = plan_callbacks(
+        [refusal], [row("sent")._replace(campaign_state="cancelled")], {(TENANT, "SM1"): 1}, WAITS
+    )
+    assert cancelled.rows[1].state == "failed_delivery" and cancelled.deferred == []
+
+
+def test_other_failures_still_fail_the_recipient() -> None:
+    plan = plan_callbacks([callback("failed", error="63016")], [row("sent")], {(TENANT, "SM1"): 1}, WAITS)
+    assert plan.rows[1].state == "failed_delivery" and plan.deferred == []

@@ -1,0 +1,159 @@
+"""How ``make test`` shares the suite out among its workers (pytest-xdist, ``--dist loadgroup``).
+
+Whole files per worker leave the run waiting on the heaviest file, and single tests per worker
+start a module's stack once for every worker that gets one of its tests. So the tests are
+grouped by module, and a module estimated at more than ``GROUP_S`` seconds is cut into
+consecutive groups of about that much (each group starts the module's stack once more). The
+groups go out longest first, each to the next worker that runs out of work, so that the longest
+ones are not left for the end.
+
+The estimates come from ``tests/durations.json``: each test's seconds (set-up, call and
+tear-down) in a measured run, written from that run's JUnit report by
+``python -m tests.scheduling <report.xml>`` (a parallel run's report serves: the load inflates its
+figures alike, which keeps their order). A test it does not know counts as ``UNKNOWN_S``
+(``UNIT_S`` under tests/unit/): a stale file makes the run slower, never wrong.
+
+Tests marked ``timing`` (rates and pacing measured against the clock) run alone: each waits until
+the tests running on the other workers have ended, and none starts beside it (a lock file of the
+run's, shared for the others, held alone by it; its set-up and tear-down included).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import sys
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from xdist.scheduler import LoadGroupScheduling
+
+DURATIONS = Path(__file__).with_name("durations.json")
+GROUP_S = 100.0
+UNKNOWN_S = 5.0
+UNIT_S = 0.05
+
+
+def estimate(nodeid: str, durations: Mapping[str, float]) -> float:
+    if nodeid in durations:
+        return durations[nodeid]
+    return UNIT_S if nodeid.startswith("tests/unit/") else UNKNOWN_S
+
+
+def plan_groups(
+    nodeids: Sequence[str],
+    durations: Mapping[str, float],
+    group_s: float = GROUP_S,
+    whole: Collection[str] = (),
+) -> list[tuple[str, list[str]]]:
+    """The groups as (name, node ids), longest first; each group is a run of consecutive tests
+    of one module, in their collection order. The modules in ``whole`` are never cut."""
+    modules: dict[str, list[str]] = {}
+    for nodeid in nodeids:
+        modules.setdefault(nodeid.split("::", 1)[0], []).append(nodeid)
+    groups: list[tuple[float, str, list[str]]] = []
+    for module, members in modules.items():
+        total = sum(estimate(nodeid, durations) for nodeid in members)
+        share = total if module in whole else total / max(1, round(total / group_s))
+        current: list[str] = []
+        spent = before = 0.0
+        cuts = 1
+        for nodeid in members:
+            cost = estimate(nodeid, durations)
+            # A test goes to the group in which most of its time falls.
+            if current and before + cost / 2 > share * cuts:
+                groups.append((spent, f"{module}#{cuts}", current))
+                current, spent, cuts = [], 0.0, cuts + 1
+            current.append(nodeid)
+            spent += cost
+            before += cost
+        groups.append((spent, f"{module}#{cuts}", current))
+    groups.sort(key=lambda group: -group[0])
+    return [(name, members) for _, name, members in groups]
+
+
+def load_durations() -> dict[str, float]:
+    try:
+        return {str(key): float(value) for key, value in json.loads(DURATIONS.read_text()).items()}
+    except FileNotFoundError:
+        return {}
+
+
+def assign_groups(items: list[pytest.Item]) -> None:
+    """Order the items group after group, longest group first, each marked with its group."""
+    by_id = {item.nodeid: item for item in items}
+    # A module of tests that run alone is not cut: each group would start its stack once more,
+    # with nothing else running meanwhile.
+    alone = {item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("timing")}
+    ordered: list[pytest.Item] = []
+    for name, members in plan_groups([item.nodeid for item in items], load_durations(), whole=alone):
+        for nodeid in members:
+            item = by_id[nodeid]
+            item.add_marker(pytest.mark.xdist_group(name))
+            ordered.append(item)
+    items[:] = ordered
+
+
+class LongestFirstScheduling(LoadGroupScheduling):
+    """Load-group scheduling in the order the groups were collected (longest first), a worker
+    getting its next group only when it is down to its last test (the least a worker needs to
+    go on: it runs a test once it knows the one after it)."""
+
+    def __init__(self, config: pytest.Config, log: object | None = None) -> None:
+        super().__init__(config, log)  # type: ignore[arg-type]
+        config.option.loadscopereorder = False
+
+    def _reschedule(self, node) -> None:  # type: ignore[no-untyped-def]
+        if node.shutting_down:
+            return
+        if not self.workqueue:
+            node.shutdown()
+            return
+        if self._pending_of(self.assigned_work[node]) > 1:
+            return
+        self._assign_work_unit(node)
+
+
+@contextmanager
+def turn(item: pytest.Item, run_directory: Path) -> Iterator[None]:
+    """Hold the run's lock while ``item`` runs: alone for a ``timing`` test, shared for any other.
+    A turnstile taken on the way in keeps a ``timing`` test that waits from being overtaken by
+    tests that start later."""
+    alone = item.get_closest_marker("timing") is not None
+    with (
+        (run_directory / "turnstile.lock").open("a") as turnstile,
+        (run_directory / "run.lock").open("a") as lock,
+    ):
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def write_durations(report: Path) -> None:
+    """tests/durations.json from a JUnit report: seconds per test, rounded to a tenth."""
+    durations: dict[str, float] = {}
+    for case in ElementTree.parse(report).iter("testcase"):
+        # "tests.e2e.test_demo", or "tests.unit.test_x.TestClass" for a method
+        parts = case.get("classname", "").split(".")
+        for cut in range(len(parts), 0, -1):
+            candidate = Path(*parts[:cut]).with_suffix(".py")
+            if candidate.exists():
+                prefix = "::".join([candidate.as_posix(), *parts[cut:]])
+                break
+        else:
+            continue
+        durations[f"{prefix}::{case.get('name')}"] = round(float(case.get("time", 0)), 1)
+    DURATIONS.write_text(json.dumps(dict(sorted(durations.items())), indent=0) + "\n")
+
+
+if __name__ == "__main__":
+    write_durations(Path(sys.argv[1]))
