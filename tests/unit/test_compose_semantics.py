@@ -73,7 +73,14 @@ def test_every_published_port_is_bound_to_the_loopback_interface() -> None:
 
 def test_the_simulator_runs_only_under_the_dev_profile_and_monitoring_under_its_own() -> None:
     config = rendered()
-    assert active_services(config, set()) == {"rabbitmq", "postgres", "migrate", "console", *ENGINE}
+    assert active_services(config, set()) == {
+        "rabbitmq",
+        "postgres",
+        "migrate",
+        "audience-vacuum",
+        "console",
+        *ENGINE,
+    }
     assert active_services(config, {"dev"}) - active_services(config, set()) == {"twilio-sim"}
     assert active_services(config, {"monitoring"}) - active_services(config, set()) == {
         "prometheus",
@@ -86,6 +93,12 @@ def test_every_long_running_container_has_a_health_check_of_its_own_port() -> No
     for name, service in services.items():
         if name == "migrate":
             assert service["restart"] == "no"
+            continue
+        if name == "audience-vacuum":
+            # It serves no port (it only listens for the segmenter's requests on the database), so
+            # there is nothing to probe; compose restarts it when it exits.
+            assert service["healthcheck"] == {"disable": True}
+            assert service["restart"] == "unless-stopped"
             continue
         test = service["healthcheck"]["test"]
         assert test and not service["healthcheck"].get("disable"), name

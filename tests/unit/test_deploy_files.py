@@ -30,6 +30,21 @@ def test_compose_runs_the_four_services_the_broker_the_database_and_the_simulato
         assert services[name]["command"] == ["python", "-m", f"services.{name}"]
 
 
+def test_every_process_of_the_procfile_runs_in_compose_too() -> None:
+    """The Procfile is the list of what a deployment runs; compose leaves none of it out (the
+    audience vacuum was once only in the Procfile and the Kubernetes CronJob)."""
+    lines = (ROOT / "Procfile").read_text().splitlines()
+    procfile = {line.split(":", 1)[1].split("python -m", 1)[1].split()[0] for line in lines if line.strip()}
+    compose = {
+        service["command"][2]
+        for service in load_compose()["services"].values()
+        if service.get("command", [None])[:2] == ["python", "-m"]
+    }
+    # The simulator runs from its own image target, whose default command starts it.
+    assert procfile - compose == {"tools.twilio_sim"}
+    assert "twilio-sim" in load_compose()["services"]
+
+
 def test_a_broken_compose_file_is_rejected_by_the_schema() -> None:
     schema = json.loads((ROOT / "tests/contracts/compose-spec.schema.json").read_text())
     broken = load_compose()
