@@ -48,7 +48,8 @@ def pytest_runtest_protocol(
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return (yield)
     # The run's temporary directory, the parent of each worker's own.
-    with turn(item, item.config._tmp_path_factory.getbasetemp().parent):  # type: ignore[attr-defined]
+    run_directory = item.config._tmp_path_factory.getbasetemp().parent  # type: ignore[attr-defined]
+    with turn(item, run_directory, nextitem):
         return (yield)
 
 

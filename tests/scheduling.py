@@ -27,6 +27,7 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import pytest
 from xdist.scheduler import LoadGroupScheduling
@@ -117,25 +118,47 @@ class LongestFirstScheduling(LoadGroupScheduling):
         self._assign_work_unit(node)
 
 
-@contextmanager
-def turn(item: pytest.Item, run_directory: Path) -> Iterator[None]:
-    """Hold the run's lock while ``item`` runs: alone for a ``timing`` test, shared for any other.
-    A turnstile taken on the way in keeps a ``timing`` test that waits from being overtaken by
-    tests that start later."""
-    alone = item.get_closest_marker("timing") is not None
-    with (
-        (run_directory / "turnstile.lock").open("a") as turnstile,
-        (run_directory / "run.lock").open("a") as lock,
-    ):
+def runs_alone(item: pytest.Item) -> bool:
+    return item.get_closest_marker("timing") is not None
+
+
+# The run's lock, held alone from one ``timing`` test into the next when they follow each other on
+# this worker (a module of them is one group): the other workers are not let in between them, so
+# the run does not wait for them to finish what they started in that gap before each next test.
+_kept: IO[str] | None = None
+
+
+def _take(run_directory: Path, alone: bool) -> IO[str]:
+    with (run_directory / "turnstile.lock").open("a") as turnstile:
+        lock = (run_directory / "run.lock").open("a")
         fcntl.flock(turnstile, fcntl.LOCK_EX)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        except BaseException:
+            lock.close()
+            raise
         finally:
             fcntl.flock(turnstile, fcntl.LOCK_UN)
-        try:
-            yield
-        finally:
+    return lock
+
+
+@contextmanager
+def turn(item: pytest.Item, run_directory: Path, nextitem: pytest.Item | None = None) -> Iterator[None]:
+    """Hold the run's lock while ``item`` runs: alone for a ``timing`` test, shared for any other.
+    A turnstile taken on the way in keeps a ``timing`` test that waits from being overtaken by
+    tests that start later. A ``timing`` test followed by another keeps the lock for it."""
+    global _kept
+    alone = runs_alone(item)
+    lock = _kept if alone and _kept is not None else _take(run_directory, alone)
+    _kept = None
+    try:
+        yield
+    finally:
+        if alone and nextitem is not None and runs_alone(nextitem):
+            _kept = lock
+        else:
             fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
 
 
 def write_durations(report: Path) -> None:

@@ -1,9 +1,60 @@
 """How the suite is shared out among the workers of ``make test``: modules kept together unless
-they are long, long ones cut into consecutive groups, the longest groups first."""
+they are long, long ones cut into consecutive groups, the longest groups first; ``timing`` tests
+run alone, consecutive ones without letting other tests in between."""
 
 from __future__ import annotations
 
-from tests.scheduling import UNIT_S, UNKNOWN_S, estimate, plan_groups
+import fcntl
+from pathlib import Path
+
+import pytest
+
+from tests.scheduling import UNIT_S, UNKNOWN_S, estimate, plan_groups, turn
+
+
+class Item:
+    """What ``turn`` reads of a collected test: whether it is marked ``timing``."""
+
+    def __init__(self, timing: bool) -> None:
+        self.timing = timing
+
+    def get_closest_marker(self, name: str) -> object | None:
+        return object() if name == "timing" and self.timing else None
+
+
+def another_worker_gets_in(run_directory: Path) -> bool:
+    """Whether another worker's test could take its shared turn now (a separate open file, so the
+    lock conflicts as another process's would)."""
+    with (run_directory / "run.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        return True
+
+
+def test_consecutive_timing_tests_keep_the_run_to_themselves_and_give_it_back_after_the_last(
+    tmp_path: Path,
+) -> None:
+    first, second, other = Item(timing=True), Item(timing=True), Item(timing=False)
+    with turn(first, tmp_path, second):  # type: ignore[arg-type]
+        assert not another_worker_gets_in(tmp_path)
+    # Between the two: still alone
+    assert not another_worker_gets_in(tmp_path)
+    with turn(second, tmp_path, other):  # type: ignore[arg-type]
+        assert not another_worker_gets_in(tmp_path)
+    assert another_worker_gets_in(tmp_path)
+    # An ordinary test shares the run
+    with turn(other, tmp_path, None):  # type: ignore[arg-type]
+        assert another_worker_gets_in(tmp_path)
+    assert another_worker_gets_in(tmp_path)
+
+
+def test_a_timing_test_that_fails_still_gives_the_run_back(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), turn(Item(timing=True), tmp_path, None):  # type: ignore[arg-type]
+        raise RuntimeError("failed")
+    assert another_worker_gets_in(tmp_path)
 
 
 def test_a_short_module_stays_one_group_in_its_collection_order() -> None:
