@@ -362,10 +362,14 @@ WITH outcome AS (
     SELECT $1, campaign_id, id, from_state, to_state, $10, error_code, error_message FROM settled
 ), debits AS (
     -- One debit per recipient: a number sent again after a refusal its callback reported
-    -- (131048, 131056: that message was not delivered) is not charged twice.
+    -- (131048, 131056: that message was not delivered) is not charged twice. Looked up row by
+    -- row through the one-debit index: as NOT EXISTS, the planner, trusting statistics that
+    -- still counted a handful of debits, read all the tenant's debits for every settlement
+    -- (an anti join over the partial index ANDed with the tenant's), 100 x 8,700 rows at 8,700
+    -- sent: a 100,000-message campaign slowed to 200 messages a second and kept slowing.
     SELECT s.id, s.campaign_id, row_number() OVER (ORDER BY s.id) AS n FROM settled s
     WHERE s.held AND s.to_state = 'sent'
-      AND NOT EXISTS (SELECT 1 FROM credit_ledger l WHERE l.recipient_id = s.id AND l.kind = 'debit')
+      AND (SELECT l.id FROM credit_ledger l WHERE l.recipient_id = s.id AND l.kind = 'debit') IS NULL
 ), counts AS (
     SELECT (SELECT count(*) FROM debits) AS debit,
            count(*) FILTER (WHERE held AND to_state <> 'unknown') AS released
