@@ -3,7 +3,7 @@ audience's ``service_ids`` and ``location_ids`` filters, with their names."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
@@ -47,16 +47,26 @@ class LocationPage(BaseModel):
     next_after: str | None = Field(description="Pass as `after` for the next page; null on the last page.")
 
 
+Item = TypeVar("Item", ServiceOut, LocationOut)
+
+
+async def _page(
+    tenant: Tenant, pool: Pool, query: str, model: type[Item], after: str | None, name: str | None, limit: int
+) -> tuple[list[Item], str | None]:
+    """One page of a catalogue in external-id order, and the ``after`` of the next (None when
+    this page is the last)."""
+    rows = await OneTenant(pool).fetch(tenant.tenant_id, query, tenant.tenant_id, after, name, limit)
+    items = [model(**dict(row)) for row in rows]
+    return items, items[-1].external_id if len(items) == limit else None
+
+
 @router.get("/services", response_model=ServicePage)
 async def list_services(
     tenant: Tenant, pool: Pool, after: After = None, name: NameFilter = None, limit: Limit = 100
 ) -> ServicePage:
     """The tenant's services in external-id order, a page at a time."""
-    rows = await OneTenant(pool).fetch(
-        tenant.tenant_id, queries.LIST_SERVICES, tenant.tenant_id, after, name, limit
-    )
-    items = [ServiceOut(**dict(row)) for row in rows]
-    return ServicePage(items=items, next_after=items[-1].external_id if len(items) == limit else None)
+    items, next_after = await _page(tenant, pool, queries.LIST_SERVICES, ServiceOut, after, name, limit)
+    return ServicePage(items=items, next_after=next_after)
 
 
 @router.get("/locations", response_model=LocationPage)
@@ -64,8 +74,5 @@ async def list_locations(
     tenant: Tenant, pool: Pool, after: After = None, name: NameFilter = None, limit: Limit = 100
 ) -> LocationPage:
     """The tenant's locations in external-id order, a page at a time."""
-    rows = await OneTenant(pool).fetch(
-        tenant.tenant_id, queries.LIST_LOCATIONS, tenant.tenant_id, after, name, limit
-    )
-    items = [LocationOut(**dict(row)) for row in rows]
-    return LocationPage(items=items, next_after=items[-1].external_id if len(items) == limit else None)
+    items, next_after = await _page(tenant, pool, queries.LIST_LOCATIONS, LocationOut, after, name, limit)
+    return LocationPage(items=items, next_after=next_after)
