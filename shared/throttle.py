@@ -10,10 +10,15 @@ ahead of now, so a pause or a rate change takes effect within a lead plus one ch
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 # A chunk's slots span at most this long, so a paused campaign stops within a fraction of a second.
 MAX_CHUNK_SPAN_S = 0.25
+# The slot spacing margin grows by this many times the late tolerance's growth (a fraction of the
+# rate per second of tolerance; see ``AdaptiveTiming.margin``).
+MARGIN_PER_TOLERANCE_S = 2.0
 
 
 def slot_interval(rate_per_second: float, margin: float) -> float:
@@ -70,6 +75,28 @@ class SlotClock:
         return first
 
 
+def cheapest_tolerance(lateness: Sequence[float], current_s: float) -> float:
+    """The late tolerance that would have cost a chunk's wake-ups (how late each message woke
+    for its slot) the least throughput: a wake-up later than the tolerance loses its slot (one
+    slot of the chunk's), and every second of tolerance above ``current_s`` widens the spacing by
+    ``MARGIN_PER_TOLERANCE_S`` of the rate. A busy machine's usual lateness is absorbed at once,
+    even when it is only the slowest tenth of the wake-ups; a stray outlier stretches nothing."""
+    if not lateness:
+        return current_s
+    ordered = sorted(lateness)
+    count = len(ordered)
+    best_s = current_s
+    best_cost = (count - bisect_right(ordered, current_s)) / count
+    for candidate in ordered:
+        if candidate <= current_s:
+            continue
+        lost = count - bisect_right(ordered, candidate)
+        cost = MARGIN_PER_TOLERANCE_S * (candidate - current_s) + lost / count
+        if cost < best_cost:
+            best_s, best_cost = candidate, cost
+    return best_s
+
+
 def is_late(slot_at: float | None, now: float, tolerance_s: float) -> bool:
     """A message whose slot passed more than ``tolerance_s`` ago must not start: starting it
     now could put more than the rate into one second. Unlimited (no slot) is never late."""
@@ -123,7 +150,7 @@ class AdaptiveTiming:
         because the load that makes senders wake late also delays the requests on their way to
         being counted (the configured margin's distance above the configured tolerance is the
         allowance for that jitter on a quiet machine)."""
-        return base_margin + 2 * (self.tolerance_s(now) - self.base_tolerance_s)
+        return base_margin + MARGIN_PER_TOLERANCE_S * (self.tolerance_s(now) - self.base_tolerance_s)
 
     def observe(self, now: float, *, arrived_late_s: float, woke_late_s: float) -> None:
         """A sender's report of one chunk: how long after its first slot the chunk was ready to

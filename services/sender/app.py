@@ -30,6 +30,7 @@ from services.sender.maintenance import Maintenance, MaintenanceSettings
 from services.sender.outcomes import late_create_bound_s
 from services.sender.pacer import Pacer
 from services.sender.recording import Recorder
+from services.sender.wake_lateness import WakeLateness
 from shared import topology
 from shared.clock import Clock
 from shared.crypto import SecretBox
@@ -125,7 +126,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await send_channel.set_qos(prefetch_count=settings.sender_prefetch)
         send_queue = await send_channel.get_queue(topology.SEND_QUEUE)
         in_flight = InFlight()
-        consumer_tag = await consume_chunks(send_queue, engine, resources.publisher, in_flight)
+        wake_lateness = WakeLateness()
+        supervisor.spawn("wake_lateness", wake_lateness.run)
+        consumer_tag = await consume_chunks(
+            send_queue, engine, resources.publisher, in_flight, wake_lateness, settings.late_tolerance_s
+        )
         supervisor.spawn(
             "gate_poll", lambda: poll_gate(resources.pool, engine, gate, settings.sender_gate_poll_s)
         )

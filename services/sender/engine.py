@@ -41,6 +41,7 @@ from shared.events import SendChunk
 from shared.logging import get_logger
 from shared.pacing import RATE_LIMIT_CODES
 from shared.templating import RecipientData, Template, render
+from shared.throttle import cheapest_tolerance
 from shared.twilio_client import TwilioClient, TwilioError
 from shared.twilio_errors import classify
 from shared.webhooks import status_callback_request_url
@@ -113,13 +114,15 @@ class ChunkTiming:
     arrived_late_s: float
     woke_late: list[float] = field(default_factory=list)
 
-    def woke_late_s(self) -> float:
-        """The 90th percentile of its messages' wake-up lateness (a stray outlier stretches
-        nothing; a busy machine's usual lateness does)."""
+    def woke_late_s(self, tolerance_s: float) -> float:
+        """The tolerance its messages' wake-up lateness asks for: the 90th percentile (a busy
+        machine's usual lateness), or more when a wider tolerance would have cost less throughput
+        than the slots lost to the wake-ups beyond it (``shared.throttle.cheapest_tolerance``)."""
         if not self.woke_late:
             return 0.0
         ordered = sorted(self.woke_late)
-        return max(0.0, ordered[int(0.9 * (len(ordered) - 1))])
+        usual = max(0.0, ordered[int(0.9 * (len(ordered) - 1))])
+        return max(usual, cheapest_tolerance(ordered, tolerance_s))
 
 
 def recipient_data(row: asyncpg.Record) -> RecipientData:
@@ -420,7 +423,7 @@ class SendEngine:
     ) -> None:
         """Tell the dispatcher that slotted the chunk when it ran late: it stretches its lead and
         tolerance to what this machine manages (shared/throttle.AdaptiveTiming)."""
-        woke_late = timing.woke_late_s()
+        woke_late = timing.woke_late_s(book.tolerance)
         if timing.arrived_late_s > 0 or book.lost or woke_late > book.tolerance / 2:
             await self._recorder.report_timing(
                 chunk.tenant_id, reply_to, arrived_late_s=timing.arrived_late_s, woke_late_s=woke_late

@@ -17,6 +17,7 @@ from services.sender.directory import Directory, TenantNotFound
 from services.sender.engine import SendEngine
 from services.sender.gate import INSUFFICIENT_CREDITS, CampaignGate
 from services.sender.metrics import AUTO_PAUSES, CHUNKS_IN_FLIGHT
+from services.sender.wake_lateness import WakeLateness
 from shared import topology
 from shared.broker import BrokerUnavailable, PoisonMessage, Publisher, consume
 from shared.db import AllTenants
@@ -58,7 +59,12 @@ class InFlight:
 
 
 async def consume_chunks(
-    queue: AbstractQueue, engine: SendEngine, publisher: Publisher, in_flight: InFlight
+    queue: AbstractQueue,
+    engine: SendEngine,
+    publisher: Publisher,
+    in_flight: InFlight,
+    wake_lateness: WakeLateness,
+    base_tolerance_s: float,
 ) -> str:
     async def handle(chunk: SendChunk, reply_to: str | None) -> bool:
         with in_flight:
@@ -81,7 +87,7 @@ async def consume_chunks(
         if not done:
             await message.nack(requeue=True)
             return
-        await acknowledge_chunk(publisher, chunk, message)
+        await acknowledge_chunk(publisher, chunk, message, wake_lateness.tolerance_s(base_tolerance_s))
 
     return await consume(queue, SendChunk, on_chunk, publisher)
 
@@ -91,8 +97,11 @@ def _report_orphaned_failure(work: asyncio.Future[bool]) -> None:
         log.warning("chunk failed after its delivery was cancelled", error=repr(work.exception()))
 
 
-async def acknowledge_chunk(publisher: Publisher, chunk: SendChunk, message: AbstractIncomingMessage) -> None:
-    """Tell the dispatcher that handed the chunk out that it is done (when it asked to know)."""
+async def acknowledge_chunk(
+    publisher: Publisher, chunk: SendChunk, message: AbstractIncomingMessage, tolerance_s: float
+) -> None:
+    """Tell the dispatcher that handed the chunk out that it is done (when it asked to know), with
+    the late tolerance this sender's wake-ups ask for (``services.sender.wake_lateness``)."""
     headers = message.headers or {}
     reply_to, chunk_id = headers.get(ChunkDone.REPLY_HEADER), headers.get(ChunkDone.CHUNK_HEADER)
     if not isinstance(reply_to, str) or not isinstance(chunk_id, str):
@@ -100,7 +109,10 @@ async def acknowledge_chunk(publisher: Publisher, chunk: SendChunk, message: Abs
     try:
         # Not mandatory: a dispatcher that has gone away no longer has its reply queue.
         await publisher.publish(
-            "", reply_to, ChunkDone(tenant_id=chunk.tenant_id, chunk_id=chunk_id), mandatory=False
+            "",
+            reply_to,
+            ChunkDone(tenant_id=chunk.tenant_id, chunk_id=chunk_id, woke_late_s=min(tolerance_s, 3600.0)),
+            mandatory=False,
         )
     except BrokerUnavailable as exc:
         log.debug("chunk acknowledgement lost", error=str(exc))

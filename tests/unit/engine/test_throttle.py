@@ -9,8 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.throttle import (
+    MARGIN_PER_TOLERANCE_S,
     AdaptiveTiming,
     SlotClock,
+    cheapest_tolerance,
     chunk_length,
     is_late,
     max_starts_per_window,
@@ -170,3 +172,32 @@ def test_the_lead_and_tolerance_grow_to_what_senders_report_and_return_with_a_ha
     # And a report smaller than the current value shrinks nothing
     timing.observe(111.0, arrived_late_s=0.01, woke_late_s=0.001)
     assert timing.tolerance_s(111.0) == pytest.approx(0.1)
+
+
+def test_the_cheapest_tolerance_absorbs_a_busy_machines_usual_lateness_but_not_a_stray_outlier() -> None:
+    # Given 20 wake-ups of which 3 came 11-13 ms late, past an 8 ms tolerance (3 slots of 20 lost)
+    usual = [0.001] * 17 + [0.011, 0.012, 0.013]
+    # Then a 13 ms tolerance costs less (2 x 5 ms = 1 % of the rate) than the 15 % lost
+    assert cheapest_tolerance(usual, 0.008) == pytest.approx(0.013)
+    # When one wake-up of 20 came 80 ms late (a stray stall)
+    stray = [0.001] * 19 + [0.08]
+    # Then widening the spacing by 14 % to save 5 % is not worth it
+    assert cheapest_tolerance(stray, 0.008) == pytest.approx(0.008)
+    # And wake-ups all within the tolerance, or none at all, ask for nothing more
+    assert cheapest_tolerance([0.002, 0.007], 0.008) == 0.008
+    assert cheapest_tolerance([], 0.008) == 0.008
+
+
+def test_the_cheapest_tolerance_never_leaves_a_costlier_share_of_wake_ups_beyond_it() -> None:
+    # Given lateness spread evenly over 0-40 ms, and a tolerance of 8 ms
+    lateness = [i / 1000 for i in range(41)]
+    chosen = cheapest_tolerance(lateness, 0.008)
+
+    # Then what it costs is no more than what any other candidate would have
+    def cost(tolerance: float) -> float:
+        beyond = sum(1 for value in lateness if value > tolerance) / len(lateness)
+        return MARGIN_PER_TOLERANCE_S * (tolerance - 0.008) + beyond
+
+    candidates = [value for value in [0.008, *lateness] if value >= 0.008]
+    assert all(cost(chosen) <= cost(candidate) + 1e-12 for candidate in candidates)
+    assert cost(chosen) < cost(0.008)
