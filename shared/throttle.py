@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 # A chunk's slots span at most this long, so a paused campaign stops within a fraction of a second.
 MAX_CHUNK_SPAN_S = 0.25
-# The slot spacing margin grows by this many times the late tolerance's growth (a fraction of the
-# rate per second of tolerance; see ``AdaptiveTiming.margin``).
-MARGIN_PER_TOLERANCE_S = 2.0
+# The slot spacing margin grows by as much as the late tolerance (a fraction of the rate per
+# second of tolerance; see ``AdaptiveTiming.margin``).
+MARGIN_PER_TOLERANCE_S = 1.0
 
 
 def slot_interval(rate_per_second: float, margin: float) -> float:
@@ -146,10 +146,11 @@ class AdaptiveTiming:
 
     def margin(self, base_margin: float, now: float) -> float:
         """The slot spacing margin for the current tolerance. A start may come up to the
-        tolerance late, so the margin grows by the tolerance's growth; and by as much again,
-        because the load that makes senders wake late also delays the requests on their way to
-        being counted (the configured margin's distance above the configured tolerance is the
-        allowance for that jitter on a quiet machine)."""
+        tolerance late, so the margin grows by the tolerance's growth. No more is needed for the
+        load that makes senders wake late: a paced create is written by its slot's tolerance or not
+        at all (the HTTP client checks the deadline just before the write), so that load cannot
+        move it later on its way to being counted. The configured margin's distance above the
+        configured tolerance stays the allowance for the network's jitter."""
         return base_margin + MARGIN_PER_TOLERANCE_S * (self.tolerance_s(now) - self.base_tolerance_s)
 
     def observe(self, now: float, *, arrived_late_s: float, woke_late_s: float) -> None:
