@@ -31,6 +31,13 @@ from tests.support import IsolatedEnvironment
 NEW_YORK = ZoneInfo("America/New_York")
 
 
+def mine(started: list[asyncpg.Record], tenant_id: UUID) -> list[UUID]:
+    """The campaigns of this test's tenant among those a pass started: the pass is cross-tenant,
+    and the session's database holds other tests' scheduled campaigns, which the test's clock,
+    moved days ahead, makes due too."""
+    return [row["id"] for row in started if row["tenant_id"] == tenant_id]
+
+
 @pytest.fixture
 def clock_file(tmp_path: Path) -> Path:
     path = tmp_path / "clock-offset"
@@ -115,7 +122,8 @@ async def test_two_segmenters_start_a_due_campaign_exactly_once_with_the_audienc
     one, two = await segmenter(isolated_env, clock_file), await segmenter(isolated_env, clock_file)
     try:
         # When nothing is due yet, neither starts anything
-        assert await one.lifecycle.start_due() == [] and await two.lifecycle.start_due() == []
+        assert mine(await one.lifecycle.start_due(), tenant_id) == []
+        assert mine(await two.lifecycle.start_due(), tenant_id) == []
         # When the clock passes the time and both poll at once, again and again
         set_offset(clock_file, 3700.0)
         await asyncio.sleep(0.3)
@@ -123,7 +131,7 @@ async def test_two_segmenters_start_a_due_campaign_exactly_once_with_the_audienc
             *(instance.lifecycle.start_due(limit=3) for _ in range(10) for instance in (one, two))
         )
         # Then every campaign was started by exactly one of them, and announced once
-        started = [row["id"] for batch in rounds for row in batch]
+        started = [campaign_id for batch in rounds for campaign_id in mine(batch, tenant_id)]
         assert sorted(started) == sorted(campaign_ids)
         await asyncio.sleep(0.5)
         announced = [event["campaign_id"] for event in started_events]
@@ -134,7 +142,8 @@ async def test_two_segmenters_start_a_due_campaign_exactly_once_with_the_audienc
             assert row["state"] == "running" and row["total"] == 4
             assert row["started_at"] >= at.replace(tzinfo=NEW_YORK)
         # And polling again starts nothing twice
-        assert await one.lifecycle.start_due() == [] and await two.lifecycle.start_due() == []
+        assert mine(await one.lifecycle.start_due(), tenant_id) == []
+        assert mine(await two.lifecycle.start_due(), tenant_id) == []
     finally:
         await one.close()
         await two.close()
@@ -192,10 +201,10 @@ async def test_a_scheduled_campaign_is_rescheduled_cancelled_or_started_now_unti
         # And at the first time nothing starts (again); at the new one only the moved campaign
         set_offset(clock_file, 86_400 + 60)
         await asyncio.sleep(0.3)
-        assert [row["id"] for row in await instance.lifecycle.start_due()] == []
+        assert mine(await instance.lifecycle.start_due(), tenant_id) == []
         set_offset(clock_file, 2 * 86_400 + 60)
         await asyncio.sleep(0.3)
-        assert [row["id"] for row in await instance.lifecycle.start_due()] == [moved]
+        assert mine(await instance.lifecycle.start_due(), tenant_id) == [moved]
         # And once started it can no longer be rescheduled
         with pytest.raises(InvalidTransition):
             await instance.lifecycle.schedule(
