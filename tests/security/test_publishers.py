@@ -35,7 +35,8 @@ from tests.support import IsolatedEnvironment, rabbitmqctl, with_vhost
 def integration_user(isolated_env: IsolatedEnvironment) -> Iterator[tuple[str, str]]:
     """A broker user as the README tells an operator to create it: write permission on the two
     exchanges only."""
-    name, password = f"wce-test-crm-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    # Hex: a password that starts with "-" would be read by rabbitmqctl as an option.
+    name, password = f"wce-test-crm-{secrets.token_hex(4)}", secrets.token_hex(16)
     rabbitmqctl("add_user", name, password)
     try:
         rabbitmqctl(
