@@ -5,7 +5,7 @@ start a module's stack once for every worker that gets one of its tests. So the 
 grouped by module, and a module estimated at more than ``GROUP_S`` seconds is cut into
 consecutive groups of about that much (each group starts the module's stack once more). The
 groups go out longest first, each to the next worker that runs out of work, so that the longest
-ones are not left for the end; except the groups of tests that run alone (below), which go last.
+ones are not left for the end.
 
 The estimates come from ``tests/durations.json``: each test's seconds (set-up, call and
 tear-down) in a measured run, written from that run's JUnit report by
@@ -49,11 +49,9 @@ def plan_groups(
     durations: Mapping[str, float],
     group_s: float = GROUP_S,
     whole: Collection[str] = (),
-    last: Collection[str] = (),
 ) -> list[tuple[str, list[str]]]:
     """The groups as (name, node ids), longest first; each group is a run of consecutive tests
-    of one module, in their collection order. The modules in ``whole`` are never cut; those in
-    ``last`` go after all the others."""
+    of one module, in their collection order. The modules in ``whole`` are never cut."""
     modules: dict[str, list[str]] = {}
     for nodeid in nodeids:
         modules.setdefault(nodeid.split("::", 1)[0], []).append(nodeid)
@@ -74,7 +72,7 @@ def plan_groups(
             spent += cost
             before += cost
         groups.append((spent, f"{module}#{cuts}", current))
-    groups.sort(key=lambda group: (group[1].split("#", 1)[0] in last, -group[0]))
+    groups.sort(key=lambda group: -group[0])
     return [(name, members) for _, name, members in groups]
 
 
@@ -92,11 +90,7 @@ def assign_groups(items: list[pytest.Item]) -> None:
     # with nothing else running meanwhile.
     alone = {item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("timing")}
     ordered: list[pytest.Item] = []
-    # Their groups go out last: the run then never waits, with workers idle, for the long tests the
-    # others started to end before a lone test may begin.
-    for name, members in plan_groups(
-        [item.nodeid for item in items], load_durations(), whole=alone, last=alone
-    ):
+    for name, members in plan_groups([item.nodeid for item in items], load_durations(), whole=alone):
         for nodeid in members:
             item = by_id[nodeid]
             item.add_marker(pytest.mark.xdist_group(name))

@@ -101,19 +101,3 @@ def test_a_module_kept_whole_is_one_group_however_long() -> None:
     groups = plan_groups(nodeids, dict.fromkeys(nodeids, 30.0), group_s=100, whole={"tests/e2e/test_long.py"})
 
     assert [members for _, members in groups] == [nodeids]
-
-
-def test_the_groups_of_tests_that_run_alone_go_out_after_all_the_others_however_long() -> None:
-    durations = {
-        "tests/e2e/test_alone.py::a": 100.0,
-        "tests/e2e/test_b.py::a": 5.0,
-        "tests/unit/test_c.py::a": 0.1,
-    }
-
-    groups = plan_groups(list(durations), durations, last={"tests/e2e/test_alone.py"})
-
-    assert [name for name, _ in groups] == [
-        "tests/e2e/test_b.py#1",
-        "tests/unit/test_c.py#1",
-        "tests/e2e/test_alone.py#1",
-    ]
