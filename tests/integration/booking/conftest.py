@@ -29,3 +29,6 @@ async def no_autovacuum(pool: asyncpg.Pool) -> AsyncIterator[None]:
     finally:
         for table in statistics.AUDIENCE_TABLES:
             await pool.execute(f"ALTER TABLE {table} RESET (autovacuum_enabled)")
+        # The session's database goes on to other tests: leave the tables analysed, as autovacuum
+        # would soon, so that they are not planned on the statistics of before this test's load.
+        await pool.execute(f"ANALYZE {', '.join(statistics.AUDIENCE_TABLES)}")
