@@ -59,6 +59,13 @@ class IsolatedEnvironment:
             timeout=60,
         )
 
+    def __enter__(self) -> IsolatedEnvironment:
+        self.create()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.destroy()
+
     def env(self, **extra: str) -> dict[str, str]:
         env = {
             "WCE_ENVIRONMENT": "development",

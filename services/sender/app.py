@@ -126,11 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await send_channel.set_qos(prefetch_count=settings.sender_prefetch)
         send_queue = await send_channel.get_queue(topology.SEND_QUEUE)
         in_flight = InFlight()
-        wake_lateness = WakeLateness()
+        wake_lateness = WakeLateness(settings.late_tolerance_s)
         supervisor.spawn("wake_lateness", wake_lateness.run)
-        consumer_tag = await consume_chunks(
-            send_queue, engine, resources.publisher, in_flight, wake_lateness, settings.late_tolerance_s
-        )
+        consumer_tag = await consume_chunks(send_queue, engine, resources.publisher, in_flight, wake_lateness)
         supervisor.spawn(
             "gate_poll", lambda: poll_gate(resources.pool, engine, gate, settings.sender_gate_poll_s)
         )

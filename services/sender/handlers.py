@@ -64,7 +64,6 @@ async def consume_chunks(
     publisher: Publisher,
     in_flight: InFlight,
     wake_lateness: WakeLateness,
-    base_tolerance_s: float,
 ) -> str:
     async def handle(chunk: SendChunk, reply_to: str | None) -> bool:
         with in_flight:
@@ -87,7 +86,7 @@ async def consume_chunks(
         if not done:
             await message.nack(requeue=True)
             return
-        await acknowledge_chunk(publisher, chunk, message, wake_lateness.tolerance_s(base_tolerance_s))
+        await acknowledge_chunk(publisher, chunk, message, wake_lateness)
 
     return await consume(queue, SendChunk, on_chunk, publisher)
 
@@ -98,7 +97,7 @@ def _report_orphaned_failure(work: asyncio.Future[bool]) -> None:
 
 
 async def acknowledge_chunk(
-    publisher: Publisher, chunk: SendChunk, message: AbstractIncomingMessage, tolerance_s: float
+    publisher: Publisher, chunk: SendChunk, message: AbstractIncomingMessage, wake_lateness: WakeLateness
 ) -> None:
     """Tell the dispatcher that handed the chunk out that it is done (when it asked to know), with
     the late tolerance this sender's wake-ups ask for (``services.sender.wake_lateness``)."""
@@ -111,7 +110,11 @@ async def acknowledge_chunk(
         await publisher.publish(
             "",
             reply_to,
-            ChunkDone(tenant_id=chunk.tenant_id, chunk_id=chunk_id, woke_late_s=min(tolerance_s, 3600.0)),
+            ChunkDone(
+                tenant_id=chunk.tenant_id,
+                chunk_id=chunk_id,
+                woke_late_s=min(wake_lateness.tolerance_s(), 3600.0),
+            ),
             mandatory=False,
         )
     except BrokerUnavailable as exc:

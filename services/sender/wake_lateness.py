@@ -24,17 +24,18 @@ SAMPLES = 50
 
 
 class WakeLateness:
-    def __init__(self, period_s: float = PERIOD_S, samples: int = SAMPLES) -> None:
+    def __init__(self, base_tolerance_s: float, period_s: float = PERIOD_S, samples: int = SAMPLES) -> None:
+        self._base_tolerance_s = base_tolerance_s
         self._period_s = period_s
         self._samples: deque[float] = deque(maxlen=samples)
 
     def add(self, lateness_s: float) -> None:
         self._samples.append(max(0.0, lateness_s))
 
-    def tolerance_s(self, current_s: float) -> float:
-        """The late tolerance that the last second's wake-ups ask for (``current_s`` when they
-        ask for no more: see ``shared.throttle.cheapest_tolerance``)."""
-        return cheapest_tolerance(list(self._samples), current_s)
+    def tolerance_s(self) -> float:
+        """The late tolerance that the last second's wake-ups ask for (the configured one when
+        they ask for no more: see ``shared.throttle.cheapest_tolerance``)."""
+        return cheapest_tolerance(list(self._samples), self._base_tolerance_s)
 
     async def run(self) -> None:
         while True:

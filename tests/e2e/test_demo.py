@@ -22,12 +22,8 @@ def demo_env() -> Iterator[IsolatedEnvironment]:
     """A database and a broker vhost of the demo's own, as on a fresh machine: ``make demo``
     creates and migrates the database. (The session's database holds what every earlier test of
     the worker left, up to a hundred thousand rows in the audience tables.)"""
-    env = IsolatedEnvironment()
-    env.create()
-    try:
+    with IsolatedEnvironment() as env:
         yield env
-    finally:
-        env.destroy()
 
 
 def test_make_demo_runs_a_campaign_from_a_fresh_clone(demo_env: IsolatedEnvironment, tmp_path: Path) -> None:

@@ -47,12 +47,8 @@ def test_the_examples_are_found_and_cover_the_first_hour() -> None:
 @pytest.fixture(scope="module")
 def empty_environment() -> Iterator[IsolatedEnvironment]:
     """A database and vhost of their own: the examples start from nothing."""
-    env = IsolatedEnvironment()
-    env.create()
-    try:
+    with IsolatedEnvironment() as env:
         yield env
-    finally:
-        env.destroy()
 
 
 @pytest.fixture(scope="module")

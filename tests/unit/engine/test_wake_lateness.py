@@ -12,22 +12,22 @@ from services.sender.wake_lateness import WakeLateness
 
 def test_the_last_samples_decide_and_older_ones_are_forgotten() -> None:
     # Given a probe that keeps 20 samples, and a loop that once woke 15 ms late for a third of them
-    probe = WakeLateness(samples=20)
+    probe = WakeLateness(0.008, samples=20)
     for index in range(20):
         probe.add(0.015 if index % 3 == 0 else 0.001)
     # Then the tolerance asked for covers that lateness
-    assert probe.tolerance_s(0.008) == pytest.approx(0.015)
+    assert probe.tolerance_s() == pytest.approx(0.015)
     # When the loop is quiet again for as many samples
     for _ in range(20):
         probe.add(0.0005)
     # Then nothing more than the current tolerance is asked for
-    assert probe.tolerance_s(0.008) == 0.008
+    assert probe.tolerance_s() == 0.008
 
 
 @pytest.mark.asyncio
 async def test_a_loop_blocked_between_wake_ups_shows_as_lateness() -> None:
     # Given the probe running on this loop
-    probe = WakeLateness(period_s=0.005, samples=10)
+    probe = WakeLateness(0.008, period_s=0.005, samples=10)
     task = asyncio.create_task(probe.run())
     try:
         # When the loop is blocked for 30 ms at a time, several times over
@@ -38,4 +38,4 @@ async def test_a_loop_blocked_between_wake_ups_shows_as_lateness() -> None:
     finally:
         task.cancel()
     # Then the probe asks for a tolerance of about what the blocks made it late
-    assert probe.tolerance_s(0.008) >= 0.02
+    assert probe.tolerance_s() >= 0.02
