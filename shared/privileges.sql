@@ -77,9 +77,8 @@ GRANT INSERT ON webhook_deliveries TO wce_segmenter, wce_segmenter_all_tenants;
 -- ANALYZE of the audience tables only, as their owner (migration 1500).
 REVOKE ALL ON FUNCTION analyze_audience_tables(text[], bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION analyze_audience_tables(text[], bigint[]) TO wce_segmenter;
--- The audience triggers' helpers run as the owner; only the triggers call them (migration 1800).
+-- The audience triggers' helper runs as the owner; only the triggers call it (migration 1800).
 REVOKE ALL ON FUNCTION refresh_customer_appointment_facts(bigint[]) FROM PUBLIC;
-REVOKE ALL ON FUNCTION customers_holding_numbers(uuid[], text[]) FROM PUBLIC;
 
 -- tracker
 GRANT UPDATE ON recipients TO wce_tracker, wce_tracker_all_tenants;
