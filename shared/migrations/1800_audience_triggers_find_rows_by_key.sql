@@ -44,31 +44,9 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION appointments_refresh_facts() RETURNS trigger
-LANGUAGE plpgsql
-SECURITY DEFINER
-SET search_path = public, pg_temp
-SET jit = off
-AS $$
-DECLARE
-    ids bigint[];
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        SELECT array_agg(DISTINCT customer_id) INTO ids FROM new_rows;
-    ELSIF TG_OP = 'DELETE' THEN
-        SELECT array_agg(DISTINCT customer_id) INTO ids FROM old_rows;
-    ELSE
-        SELECT array_agg(DISTINCT changed.customer_id) INTO ids
-        FROM (
-            (SELECT id, customer_id, starts_at FROM new_rows EXCEPT SELECT id, customer_id, starts_at FROM old_rows)
-            UNION ALL
-            (SELECT id, customer_id, starts_at FROM old_rows EXCEPT SELECT id, customer_id, starts_at FROM new_rows)
-        ) changed;
-    END IF;
-    PERFORM refresh_customer_appointment_facts(ids);
-    RETURN NULL;
-END
-$$;
+-- Its body is unchanged (migration 0201); it runs as the owner to call the helper above.
+ALTER FUNCTION appointments_refresh_facts()
+    SECURITY DEFINER SET search_path = public, pg_temp SET jit = off;
 
 CREATE OR REPLACE FUNCTION customers_refresh_phone_shared() RETURNS trigger
 LANGUAGE plpgsql

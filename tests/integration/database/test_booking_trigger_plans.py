@@ -30,6 +30,7 @@ import pytest
 
 from services.segmenter.booking import queries
 from shared.schema import migrate_dsn
+from tests.integration.database.plans import as_role, insert_tenant, rows_read
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -46,17 +47,6 @@ SMALL_TENANTS = 300
 # refreshes, their appointments (a walk of the tenant reads thousands per row).
 ROWS_PER_ROW = 10
 BOOKING_TABLES = {"customers", "appointments"}
-
-
-async def new_tenant(conn: asyncpg.Connection) -> uuid.UUID:
-    tenant_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO tenants (id, name, twilio_account_sid, twilio_auth_token_enc, whatsapp_from)"
-        " VALUES ($1, 't', $2, 'x', '+14155238886')",
-        tenant_id,
-        "AC" + uuid.uuid4().hex,
-    )
-    return tenant_id
 
 
 async def small_tenants_before(conn: asyncpg.Connection, customers_each: int) -> None:
@@ -101,21 +91,6 @@ async def stale_tables(
         await conn.close()
 
 
-def rows_read(node: dict[str, Any], *, repeated_only: bool = False) -> float:
-    """Rows of the booking tables a plan node and those below it read (produced or filtered out),
-    and pairs of rows its joins tried and filtered out, over all their loops; with
-    ``repeated_only``, scans count only where they run more than once (a scan inside a loop over
-    the batch: a walk of the tenant per row shows there, where one pass over a table the planner
-    rightly finds small does not)."""
-    loops = node.get("Actual Loops", 1)
-    scanned = 0
-    if node.get("Relation Name") in BOOKING_TABLES and (loops > 1 or not repeated_only):
-        scanned = node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)
-    # Rows a join filtered out are pairs tried: the work of a loop wherever the join stands.
-    own = scanned + node.get("Rows Removed by Join Filter", 0)
-    return own * loops + sum(rows_read(child, repeated_only=repeated_only) for child in node.get("Plans", []))
-
-
 class ExplainedStatements:
     """The plans ``auto_explain`` sends this connection for every statement, nested ones too."""
 
@@ -129,12 +104,14 @@ class ExplainedStatements:
             self.plans.append(json.loads(text[text.index("{") :]))
 
     def rows_read(self, *, repeated_only: bool = False) -> float:
-        return sum(rows_read(plan["Plan"], repeated_only=repeated_only) for plan in self.plans)
+        return sum(
+            rows_read(plan["Plan"], BOOKING_TABLES, repeated_only=repeated_only) for plan in self.plans
+        )
 
     def worst(self) -> str:
-        plan = max(self.plans, key=lambda plan: rows_read(plan["Plan"], repeated_only=True))
+        plan = max(self.plans, key=lambda plan: rows_read(plan["Plan"], BOOKING_TABLES, repeated_only=True))
         return (
-            f"{rows_read(plan['Plan'], repeated_only=True):,.0f} rows in loops:"
+            f"{rows_read(plan['Plan'], BOOKING_TABLES, repeated_only=True):,.0f} rows in loops:"
             f" {' '.join(plan['Query Text'].split())[:120]}"
         )
 
@@ -154,13 +131,9 @@ async def explain_everything(conn: asyncpg.Connection) -> ExplainedStatements:
     return explained
 
 
-async def as_segmenter(
-    conn: asyncpg.Connection, tenant_id: uuid.UUID, sql: str, *args: Any
-) -> list[asyncpg.Record]:
-    async with conn.transaction():
-        await conn.execute("SET LOCAL ROLE wce_segmenter")
-        await conn.execute("SELECT set_config('wce.tenant_id', $1, true)", str(tenant_id))
-        return await conn.fetch(sql, *args)
+async def as_segmenter(conn: asyncpg.Connection, tenant_id: uuid.UUID, sql: str, *args: Any) -> None:
+    async with as_role(conn, "wce_segmenter", tenant_id, commit=True):
+        await conn.execute(sql, *args)
 
 
 async def upsert_customers(conn: asyncpg.Connection, tenant_id: uuid.UUID, numbers: Sequence[int]) -> None:
@@ -206,7 +179,7 @@ async def test_batches_of_customers_and_appointments_read_rows_in_proportion_to_
     stale_tables: tuple[asyncpg.Connection, tuple[int, ...]],
 ) -> None:
     conn, batches = stale_tables
-    tenant_id = await new_tenant(conn)
+    tenant_id = await insert_tenant(conn)
     written = 0
     explained = await explain_everything(conn)
     # One customer in ten shares its number with the one before it, so the flag is exercised.

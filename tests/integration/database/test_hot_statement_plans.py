@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -29,6 +28,7 @@ import pytest
 from services.sender import queries as sender_queries
 from services.tracker import queries as tracker_queries
 from shared.schema import migrate_dsn
+from tests.integration.database.plans import as_role, insert_tenant, rows_read
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -58,13 +58,7 @@ async def stale_campaign(
             await small_campaigns_before(conn)
             for table in TABLES:
                 await conn.execute(f"ANALYZE {table}")
-        tenant_id, campaign_id = uuid.uuid4(), uuid.uuid4()
-        await conn.execute(
-            "INSERT INTO tenants (id, name, twilio_account_sid, twilio_auth_token_enc, whatsapp_from)"
-            " VALUES ($1, 't', $2, 'x', '+14155238886')",
-            tenant_id,
-            "AC" + uuid.uuid4().hex,
-        )
+        tenant_id, campaign_id = await insert_tenant(conn), uuid.uuid4()
         await conn.execute(
             "INSERT INTO credit_accounts (tenant_id, plan_monthly, plan_balance, purchased_balance)"
             " VALUES ($1, 0, 0, 1000000)",
@@ -117,13 +111,7 @@ async def stale_campaign(
 async def small_campaigns_before(conn: asyncpg.Connection) -> None:
     """What the statistics saw: 200 campaigns of 5 sent recipients each (so a campaign "has" about
     5 rows, and every row a SID)."""
-    tenant_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO tenants (id, name, twilio_account_sid, twilio_auth_token_enc, whatsapp_from)"
-        " VALUES ($1, 'before', $2, 'x', '+14155238886')",
-        tenant_id,
-        "AC" + uuid.uuid4().hex,
-    )
+    tenant_id = await insert_tenant(conn, "before")
     await conn.execute(
         "INSERT INTO campaigns (id, tenant_id, name, audience, template, state)"
         " SELECT gen_random_uuid(), $1, 'c' || g, '{}', '{}', 'completed' FROM generate_series(1, 200) g",
@@ -140,36 +128,12 @@ async def small_campaigns_before(conn: asyncpg.Connection) -> None:
 def rows_touched(node: dict[str, Any]) -> float:
     """Rows of the per-message tables a plan node and those below it read (produced or filtered
     out), and rows any join filtered out, over all their loops."""
-    loops = node.get("Actual Loops", 1)
-    own = node.get("Rows Removed by Join Filter", 0)
-    if node.get("Relation Name") in PER_MESSAGE_TABLES:
-        own += (
-            node.get("Actual Rows", 0)
-            + node.get("Rows Removed by Filter", 0)
-            + node.get("Rows Removed by Index Recheck", 0)
-        )
-    return own * loops + sum(rows_touched(child) for child in node.get("Plans", []))
+    return rows_read(node, PER_MESSAGE_TABLES)
 
 
 async def explained(conn: asyncpg.Connection, statement: str, *args: Any) -> dict[str, Any]:
     plan = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", *args)
     return json.loads(plan)[0]["Plan"]
-
-
-@asynccontextmanager
-async def as_role(
-    conn: asyncpg.Connection, role: str, tenant_id: uuid.UUID | None = None
-) -> AsyncIterator[None]:
-    """A transaction as ``role`` (for ``tenant_id``, under row-level security), rolled back."""
-    transaction = conn.transaction()
-    await transaction.start()
-    try:
-        await conn.execute(f"SET LOCAL ROLE {role}")
-        if tenant_id is not None:
-            await conn.execute("SELECT set_config('wce.tenant_id', $1, true)", str(tenant_id))
-        yield
-    finally:
-        await transaction.rollback()
 
 
 async def test_a_settlement_reads_each_messages_debit_by_its_key_not_the_tenants_debits(
