@@ -12,15 +12,22 @@ from tests import support
 from tests.own_postgres import OwnPostgres
 from tests.scheduling import LongestFirstScheduling, assign_groups, turn
 from tests.support import IsolatedEnvironment, Stack
+from tools.forked_process import ForkServer
+from tools.stack import fork_from
 
 WORKER_POSTGRES = pytest.StashKey[OwnPostgres]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Each worker of a parallel run (``make test``) gets a PostgreSQL cluster of its own: the
+    """The services, the simulator and the migration command are started as forks of a server
+    that imported them once (tools/forked_process.py): the run is bound by the CPU, and imports
+    were most of what starting a stack cost.
+
+    Each worker of a parallel run (``make test``) gets a PostgreSQL cluster of its own: the
     stacks of several workers at once would outgrow the shared server's connection limit, and the
     services' roles, which belong to the whole cluster, would be created by concurrent migrations.
     Set before the test modules are collected, so that they import the worker's server URL."""
+    fork_from(ForkServer())
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return
     node = OwnPostgres(max_connections=400).init()

@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
+from tools.forked_process import ForkedProcess, ForkServer
 from tools.twilio_sim.tls import TlsFiles
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +69,17 @@ def free_port() -> int:
     raise RuntimeError(f"no free port in {share}")
 
 
+# Where processes come from: ``python -m`` afresh, or forks of a server that imported them already
+# (``fork_from``; the test suite's way, see tools/forked_process.py).
+_fork_server: ForkServer | None = None
+
+
+def fork_from(server: ForkServer | None) -> None:
+    """Start every process of this one from ``server`` (None: afresh)."""
+    global _fork_server
+    _fork_server = server
+
+
 class ManagedProcess:
     """``python -m <module>`` with its output in a log file; stopped gracefully or killed."""
 
@@ -88,7 +100,11 @@ class ManagedProcess:
         self._log = self.log_path.open("ab")
         self.proc = self._spawn()
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def _spawn(self) -> subprocess.Popen[bytes] | ForkedProcess:
+        if _fork_server is not None:
+            return _fork_server.start(
+                self.module, self.args, env={**os.environ, **self.env}, cwd=ROOT, log_path=self.log_path
+            )
         return subprocess.Popen(
             [sys.executable, "-m", self.module, *self.args],
             cwd=ROOT,
@@ -126,7 +142,8 @@ class ManagedProcess:
         self.proc = self._spawn()
 
     def tail(self, lines: int = 40) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         text = self.log_path.read_text(errors="replace").splitlines()
         return "\n".join(text[-lines:])
 
@@ -231,15 +248,9 @@ class Stack:
 
     def _prepare_database(self) -> None:
         """Migrate as the owner, then create each service's login role."""
-        migrated = subprocess.run(
-            [sys.executable, "-m", "shared.migrate", "--create-database"],
-            cwd=ROOT,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            timeout=300,
-        )
-        if migrated.returncode != 0:
-            raise RuntimeError(f"migrations failed:\n{migrated.stdout.decode()}{migrated.stderr.decode()}")
+        migrate = ManagedProcess("shared.migrate", self.env, None, self.log_dir, args=["--create-database"])
+        if migrate.wait_stopped(time.monotonic() + 300) != 0:
+            raise RuntimeError(f"migrations failed:\n{migrate.tail()}")
         owner = urlsplit(self._owner_url())
         password = f" PASSWORD '{owner.password}'" if owner.password else ""
         self._psql(
