@@ -19,6 +19,7 @@ The tests start their stacks this way; the demo and the benchmarks start each pr
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import runpy
@@ -46,8 +47,19 @@ PRELOAD = (
 )
 
 
+_PR_SET_NAME = 15
+
+
+def _name_process(module: str) -> None:
+    """The process's name as ``ps -o comm`` and ``top`` show it: the module's, not the server's
+    (its command line stays the fork server's)."""
+    name = module.removesuffix(".__main__").rsplit(".", 1)[-1].encode()[:15]
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
+
+
 def _run_module(module: str, args: Sequence[str], env: Mapping[str, str], cwd: str, log_path: str) -> None:
     """In the fork: what ``python -m module *args`` does, with output to ``log_path``."""
+    _name_process(module)
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)

@@ -74,8 +74,8 @@ def test_make_demo_runs_a_campaign_from_a_fresh_clone(demo_env: IsolatedEnvironm
     assert logs, output[-3000:]
     log_files = list(Path(logs.group(1)).glob("*.log"))
     assert Path(logs.group(1)).parent == Path(match.group(1)).parent
-    # the simulator, segmenter, tracker, dispatcher, two senders and the console
-    assert len(log_files) == 7
+    # the migration command, the simulator, segmenter, tracker, dispatcher, two senders and the console
+    assert len(log_files) == 8
     assert all(path.stat().st_size > 0 for path in log_files), [p.name for p in log_files]
 
     # When `make demo-clean` runs
