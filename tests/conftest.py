@@ -44,7 +44,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("dist", "no") == "loadgroup":
+    # The workers collect the tests, and in a worker pytest-xdist sets ``--dist`` to "no" and
+    # ``loadgroup`` to whether the run was ``--dist loadgroup``.
+    if config.getoption("loadgroup", False) or config.getoption("dist", "no") == "loadgroup":
         assign_groups(items)
 
 

@@ -15,7 +15,10 @@ figures alike, which keeps their order). A test it does not know counts as ``UNK
 
 Tests marked ``timing`` (rates and pacing measured against the clock) run alone: each waits until
 the tests running on the other workers have ended, and none starts beside it (a lock file of the
-run's, shared for the others, held alone by it; its set-up and tear-down included).
+run's, shared for the others, held alone by it; its set-up and tear-down included). Their groups
+go out first, and the other workers' first tests wait for them to begin (up to
+``TIMING_START_WAIT_S``): a timing test that came later would wait for the longest test then
+running elsewhere to end, with the workers that finished theirs idle meanwhile.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import json
 import sys
+import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,6 +40,7 @@ DURATIONS = Path(__file__).with_name("durations.json")
 GROUP_S = 100.0
 UNKNOWN_S = 5.0
 UNIT_S = 0.05
+TIMING_START_WAIT_S = 30.0
 
 
 def estimate(nodeid: str, durations: Mapping[str, float]) -> float:
@@ -85,12 +90,17 @@ def load_durations() -> dict[str, float]:
 
 def assign_groups(items: list[pytest.Item]) -> None:
     """Order the items group after group, longest group first, each marked with its group."""
+    global _timing_ahead
     by_id = {item.nodeid: item for item in items}
     # A module of tests that run alone is not cut: each group would start its stack once more,
     # with nothing else running meanwhile.
-    alone = {item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("timing")}
+    alone = {item.nodeid.split("::", 1)[0] for item in items if runs_alone(item)}
+    _timing_ahead = bool(alone)
+    groups = plan_groups([item.nodeid for item in items], load_durations(), whole=alone)
+    # The groups of timing tests first (sorted is stable: each part stays longest first).
+    groups.sort(key=lambda group: group[0].split("#", 1)[0] not in alone)
     ordered: list[pytest.Item] = []
-    for name, members in plan_groups([item.nodeid for item in items], load_durations(), whole=alone):
+    for name, members in groups:
         for nodeid in members:
             item = by_id[nodeid]
             item.add_marker(pytest.mark.xdist_group(name))
@@ -126,6 +136,9 @@ def runs_alone(item: pytest.Item) -> bool:
 # this worker (a module of them is one group): the other workers are not let in between them, so
 # the run does not wait for them to finish what they started in that gap before each next test.
 _kept: IO[str] | None = None
+# Whether this worker's next test is to wait for the run's timing tests to begin first.
+_timing_ahead = False
+TIMING_BEGUN = "timing.begun"
 
 
 def _take(run_directory: Path, alone: bool) -> IO[str]:
@@ -139,7 +152,16 @@ def _take(run_directory: Path, alone: bool) -> IO[str]:
             raise
         finally:
             fcntl.flock(turnstile, fcntl.LOCK_UN)
+    if alone:
+        (run_directory / TIMING_BEGUN).touch()
     return lock
+
+
+def _wait_for_timing(run_directory: Path) -> None:
+    """Until a timing test has taken the run, or ``TIMING_START_WAIT_S`` (none was scheduled first)."""
+    deadline = time.monotonic() + TIMING_START_WAIT_S
+    while not (run_directory / TIMING_BEGUN).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 @contextmanager
@@ -147,8 +169,11 @@ def turn(item: pytest.Item, run_directory: Path, nextitem: pytest.Item | None = 
     """Hold the run's lock while ``item`` runs: alone for a ``timing`` test, shared for any other.
     A turnstile taken on the way in keeps a ``timing`` test that waits from being overtaken by
     tests that start later. A ``timing`` test followed by another keeps the lock for it."""
-    global _kept
+    global _kept, _timing_ahead
     alone = runs_alone(item)
+    if _timing_ahead and not alone:
+        _wait_for_timing(run_directory)
+    _timing_ahead = False
     lock = _kept if alone and _kept is not None else _take(run_directory, alone)
     _kept = None
     try:

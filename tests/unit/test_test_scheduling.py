@@ -5,11 +5,14 @@ run alone, consecutive ones without letting other tests in between."""
 from __future__ import annotations
 
 import fcntl
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.scheduling import UNIT_S, UNKNOWN_S, estimate, plan_groups, turn
+from tests import scheduling
+from tests.scheduling import UNIT_S, UNKNOWN_S, assign_groups, estimate, plan_groups, turn
 
 
 class Item:
@@ -101,3 +104,79 @@ def test_a_module_kept_whole_is_one_group_however_long() -> None:
     groups = plan_groups(nodeids, dict.fromkeys(nodeids, 30.0), group_s=100, whole={"tests/e2e/test_long.py"})
 
     assert [members for _, members in groups] == [nodeids]
+
+
+def test_in_a_parallel_run_each_test_runs_in_its_modules_group(request: pytest.FixtureRequest) -> None:
+    # pytest-xdist names a test's group after an "@" in its id, in the worker that collected it;
+    # without the groups every test is scheduled on its own, and a module's stack starts on every
+    # worker that gets one of its tests
+    if not request.config.getoption("loadgroup", False):
+        pytest.skip("not a `--dist loadgroup` run (make test is one)")
+    assert request.node.nodeid.endswith(
+        f"@{Path(__file__).relative_to(request.config.rootpath).as_posix()}#1"
+    )
+
+
+class CollectedItem(Item):
+    """What ``assign_groups`` reads and writes of a collected test."""
+
+    def __init__(self, nodeid: str, timing: bool = False) -> None:
+        super().__init__(timing)
+        self.nodeid = nodeid
+        self.groups: list[str] = []
+
+    def add_marker(self, marker: pytest.MarkDecorator) -> None:
+        self.groups.append(marker.args[0])
+
+
+def test_the_timing_tests_go_first_however_short_and_the_rest_longest_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(scheduling, "_timing_ahead", False)
+    items = [
+        *(CollectedItem(f"tests/e2e/test_long.py::test_{i}") for i in range(30)),
+        CollectedItem("tests/e2e/test_rates.py::test_a", timing=True),
+        CollectedItem("tests/e2e/test_rates.py::test_b", timing=True),
+        *(CollectedItem(f"tests/e2e/test_short.py::test_{i}") for i in range(3)),
+    ]
+    assign_groups(items)  # type: ignore[arg-type]
+    groups = [item.groups[0] for item in items]  # type: ignore[attr-defined]
+    assert groups[:2] == ["tests/e2e/test_rates.py#1"] * 2
+    assert groups[2:] == sorted(groups[2:], key=lambda name: "test_short" in name)
+    assert scheduling._timing_ahead
+
+
+def test_with_timing_tests_ahead_another_test_starts_only_after_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a run whose timing tests are to go first, and another worker's test arriving first
+    monkeypatch.setattr(scheduling, "_timing_ahead", True)
+    entered: list[float] = []
+
+    def other_worker() -> None:
+        with turn(Item(timing=False), tmp_path):  # type: ignore[arg-type]
+            entered.append(time.monotonic())
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    time.sleep(0.3)
+    # Then it waits; when the timing test comes, it runs, and the other test starts after it
+    assert not entered
+    with turn(Item(timing=True), tmp_path):  # type: ignore[arg-type]
+        time.sleep(0.2)
+        assert not entered
+        ended = time.monotonic()
+    thread.join(5)
+    assert entered and entered[0] >= ended
+    assert not scheduling._timing_ahead
+
+
+def test_a_timing_test_that_never_comes_holds_the_others_back_only_so_long(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scheduling, "_timing_ahead", True)
+    monkeypatch.setattr(scheduling, "TIMING_START_WAIT_S", 0.3)
+    began = time.monotonic()
+    with turn(Item(timing=False), tmp_path):  # type: ignore[arg-type]
+        waited = time.monotonic() - began
+    assert 0.3 <= waited < 2
