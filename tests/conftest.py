@@ -44,10 +44,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The workers collect the tests, and in a worker pytest-xdist sets ``--dist`` to "no" and
-    # ``loadgroup`` to whether the run was ``--dist loadgroup``.
-    if config.getoption("loadgroup", False) or config.getoption("dist", "no") == "loadgroup":
-        assign_groups(items)
+    # The workers collect the tests (in a worker pytest-xdist sets ``--dist`` to "no" and
+    # ``loadgroup`` to whether the run was ``--dist loadgroup``); the scheduler reads the groups
+    # they write in the run's directory, the parent of each worker's own.
+    if config.getoption("loadgroup", False):
+        assign_groups(items, config._tmp_path_factory.getbasetemp().parent)  # type: ignore[attr-defined]
 
 
 @pytest.hookimpl(wrapper=True)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import sys
 import time
 import xml.etree.ElementTree as ElementTree
@@ -41,6 +42,8 @@ GROUP_S = 100.0
 UNKNOWN_S = 5.0
 UNIT_S = 0.05
 TIMING_START_WAIT_S = 30.0
+# Each test's group, written by the workers, read by the scheduler (in the run's directory).
+GROUPS = "groups.json"
 
 
 def estimate(nodeid: str, durations: Mapping[str, float]) -> float:
@@ -88,8 +91,13 @@ def load_durations() -> dict[str, float]:
         return {}
 
 
-def assign_groups(items: list[pytest.Item]) -> None:
-    """Order the items group after group, longest group first, each marked with its group."""
+def assign_groups(items: list[pytest.Item], run_directory: Path | None = None) -> None:
+    """Order the items group after group, the timing tests' first and the others longest first,
+    and write each test's group to ``run_directory``, where the scheduler reads them.
+
+    (The groups do not travel as ``xdist_group`` marks: pytest-xdist 3.8 carries those to its
+    scheduler by appending them to the test ids, which pytest 9.2's structured ids no longer let
+    it do, and the tests were then scheduled one by one.)"""
     global _timing_ahead
     by_id = {item.nodeid: item for item in items}
     # A module of tests that run alone is not cut: each group would start its stack once more,
@@ -99,13 +107,26 @@ def assign_groups(items: list[pytest.Item]) -> None:
     groups = plan_groups([item.nodeid for item in items], load_durations(), whole=alone)
     # The groups of timing tests first (sorted is stable: each part stays longest first).
     groups.sort(key=lambda group: group[0].split("#", 1)[0] not in alone)
-    ordered: list[pytest.Item] = []
-    for name, members in groups:
-        for nodeid in members:
-            item = by_id[nodeid]
-            item.add_marker(pytest.mark.xdist_group(name))
-            ordered.append(item)
-    items[:] = ordered
+    items[:] = [by_id[nodeid] for _, members in groups for nodeid in members]
+    if run_directory is not None:
+        write_groups(run_directory, {nodeid: name for name, members in groups for nodeid in members})
+
+
+def write_groups(run_directory: Path, groups: Mapping[str, str]) -> None:
+    """Each worker collects the same tests and writes the same file: whole, by a rename."""
+    path = run_directory / GROUPS
+    partial = path.with_name(f"{GROUPS}.{os.getpid()}")
+    partial.write_text(json.dumps(groups))
+    os.replace(partial, path)
+
+
+def read_groups(run_directory: Path) -> dict[str, str]:
+    try:
+        return {
+            str(key): str(value) for key, value in json.loads((run_directory / GROUPS).read_text()).items()
+        }
+    except FileNotFoundError:
+        return {}
 
 
 class LongestFirstScheduling(LoadGroupScheduling):
@@ -116,6 +137,16 @@ class LongestFirstScheduling(LoadGroupScheduling):
     def __init__(self, config: pytest.Config, log: object | None = None) -> None:
         super().__init__(config, log)  # type: ignore[arg-type]
         config.option.loadscopereorder = False
+        # The workers' run directory: the controller's base temporary directory.
+        self._run_directory: Path = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+        self._groups: dict[str, str] | None = None
+
+    def _split_scope(self, nodeid: str) -> str:
+        """The test's group as the workers wrote it when they collected (the scheduler is first
+        asked once every worker has); a test it does not name is a group of its own module."""
+        if self._groups is None:
+            self._groups = read_groups(self._run_directory)
+        return self._groups.get(nodeid) or nodeid.split("::", 1)[0]
 
     def _reschedule(self, node) -> None:  # type: ignore[no-untyped-def]
         if node.shutting_down:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests import scheduling
-from tests.scheduling import UNIT_S, UNKNOWN_S, assign_groups, estimate, plan_groups, turn
+from tests.scheduling import UNIT_S, UNKNOWN_S, assign_groups, estimate, plan_groups, read_groups, turn
 
 
 class Item:
@@ -106,15 +106,21 @@ def test_a_module_kept_whole_is_one_group_however_long() -> None:
     assert [members for _, members in groups] == [nodeids]
 
 
-def test_in_a_parallel_run_each_test_runs_in_its_modules_group(request: pytest.FixtureRequest) -> None:
-    # pytest-xdist names a test's group after an "@" in its id, in the worker that collected it;
-    # without the groups every test is scheduled on its own, and a module's stack starts on every
-    # worker that gets one of its tests
+# The tests of this module that ran in this worker's process, in order.
+_ran_here: list[str] = []
+
+
+def test_in_a_parallel_run_the_tests_of_a_group_run_in_order_on_one_worker() -> None:
+    _ran_here.append("first")
+
+
+def test_in_a_parallel_run_the_tests_of_a_group_run_in_order_on_one_worker_as_the_second(
+    request: pytest.FixtureRequest,
+) -> None:
+    # Scheduled one by one, the two would mostly go to different workers: each worker is a process
     if not request.config.getoption("loadgroup", False):
         pytest.skip("not a `--dist loadgroup` run (make test is one)")
-    assert request.node.nodeid.endswith(
-        f"@{Path(__file__).relative_to(request.config.rootpath).as_posix()}#1"
-    )
+    assert _ran_here == ["first"]
 
 
 class CollectedItem(Item):
@@ -123,24 +129,23 @@ class CollectedItem(Item):
     def __init__(self, nodeid: str, timing: bool = False) -> None:
         super().__init__(timing)
         self.nodeid = nodeid
-        self.groups: list[str] = []
-
-    def add_marker(self, marker: pytest.MarkDecorator) -> None:
-        self.groups.append(marker.args[0])
 
 
 def test_the_timing_tests_go_first_however_short_and_the_rest_longest_first(
-    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(scheduling, "_timing_ahead", False)
-    items = [
+    collected = [
         *(CollectedItem(f"tests/e2e/test_long.py::test_{i}") for i in range(30)),
         CollectedItem("tests/e2e/test_rates.py::test_a", timing=True),
         CollectedItem("tests/e2e/test_rates.py::test_b", timing=True),
         *(CollectedItem(f"tests/e2e/test_short.py::test_{i}") for i in range(3)),
     ]
-    assign_groups(items)  # type: ignore[arg-type]
-    groups = [item.groups[0] for item in items]  # type: ignore[attr-defined]
+    items = list(collected)
+    assign_groups(items, tmp_path)  # type: ignore[arg-type]
+    written = read_groups(tmp_path)
+    assert set(written) == {item.nodeid for item in collected}
+    groups = [written[item.nodeid] for item in items]
     assert groups[:2] == ["tests/e2e/test_rates.py#1"] * 2
     assert groups[2:] == sorted(groups[2:], key=lambda name: "test_short" in name)
     assert scheduling._timing_ahead
@@ -180,3 +185,7 @@ def test_a_timing_test_that_never_comes_holds_the_others_back_only_so_long(
     with turn(Item(timing=False), tmp_path):  # type: ignore[arg-type]
         waited = time.monotonic() - began
     assert 0.3 <= waited < 2
+
+
+def test_a_run_directory_without_the_groups_file_reads_as_no_groups(tmp_path: Path) -> None:
+    assert read_groups(tmp_path) == {}
