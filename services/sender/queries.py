@@ -581,12 +581,17 @@ RETURNING holder
 RELEASE_LEASE = "DELETE FROM leader_leases WHERE name = $1 AND holder = $2"
 
 # Rows left at sent/delivered whose last change (or last re-check) is older than the re-check
-# age, doubled for every earlier re-check: at most $2 per tenant and $4 in all, oldest first.
+# age, doubled for every earlier re-check: at most $2 per tenant and $4 in all, taken in turns
+# (every due tenant's oldest row, then every one's second oldest, ...), oldest first within a
+# turn. Oldest first alone let tenants whose re-checks keep failing (credentials Twilio refuses:
+# such a row is postponed, not counted, so it is due again after the first interval) fill every
+# pass once there were enough of them, and a tenant whose callbacks were lost waited behind them.
 STATUS_RECHECK_DUE = """
 SELECT r.id, r.tenant_id, r.twilio_sid, r.state
 FROM tenants t
 CROSS JOIN LATERAL (
-    SELECT r.id, r.tenant_id, r.twilio_sid, r.state, r.updated_at
+    SELECT r.id, r.tenant_id, r.twilio_sid, r.state, r.updated_at,
+           row_number() OVER (ORDER BY r.updated_at) AS turn
     FROM recipients r
     WHERE r.tenant_id = t.id
       AND r.state IN ('sent', 'delivered')
@@ -598,7 +603,7 @@ CROSS JOIN LATERAL (
     LIMIT $2
 ) r
 WHERE t.active
-ORDER BY r.updated_at
+ORDER BY r.turn, r.updated_at
 LIMIT $4
 """
 

@@ -318,7 +318,7 @@ async def test_re_checks_are_bounded_per_tenant_per_pass_and_per_row(
     await sender.lease.release()
 
 
-async def test_re_checks_are_bounded_in_all_per_pass_oldest_first_however_many_tenants_are_due(
+async def test_re_checks_are_bounded_in_all_per_pass_and_shared_in_turns_however_many_tenants_are_due(
     pool: asyncpg.Pool,
     admin: SimulatorAdmin,
     client: TwilioClient,
@@ -339,13 +339,54 @@ async def test_re_checks_are_bounded_in_all_per_pass_oldest_first_however_many_t
     sender = maintenance(pool, connection, publisher, client, per_tenant=2)
     assert await sender.lease.acquire()
 
-    # When one pass runs / Then the four oldest rows were fetched, and the third tenant's wait
+    # When one pass runs / Then every tenant's oldest row was fetched, and the oldest tenant's
+    # second one
     await sender.recheck_statuses()
-    assert [[r[2] for r in await states(pool, ids)] for ids in rows] == [[1, 1], [1, 1], [0, 0]]
+    assert [[r[2] for r in await states(pool, ids)] for ids in rows] == [[1, 1], [1, 0], [1, 0]]
 
-    # When the next pass runs / Then the third tenant's rows are fetched
+    # When the next pass runs / Then the rows left are fetched
     await sender.recheck_statuses()
-    assert [r[2] for r in await states(pool, rows[2])] == [1, 1]
+    assert [[r[2] for r in await states(pool, ids)] for ids in rows] == [[1, 1], [1, 1], [1, 1]]
+    await sender.lease.release()
+
+
+async def test_tenants_whose_re_checks_keep_failing_do_not_hold_back_another_tenants(
+    pool: asyncpg.Pool,
+    admin: SimulatorAdmin,
+    client: TwilioClient,
+    connection: AbstractRobustConnection,
+    status_spy: AbstractQueue,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given four tenants whose credentials Twilio refuses, with older rows left at sent than fit in
+    # a pass, and a tenant whose callbacks were lost for one delivered message
+    monkeypatch.setattr(maintenance_module, "STATUS_RECHECK_BATCH", 6)
+    refused = []
+    for k in range(4):
+        tenant, _ = await new_tenant(pool, admin, registered=False)
+        sids = ["SM" + uuid.uuid4().hex for _ in range(3)]
+        refused.append(await sent_rows(pool, tenant, sids, age_s=86_400 + 3600 * k))
+    lost, lost_credentials = await new_tenant(pool, admin)
+    lost_sid = await create(client, lost_credentials, "+15550000002")
+    await wait_final_at_twilio(client, lost_credentials, [lost_sid])
+    lost_ids = await sent_rows(pool, lost, [lost_sid])
+    # (the rows the session's earlier tests left are put past the re-check cap: only these count)
+    await pool.execute(
+        "UPDATE recipients SET status_rechecks = 1000"
+        " WHERE state IN ('sent', 'delivered') AND NOT id = ANY($1::bigint[])",
+        [*lost_ids, *(row for ids in refused for row in ids)],
+    )
+    publisher = await Publisher.open(connection)
+    sender = maintenance(pool, connection, publisher, client, after_s=0.2, per_tenant=3)
+    assert await sender.lease.acquire()
+
+    # When one pass runs / Then the refused tenants' rows were only postponed, and the other
+    # tenant's row got its status
+    await sender.recheck_statuses()
+    await apply_published(pool, status_spy)
+    assert await states(pool, lost_ids) == [("delivered", None, 1)]
+    for ids in refused:
+        assert [r[2] for r in await states(pool, ids)] == [0, 0, 0]
     await sender.lease.release()
 
 
