@@ -62,7 +62,7 @@ def plan_groups(
     of one module, in their collection order. The modules in ``whole`` are never cut."""
     modules: dict[str, list[str]] = {}
     for nodeid in nodeids:
-        modules.setdefault(nodeid.split("::", 1)[0], []).append(nodeid)
+        modules.setdefault(_module(nodeid), []).append(nodeid)
     groups: list[tuple[float, str, list[str]]] = []
     for module, members in modules.items():
         total = sum(estimate(nodeid, durations) for nodeid in members)
@@ -102,14 +102,18 @@ def assign_groups(items: list[pytest.Item], run_directory: Path | None = None) -
     by_id = {item.nodeid: item for item in items}
     # A module of tests that run alone is not cut: each group would start its stack once more,
     # with nothing else running meanwhile.
-    alone = {item.nodeid.split("::", 1)[0] for item in items if runs_alone(item)}
+    alone = {_module(item.nodeid) for item in items if runs_alone(item)}
     _timing_ahead = bool(alone)
     groups = plan_groups([item.nodeid for item in items], load_durations(), whole=alone)
     # The groups of timing tests first (sorted is stable: each part stays longest first).
-    groups.sort(key=lambda group: group[0].split("#", 1)[0] not in alone)
+    groups.sort(key=lambda group: _module(group[1][0]) not in alone)
     items[:] = [by_id[nodeid] for _, members in groups for nodeid in members]
     if run_directory is not None:
         write_groups(run_directory, {nodeid: name for name, members in groups for nodeid in members})
+
+
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
 
 
 def write_groups(run_directory: Path, groups: Mapping[str, str]) -> None:
@@ -146,7 +150,7 @@ class LongestFirstScheduling(LoadGroupScheduling):
         asked once every worker has); a test it does not name is a group of its own module."""
         if self._groups is None:
             self._groups = read_groups(self._run_directory)
-        return self._groups.get(nodeid) or nodeid.split("::", 1)[0]
+        return self._groups.get(nodeid) or _module(nodeid)
 
     def _reschedule(self, node) -> None:  # type: ignore[no-untyped-def]
         if node.shutting_down:
