@@ -22,7 +22,15 @@ each cold run works on a fresh file copy of it, which takes seconds where genera
 minutes. A copy starts with empty statistics counters: the segmenter then knows the tables are
 unanalysed and unvacuumed from their never having been, as after a restore from files.
 
-    python -m bench.audience_bench [--cold] [--no-vacuum-process] [--runs 5] [--dsn postgresql://…/wce_bench]
+``--imported`` measures the same previews right after the big tenant's data set (its 1M
+customers, 5M appointments, services, locations, staff, statuses and suppressions) was imported
+through the segmenter's own bulk API, in batches of 10,000 as a booking sync sends them, into a
+database of its own (``<name>_imported``, new each run): the first preview after the import's
+last answer and the p50 of every preview (``imported`` and the figures prefixed ``imported_``,
+against the same targets), and how long the import took. The import answers once it has
+analysed and vacuumed what it left stale, so it pays; the previews after it should not.
+
+    python -m bench.audience_bench [--cold] [--imported] [--no-vacuum-process] [--runs 5] [--dsn postgresql://…/wce_bench]
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +58,7 @@ from bench.generate_bookings import (
     BENCH_DSN,
     BIG_TENANT,
     CLOCK,
+    TENANT,
     TIMEZONE,
     generate,
     loaded,
@@ -59,6 +70,7 @@ from services.segmenter.audience.query import preview_counts_query
 from services.segmenter.audience.statistics import AUDIENCE_TABLES
 from shared import audience_vacuum, topology
 from shared.apikeys import display_prefix, hash_api_key, new_api_key
+from shared.schema import migrate_dsn
 from tools.stack import ManagedProcess, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "audience.json"
@@ -81,6 +93,14 @@ COLD_TARGETS = {
     "cold_preview_unfiltered_ms": 250,
     "cold_preview_filtered_ms": 1000,
 }
+# Right after an import through the API: the same targets again.
+IMPORTED_TARGETS = {
+    "imported_first_preview_ms": 250,
+    "imported_preview_unfiltered_ms": 250,
+    "imported_preview_filtered_ms": 1000,
+}
+# Rows per bulk request (the API's maximum).
+IMPORT_BATCH = 10_000
 
 SEGMENTS: list[dict[str, Any]] = [
     {"segment": "recent_bookers"},
@@ -303,21 +323,17 @@ async def _wait_listening(pool: asyncpg.Pool, process: ManagedProcess, timeout_s
         await asyncio.sleep(0.1)
 
 
-async def run(dsn: str, cold: bool, vacuum_process: bool, runs: int = RUNS) -> dict[str, Any]:
-    if cold:
-        await _copy_of_the_load(dsn)
-    elif not await loaded(dsn, CUSTOMERS):
-        await generate(dsn, CUSTOMERS, APPOINTMENTS)
-    # A vhost named after the database: two data sets on one server never share queues.
+@asynccontextmanager
+async def _segmenter(
+    dsn: str, pool: asyncpg.Pool, vacuum_process: bool
+) -> AsyncIterator[tuple[int, ManagedProcess, str]]:
+    """The segmenter on ``dsn`` (its port, process and broker URL), with the owner's vacuum
+    process beside it unless told otherwise; both stopped and their vhost deleted afterwards. The
+    vhost is named after the database: two data sets on one server never share queues."""
     vhost = dsn.rsplit("/", 1)[1]
-    amqp_url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
     _rabbitmqctl("add_vhost", vhost)
     _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-    assert pool is not None
-    await pool.execute("DELETE FROM campaigns WHERE tenant_id = $1", BIG_TENANT)
-    key = await _api_key(pool)
-    data_set = await _data_set(pool)
+    amqp_url = f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
     port = free_port()
     env = {
         "WCE_ENVIRONMENT": "development",
@@ -340,28 +356,173 @@ async def run(dsn: str, cold: bool, vacuum_process: bool, runs: int = RUNS) -> d
         if vacuum_process
         else None
     )
-    cold_result: dict[str, Any] | None = None
     try:
         segmenter.wait_healthy(120)
         if vacuum is not None:
             await _wait_listening(pool, vacuum, 120)
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}, timeout=REQUEST_TIMEOUT_S
-        ) as client:
-            if cold:
-                cold_result = await _cold(client, pool, runs)
-                async with pool.acquire() as conn:
-                    await vacuum_analyze(conn)
-            load_before = _load_average()
-            previews = await _previews(client, runs)
-            campaign = await _campaign(client, pool, segmenter.proc.pid, amqp_url)
-            load_after = _load_average()
-        slowest = max(previews, key=lambda row: row["p50_ms"])
-        plan = await _explain(pool, slowest["audience"])
+        yield port, segmenter, amqp_url
     finally:
         segmenter.stop()
         if vacuum is not None:
             vacuum.stop()
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+def _client(port: int, key: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": key}, timeout=REQUEST_TIMEOUT_S
+    )
+
+
+async def _post(client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post(path, json=body)
+    if response.status_code >= 400:
+        raise RuntimeError(f"{path}: {response.status_code} {response.text[:500]}")
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+# The big tenant's data set as the bulk API takes it: references by external id.
+EXPORTS: dict[str, str] = {
+    "services": "SELECT external_id, name FROM services WHERE tenant_id = $1 ORDER BY id",
+    "locations": "SELECT external_id, name FROM locations WHERE tenant_id = $1 ORDER BY id",
+    "staff": "SELECT external_id, name FROM staff WHERE tenant_id = $1 ORDER BY id",
+    "customers": (
+        "SELECT external_id, first_name, last_name, phone_e164 AS phone FROM customers"
+        " WHERE tenant_id = $1 ORDER BY id"
+    ),
+    "appointments": """
+        SELECT a.external_id, c.external_id AS customer_id, s.external_id AS service_id,
+               l.external_id AS location_id, st.external_id AS staff_id, a.starts_at, a.ends_at,
+               a.created_at, a.status, a.status_changed_at
+        FROM appointments a
+        JOIN customers c ON c.id = a.customer_id
+        LEFT JOIN services s ON s.id = a.service_id
+        LEFT JOIN locations l ON l.id = a.location_id
+        LEFT JOIN staff st ON st.id = a.staff_id
+        WHERE a.tenant_id = $1 ORDER BY a.id
+    """,
+}
+TIMESTAMPS = ("starts_at", "ends_at", "created_at", "status_changed_at")
+
+
+def _row(kind: str, record: asyncpg.Record) -> dict[str, Any]:
+    row = dict(record)
+    if kind == "appointments":
+        row.update({name: _iso(row[name]) for name in TIMESTAMPS})
+    return {name: value for name, value in row.items() if value is not None}
+
+
+async def _import_data_set(source: asyncpg.Connection, client: httpx.AsyncClient) -> dict[str, Any]:
+    """Send the big tenant's data set from ``source`` through the bulk API, batch by batch."""
+    statuses = await source.fetch(
+        "SELECT name, counts_as_cancelled FROM appointment_statuses WHERE tenant_id = $1", BIG_TENANT
+    )
+    await _post(client, "/v1/booking/statuses:upsert", {"statuses": [dict(row) for row in statuses]})
+    counts: dict[str, int] = {}
+    flagged = 0
+    async with source.transaction():
+        for kind, sql in EXPORTS.items():
+            began, counts[kind] = time.perf_counter(), 0
+            cursor = await source.cursor(sql, BIG_TENANT)
+            while records := await cursor.fetch(IMPORT_BATCH):
+                body: dict[str, Any] = {"rows": [_row(kind, record) for record in records]}
+                if kind == "customers":
+                    body["invalid_phones"] = "flag"
+                result = await _post(client, f"/v1/booking/{kind}:upsert", body)
+                flagged += len(result.get("flagged", []))
+                counts[kind] += len(records)
+            print(f"imported {counts[kind]:,} {kind} in {time.perf_counter() - began:.0f}s", flush=True)
+    phones = [
+        row["phone_e164"]
+        for row in await source.fetch(
+            "SELECT phone_e164 FROM suppressions WHERE tenant_id = $1 ORDER BY phone_e164", BIG_TENANT
+        )
+    ]
+    for start in range(0, len(phones), IMPORT_BATCH):
+        await _post(client, "/v1/suppressions/import", {"phones": phones[start : start + IMPORT_BATCH]})
+    counts["suppressions"] = len(phones)
+    return {"rows": counts, "flagged_phones": flagged}
+
+
+async def _imported(dsn: str, vacuum_process: bool, runs: int) -> dict[str, Any]:
+    """The previews right after the data set was imported through the API into a new database."""
+    server, name = dsn.rsplit("/", 1)
+    source_dsn, target_dsn = f"{server}/{name}_loaded", f"{server}/{name}_imported"
+    if not await loaded(source_dsn, CUSTOMERS):
+        await generate(source_dsn, CUSTOMERS, APPOINTMENTS, analyse=False)
+    admin = await asyncpg.connect(f"{server}/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}_imported" WITH (FORCE)')
+    finally:
+        await admin.close()
+    await migrate_dsn(target_dsn)
+    pool = await asyncpg.create_pool(target_dsn, min_size=1, max_size=2)
+    source = await asyncpg.connect(source_dsn)
+    assert pool is not None
+    try:
+        await pool.execute(TENANT, BIG_TENANT, "bench big", "AC" + BIG_TENANT.hex, TIMEZONE)
+        key = await _api_key(pool)
+        async with _segmenter(target_dsn, pool, vacuum_process) as (port, _, _):
+            async with _client(port, key) as client:
+                began = time.perf_counter()
+                imported = await _import_data_set(source, client)
+                import_s = time.perf_counter() - began
+                print(f"imported the data set through the API in {import_s:.0f}s", flush=True)
+                load_before = _load_average()
+                body = SEGMENTS[0]
+                began = time.perf_counter()
+                response = await client.post(
+                    "/v1/audiences/preview", json={**body, "as_of": CLOCK.isoformat()}
+                )
+                first_ms = (time.perf_counter() - began) * 1000
+                response.raise_for_status()
+                print(f"imported: first preview {json.dumps(body)} {first_ms:7.1f} ms", flush=True)
+                previews = await _previews(client, runs)
+        return {
+            **imported,
+            "import_s": round(import_s, 1),
+            "first_preview": {"audience": body, "ms": round(first_ms, 1), "total": response.json()["total"]},
+            "previews": previews,
+            "load_average": {"before": load_before, "after": _load_average()},
+        }
+    finally:
+        await source.close()
+        await pool.close()
+
+
+async def run(
+    dsn: str, cold: bool, vacuum_process: bool, runs: int = RUNS, imported: bool = False
+) -> dict[str, Any]:
+    imported_result = await _imported(dsn, vacuum_process, runs) if imported else None
+    if cold:
+        await _copy_of_the_load(dsn)
+    elif not await loaded(dsn, CUSTOMERS):
+        await generate(dsn, CUSTOMERS, APPOINTMENTS)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    assert pool is not None
+    await pool.execute("DELETE FROM campaigns WHERE tenant_id = $1", BIG_TENANT)
+    key = await _api_key(pool)
+    data_set = await _data_set(pool)
+    cold_result: dict[str, Any] | None = None
+    try:
+        async with _segmenter(dsn, pool, vacuum_process) as (port, segmenter, amqp_url):
+            async with _client(port, key) as client:
+                if cold:
+                    cold_result = await _cold(client, pool, runs)
+                    async with pool.acquire() as conn:
+                        await vacuum_analyze(conn)
+                load_before = _load_average()
+                previews = await _previews(client, runs)
+                campaign = await _campaign(client, pool, segmenter.proc.pid, amqp_url)
+                load_after = _load_average()
+        slowest = max(previews, key=lambda row: row["p50_ms"])
+        plan = await _explain(pool, slowest["audience"])
+    finally:
         await pool.close()
     unfiltered = [row["p50_ms"] for row in previews if not row["filtered"]]
     filtered = [row["p50_ms"] for row in previews if row["filtered"]]
@@ -381,6 +542,18 @@ async def run(dsn: str, cold: bool, vacuum_process: bool, runs: int = RUNS) -> d
             "cold_preview_filtered_ms": max(row["p50_ms"] for row in cold_previews if row["filtered"]),
         }
         targets |= COLD_TARGETS
+    if imported_result is not None:
+        imported_previews = imported_result["previews"]
+        figures |= {
+            "imported_first_preview_ms": imported_result["first_preview"]["ms"],
+            "imported_preview_unfiltered_ms": max(
+                row["p50_ms"] for row in imported_previews if not row["filtered"]
+            ),
+            "imported_preview_filtered_ms": max(
+                row["p50_ms"] for row in imported_previews if row["filtered"]
+            ),
+        }
+        targets |= IMPORTED_TARGETS
     return {
         "machine": {"cpus": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30)},
         "vacuum_process": vacuum_process,
@@ -391,6 +564,7 @@ async def run(dsn: str, cold: bool, vacuum_process: bool, runs: int = RUNS) -> d
         "missed": sorted(name for name, value in figures.items() if value > targets[name]),
         "load_average": {"before": load_before, "after": load_after},
         "cold": cold_result,
+        "imported": imported_result,
         "previews": previews,
         "campaign": campaign,
         "slowest_preview": {"audience": slowest["audience"], "p50_ms": slowest["p50_ms"], "plan": plan},
@@ -404,6 +578,9 @@ def main() -> None:
     parser.add_argument("--dsn", default=BENCH_DSN)
     parser.add_argument("--cold", action="store_true", help="measure right after a load first")
     parser.add_argument(
+        "--imported", action="store_true", help="measure right after an import through the API first"
+    )
+    parser.add_argument(
         "--no-vacuum-process",
         dest="vacuum_process",
         action="store_false",
@@ -411,7 +588,7 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=RUNS, help="timed runs of each preview (p50 of them)")
     args = parser.parse_args()
-    result = asyncio.run(run(args.dsn, args.cold, args.vacuum_process, args.runs))
+    result = asyncio.run(run(args.dsn, args.cold, args.vacuum_process, args.runs, args.imported))
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(
         json.dumps({k: result[k] for k in ("data_set", "figures", "targets", "missed", "campaign")}, indent=2)
