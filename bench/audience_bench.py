@@ -173,20 +173,26 @@ async def _analyses(pool: asyncpg.Pool) -> dict[str, int]:
     return {row["relname"]: row["n"] for row in rows}
 
 
-async def _cold(client: httpx.AsyncClient, pool: asyncpg.Pool, runs: int) -> dict[str, Any]:
-    """The first preview on the tables as loaded, then every preview right after it."""
-    load_before = _load_average()
-    before, vacuums_before = await _analyses(pool), await _vacuums(pool)
+async def _first_preview(client: httpx.AsyncClient, label: str) -> dict[str, Any]:
+    """The first segment's preview, timed once: the first request after a load or an import."""
     body = SEGMENTS[0]
     began = time.perf_counter()
     response = await client.post("/v1/audiences/preview", json={**body, "as_of": CLOCK.isoformat()})
     first_ms = (time.perf_counter() - began) * 1000
     response.raise_for_status()
+    print(f"{label}: first preview {json.dumps(body)} {first_ms:7.1f} ms", flush=True)
+    return {"audience": body, "ms": round(first_ms, 1), "total": response.json()["total"]}
+
+
+async def _cold(client: httpx.AsyncClient, pool: asyncpg.Pool, runs: int) -> dict[str, Any]:
+    """The first preview on the tables as loaded, then every preview right after it."""
+    load_before = _load_average()
+    before, vacuums_before = await _analyses(pool), await _vacuums(pool)
+    first = await _first_preview(client, "cold")
     after, vacuums_after = await _analyses(pool), await _vacuums(pool)
-    print(f"cold: first preview {json.dumps(body)} {first_ms:7.1f} ms", flush=True)
     previews = await _previews(client, runs)
     return {
-        "first_preview": {"audience": body, "ms": round(first_ms, 1), "total": response.json()["total"]},
+        "first_preview": first,
         "analysed_by_the_segmenter": sorted(table for table, n in after.items() if n > before.get(table, 0)),
         "vacuumed_meanwhile": sorted(
             table for table, n in vacuums_after.items() if n > vacuums_before.get(table, 0)
@@ -302,17 +308,30 @@ async def _vacuums(pool: asyncpg.Pool) -> dict[str, int]:
 async def _copy_of_the_load(dsn: str) -> None:
     """``dsn``'s database made a file copy of ``<name>_loaded``, the data set as its load left it."""
     server, name = dsn.rsplit("/", 1)
+    await _kept_load(dsn)
+    began = time.monotonic()
+    await _replace_database(server, name, template=f"{name}_loaded")
+    print(f"copied {name}_loaded to {name} in {time.monotonic() - began:.0f}s", flush=True)
+
+
+async def _kept_load(dsn: str) -> str:
+    """The DSN of ``<name>_loaded``, the data set as its load left it (generated when missing)."""
+    server, name = dsn.rsplit("/", 1)
     source = f"{server}/{name}_loaded"
     if not (await loaded(source, CUSTOMERS) and await never_analysed(source)):
         await generate(source, CUSTOMERS, APPOINTMENTS, analyse=False)
-    began = time.monotonic()
+    return source
+
+
+async def _replace_database(server: str, name: str, template: str | None = None) -> None:
+    """Drop database ``name``; with a template, make it anew as a file copy of that."""
     admin = await asyncpg.connect(f"{server}/postgres")
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{name}_loaded" STRATEGY = FILE_COPY')
+        if template is not None:
+            await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY = FILE_COPY')
     finally:
         await admin.close()
-    print(f"copied {name}_loaded to {name} in {time.monotonic() - began:.0f}s", flush=True)
 
 
 async def _wait_listening(pool: asyncpg.Pool, process: ManagedProcess, timeout_s: float) -> None:
@@ -452,14 +471,8 @@ async def _import_data_set(source: asyncpg.Connection, client: httpx.AsyncClient
 async def _imported(dsn: str, vacuum_process: bool, runs: int) -> dict[str, Any]:
     """The previews right after the data set was imported through the API into a new database."""
     server, name = dsn.rsplit("/", 1)
-    source_dsn, target_dsn = f"{server}/{name}_loaded", f"{server}/{name}_imported"
-    if not await loaded(source_dsn, CUSTOMERS):
-        await generate(source_dsn, CUSTOMERS, APPOINTMENTS, analyse=False)
-    admin = await asyncpg.connect(f"{server}/postgres")
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}_imported" WITH (FORCE)')
-    finally:
-        await admin.close()
+    source_dsn, target_dsn = await _kept_load(dsn), f"{server}/{name}_imported"
+    await _replace_database(server, f"{name}_imported")
     await migrate_dsn(target_dsn)
     pool = await asyncpg.create_pool(target_dsn, min_size=1, max_size=2)
     source = await asyncpg.connect(source_dsn)
@@ -474,19 +487,12 @@ async def _imported(dsn: str, vacuum_process: bool, runs: int) -> dict[str, Any]
                 import_s = time.perf_counter() - began
                 print(f"imported the data set through the API in {import_s:.0f}s", flush=True)
                 load_before = _load_average()
-                body = SEGMENTS[0]
-                began = time.perf_counter()
-                response = await client.post(
-                    "/v1/audiences/preview", json={**body, "as_of": CLOCK.isoformat()}
-                )
-                first_ms = (time.perf_counter() - began) * 1000
-                response.raise_for_status()
-                print(f"imported: first preview {json.dumps(body)} {first_ms:7.1f} ms", flush=True)
+                first = await _first_preview(client, "imported")
                 previews = await _previews(client, runs)
         return {
             **imported,
             "import_s": round(import_s, 1),
-            "first_preview": {"audience": body, "ms": round(first_ms, 1), "total": response.json()["total"]},
+            "first_preview": first,
             "previews": previews,
             "load_average": {"before": load_before, "after": _load_average()},
         }
