@@ -19,10 +19,12 @@ renewed by a heartbeat; when its holder dies or freezes, another sender takes ov
   it assumes of Twilio and what the simulator does to match: ``docs/duplicates.md``.
 - A row left at ``sent`` or ``delivered`` for ``status_recheck_after_s`` (its status callbacks
   may have been lost: tracker down, Twilio gave up) is fetched from Twilio, at most
-  ``status_recheck_per_tenant`` per tenant and ``STATUS_RECHECK_BATCH`` in all per pass, oldest
-  first; a newer status is published to the tracker as a status callback, so it goes through
-  exactly the rules every callback goes through (monotonic, replays ignored). A row is re-checked
-  at most ``status_recheck_max`` times, the interval doubling each time.
+  ``status_recheck_per_tenant`` per tenant and ``STATUS_RECHECK_BATCH`` in all per pass, taken
+  in turns across tenants (every due tenant's oldest row, then every one's second oldest, ...),
+  so tenants whose re-checks keep failing cannot fill the passes; a newer status is published
+  to the tracker as a status callback, so it goes through exactly the rules every callback goes
+  through (monotonic, replays ignored). A row is re-checked at most ``status_recheck_max``
+  times, the interval doubling each time.
 - A running campaign whose waiting rows have not moved for ``sweep_idle_s`` while its tenant's
   dispatch queue is empty lost their broker messages: they are published again (a duplicate only
   loses the claim race). A held campaign is left alone until its hold ends.
