@@ -76,11 +76,13 @@ class SlotClock:
 
 
 def cheapest_tolerance(lateness: Sequence[float], current_s: float) -> float:
-    """The late tolerance that would have cost a chunk's wake-ups (how late each message woke
-    for its slot) the least throughput: a wake-up later than the tolerance loses its slot (one
-    slot of the chunk's), and every second of tolerance above ``current_s`` widens the spacing by
-    ``MARGIN_PER_TOLERANCE_S`` of the rate. A busy machine's usual lateness is absorbed at once,
-    even when it is only the slowest tenth of the wake-ups; a stray outlier stretches nothing."""
+    """The late tolerance that would have cost these wake-ups (how late each message woke for its
+    slot) the least throughput: a wake-up later than the tolerance loses its slot (one slot in
+    ``len(lateness)``), and every second of tolerance above ``current_s`` widens the spacing by
+    ``MARGIN_PER_TOLERANCE_S`` of the rate. A busy machine's usual lateness is absorbed, even when
+    it is only the slowest tenth of the wake-ups; a stray outlier stretches nothing. The fewer the
+    wake-ups, the more one outlier weighs: senders decide on a pool of their recent ones
+    (``services.sender.wake_lateness``), not on one chunk's."""
     if not lateness:
         return current_s
     ordered = sorted(lateness)

@@ -34,6 +34,7 @@ from services.sender.outcomes import (
 from services.sender.pacer import Pacer
 from services.sender.recording import Recorder, Settlement, with_db_retry
 from services.sender.sharing import CallSlots, SlotBook
+from services.sender.wake_lateness import PacedLateness
 from shared import credits, metrics
 from shared.clock import Clock
 from shared.db import OneTenant, tenant_transaction
@@ -41,7 +42,6 @@ from shared.events import SendChunk
 from shared.logging import get_logger
 from shared.pacing import RATE_LIMIT_CODES
 from shared.templating import RecipientData, Template, render
-from shared.throttle import cheapest_tolerance
 from shared.twilio_client import TwilioClient, TwilioError
 from shared.twilio_errors import classify
 from shared.webhooks import status_callback_request_url
@@ -112,17 +112,8 @@ class ChunkTiming:
     """How late a rate-limited chunk ran on this sender: reported to its dispatcher."""
 
     arrived_late_s: float
+    # How late each of its messages woke for its slot (and got a call).
     woke_late: list[float] = field(default_factory=list)
-
-    def woke_late_s(self, tolerance_s: float) -> float:
-        """The tolerance its messages' wake-up lateness asks for: the 90th percentile (a busy
-        machine's usual lateness), or more when a wider tolerance would have cost less throughput
-        than the slots lost to the wake-ups beyond it (``shared.throttle.cheapest_tolerance``)."""
-        if not self.woke_late:
-            return 0.0
-        ordered = sorted(self.woke_late)
-        usual = max(0.0, ordered[int(0.9 * (len(ordered) - 1))])
-        return max(usual, cheapest_tolerance(ordered, tolerance_s))
 
 
 def recipient_data(row: asyncpg.Record) -> RecipientData:
@@ -195,6 +186,7 @@ class SendEngine:
         self._auto_pause = auto_pause
         self._announce_hold = announce_hold
         self._pacer = pacer
+        self._paced_lateness = PacedLateness(settings.late_tolerance_s)
         self._rolled: dict[UUID, date] = {}
         # The last hold seen per campaign, so that each is counted and logged once.
         self._holds: dict[UUID, Hold] = {}
@@ -272,8 +264,8 @@ class SendEngine:
             )
         )
         await self._recorder.settle(chunk.tenant_id, list(settlements), source="sender", reply_to=reply_to)
-        if timing is not None and book is not None and reply_to is not None:
-            await self._report_timing(chunk, timing, book, reply_to)
+        if timing is not None and reply_to is not None:
+            await self._report_timing(chunk, timing, reply_to)
         await self._after_chunk(chunk, settlements)
         return not any(s.transition.skip is Skip.SHUTDOWN for s in settlements)
 
@@ -418,13 +410,17 @@ class SendEngine:
     def _window_open(self, tenant: TenantInfo) -> bool:
         return tenant.window.always_open or tenant.window.open_at(self._clock.now())
 
-    async def _report_timing(
-        self, chunk: SendChunk, timing: ChunkTiming, book: SlotBook, reply_to: str
-    ) -> None:
+    async def _report_timing(self, chunk: SendChunk, timing: ChunkTiming, reply_to: str) -> None:
         """Tell the dispatcher that slotted the chunk when it ran late: it stretches its lead and
-        tolerance to what this machine manages (shared/throttle.AdaptiveTiming)."""
-        woke_late = timing.woke_late_s(book.tolerance)
-        if timing.arrived_late_s > 0 or book.lost or woke_late > book.tolerance / 2:
+        tolerance to what this machine manages (shared/throttle.AdaptiveTiming). The tolerance
+        asked for is that of this sender's recent paced wake-ups, this chunk's among them
+        (``services.sender.wake_lateness``)."""
+        for lateness in timing.woke_late:
+            self._paced_lateness.add(lateness)
+        woke_late = self._paced_lateness.tolerance_s()
+        # Only what asks for more than the configured lead and tolerance: the dispatcher's
+        # stretched values return to those by themselves.
+        if timing.arrived_late_s > 0 or woke_late > self._settings.late_tolerance_s:
             await self._recorder.report_timing(
                 chunk.tenant_id, reply_to, arrived_late_s=timing.arrived_late_s, woke_late_s=woke_late
             )
