@@ -101,13 +101,13 @@ async def test_late_recipients_get_the_next_free_slots_at_once_ahead_of_the_queu
     await asyncio.gather(task, return_exceptions=True)
 
     # Then they leave within a chunk or two (not behind the rest of the batch), in chunks whose
-    # slots start a lead from now at the earliest and never come closer than the interval to
+    # slots start half a lead from now at the earliest and never come closer than the interval to
     # any other slot of the tenant
     interval = slot_interval(80, 0.015)
     late = [(at, c) for at, c, _ in captured.chunks if c.recipient_ids[0] > 1000]
     assert sum(len(c.recipient_ids) for _, c in late) == 25
     assert all(at - handed_back_at < LEAD + 0.6 for at, _ in late)
-    assert late[0][1].first_slot_at >= handed_back_at + LEAD  # type: ignore[operator]
+    assert late[0][1].first_slot_at >= handed_back_at + LEAD / 2  # type: ignore[operator]
     slots = sorted(
         c.first_slot_at + i * c.interval_s  # type: ignore[operator]
         for _, c, _ in captured.chunks
@@ -144,6 +144,40 @@ async def test_late_recipients_handed_back_at_once_get_slots_at_most_a_lead_and_
         for i in range(len(c.recipient_ids))
     )
     assert all(b - a >= interval - 1e-6 for a, b in itertools.pairwise(slots))
+
+
+async def test_a_re_slot_right_after_the_lead_stretched_leaves_no_gap_in_the_tenants_slots() -> None:
+    # Given a tenant at 80/s in the middle of a big batch
+    dispatcher, campaigns, captured = make()
+    tenant, campaign = uuid.uuid4(), uuid.uuid4()
+    campaigns.running_ids.add(campaign)
+    dispatcher.set_rate(tenant, 80)
+    task = asyncio.create_task(dispatcher.dispatch(batch(tenant, campaign, 400)))
+    await captured.wait_for(2)
+
+    # When a sender reports a chunk that reached it 0.3 s after its first slot (the lead stretches
+    # to 0.5 s), and hands back the messages it came too late for
+    dispatcher.timing.observe(time.time(), arrived_late_s=0.3, woke_late_s=0.0)
+    assert dispatcher.timing.lead_s(time.time()) > 0.5
+    handed_back_at = time.time()
+    assert await dispatcher.reslot(tenant, campaign, list(range(1001, 1006))) == 5
+    await captured.wait_for(len(captured.chunks) + 2)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    # Then they take the tenant's next slots, half a configured lead from the hand-back at the
+    # earliest, and no slot is left unused between the chunks before them and those after
+    interval = slot_interval(80, 0.015)
+    late = [c for _, c, _ in captured.chunks if c.recipient_ids[0] > 1000]
+    assert late[0].first_slot_at >= handed_back_at + LEAD / 2  # type: ignore[operator]
+    slots = sorted(
+        c.first_slot_at + i * c.interval_s  # type: ignore[operator]
+        for _, c, _ in captured.chunks
+        for i in range(len(c.recipient_ids))
+    )
+    gaps = [b - a for a, b in itertools.pairwise(slots)]
+    assert min(gaps) >= interval - 1e-6
+    assert max(gaps) < interval + LEAD
 
 
 async def test_late_recipients_of_a_campaign_no_longer_running_are_not_slotted() -> None:
