@@ -43,6 +43,14 @@ class Captured:
         async with self._published:
             await self._published.wait_for(lambda: len(self.chunks) >= count)
 
+    def slots(self) -> list[float]:
+        """Every slot of every chunk published, in order."""
+        return sorted(
+            c.first_slot_at + i * c.interval_s  # type: ignore[operator]
+            for _, c, _ in self.chunks
+            for i in range(len(c.recipient_ids))
+        )
+
 
 def make(chunk_size: int = 20, inflight: int = 2) -> tuple[Dispatcher, Campaigns, Captured]:
     campaigns, captured = Campaigns(), Captured()
@@ -60,6 +68,20 @@ def make(chunk_size: int = 20, inflight: int = 2) -> tuple[Dispatcher, Campaigns
 
 def batch(tenant: uuid.UUID, campaign: uuid.UUID, count: int) -> RecipientBatch:
     return RecipientBatch(tenant_id=tenant, campaign_id=campaign, recipient_ids=list(range(1, count + 1)))
+
+
+async def mid_batch(
+    count: int,
+) -> tuple[Dispatcher, Captured, uuid.UUID, uuid.UUID, asyncio.Task[int]]:
+    """A tenant at 80/s whose running campaign's batch of ``count`` is being dispatched, two
+    chunks out already (the lane holds its lock meanwhile); the caller cancels ``task``."""
+    dispatcher, campaigns, captured = make()
+    tenant, campaign = uuid.uuid4(), uuid.uuid4()
+    campaigns.running_ids.add(campaign)
+    dispatcher.set_rate(tenant, 80)
+    task = asyncio.create_task(dispatcher.dispatch(batch(tenant, campaign, count)))
+    await captured.wait_for(2)
+    return dispatcher, captured, tenant, campaign, task
 
 
 async def test_a_rate_limited_batch_becomes_chunks_with_evenly_spaced_slots() -> None:
@@ -87,12 +109,7 @@ async def test_a_rate_limited_batch_becomes_chunks_with_evenly_spaced_slots() ->
 
 async def test_late_recipients_get_the_next_free_slots_at_once_ahead_of_the_queue() -> None:
     # Given a tenant at 80/s in the middle of a big batch (the lane holds its lock meanwhile)
-    dispatcher, campaigns, captured = make()
-    tenant, campaign = uuid.uuid4(), uuid.uuid4()
-    campaigns.running_ids.add(campaign)
-    dispatcher.set_rate(tenant, 80)
-    task = asyncio.create_task(dispatcher.dispatch(batch(tenant, campaign, 200)))
-    await captured.wait_for(2)
+    dispatcher, captured, tenant, campaign, task = await mid_batch(200)
 
     # When a sender hands back 25 recipients it came too late for
     handed_back_at = time.time()
@@ -108,22 +125,13 @@ async def test_late_recipients_get_the_next_free_slots_at_once_ahead_of_the_queu
     assert sum(len(c.recipient_ids) for _, c in late) == 25
     assert all(at - handed_back_at < LEAD + 0.6 for at, _ in late)
     assert late[0][1].first_slot_at >= handed_back_at + LEAD / 2  # type: ignore[operator]
-    slots = sorted(
-        c.first_slot_at + i * c.interval_s  # type: ignore[operator]
-        for _, c, _ in captured.chunks
-        for i in range(len(c.recipient_ids))
-    )
+    slots = captured.slots()
     assert all(b - a >= interval - 1e-6 for a, b in itertools.pairwise(slots))
 
 
 async def test_late_recipients_handed_back_at_once_get_slots_at_most_a_lead_and_a_chunk_ahead() -> None:
     # Given a tenant at 80/s in the middle of a big batch
-    dispatcher, campaigns, captured = make()
-    tenant, campaign = uuid.uuid4(), uuid.uuid4()
-    campaigns.running_ids.add(campaign)
-    dispatcher.set_rate(tenant, 80)
-    task = asyncio.create_task(dispatcher.dispatch(batch(tenant, campaign, 200)))
-    await captured.wait_for(2)
+    dispatcher, captured, tenant, campaign, task = await mid_batch(200)
 
     # When four senders hand back 25 recipients each at the same moment
     handed_back = [list(range(1001 + 100 * k, 1026 + 100 * k)) for k in range(4)]
@@ -138,22 +146,13 @@ async def test_late_recipients_handed_back_at_once_get_slots_at_most_a_lead_and_
     for published_at, chunk, _ in captured.chunks:
         assert chunk.first_slot_at - published_at <= LEAD + 0.3  # type: ignore[operator]
     interval = slot_interval(80, 0.015)
-    slots = sorted(
-        c.first_slot_at + i * c.interval_s  # type: ignore[operator]
-        for _, c, _ in captured.chunks
-        for i in range(len(c.recipient_ids))
-    )
+    slots = captured.slots()
     assert all(b - a >= interval - 1e-6 for a, b in itertools.pairwise(slots))
 
 
 async def test_a_re_slot_right_after_the_lead_stretched_leaves_no_gap_in_the_tenants_slots() -> None:
     # Given a tenant at 80/s in the middle of a big batch
-    dispatcher, campaigns, captured = make()
-    tenant, campaign = uuid.uuid4(), uuid.uuid4()
-    campaigns.running_ids.add(campaign)
-    dispatcher.set_rate(tenant, 80)
-    task = asyncio.create_task(dispatcher.dispatch(batch(tenant, campaign, 400)))
-    await captured.wait_for(2)
+    dispatcher, captured, tenant, campaign, task = await mid_batch(400)
 
     # When a sender reports a chunk that reached it 0.3 s after its first slot (the lead stretches
     # to 0.5 s), and hands back the messages it came too late for
@@ -170,11 +169,7 @@ async def test_a_re_slot_right_after_the_lead_stretched_leaves_no_gap_in_the_ten
     interval = slot_interval(80, 0.015)
     late = [c for _, c, _ in captured.chunks if c.recipient_ids[0] > 1000]
     assert late[0].first_slot_at >= handed_back_at + LEAD / 2  # type: ignore[operator]
-    slots = sorted(
-        c.first_slot_at + i * c.interval_s  # type: ignore[operator]
-        for _, c, _ in captured.chunks
-        for i in range(len(c.recipient_ids))
-    )
+    slots = captured.slots()
     gaps = [b - a for a, b in itertools.pairwise(slots)]
     assert min(gaps) >= interval - 1e-6
     assert max(gaps) < interval + LEAD
