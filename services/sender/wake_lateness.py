@@ -61,6 +61,9 @@ class LatenessSamples:
 
 
 class PacedLateness(LatenessSamples):
+    """The pool of this sender's paced wake-ups, every tenant's, that each paced chunk's timing
+    report asks a tolerance from."""
+
     def __init__(
         self, base_tolerance_s: float, samples: int = PACED_SAMPLES, max_age_s: float = PACED_MAX_AGE_S
     ) -> None:
