@@ -17,6 +17,8 @@ import asyncpg
 import httpx
 import pytest
 
+from shared.cpu_slice import slice_s
+from shared.settings import Settings
 from tests.e2e.engine.engine_helpers import (
     api,
     seed_customers,
@@ -101,6 +103,23 @@ async def test_beside_busy_processes_no_second_at_the_receiver_holds_more_than_t
     assert stats["max_in_any_second"] <= rate
     assert took <= 4 * total / rate
     await wait_settled(pool, started["id"], total, timeout_s=60, stack=engine_stack)
+
+
+async def test_each_senders_event_loop_runs_with_the_short_cpu_slice_it_asked_for(
+    engine_stack: Stack,
+) -> None:
+    # Given a kernel that keeps a slice per thread (Linux 6.12 on)
+    if not slice_s():
+        pytest.skip("this kernel has no per-thread slices (Linux < 6.12)")
+
+    # Then every sender's event loop (its main thread) runs with the configured slice, shorter
+    # than the kernel's default that the other services keep
+    senders = [process for name, process in engine_stack.processes.items() if name.startswith("sender")]
+    assert senders
+    for sender in senders:
+        assert slice_s(sender.pid) == pytest.approx(Settings().sender_cpu_slice_s)
+    tracker_slice = slice_s(engine_stack.processes["tracker"].pid)
+    assert tracker_slice is not None and tracker_slice > Settings().sender_cpu_slice_s
 
 
 async def test_a_rate_change_mid_campaign_shows_in_the_per_second_counts(
