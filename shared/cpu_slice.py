@@ -52,7 +52,7 @@ class _SchedAttr(ctypes.Structure):
 
 def _syscalls() -> tuple[ctypes.CDLL, int, int] | None:
     numbers = _SYSCALLS.get(platform.machine())
-    if numbers is None or not platform.system() == "Linux":
+    if numbers is None or platform.system() != "Linux":
         return None
     return ctypes.CDLL(None, use_errno=True), numbers[0], numbers[1]
 
