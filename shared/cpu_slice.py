@@ -21,6 +21,7 @@ Written by hand: Python's ``os`` module has ``sched_setscheduler`` but not ``sch
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 
@@ -50,6 +51,7 @@ class _SchedAttr(ctypes.Structure):
     ]
 
 
+@functools.cache
 def _syscalls() -> tuple[ctypes.CDLL, int, int] | None:
     numbers = _SYSCALLS.get(platform.machine())
     if numbers is None or platform.system() != "Linux":
@@ -57,11 +59,15 @@ def _syscalls() -> tuple[ctypes.CDLL, int, int] | None:
     return ctypes.CDLL(None, use_errno=True), numbers[0], numbers[1]
 
 
-def _get(libc: ctypes.CDLL, getattr_nr: int, tid: int) -> _SchedAttr:
-    attr = _SchedAttr()
-    if libc.syscall(getattr_nr, tid, ctypes.byref(attr), ctypes.sizeof(attr), 0) != 0:
+def _check(result: int) -> None:
+    if result != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, os.strerror(errno))
+
+
+def _get(libc: ctypes.CDLL, getattr_nr: int, tid: int) -> _SchedAttr:
+    attr = _SchedAttr()
+    _check(libc.syscall(getattr_nr, tid, ctypes.byref(attr), ctypes.sizeof(attr), 0))
     return attr
 
 
@@ -91,7 +97,5 @@ def request_slice(seconds: float) -> float | None:
     attr.size = ctypes.sizeof(attr)
     attr.sched_flags = 0
     attr.sched_runtime = round(seconds * 1e9)
-    if libc.syscall(setattr_nr, 0, ctypes.byref(attr), 0) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, os.strerror(errno))
+    _check(libc.syscall(setattr_nr, 0, ctypes.byref(attr), 0))
     return _get(libc, getattr_nr, 0).sched_runtime / 1e9

@@ -14,24 +14,17 @@ from pydantic import ValidationError
 from shared.cpu_slice import MAX_SLICE_S, MIN_SLICE_S, request_slice, slice_s
 from shared.settings import Settings
 
-
-def kernel_has_custom_slices() -> bool:
-    # Linux reports a fair thread's slice from 6.12 on; before, it reads 0 and ignores a request.
-    current = slice_s()
-    return bool(current)
-
-
+# Linux reports a fair thread's slice from 6.12 on; before, it reads 0 and ignores a request.
 needs_custom_slices = pytest.mark.skipif(
-    not kernel_has_custom_slices(), reason="this kernel has no per-thread slices (Linux < 6.12)"
+    not slice_s(), reason="this kernel has no per-thread slices (Linux < 6.12)"
 )
 
 
-def in_a_thread(work: Callable[[], Any]) -> tuple[int, Any]:
-    """Run ``work`` in a new thread; its native id and what it returned (or raised)."""
+def in_a_thread(work: Callable[[], Any]) -> Any:
+    """Run ``work`` in a new thread; what it returned (or raised)."""
     outcome: dict[str, Any] = {}
 
     def run() -> None:
-        outcome["tid"] = threading.get_native_id()
         try:
             outcome["value"] = work()
         except Exception as exc:  # handed to the asserting thread
@@ -40,7 +33,7 @@ def in_a_thread(work: Callable[[], Any]) -> tuple[int, Any]:
     thread = threading.Thread(target=run)
     thread.start()
     thread.join()
-    return outcome["tid"], outcome["value"]
+    return outcome["value"]
 
 
 @needs_custom_slices
@@ -48,7 +41,7 @@ def test_the_calling_thread_gets_the_slice_it_asks_for_and_no_other_thread_does(
     before = slice_s()
     assert before is not None
 
-    _, granted = in_a_thread(lambda: (request_slice(0.0003), slice_s()))
+    granted = in_a_thread(lambda: (request_slice(0.0003), slice_s()))
 
     assert granted == (pytest.approx(0.0003), pytest.approx(0.0003))
     # This thread kept the kernel's default.
@@ -63,7 +56,7 @@ def test_asking_keeps_the_threads_nice_value() -> None:
         granted = request_slice(0.0005)
         return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()), granted
 
-    _, (nice, granted) = in_a_thread(niced_then_asked)
+    nice, granted = in_a_thread(niced_then_asked)
 
     assert nice == 7
     assert granted == pytest.approx(0.0005)
@@ -71,7 +64,7 @@ def test_asking_keeps_the_threads_nice_value() -> None:
 
 @pytest.mark.parametrize("seconds", [0.0, MIN_SLICE_S / 2, MAX_SLICE_S * 2, -0.001])
 def test_a_slice_outside_the_kernels_range_is_refused_before_the_call(seconds: float) -> None:
-    _, outcome = in_a_thread(lambda: request_slice(seconds))
+    outcome = in_a_thread(lambda: request_slice(seconds))
     assert isinstance(outcome, ValueError)
 
 
